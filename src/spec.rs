@@ -1,0 +1,872 @@
+//! The workload file: what a user writes, and the validated [`Workload`] the
+//! coordinator runs.
+//!
+//! Parse, then validate. The TOML deserializes into `Raw*` structs that deny
+//! unknown keys and keep the source span of every value that validation may
+//! reject; [`Workload::parse`] turns them into domain types that cannot hold a
+//! zero rate, a bad duration or a URL the agent cannot dial. Every rejection
+//! names the file, the line and the column, and says what was expected.
+//!
+//! This module does not run anything and does not know about agents' shares
+//! of the load: splitting a phase across agents is the coordinator's job.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::clock::parse_duration;
+use crate::pb;
+use crate::rng::Latency;
+
+/// Width of a result window. Fixed for now; replay can re-window later.
+pub const WINDOW: Duration = Duration::from_secs(1);
+
+/// A workload file that failed to load.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("reading workload file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Invalid {
+        path: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+}
+
+/// A validated workload.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Workload {
+    pub name: String,
+    pub agents: Agents,
+    pub services: Vec<Service>,
+    pub phases: Vec<Phase>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Agents {
+    /// Agent processes started on the coordinator's own machine.
+    pub local: u32,
+    /// How long to wait for every agent to attach.
+    #[serde(with = "duration_text")]
+    pub attach_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Service {
+    pub name: String,
+    pub command: Command,
+    pub env: Vec<(String, String)>,
+    /// `host:port` that accepts TCP connections once the service is ready.
+    pub ready_tcp: Option<String>,
+    #[serde(with = "duration_text")]
+    pub ready_timeout: Duration,
+}
+
+/// A service's command line. `{agent}` in any argument stands for the path of
+/// the agent binary (so the built-in target can be a service).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Command {
+    /// Run with `sh -c`.
+    Shell(String),
+    /// Run directly, no shell.
+    Argv(Vec<String>),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Phase {
+    pub name: String,
+    #[serde(with = "duration_text")]
+    pub duration: Duration,
+    /// Recorded in the log, left out of the headline numbers. A whole number
+    /// of windows.
+    #[serde(with = "duration_text")]
+    pub warmup: Duration,
+    pub load: Load,
+    pub workload: WorkloadKind,
+}
+
+/// How load is offered, in totals across all agents.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub enum Load {
+    /// Closed loop: `concurrency` workers, each sending its next request when
+    /// the previous one completes.
+    Closed { concurrency: u32 },
+    /// Open loop: `rate` requests per second on a fixed schedule over
+    /// `concurrency` connections; latency counts from the intended send time.
+    Open { rate: f64, concurrency: u32 },
+}
+
+impl Load {
+    pub fn concurrency(&self) -> u32 {
+        match *self {
+            Load::Closed { concurrency } | Load::Open { concurrency, .. } => concurrency,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum WorkloadKind {
+    Http(Http),
+    Synthetic(Synthetic),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Http {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    #[serde(with = "duration_text")]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Synthetic {
+    #[serde(skip)]
+    pub latency: Latency,
+    pub error_ratio: f64,
+    pub seed: u64,
+}
+
+mod duration_text {
+    use serde::Serializer;
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+}
+
+impl Phase {
+    /// The phase as the agents receive it.
+    pub fn to_pb(&self) -> pb::PhaseSpec {
+        let workload = match &self.workload {
+            WorkloadKind::Http(h) => pb::phase_spec::Workload::Http(pb::HttpWorkload {
+                method: h.method.clone(),
+                url: h.url.clone(),
+                headers: h
+                    .headers
+                    .iter()
+                    .map(|(name, value)| pb::Header {
+                        name: name.clone(),
+                        value: value.clone(),
+                    })
+                    .collect(),
+                body: h.body.clone().into_bytes(),
+                timeout_ms: millis(h.timeout),
+            }),
+            WorkloadKind::Synthetic(s) => {
+                pb::phase_spec::Workload::Synthetic(pb::SyntheticWorkload {
+                    latency: Some(s.latency.to_pb()),
+                    error_ratio: s.error_ratio,
+                    seed: s.seed,
+                })
+            }
+        };
+        pb::PhaseSpec {
+            name: self.name.clone(),
+            duration_ms: millis(self.duration),
+            warmup_ms: millis(self.warmup),
+            window_ms: millis(WINDOW) as u32,
+            workload: Some(workload),
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+// ---------------------------------------------------------------- raw TOML
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorkload {
+    run: Option<RawRun>,
+    agents: Spanned<RawAgents>,
+    #[serde(default)]
+    service: Vec<RawService>,
+    phase: Option<Spanned<Vec<Spanned<RawPhase>>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRun {
+    name: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgents {
+    local: Option<Spanned<i64>>,
+    attach_timeout: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    name: Spanned<String>,
+    command: Spanned<RawCommand>,
+    #[serde(default)]
+    env: std::collections::BTreeMap<String, String>,
+    ready: Option<RawReady>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawCommand {
+    Shell(String),
+    Argv(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReady {
+    tcp: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPhase {
+    name: Spanned<String>,
+    duration: Spanned<String>,
+    warmup: Option<Spanned<String>>,
+    http: Option<Spanned<RawHttp>>,
+    synthetic: Option<Spanned<RawSynthetic>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    url: Spanned<String>,
+    method: Option<Spanned<String>>,
+    #[serde(default)]
+    headers: std::collections::BTreeMap<String, String>,
+    body: Option<String>,
+    timeout: Option<Spanned<String>>,
+    concurrency: Option<Spanned<i64>>,
+    rate: Option<Spanned<Number>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSynthetic {
+    latency: Spanned<RawLatency>,
+    error_ratio: Option<Spanned<Number>>,
+    seed: Option<u64>,
+    concurrency: Option<Spanned<i64>>,
+    rate: Option<Spanned<Number>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawLatency {
+    Constant(String),
+    Dist(RawDist),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDist {
+    dist: String,
+    value: Option<String>,
+    min: Option<String>,
+    max: Option<String>,
+    mean: Option<String>,
+    stddev: Option<String>,
+    median: Option<String>,
+    sigma: Option<f64>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(untagged)]
+enum Number {
+    Int(i64),
+    Float(f64),
+}
+
+impl Number {
+    fn get(self) -> f64 {
+        match self {
+            Number::Int(i) => i as f64,
+            Number::Float(f) => f,
+        }
+    }
+}
+
+// ---------------------------------------------------------------- validation
+
+/// Where validation errors point.
+struct Source<'a> {
+    path: &'a str,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn error(&self, span: Range<usize>, message: impl Into<String>) -> SpecError {
+        let start = span.start.min(self.text.len());
+        let before = &self.text[..start];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let column = before[line_start..].chars().count() + 1;
+        SpecError::Invalid {
+            path: self.path.to_string(),
+            line,
+            column,
+            message: message.into(),
+        }
+    }
+
+    fn duration(&self, value: &Spanned<String>, what: &str) -> Result<Duration, SpecError> {
+        parse_duration(value.get_ref()).map_err(|e| {
+            self.error(
+                value.span(),
+                format!(
+                    "{what}: {:?} is not a duration ({e}); write it like \"30s\", \"500ms\" or \"2m\"",
+                    value.get_ref()
+                ),
+            )
+        })
+    }
+}
+
+impl Workload {
+    /// Reads and validates a workload file.
+    pub fn load(path: &Path) -> Result<(Workload, String), SpecError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let workload = Workload::parse(&path.display().to_string(), &text)?;
+        Ok((workload, text))
+    }
+
+    /// Validates workload text; `path` is only used to name it in errors and
+    /// as the default run name.
+    pub fn parse(path: &str, text: &str) -> Result<Workload, SpecError> {
+        let src = Source { path, text };
+        let raw: RawWorkload = toml::from_str(text).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            src.error(span, e.message().trim().to_string())
+        })?;
+
+        let name = match raw.run.and_then(|r| r.name) {
+            Some(n) if n.get_ref().trim().is_empty() => {
+                return Err(src.error(n.span(), "run.name must not be empty"));
+            }
+            Some(n) => n.into_inner(),
+            None => Path::new(path)
+                .file_stem()
+                .map_or_else(|| "run".to_string(), |s| s.to_string_lossy().into_owned()),
+        };
+
+        let agents_span = raw.agents.span();
+        let raw_agents = raw.agents.into_inner();
+        let local = match raw_agents.local {
+            None => {
+                return Err(src.error(
+                    agents_span,
+                    "[agents] needs `local = N` (the number of agent processes to start on this machine)",
+                ));
+            }
+            Some(n) if *n.get_ref() < 1 || *n.get_ref() > 1024 => {
+                return Err(src.error(
+                    n.span(),
+                    format!(
+                        "agents.local must be between 1 and 1024, not {}",
+                        n.get_ref()
+                    ),
+                ));
+            }
+            Some(n) => *n.get_ref() as u32,
+        };
+        let attach_timeout = match &raw_agents.attach_timeout {
+            Some(t) => positive(&src, t, "agents.attach_timeout")?,
+            None => Duration::from_secs(30),
+        };
+        let agents = Agents {
+            local,
+            attach_timeout,
+        };
+
+        let mut services = Vec::new();
+        for s in raw.service {
+            services.push(validate_service(&src, s, &services)?);
+        }
+
+        let Some(raw_phases) = raw.phase else {
+            return Err(src.error(
+                0..0,
+                "the workload has no [[phase]]: add at least one, with a name, a duration and an [phase.http] or [phase.synthetic] table",
+            ));
+        };
+        let phases_span = raw_phases.span();
+        let raw_phases = raw_phases.into_inner();
+        if raw_phases.is_empty() {
+            return Err(src.error(phases_span, "`phase` must hold at least one phase"));
+        }
+        let mut phases: Vec<Phase> = Vec::new();
+        for p in raw_phases {
+            let phase = validate_phase(&src, p, agents.local)?;
+            phases.push(phase);
+        }
+        Ok(Workload {
+            name,
+            agents,
+            services,
+            phases,
+        })
+    }
+
+    /// The validated configuration as JSON, as the log records it.
+    pub fn resolved_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("workload serializes: plain data")
+    }
+}
+
+fn positive(src: &Source, value: &Spanned<String>, what: &str) -> Result<Duration, SpecError> {
+    let d = src.duration(value, what)?;
+    if d.is_zero() {
+        return Err(src.error(value.span(), format!("{what} must be longer than zero")));
+    }
+    Ok(d)
+}
+
+fn validate_service(
+    src: &Source,
+    s: RawService,
+    earlier: &[Service],
+) -> Result<Service, SpecError> {
+    let name_span = s.name.span();
+    let name = s.name.into_inner();
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        return Err(src.error(
+            name_span,
+            format!("service name {name:?} must be non-empty letters, digits, '-', '_' or '.'"),
+        ));
+    }
+    if earlier.iter().any(|e| e.name == name) {
+        return Err(src.error(name_span, format!("service {name:?} is defined twice")));
+    }
+    let command_span = s.command.span();
+    let command = match s.command.into_inner() {
+        RawCommand::Shell(c) if c.trim().is_empty() => None,
+        RawCommand::Shell(c) => Some(Command::Shell(c)),
+        RawCommand::Argv(a) if a.is_empty() || a[0].is_empty() => None,
+        RawCommand::Argv(a) => Some(Command::Argv(a)),
+    }
+    .ok_or_else(|| src.error(command_span, "service command must not be empty"))?;
+    let (ready_tcp, ready_timeout) = match s.ready {
+        None => (None, Duration::from_secs(10)),
+        Some(r) => {
+            let tcp = match r.tcp {
+                Some(t) => {
+                    let text = t.get_ref();
+                    let ok = text
+                        .rsplit_once(':')
+                        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+                    if !ok {
+                        return Err(src.error(
+                            t.span(),
+                            format!("ready.tcp {text:?} must be host:port, like \"127.0.0.1:8080\""),
+                        ));
+                    }
+                    Some(t.into_inner())
+                }
+                None => None,
+            };
+            let timeout = match &r.timeout {
+                Some(t) => positive(src, t, "ready.timeout")?,
+                None => Duration::from_secs(10),
+            };
+            (tcp, timeout)
+        }
+    };
+    Ok(Service {
+        name,
+        command,
+        env: s.env.into_iter().collect(),
+        ready_tcp,
+        ready_timeout,
+    })
+}
+
+fn validate_phase(src: &Source, p: Spanned<RawPhase>, agents: u32) -> Result<Phase, SpecError> {
+    let phase_span = p.span();
+    let p = p.into_inner();
+    let name_span = p.name.span();
+    let name = p.name.into_inner();
+    if name.trim().is_empty() {
+        return Err(src.error(name_span, "phase name must not be empty"));
+    }
+    let duration = positive(src, &p.duration, "phase.duration")?;
+    let warmup = match &p.warmup {
+        Some(w) => {
+            let d = src.duration(w, "phase.warmup")?;
+            if d.as_millis() % WINDOW.as_millis() != 0 {
+                return Err(src.error(
+                    w.span(),
+                    format!(
+                        "phase.warmup must be a whole number of {}s windows, like \"2s\"",
+                        WINDOW.as_secs()
+                    ),
+                ));
+            }
+            if d >= duration {
+                return Err(src.error(
+                    w.span(),
+                    format!(
+                        "phase.warmup ({}) must be shorter than phase.duration ({})",
+                        humantime::format_duration(d),
+                        humantime::format_duration(duration)
+                    ),
+                ));
+            }
+            d
+        }
+        None => Duration::ZERO,
+    };
+    let (load, workload) = match (p.http, p.synthetic) {
+        (Some(h), None) => validate_http(src, h, agents)?,
+        (None, Some(s)) => validate_synthetic(src, s, agents)?,
+        (Some(h), Some(_)) => {
+            return Err(src.error(
+                h.span(),
+                format!("phase {name:?} has both [phase.http] and [phase.synthetic]; give it one workload"),
+            ));
+        }
+        (None, None) => {
+            return Err(src.error(
+                phase_span,
+                format!("phase {name:?} has no workload: add a [phase.http] or a [phase.synthetic] table"),
+            ));
+        }
+    };
+    Ok(Phase {
+        name,
+        duration,
+        warmup,
+        load,
+        workload,
+    })
+}
+
+/// `concurrency` and `rate`, as both workloads take them.
+fn validate_load(
+    src: &Source,
+    table_span: Range<usize>,
+    table: &str,
+    concurrency: Option<Spanned<i64>>,
+    rate: Option<Spanned<Number>>,
+    agents: u32,
+) -> Result<Load, SpecError> {
+    let concurrency = match concurrency {
+        Some(c) if *c.get_ref() < 1 || *c.get_ref() > 1_000_000 => {
+            return Err(src.error(
+                c.span(),
+                format!(
+                    "{table}.concurrency must be a whole number from 1 to 1000000, not {}",
+                    c.get_ref()
+                ),
+            ));
+        }
+        Some(c) => Some(*c.get_ref() as u32),
+        None => None,
+    };
+    match rate {
+        Some(r) => {
+            let v = r.get_ref().get();
+            if !v.is_finite() || v <= 0.0 {
+                return Err(src.error(
+                    r.span(),
+                    format!("{table}.rate must be a number of requests per second above zero, not {v}"),
+                ));
+            }
+            // Enough connections for ~2 ms of service time per request, at
+            // least 4 per agent; the user can set it.
+            let default = ((v / 500.0).ceil() as u32).clamp(4 * agents, 1024.max(4 * agents));
+            Ok(Load::Open {
+                rate: v,
+                concurrency: concurrency.unwrap_or(default),
+            })
+        }
+        None => match concurrency {
+            Some(c) => Ok(Load::Closed { concurrency: c }),
+            None => Err(src.error(
+                table_span,
+                format!(
+                    "[{table}] needs `concurrency = N` (closed loop) or `rate = R` requests per second (open loop)"
+                ),
+            )),
+        },
+    }
+}
+
+fn validate_http(
+    src: &Source,
+    h: Spanned<RawHttp>,
+    agents: u32,
+) -> Result<(Load, WorkloadKind), SpecError> {
+    let span = h.span();
+    let h = h.into_inner();
+    let url = h.url.get_ref().trim().to_string();
+    check_url(&url).map_err(|why| src.error(h.url.span(), format!("phase.http.url {url:?} {why}")))?;
+    let method = match &h.method {
+        Some(m) => {
+            let text = m.get_ref().to_ascii_uppercase();
+            if text.is_empty() || !text.bytes().all(|b| b.is_ascii_uppercase()) {
+                return Err(src.error(
+                    m.span(),
+                    format!("phase.http.method {:?} is not an HTTP method like GET or POST", m.get_ref()),
+                ));
+            }
+            text
+        }
+        None => "GET".to_string(),
+    };
+    let timeout = match &h.timeout {
+        Some(t) => positive(src, t, "phase.http.timeout")?,
+        None => Duration::from_secs(10),
+    };
+    let load = validate_load(src, span, "phase.http", h.concurrency, h.rate, agents)?;
+    Ok((
+        load,
+        WorkloadKind::Http(Http {
+            method,
+            url,
+            headers: h.headers.into_iter().collect(),
+            body: h.body.unwrap_or_default(),
+            timeout,
+        }),
+    ))
+}
+
+/// Why a URL cannot be dialed by the agent's HTTP client, if it cannot.
+fn check_url(url: &str) -> Result<(), String> {
+    let rest = if let Some(rest) = url.strip_prefix("http://") {
+        rest
+    } else if url.starts_with("https://") {
+        return Err("uses https, which this version does not support yet: use http://".into());
+    } else {
+        return Err("must start with http://, like \"http://127.0.0.1:8080/\"".into());
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.is_empty() {
+        return Err("has no host".into());
+    }
+    if authority.contains('@') {
+        return Err("must not hold credentials".into());
+    }
+    if let Some((host, port)) = authority.rsplit_once(':')
+        && !host.ends_with(']')
+    {
+        if host.is_empty() {
+            return Err("has no host".into());
+        }
+        if port.parse::<u16>().map_or(true, |p| p == 0) {
+            return Err(format!("has a bad port {port:?}"));
+        }
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("contains spaces or control characters".into());
+    }
+    Ok(())
+}
+
+fn validate_synthetic(
+    src: &Source,
+    s: Spanned<RawSynthetic>,
+    agents: u32,
+) -> Result<(Load, WorkloadKind), SpecError> {
+    let span = s.span();
+    let s = s.into_inner();
+    let latency_span = s.latency.span();
+    let latency = validate_latency(s.latency.into_inner())
+        .map_err(|why| src.error(latency_span, format!("phase.synthetic.latency: {why}")))?;
+    let error_ratio = match s.error_ratio {
+        Some(r) => {
+            let v = r.get_ref().get();
+            if !(0.0..=1.0).contains(&v) {
+                return Err(src.error(
+                    r.span(),
+                    format!("phase.synthetic.error_ratio must be between 0 and 1, not {v}"),
+                ));
+            }
+            v
+        }
+        None => 0.0,
+    };
+    let load = validate_load(src, span, "phase.synthetic", s.concurrency, s.rate, agents)?;
+    Ok((
+        load,
+        WorkloadKind::Synthetic(Synthetic {
+            latency,
+            error_ratio,
+            seed: s.seed.unwrap_or(1),
+        }),
+    ))
+}
+
+fn validate_latency(raw: RawLatency) -> Result<Latency, String> {
+    fn us(field: &str, v: Option<&String>) -> Result<u64, String> {
+        let text = v.ok_or_else(|| format!("needs `{field}`, a duration like \"2ms\""))?;
+        let d = parse_duration(text).map_err(|e| format!("{field} {text:?} is not a duration ({e})"))?;
+        Ok(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+    }
+    match raw {
+        RawLatency::Constant(text) => {
+            let d = parse_duration(&text)
+                .map_err(|e| format!("{text:?} is not a duration ({e}); write \"2ms\" or a table like {{ dist = \"exponential\", mean = \"2ms\" }}"))?;
+            Ok(Latency::Constant(u64::try_from(d.as_micros()).unwrap_or(u64::MAX)))
+        }
+        RawLatency::Dist(d) => match d.dist.as_str() {
+            "constant" => Ok(Latency::Constant(us("value", d.value.as_ref())?)),
+            "uniform" => {
+                let (min, max) = (us("min", d.min.as_ref())?, us("max", d.max.as_ref())?);
+                if min > max {
+                    return Err("uniform needs min <= max".into());
+                }
+                Ok(Latency::Uniform { min, max })
+            }
+            "exponential" => Ok(Latency::Exponential {
+                mean: us("mean", d.mean.as_ref())?,
+            }),
+            "normal" => Ok(Latency::Normal {
+                mean: us("mean", d.mean.as_ref())?,
+                stddev: us("stddev", d.stddev.as_ref())?,
+            }),
+            "lognormal" => {
+                let sigma = d.sigma.ok_or("lognormal needs `sigma`, a number like 0.5")?;
+                if !sigma.is_finite() || sigma < 0.0 {
+                    return Err(format!("lognormal sigma must be zero or more, not {sigma}"));
+                }
+                Ok(Latency::LogNormal {
+                    median: us("median", d.median.as_ref())?,
+                    sigma,
+                })
+            }
+            other => Err(format!(
+                "unknown dist {other:?}; expected constant, uniform, exponential, normal or lognormal"
+            )),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[run]
+name = "quickstart"
+
+[agents]
+local = 2
+
+[[phase]]
+name = "load"
+duration = "10s"
+warmup = "2s"
+
+[phase.http]
+url = "http://127.0.0.1:18080/"
+concurrency = 16
+"#;
+
+    fn reject(text: &str) -> String {
+        match Workload::parse("w.toml", text) {
+            Ok(w) => panic!("accepted: {w:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn the_issue_example_parses() {
+        let w = Workload::parse("w.toml", GOOD).unwrap();
+        assert_eq!(w.name, "quickstart");
+        assert_eq!(w.agents.local, 2);
+        assert_eq!(w.phases[0].duration, Duration::from_secs(10));
+        assert_eq!(w.phases[0].warmup, Duration::from_secs(2));
+        assert_eq!(w.phases[0].load, Load::Closed { concurrency: 16 });
+    }
+
+    #[test]
+    fn unknown_key_names_the_key_and_line() {
+        let e = reject(&GOOD.replace("concurrency = 16", "concurrency = 16\nrats = 5"));
+        assert!(e.starts_with("w.toml:16:1: "), "{e}");
+        assert!(e.contains("rats"), "{e}");
+    }
+
+    #[test]
+    fn zero_rate_is_rejected_with_position() {
+        let e = reject(&GOOD.replace("concurrency = 16", "rate = 0"));
+        assert_eq!(
+            e,
+            "w.toml:15:8: phase.http.rate must be a number of requests per second above zero, not 0"
+        );
+    }
+
+    #[test]
+    fn bad_duration_says_how_to_write_one() {
+        let e = reject(&GOOD.replace("\"10s\"", "\"ten\""));
+        assert!(e.starts_with("w.toml:10:12: phase.duration: \"ten\" is not a duration"), "{e}");
+        assert!(e.contains("\"30s\""), "{e}");
+    }
+
+    #[test]
+    fn https_and_garbage_urls_are_rejected() {
+        let e = reject(&GOOD.replace("http://127.0.0.1:18080/", "https://x/"));
+        assert!(e.contains("https"), "{e}");
+        let e = reject(&GOOD.replace("http://127.0.0.1:18080/", "127.0.0.1:18080"));
+        assert!(e.contains("must start with http://"), "{e}");
+        let e = reject(&GOOD.replace("http://127.0.0.1:18080/", "http://:80/"));
+        assert!(e.contains("has no host"), "{e}");
+        let e = reject(&GOOD.replace("18080", "99999"));
+        assert!(e.contains("bad port"), "{e}");
+    }
+
+    #[test]
+    fn missing_keys_are_named() {
+        let e = reject(&GOOD.replace("duration = \"10s\"\n", ""));
+        assert!(e.contains("duration"), "{e}");
+        let e = reject(&GOOD.replace("concurrency = 16\n", ""));
+        assert!(e.contains("needs `concurrency = N`"), "{e}");
+        let e = reject(&GOOD.replace("local = 2", ""));
+        assert!(e.contains("needs `local = N`"), "{e}");
+    }
+
+    #[test]
+    fn warmup_must_fit() {
+        let e = reject(&GOOD.replace("\"2s\"", "\"1500ms\""));
+        assert!(e.contains("whole number of 1s windows"), "{e}");
+        let e = reject(&GOOD.replace("\"2s\"", "\"10s\""));
+        assert!(e.contains("must be shorter than phase.duration"), "{e}");
+    }
+
+    #[test]
+    fn synthetic_phase_parses() {
+        let text = GOOD.replace(
+            "[phase.http]\nurl = \"http://127.0.0.1:18080/\"\nconcurrency = 16",
+            "[phase.synthetic]\nlatency = { dist = \"exponential\", mean = \"2ms\" }\nerror_ratio = 0.01\nrate = 1000",
+        );
+        let w = Workload::parse("w.toml", &text).unwrap();
+        match &w.phases[0].workload {
+            WorkloadKind::Synthetic(s) => {
+                assert_eq!(s.latency, Latency::Exponential { mean: 2000 });
+                assert_eq!(s.error_ratio, 0.01);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(w.phases[0].load, Load::Open { rate, .. } if rate == 1000.0));
+    }
+}
