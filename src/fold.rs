@@ -1,0 +1,774 @@
+//! The fold: one aggregation over a run's log records, and the only one.
+//!
+//! The coordinator's live view feeds it each record right after the record is
+//! durable; the end-of-run summary and `report` read the same state, and
+//! `report` rebuilds it from the log alone. So every number a user sees comes
+//! from this code, whichever way they look.
+//!
+//! Applying records is order-independent: windows are keyed by (phase, window
+//! index), counts add, histograms merge, and a repeated `(agent, seq)` is
+//! ignored. Percentiles are read from merged HDR histograms, never averaged.
+//!
+//! This module owns no I/O: it neither reads the log nor prints.
+
+use std::collections::{BTreeMap, HashSet};
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::pb;
+use crate::pb::log_record::Record;
+use crate::window::{decode_histogram, new_histogram};
+
+/// Facts about the run from its first record.
+#[derive(Debug, Clone, Default)]
+pub struct RunInfo {
+    pub id: String,
+    pub name: String,
+    pub started_at_us: i64,
+    pub workload_path: String,
+    pub workload_text: String,
+    pub resolved_json: String,
+    pub coordinator_version: String,
+    pub agent_binary_hash: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AgentInfo {
+    pub id: String,
+    pub host: String,
+    pub cores: u32,
+    pub memory_bytes: u64,
+    pub version: String,
+    pub binary_hash: String,
+    pub clock_offset_us: i64,
+    pub rtt_us: u64,
+    pub attaches: u32,
+    pub detaches: u32,
+}
+
+/// All agents' results for one window of one phase.
+#[derive(Debug, Clone)]
+pub struct WindowAgg {
+    pub ok: u64,
+    pub errors: BTreeMap<String, u64>,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub latency: Histogram<u64>,
+    pub latency_clamped: u64,
+    pub max_send_lag_us: u64,
+    /// How many agents' windows were merged here.
+    pub agents: u32,
+}
+
+impl WindowAgg {
+    fn new() -> Self {
+        WindowAgg {
+            ok: 0,
+            errors: BTreeMap::new(),
+            bytes_sent: 0,
+            bytes_received: 0,
+            latency: new_histogram(),
+            latency_clamped: 0,
+            max_send_lag_us: 0,
+            agents: 0,
+        }
+    }
+
+    pub fn error_count(&self) -> u64 {
+        self.errors.values().sum()
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.ok + self.error_count()
+    }
+
+    fn add(&mut self, w: &pb::ResultWindow, latency: &Histogram<u64>) {
+        self.ok += w.ok;
+        for (class, n) in &w.errors {
+            *self.errors.entry(class.clone()).or_default() += n;
+        }
+        self.bytes_sent += w.bytes_sent;
+        self.bytes_received += w.bytes_received;
+        // Our own histograms auto-resize, so a foreign range never fails.
+        self.latency.add(latency).expect("auto-resizing histogram");
+        self.latency_clamped += w.latency_clamped;
+        self.max_send_lag_us = self.max_send_lag_us.max(w.max_send_lag_us);
+        self.agents += 1;
+    }
+
+    fn merge(&mut self, other: &WindowAgg) {
+        self.ok += other.ok;
+        for (class, n) in &other.errors {
+            *self.errors.entry(class.clone()).or_default() += n;
+        }
+        self.bytes_sent += other.bytes_sent;
+        self.bytes_received += other.bytes_received;
+        self.latency.add(&other.latency).expect("auto-resizing histogram");
+        self.latency_clamped += other.latency_clamped;
+        self.max_send_lag_us = self.max_send_lag_us.max(other.max_send_lag_us);
+        self.agents = self.agents.max(other.agents);
+    }
+}
+
+/// One agent's part in one phase.
+#[derive(Debug, Clone, Default)]
+pub struct AgentPhase {
+    pub windows: u32,
+    pub ok: u64,
+    pub errors: u64,
+    pub ended: Option<pb::PhaseEnded>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PhaseAgg {
+    pub index: u32,
+    pub name: String,
+    pub start_at_us: i64,
+    pub duration_ms: u64,
+    pub warmup_ms: u64,
+    pub window_ms: u32,
+    pub agent_ids: Vec<String>,
+    pub windows: BTreeMap<u32, WindowAgg>,
+    pub agents: BTreeMap<String, AgentPhase>,
+}
+
+impl PhaseAgg {
+    fn is_warmup(&self, index: u32) -> bool {
+        u64::from(index) * u64::from(self.window_ms) < self.warmup_ms
+    }
+
+    /// Every agent the phase was scheduled on has said it ended.
+    pub fn ended(&self) -> bool {
+        !self.agent_ids.is_empty()
+            && self
+                .agent_ids
+                .iter()
+                .all(|id| self.agents.get(id).is_some_and(|a| a.ended.is_some()))
+    }
+
+    /// The newest window that every scheduled agent has reported.
+    pub fn last_complete_window(&self) -> Option<(u32, &WindowAgg)> {
+        let want = self.agent_ids.len() as u32;
+        self.windows
+            .iter()
+            .rev()
+            .find(|(_, w)| w.agents >= want)
+            .map(|(i, w)| (*i, w))
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct HostAgg {
+    /// Per whole second (coordinator clock): the highest sample, so that two
+    /// agents on one host count once and order does not matter.
+    seconds: BTreeMap<i64, HostSample>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct HostSample {
+    cpu_pct: f64,
+    mem_used: u64,
+    net_rx: u64,
+    net_tx: u64,
+    load_1: f64,
+}
+
+/// Everything known about a run, built from its log records.
+#[derive(Debug, Default)]
+pub struct Fold {
+    pub run: Option<RunInfo>,
+    pub agents: BTreeMap<String, AgentInfo>,
+    pub phases: BTreeMap<u32, PhaseAgg>,
+    hosts: BTreeMap<String, HostAgg>,
+    seen: HashSet<(String, u64)>,
+    /// Per agent: (highest seq seen, distinct seqs seen).
+    seqs: BTreeMap<String, (u64, u64)>,
+    pub duplicate_events: u64,
+    pub finished: Option<pb::RunFinished>,
+    pub notices: Vec<String>,
+    pub records: u64,
+    pub last_logged_at_us: i64,
+    /// Windows whose histogram could not be decoded (counted, not merged).
+    pub bad_windows: u64,
+}
+
+impl Fold {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Applies one log record.
+    pub fn apply(&mut self, rec: &pb::LogRecord) {
+        self.records += 1;
+        self.last_logged_at_us = self.last_logged_at_us.max(rec.logged_at_us);
+        let Some(record) = &rec.record else { return };
+        match record {
+            Record::RunStarted(r) => {
+                self.run = Some(RunInfo {
+                    id: r.run_id.clone(),
+                    name: r.name.clone(),
+                    started_at_us: r.started_at_us,
+                    workload_path: r.workload_path.clone(),
+                    workload_text: r.workload_text.clone(),
+                    resolved_json: r.resolved_json.clone(),
+                    coordinator_version: r.coordinator_version.clone(),
+                    agent_binary_hash: r.agent_binary_hash.clone(),
+                });
+            }
+            Record::AgentAttached(a) => {
+                let Some(h) = &a.hello else { return };
+                let info = self.agents.entry(h.agent_id.clone()).or_default();
+                info.id = h.agent_id.clone();
+                info.host = h.hostname.clone();
+                info.cores = h.cores;
+                info.memory_bytes = h.memory_bytes;
+                info.version = h.agent_version.clone();
+                info.binary_hash = h.binary_hash.clone();
+                info.clock_offset_us = a.clock_offset_us;
+                info.rtt_us = a.rtt_us;
+                info.attaches += 1;
+            }
+            Record::AgentDetached(d) => {
+                self.agents.entry(d.agent_id.clone()).or_default().detaches += 1;
+            }
+            Record::PhaseScheduled(p) => {
+                let phase = self.phase_mut(p.phase_index);
+                phase.name = p.name.clone();
+                phase.start_at_us = p.start_at_us;
+                phase.duration_ms = p.duration_ms;
+                phase.warmup_ms = p.warmup_ms;
+                phase.window_ms = p.window_ms.max(1);
+                phase.agent_ids = p.agent_ids.clone();
+            }
+            Record::AgentEvent(e) => self.apply_agent_event(e),
+            Record::RunFinished(f) => self.finished = Some(f.clone()),
+            Record::Notice(n) => {
+                let who = if n.agent_id.is_empty() {
+                    String::new()
+                } else {
+                    format!("agent {}: ", n.agent_id)
+                };
+                self.notices.push(format!("{}: {who}{}", n.level, n.message));
+            }
+            Record::ServiceOutput(_) | Record::ServiceState(_) => {}
+        }
+    }
+
+    fn phase_mut(&mut self, index: u32) -> &mut PhaseAgg {
+        self.phases.entry(index).or_insert_with(|| PhaseAgg {
+            index,
+            name: format!("phase-{index}"),
+            start_at_us: 0,
+            duration_ms: 0,
+            warmup_ms: 0,
+            window_ms: 1000,
+            agent_ids: Vec::new(),
+            windows: BTreeMap::new(),
+            agents: BTreeMap::new(),
+        })
+    }
+
+    fn apply_agent_event(&mut self, e: &pb::AgentEvent) {
+        let Some(ev) = &e.event else { return };
+        if !self.seen.insert((e.agent_id.clone(), ev.seq)) {
+            self.duplicate_events += 1;
+            return;
+        }
+        let (high, count) = self.seqs.entry(e.agent_id.clone()).or_default();
+        *high = (*high).max(ev.seq);
+        *count += 1;
+        let Some(kind) = &ev.kind else { return };
+        use pb::event::Kind;
+        match kind {
+            Kind::Window(w) => {
+                let latency = match decode_histogram(&w.latency_histogram) {
+                    Ok(h) => h,
+                    Err(_) => {
+                        self.bad_windows += 1;
+                        return;
+                    }
+                };
+                let phase = self.phase_mut(w.phase_index);
+                phase
+                    .windows
+                    .entry(w.index)
+                    .or_insert_with(|| {
+                        let mut agg = WindowAgg::new();
+                        agg.latency.auto(true);
+                        agg
+                    })
+                    .add(w, &latency);
+                let agent = phase.agents.entry(e.agent_id.clone()).or_default();
+                agent.windows += 1;
+                agent.ok += w.ok;
+                agent.errors += w.errors.values().sum::<u64>();
+            }
+            Kind::PhaseEnded(p) => {
+                self.phase_mut(p.phase_index)
+                    .agents
+                    .entry(e.agent_id.clone())
+                    .or_default()
+                    .ended = Some(*p);
+            }
+            Kind::PhaseStarted(_) => {}
+            Kind::HostMetrics(m) => {
+                let host = self
+                    .agents
+                    .get(&e.agent_id)
+                    .map_or_else(|| e.agent_id.clone(), |a| a.host.clone());
+                let t = (ev.agent_time_us - e.clock_offset_us).div_euclid(1_000_000);
+                let s = self
+                    .hosts
+                    .entry(host)
+                    .or_default()
+                    .seconds
+                    .entry(t)
+                    .or_default();
+                s.cpu_pct = s.cpu_pct.max(f64::from(m.cpu_pct));
+                s.mem_used = s.mem_used.max(m.mem_used_bytes);
+                s.net_rx = s.net_rx.max(m.net_rx_bytes);
+                s.net_tx = s.net_tx.max(m.net_tx_bytes);
+                s.load_1 = s.load_1.max(m.load_1);
+            }
+            Kind::Notice(n) => {
+                let level = match pb::agent_notice::Level::try_from(n.level) {
+                    Ok(pb::agent_notice::Level::Error) => "error",
+                    Ok(pb::agent_notice::Level::Warn) => "warn",
+                    _ => "info",
+                };
+                self.notices
+                    .push(format!("{level}: agent {}: {}", e.agent_id, n.message));
+            }
+        }
+    }
+
+    /// The run's status as its records tell it. `live` says a coordinator is
+    /// still writing the run (so a missing end record means "running").
+    pub fn status(&self, live: bool) -> String {
+        match &self.finished {
+            Some(f) => f.status.clone(),
+            None if live => "running".into(),
+            None => "incomplete".into(),
+        }
+    }
+
+    /// Sequence numbers an agent skipped (never logged), summed over agents.
+    pub fn seq_gaps(&self) -> u64 {
+        self.seqs
+            .values()
+            .map(|(high, count)| high.saturating_sub(*count))
+            .sum()
+    }
+
+    /// The report of this run, as the user reads it.
+    pub fn report(&self, options: &ReportOptions) -> Report {
+        let run = self.run.clone().unwrap_or_default();
+        let phases: Vec<PhaseReport> = self
+            .phases
+            .values()
+            .map(|p| phase_report(p, &self.agents, options))
+            .collect();
+        let hosts = self
+            .hosts
+            .iter()
+            .map(|(host, agg)| {
+                let n = agg.seconds.len().max(1) as f64;
+                HostReport {
+                    host: host.clone(),
+                    cpu_pct_mean: round2(agg.seconds.values().map(|s| s.cpu_pct).sum::<f64>() / n),
+                    cpu_pct_max: round2(agg.seconds.values().map(|s| s.cpu_pct).fold(0.0, f64::max)),
+                    mem_used_max_bytes: agg.seconds.values().map(|s| s.mem_used).max().unwrap_or(0),
+                    net_rx_bytes: agg.seconds.values().map(|s| s.net_rx).sum(),
+                    net_tx_bytes: agg.seconds.values().map(|s| s.net_tx).sum(),
+                    load_1_max: round2(agg.seconds.values().map(|s| s.load_1).fold(0.0, f64::max)),
+                    samples: agg.seconds.len() as u64,
+                }
+            })
+            .collect();
+        let duration_us = (self.last_logged_at_us - run.started_at_us).max(0);
+        Report {
+            run_id: run.id,
+            name: run.name,
+            status: self.status(options.live),
+            reason: self.finished.as_ref().map(|f| f.reason.clone()).unwrap_or_default(),
+            started_at: crate::clock::rfc3339(run.started_at_us),
+            duration_s: round3(duration_us as f64 / 1e6),
+            coordinator_version: run.coordinator_version,
+            agent_binary_hash: run.agent_binary_hash,
+            agents: self
+                .agents
+                .values()
+                .map(|a| AgentReport {
+                    id: a.id.clone(),
+                    host: a.host.clone(),
+                    cores: a.cores,
+                    version: a.version.clone(),
+                    clock_offset_us: a.clock_offset_us,
+                    attaches: a.attaches,
+                })
+                .collect(),
+            phases,
+            hosts,
+            log: LogReport {
+                records: self.records,
+                duplicate_events: self.duplicate_events,
+                seq_gaps: self.seq_gaps(),
+                bad_windows: self.bad_windows,
+            },
+            notices: self.notices.clone(),
+        }
+    }
+}
+
+/// What a report includes.
+#[derive(Debug, Clone, Default)]
+pub struct ReportOptions {
+    /// Count warm-up windows in the headline numbers.
+    pub include_warmup: bool,
+    /// The run is still being written (status "running", not "incomplete").
+    pub live: bool,
+}
+
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+fn latency_report(h: &Histogram<u64>) -> Option<LatencyReport> {
+    if h.is_empty() {
+        return None;
+    }
+    Some(LatencyReport {
+        min: h.min(),
+        mean: round2(h.mean()),
+        p50: h.value_at_quantile(0.5),
+        p90: h.value_at_quantile(0.9),
+        p99: h.value_at_quantile(0.99),
+        p999: h.value_at_quantile(0.999),
+        max: h.max(),
+    })
+}
+
+fn phase_report(
+    p: &PhaseAgg,
+    agents: &BTreeMap<String, AgentInfo>,
+    options: &ReportOptions,
+) -> PhaseReport {
+    let mut total = WindowAgg::new();
+    total.latency.auto(true);
+    let mut timeline = Vec::with_capacity(p.windows.len());
+    for (&index, w) in &p.windows {
+        let warmup = p.is_warmup(index);
+        if options.include_warmup || !warmup {
+            total.merge(w);
+        }
+        let t_ms = u64::from(index) * u64::from(p.window_ms);
+        timeline.push(TimelinePoint {
+            t_s: round3(t_ms as f64 / 1000.0),
+            warmup,
+            requests: w.requests(),
+            errors: w.error_count(),
+            p50_us: (!w.latency.is_empty()).then(|| w.latency.value_at_quantile(0.5)),
+            p99_us: (!w.latency.is_empty()).then(|| w.latency.value_at_quantile(0.99)),
+            max_us: (!w.latency.is_empty()).then(|| w.latency.max()),
+            agents: w.agents,
+        });
+    }
+    // Measured time: up to the end of the last window seen, no longer than the
+    // phase, less the warm-up.
+    let covered_ms = p
+        .windows
+        .keys()
+        .next_back()
+        .map_or(0, |&i| (u64::from(i) + 1) * u64::from(p.window_ms))
+        .min(p.duration_ms.max(1));
+    let counted_ms = if options.include_warmup {
+        covered_ms
+    } else {
+        covered_ms.saturating_sub(p.warmup_ms)
+    };
+    let duration_s = counted_ms as f64 / 1000.0;
+    let requests = total.requests();
+    PhaseReport {
+        name: p.name.clone(),
+        index: p.index,
+        requests,
+        ok: total.ok,
+        errors: total.errors.clone(),
+        bytes_sent: total.bytes_sent,
+        bytes_received: total.bytes_received,
+        duration_s: round3(duration_s),
+        warmup_s: round3(p.warmup_ms as f64 / 1000.0),
+        throughput_rps: if duration_s > 0.0 {
+            round2(requests as f64 / duration_s)
+        } else {
+            0.0
+        },
+        latency_us: latency_report(&total.latency),
+        latency_clamped: total.latency_clamped,
+        max_send_lag_us: total.max_send_lag_us,
+        ended: p.ended(),
+        agents: p
+            .agent_ids
+            .iter()
+            .chain(p.agents.keys().filter(|id| !p.agent_ids.contains(id)))
+            .map(|id| {
+                let a = p.agents.get(id).cloned().unwrap_or_default();
+                PhaseAgentReport {
+                    id: id.clone(),
+                    host: agents.get(id).map(|a| a.host.clone()).unwrap_or_default(),
+                    windows: a.windows,
+                    requests: a.ok + a.errors,
+                    errors: a.errors,
+                    ended: a.ended.is_some(),
+                    abandoned_in_flight: a.ended.map_or(0, |e| e.abandoned_in_flight),
+                    cpu_s: a.ended.map_or(0.0, |e| e.cpu_ms as f64 / 1000.0),
+                }
+            })
+            .collect(),
+        timeline,
+    }
+}
+
+// ---------------------------------------------------------------- report model
+
+/// A run's report. Field names are part of fleetbench's interface: scripts
+/// read the JSON. Add fields; do not rename them.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub run_id: String,
+    pub name: String,
+    pub status: String,
+    pub reason: String,
+    pub started_at: String,
+    pub duration_s: f64,
+    pub coordinator_version: String,
+    pub agent_binary_hash: String,
+    pub agents: Vec<AgentReport>,
+    pub phases: Vec<PhaseReport>,
+    pub hosts: Vec<HostReport>,
+    pub log: LogReport,
+    pub notices: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentReport {
+    pub id: String,
+    pub host: String,
+    pub cores: u32,
+    pub version: String,
+    pub clock_offset_us: i64,
+    pub attaches: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseReport {
+    pub name: String,
+    pub index: u32,
+    pub requests: u64,
+    pub ok: u64,
+    pub errors: BTreeMap<String, u64>,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub duration_s: f64,
+    pub warmup_s: f64,
+    pub throughput_rps: f64,
+    pub latency_us: Option<LatencyReport>,
+    pub latency_clamped: u64,
+    pub max_send_lag_us: u64,
+    pub ended: bool,
+    pub agents: Vec<PhaseAgentReport>,
+    pub timeline: Vec<TimelinePoint>,
+}
+
+impl PhaseReport {
+    pub fn error_count(&self) -> u64 {
+        self.errors.values().sum()
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct LatencyReport {
+    pub min: u64,
+    pub mean: f64,
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseAgentReport {
+    pub id: String,
+    pub host: String,
+    pub windows: u32,
+    pub requests: u64,
+    pub errors: u64,
+    pub ended: bool,
+    pub abandoned_in_flight: u64,
+    /// CPU seconds the agent process used during the phase.
+    pub cpu_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TimelinePoint {
+    pub t_s: f64,
+    pub warmup: bool,
+    pub requests: u64,
+    pub errors: u64,
+    pub p50_us: Option<u64>,
+    pub p99_us: Option<u64>,
+    pub max_us: Option<u64>,
+    pub agents: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HostReport {
+    pub host: String,
+    pub cpu_pct_mean: f64,
+    pub cpu_pct_max: f64,
+    pub mem_used_max_bytes: u64,
+    pub net_rx_bytes: u64,
+    pub net_tx_bytes: u64,
+    pub load_1_max: f64,
+    pub samples: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LogReport {
+    pub records: u64,
+    pub duplicate_events: u64,
+    pub seq_gaps: u64,
+    pub bad_windows: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+    use crate::window::WindowAcc;
+
+    fn window_event(agent: &str, seq: u64, index: u32, rng: &mut Rng) -> pb::LogRecord {
+        let mut w = WindowAcc::new();
+        let n = rng.next_u64() % 50;
+        for _ in 0..n {
+            w.record_ok(1 + rng.next_u64() % 10_000);
+        }
+        if rng.next_u64() % 3 == 0 {
+            w.record_error(crate::window::ErrorClass::Status5xx, Some(42));
+        }
+        pb::LogRecord {
+            logged_at_us: 1,
+            record: Some(Record::AgentEvent(pb::AgentEvent {
+                agent_id: agent.into(),
+                clock_offset_us: 0,
+                event: Some(pb::Event {
+                    seq,
+                    agent_time_us: 0,
+                    kind: Some(pb::event::Kind::Window(w.to_pb(0, index, 1000))),
+                }),
+            })),
+        }
+    }
+
+    fn scheduled() -> pb::LogRecord {
+        pb::LogRecord {
+            logged_at_us: 0,
+            record: Some(Record::PhaseScheduled(pb::PhaseScheduled {
+                phase_index: 0,
+                name: "load".into(),
+                start_at_us: 0,
+                duration_ms: 20_000,
+                warmup_ms: 2_000,
+                window_ms: 1000,
+                agent_ids: vec!["a".into(), "b".into()],
+            })),
+        }
+    }
+
+    fn stream(seed: u64) -> Vec<pb::LogRecord> {
+        let mut rng = Rng::new(seed);
+        let mut out = vec![scheduled()];
+        for agent in ["a", "b"] {
+            for i in 0..20u32 {
+                out.push(window_event(agent, u64::from(i) + 1, i, &mut rng));
+            }
+        }
+        out
+    }
+
+    fn json(f: &Fold) -> String {
+        serde_json::to_string(&f.report(&ReportOptions::default())).unwrap()
+    }
+
+    #[test]
+    fn order_of_arrival_does_not_change_the_report() {
+        for seed in 0..20 {
+            let records = stream(seed);
+            let mut forward = Fold::new();
+            records.iter().for_each(|r| forward.apply(r));
+            let mut shuffled = records.clone();
+            let mut rng = Rng::new(seed ^ 0xdead);
+            for i in (1..shuffled.len()).rev() {
+                let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+                shuffled.swap(i, j);
+            }
+            let mut other = Fold::new();
+            shuffled.iter().for_each(|r| other.apply(r));
+            assert_eq!(json(&forward), json(&other), "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn repeated_events_count_once() {
+        let records = stream(3);
+        let mut once = Fold::new();
+        records.iter().for_each(|r| once.apply(r));
+        let mut twice = Fold::new();
+        records.iter().chain(records[5..12].iter()).for_each(|r| twice.apply(r));
+        assert_eq!(twice.duplicate_events, 7);
+        assert_eq!(
+            once.report(&ReportOptions::default()).phases[0].requests,
+            twice.report(&ReportOptions::default()).phases[0].requests
+        );
+    }
+
+    #[test]
+    fn warmup_is_left_out_of_headline_numbers() {
+        let records = stream(5);
+        let mut f = Fold::new();
+        records.iter().for_each(|r| f.apply(r));
+        let all = f.report(&ReportOptions {
+            include_warmup: true,
+            ..Default::default()
+        });
+        let measured = f.report(&ReportOptions::default());
+        let warm: u64 = f.phases[&0]
+            .windows
+            .iter()
+            .filter(|(i, _)| **i < 2)
+            .map(|(_, w)| w.requests())
+            .sum();
+        assert_eq!(all.phases[0].requests, measured.phases[0].requests + warm);
+        assert_eq!(measured.phases[0].duration_s, 18.0);
+        assert_eq!(all.phases[0].duration_s, 20.0);
+        assert_eq!(measured.phases[0].timeline.len(), 20);
+    }
+
+    #[test]
+    fn seq_gaps_are_counted() {
+        let records = stream(8);
+        let mut f = Fold::new();
+        records
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != 4)
+            .for_each(|(_, r)| f.apply(r));
+        assert_eq!(f.seq_gaps(), 1);
+    }
+}
