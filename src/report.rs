@@ -74,7 +74,7 @@ pub fn table(report: &Report) -> String {
         let _ = writeln!(out, "reason: {}", report.reason);
     }
     let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED)
+    t.load_style(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Disabled)
         .set_header([
             "phase", "requests", "errors", "req/s", "p50", "p90", "p99", "p99.9", "max",
@@ -111,7 +111,7 @@ pub fn table(report: &Report) -> String {
     }
     if !report.hosts.is_empty() {
         let mut h = Table::new();
-        h.load_preset(UTF8_FULL_CONDENSED)
+        h.load_style(UTF8_FULL_CONDENSED)
             .set_header(["host", "cpu mean", "cpu max", "mem max", "load1 max"]);
         for host in &report.hosts {
             h.add_row([
