@@ -1,1 +1,237 @@
-fn main() {}
+//! `agent`: fleetbench's load generator. It dials the coordinator, runs the
+//! phases it is told to run, and streams back result windows and host
+//! metrics. `agent serve` is a small HTTP target for demos and tests.
+//!
+//! # Layout
+//! - `link`: the gRPC stream to the coordinator (attach, resend, reconnect).
+//! - `outbox`: unacked events, in sequence order.
+//! - `load`: the load engine (one phase at a time, threads, windows).
+//! - `host`: host facts and per-second host metrics.
+//! - `serve`: the built-in HTTP target.
+//!
+//! This binary never links sled or SSH: it is shipped to every host.
+
+#![forbid(unsafe_code)]
+
+mod host;
+mod link;
+mod load;
+mod outbox;
+mod serve;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "agent", version, about = "fleetbench load-generating agent")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Dial a coordinator and generate the load it commands.
+    Attach {
+        /// Coordinator address, like http://10.0.0.1:7700.
+        #[arg(long)]
+        coordinator: String,
+        /// This agent's id, unique in the fleet.
+        #[arg(long)]
+        agent_id: String,
+        /// The run this agent was started for.
+        #[arg(long, default_value = "")]
+        run_id: String,
+        /// Stop generating load after the coordinator has been unreachable
+        /// this long.
+        #[arg(long, default_value = "15s", value_parser = duration)]
+        lease: Duration,
+        /// Exit after failing to reach any coordinator for this long.
+        #[arg(long, default_value = "2m", value_parser = duration)]
+        give_up_after: Duration,
+        /// Load threads per phase (0 = one per core).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+    },
+    /// Serve HTTP: a small target for demos and tests.
+    Serve {
+        /// Address to listen on, like 127.0.0.1:18080 (port 0 picks one).
+        #[arg(long)]
+        listen: SocketAddr,
+        /// Delay every response by this long.
+        #[arg(long, default_value = "0s", value_parser = duration)]
+        delay: Duration,
+        /// Freeze for FOR out of every EVERY, like 3s:1s.
+        #[arg(long)]
+        stall: Option<serve::Stall>,
+        /// Size of the response body in bytes.
+        #[arg(long, default_value_t = 100)]
+        body_size: usize,
+    },
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    fleetbench::clock::parse_duration(s)
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("agent: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async {
+        let stop = CancellationToken::new();
+        tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                wait_for_signal().await;
+                stop.cancel();
+            }
+        });
+        match cli.command {
+            Cmd::Serve {
+                listen,
+                delay,
+                stall,
+                body_size,
+            } => {
+                let body = bytes::Bytes::from(
+                    "fleetbench\n".repeat(body_size / 11 + 1)[..body_size].to_string(),
+                );
+                serve::serve(
+                    serve::ServeConfig {
+                        listen,
+                        delay,
+                        stall,
+                        body,
+                    },
+                    stop,
+                )
+                .await?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Cmd::Attach {
+                coordinator,
+                agent_id,
+                run_id,
+                lease,
+                give_up_after,
+                threads,
+            } => attach(coordinator, agent_id, run_id, lease, give_up_after, threads, stop).await,
+        }
+    })
+}
+
+async fn attach(
+    coordinator: String,
+    agent_id: String,
+    run_id: String,
+    lease: Duration,
+    give_up_after: Duration,
+    threads: usize,
+    stop: CancellationToken,
+) -> Result<ExitCode> {
+    let mut hello = tokio::task::spawn_blocking(host::facts)
+        .await
+        .context("reading host facts")?;
+    hello.agent_id = agent_id;
+    hello.run_id = run_id;
+    let outbox = Arc::new(outbox::Outbox::new(outbox::DEFAULT_CAPACITY));
+
+    let metrics_stop = stop.child_token();
+    let metrics = std::thread::Builder::new()
+        .name("host-metrics".into())
+        .spawn({
+            let (outbox, stop) = (outbox.clone(), metrics_stop.clone());
+            move || host::sample_metrics(outbox, Duration::from_secs(1), stop)
+        })
+        .context("starting the host-metrics thread")?;
+
+    let (commands_tx, commands_rx) = tokio::sync::mpsc::channel(16);
+    let (connected_tx, connected_rx) = tokio::sync::watch::channel(false);
+    let (idle_tx, idle_rx) = tokio::sync::watch::channel(true);
+    let engine_stop = stop.child_token();
+    let engine = tokio::spawn(load::run(
+        load::EngineConfig { lease, threads },
+        commands_rx,
+        outbox.clone(),
+        connected_rx,
+        idle_tx,
+        engine_stop.clone(),
+    ));
+
+    let end = link::run(
+        link::LinkConfig {
+            coordinator,
+            hello,
+            give_up_after,
+        },
+        outbox.clone(),
+        commands_tx,
+        link::EngineState { idle: idle_rx },
+        connected_tx,
+        stop.clone(),
+    )
+    .await;
+
+    engine_stop.cancel();
+    let _ = engine.await;
+    metrics_stop.cancel();
+    let _ = tokio::task::spawn_blocking(move || metrics.join()).await;
+    let (low, high) = outbox.bounds();
+    let unacked = if high == 0 { 0 } else { high - low + 1 };
+    match end {
+        link::LinkEnd::Shutdown(reason) => {
+            tracing::info!("shut down by the coordinator ({reason}); all events acked");
+            Ok(ExitCode::SUCCESS)
+        }
+        link::LinkEnd::Refused(reason) => {
+            eprintln!("agent: the coordinator refused this agent: {reason}");
+            Ok(ExitCode::from(3))
+        }
+        link::LinkEnd::GaveUp => {
+            eprintln!("agent: no coordinator reachable; exiting with {unacked} unacked event(s)");
+            Ok(ExitCode::from(4))
+        }
+        link::LinkEnd::Cancelled => {
+            eprintln!("agent: stopped by signal with {unacked} unacked event(s)");
+            Ok(ExitCode::from(130))
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,131 @@
+//! Facts about the agent's host (for Hello) and its metrics every second
+//! (CPU, memory, network, load), sampled with sysinfo on a thread of their
+//! own so that a slow `/proc` read never delays the link or the load.
+
+use std::io::Read;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fleetbench::pb;
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+
+use crate::outbox::Outbox;
+
+/// Hello's host facts; the caller fills in ids and the outbox bounds.
+pub fn facts() -> pb::Hello {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    let memory_bytes = sysinfo::System::new()
+        .map(|mut s| {
+            s.refresh_memory();
+            s.total_memory()
+        })
+        .unwrap_or(0);
+    pb::Hello {
+        hostname: sysinfo::System::host_name().unwrap_or_else(|_| "unknown".into()),
+        cores,
+        memory_bytes,
+        os: std::env::consts::OS.into(),
+        arch: std::env::consts::ARCH.into(),
+        agent_version: fleetbench::VERSION.into(),
+        binary_hash: own_hash().unwrap_or_default(),
+        protocol: fleetbench::PROTOCOL,
+        ..Default::default()
+    }
+}
+
+/// Hex SHA-256 of a file.
+pub fn file_hash(path: &std::path::Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+fn own_hash() -> std::io::Result<String> {
+    file_hash(&std::env::current_exe()?)
+}
+
+/// CPU time (user + system) this process has used, in milliseconds, from
+/// /proc/self/stat; 0 where that is not available.
+pub fn process_cpu_ms() -> u64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0;
+    };
+    // Fields after the command name (which may hold spaces) close with ')'.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return 0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line; 12 and 13 after ')'.
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    // Linux reports clock ticks at USER_HZ, 100 on every mainstream build.
+    (ticks(11) + ticks(12)) * 10
+}
+
+/// Samples host metrics every `every` until `stop`, pushing each sample.
+pub fn sample_metrics(outbox: Arc<Outbox>, every: Duration, stop: CancellationToken) {
+    let Ok(mut system) = sysinfo::System::new() else {
+        tracing::warn!("host metrics unavailable on this system");
+        return;
+    };
+    let mut networks = sysinfo::Networks::new_with_refreshed_list().ok();
+    system.refresh_cpu_usage();
+    let mut last = Instant::now();
+    while !stop.is_cancelled() {
+        std::thread::sleep(every.min(Duration::from_millis(250)));
+        if last.elapsed() < every {
+            continue;
+        }
+        let interval = last.elapsed();
+        last = Instant::now();
+        system.refresh_cpu_usage();
+        system.refresh_memory();
+        let (mut rx, mut tx) = (0, 0);
+        if let Some(n) = networks.as_mut() {
+            n.refresh(true);
+            for (_, data) in n.iter() {
+                rx += data.received();
+                tx += data.transmitted();
+            }
+        }
+        let load = sysinfo::System::load_average().map_or(0.0, |l| l.one);
+        outbox.push(pb::event::Kind::HostMetrics(pb::HostMetrics {
+            cpu_pct: system.global_cpu_usage(),
+            mem_used_bytes: system.used_memory(),
+            mem_total_bytes: system.total_memory(),
+            net_rx_bytes: rx,
+            net_tx_bytes: tx,
+            load_1: load,
+            interval_ms: interval.as_millis() as u32,
+        }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_time_grows_with_work() {
+        let before = process_cpu_ms();
+        let t = Instant::now();
+        let mut x = 0u64;
+        while t.elapsed() < Duration::from_millis(300) {
+            x = x.wrapping_mul(31).wrapping_add(7);
+        }
+        std::hint::black_box(x);
+        assert!(process_cpu_ms() >= before + 100, "{before} -> {}", process_cpu_ms());
+    }
+}

@@ -1,0 +1,263 @@
+//! The agent's link to the coordinator: dial, attach, resend, reconnect.
+//!
+//! One `Attach` stream at a time. The agent speaks first (Hello, with the
+//! range of sequence numbers it still holds), the coordinator answers Welcome
+//! with what it already has durable, and the agent then sends every event
+//! after that, in order, and keeps sending new ones as they are pushed. Acks
+//! release events from the outbox. When the stream breaks, the agent dials
+//! again with capped exponential backoff and starts over from the Welcome;
+//! the coordinator drops any sequence number it already holds, so nothing is
+//! lost and nothing is logged twice.
+//!
+//! Commands (start/stop phase, shutdown) are handed to the load engine;
+//! pings are answered here, on the same stream, at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use fleetbench::pb;
+use fleetbench::pb::coordinator_client::CoordinatorClient;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::load::Command;
+use crate::outbox::Outbox;
+
+/// Events sent per wake-up of the sender; keeps one reconnect from cloning
+/// the whole outbox at once.
+const SEND_BATCH: usize = 256;
+
+pub struct LinkConfig {
+    /// `http://host:port` of the coordinator.
+    pub coordinator: String,
+    /// Hello without the outbox bounds (filled in per attach).
+    pub hello: pb::Hello,
+    /// Exit when no coordinator could be reached for this long.
+    pub give_up_after: Duration,
+}
+
+/// How the link ended.
+#[derive(Debug)]
+pub enum LinkEnd {
+    /// The coordinator said to shut down and every event is acked.
+    Shutdown(String),
+    /// The coordinator refused this agent.
+    Refused(String),
+    /// No coordinator for `give_up_after`.
+    GaveUp,
+    /// The process is stopping (signal).
+    Cancelled,
+}
+
+/// What the engine tells the link.
+pub struct EngineState {
+    /// True while no phase is running.
+    pub idle: watch::Receiver<bool>,
+}
+
+pub async fn run(
+    cfg: LinkConfig,
+    outbox: Arc<Outbox>,
+    engine: mpsc::Sender<Command>,
+    state: EngineState,
+    connected: watch::Sender<bool>,
+    stop: CancellationToken,
+) -> LinkEnd {
+    let mut backoff = Duration::from_millis(100);
+    let mut last_contact = Instant::now();
+    let mut shutting_down: Option<String> = None;
+    loop {
+        let attempt = attach_once(&cfg, &outbox, &engine, &state, &connected, &mut shutting_down, &stop);
+        let result = tokio::select! {
+            biased;
+            () = stop.cancelled() => return LinkEnd::Cancelled,
+            r = attempt => r,
+        };
+        connected.send_replace(false);
+        match result {
+            Ok(Attached::Ended(end)) => return end,
+            Ok(Attached::Lost(why)) => {
+                // We were attached: start backing off from scratch.
+                tracing::warn!("link to coordinator lost: {why:#}");
+                backoff = Duration::from_millis(100);
+                last_contact = Instant::now();
+            }
+            Err(e) => tracing::debug!("dialing coordinator {}: {e:#}", cfg.coordinator),
+        }
+        if last_contact.elapsed() > cfg.give_up_after {
+            tracing::error!(
+                "no coordinator at {} for {:?}: giving up",
+                cfg.coordinator,
+                cfg.give_up_after
+            );
+            return LinkEnd::GaveUp;
+        }
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => return LinkEnd::Cancelled,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+enum Attached {
+    /// The stream was up, then broke.
+    Lost(anyhow::Error),
+    Ended(LinkEnd),
+}
+
+async fn attach_once(
+    cfg: &LinkConfig,
+    outbox: &Arc<Outbox>,
+    engine: &mpsc::Sender<Command>,
+    state: &EngineState,
+    connected: &watch::Sender<bool>,
+    shutting_down: &mut Option<String>,
+    stop: &CancellationToken,
+) -> Result<Attached> {
+    let endpoint = tonic::transport::Endpoint::from_shared(cfg.coordinator.clone())
+        .context("coordinator address")?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .keep_alive_timeout(Duration::from_secs(10));
+    let channel = endpoint.connect().await.context("connecting")?;
+    let mut client = CoordinatorClient::new(channel)
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20);
+
+    let (tx, rx) = mpsc::channel::<pb::AgentMessage>(1024);
+    let mut hello = cfg.hello.clone();
+    (hello.lowest_unacked, hello.highest_seq) = outbox.bounds();
+    tx.send(msg(pb::agent_message::Msg::Hello(hello)))
+        .await
+        .expect("receiver is alive: held below");
+    let mut inbound = client
+        .attach(ReceiverStream::new(rx))
+        .await
+        .context("attaching")?
+        .into_inner();
+
+    let welcome = match inbound.message().await.context("waiting for welcome")? {
+        Some(pb::CoordinatorMessage {
+            msg: Some(pb::coordinator_message::Msg::Welcome(w)),
+        }) => w,
+        Some(pb::CoordinatorMessage {
+            msg: Some(pb::coordinator_message::Msg::Refused(r)),
+        }) => return Ok(Attached::Ended(LinkEnd::Refused(r.reason))),
+        other => bail!("coordinator did not welcome us: {other:?}"),
+    };
+    outbox.ack(welcome.acked_through);
+    connected.send_replace(true);
+    tracing::info!(
+        "attached to {} (run {}), resending from seq {}",
+        cfg.coordinator,
+        welcome.run_id,
+        welcome.acked_through + 1
+    );
+
+    // Sender: everything after what the coordinator holds, then new events.
+    let sender_stop = stop.child_token();
+    let sender_dead = CancellationToken::new();
+    tokio::spawn({
+        let (outbox, tx, stop, dead) = (outbox.clone(), tx.clone(), sender_stop.clone(), sender_dead.clone());
+        async move {
+            send_events(outbox, tx, welcome.acked_through, stop).await;
+            dead.cancel();
+        }
+    });
+    let _stop_sender = sender_stop.drop_guard();
+
+    let mut idle = state.idle.clone();
+    loop {
+        let drained = async {
+            if shutting_down.is_none() {
+                return std::future::pending().await;
+            }
+            let _ = idle.wait_for(|i| *i).await;
+            outbox.drained().await;
+        };
+        tokio::select! {
+            biased;
+            () = drained => {
+                let reason = shutting_down.take().unwrap_or_default();
+                return Ok(Attached::Ended(LinkEnd::Shutdown(reason)));
+            }
+            m = inbound.message() => {
+                let m = match m {
+                    Ok(Some(m)) => m,
+                    Ok(None) => return Ok(Attached::Lost(anyhow::anyhow!("coordinator closed the stream"))),
+                    Err(status) => return Ok(Attached::Lost(anyhow::Error::new(status).context("stream broke"))),
+                };
+                use pb::coordinator_message::Msg;
+                match m.msg {
+                    Some(Msg::Ack(a)) => outbox.ack(a.through),
+                    Some(Msg::Ping(p)) => {
+                        let pong = pb::Pong {
+                            coordinator_time_us: p.coordinator_time_us,
+                            agent_time_us: fleetbench::clock::now_us(),
+                        };
+                        if tx.send(msg(pb::agent_message::Msg::Pong(pong))).await.is_err() {
+                            return Ok(Attached::Lost(anyhow::anyhow!("outgoing stream closed")));
+                        }
+                    }
+                    Some(Msg::StartPhase(s)) => {
+                        let _ = engine.send(Command::Start(Box::new(s))).await;
+                    }
+                    Some(Msg::StopPhase(s)) => {
+                        let _ = engine.send(Command::Stop(s.phase_index)).await;
+                    }
+                    Some(Msg::Shutdown(s)) => {
+                        tracing::info!("coordinator asks us to shut down: {}", s.reason);
+                        let _ = engine.send(Command::StopAll).await;
+                        *shutting_down = Some(s.reason);
+                    }
+                    Some(Msg::Refused(r)) => return Ok(Attached::Ended(LinkEnd::Refused(r.reason))),
+                    Some(Msg::Welcome(_)) | None => {}
+                }
+            }
+            () = sender_dead.cancelled() => {
+                return Ok(Attached::Lost(anyhow::anyhow!("outgoing stream closed")));
+            }
+        }
+    }
+}
+
+async fn send_events(
+    outbox: Arc<Outbox>,
+    tx: mpsc::Sender<pb::AgentMessage>,
+    mut sent_through: u64,
+    stop: CancellationToken,
+) {
+    let mut latest = outbox.subscribe_latest();
+    loop {
+        let batch = outbox.after(sent_through, SEND_BATCH);
+        if batch.is_empty() {
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => return,
+                changed = latest.changed() => if changed.is_err() { return },
+            }
+            continue;
+        }
+        for event in batch {
+            let seq = event.seq;
+            if tx
+                .send(msg(pb::agent_message::Msg::Event(event)))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            sent_through = seq;
+        }
+    }
+}
+
+fn msg(m: pb::agent_message::Msg) -> pb::AgentMessage {
+    pb::AgentMessage { msg: Some(m) }
+}

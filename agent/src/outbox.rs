@@ -1,0 +1,183 @@
+//! The agent's outbox: every event it produced and the coordinator has not
+//! yet acked, in sequence order.
+//!
+//! Producers (the load engine, the host-metrics sampler) `push` event kinds;
+//! the outbox stamps each with the next sequence number and the agent's clock.
+//! The link sends what is newer than what it already sent on the current
+//! connection, and on a reconnect starts over from the coordinator's
+//! `acked_through`. An event leaves the outbox only when acked. If the
+//! coordinator stays away long enough for the outbox to fill, the oldest
+//! events are dropped and the drop is itself reported as an event: never
+//! silently.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use fleetbench::pb;
+use tokio::sync::watch;
+
+/// Events kept at most; at ~3 small events a second that is over 9 hours.
+pub const DEFAULT_CAPACITY: usize = 100_000;
+
+pub struct Outbox {
+    inner: Mutex<Inner>,
+    /// The newest sequence number pushed.
+    latest: watch::Sender<u64>,
+    /// The newest sequence number acked.
+    acked: watch::Sender<u64>,
+}
+
+struct Inner {
+    events: VecDeque<pb::Event>,
+    next_seq: u64,
+    acked_through: u64,
+    capacity: usize,
+    dropped: u64,
+}
+
+impl Outbox {
+    pub fn new(capacity: usize) -> Self {
+        Outbox {
+            inner: Mutex::new(Inner {
+                events: VecDeque::new(),
+                next_seq: 1,
+                acked_through: 0,
+                capacity: capacity.max(2),
+                dropped: 0,
+            }),
+            latest: watch::Sender::new(0),
+            acked: watch::Sender::new(0),
+        }
+    }
+
+    /// Queues an event; returns its sequence number.
+    pub fn push(&self, kind: pb::event::Kind) -> u64 {
+        let mut inner = self.inner.lock().expect("outbox lock is never poisoned");
+        if inner.events.len() >= inner.capacity {
+            // Full: drop the oldest and say so in the stream itself.
+            inner.events.pop_front();
+            inner.dropped += 1;
+            if inner.dropped == 1 || inner.dropped.is_power_of_two() {
+                let (n, cap) = (inner.dropped, inner.capacity);
+                push_locked(
+                    &mut inner,
+                    pb::event::Kind::Notice(pb::AgentNotice {
+                        level: pb::agent_notice::Level::Error as i32,
+                        message: format!(
+                            "outbox full ({cap} events unacked): dropped {n} oldest event(s)"
+                        ),
+                    }),
+                );
+            }
+        }
+        let seq = push_locked(&mut inner, kind);
+        drop(inner);
+        self.latest.send_replace(seq);
+        seq
+    }
+
+    /// Drops every event with `seq <= through`.
+    pub fn ack(&self, through: u64) {
+        let mut inner = self.inner.lock().expect("outbox lock is never poisoned");
+        if through <= inner.acked_through {
+            return;
+        }
+        inner.acked_through = through;
+        while inner.events.front().is_some_and(|e| e.seq <= through) {
+            inner.events.pop_front();
+        }
+        drop(inner);
+        self.acked.send_replace(through);
+    }
+
+    /// Clones the unacked events with `seq > after`, at most `max` of them.
+    pub fn after(&self, after: u64, max: usize) -> Vec<pb::Event> {
+        let inner = self.inner.lock().expect("outbox lock is never poisoned");
+        let skip = inner.events.partition_point(|e| e.seq <= after);
+        inner.events.iter().skip(skip).take(max).cloned().collect()
+    }
+
+    /// (lowest unacked, highest) sequence numbers; (0, 0) when empty.
+    pub fn bounds(&self) -> (u64, u64) {
+        let inner = self.inner.lock().expect("outbox lock is never poisoned");
+        match (inner.events.front(), inner.events.back()) {
+            (Some(f), Some(b)) => (f.seq, b.seq),
+            _ => (0, 0),
+        }
+    }
+
+
+    /// Highest sequence number pushed so far.
+    pub fn latest(&self) -> u64 {
+        *self.latest.borrow()
+    }
+
+    pub fn subscribe_latest(&self) -> watch::Receiver<u64> {
+        self.latest.subscribe()
+    }
+
+    pub fn subscribe_acked(&self) -> watch::Receiver<u64> {
+        self.acked.subscribe()
+    }
+
+    /// Waits until every event pushed so far is acked.
+    pub async fn drained(&self) {
+        let target = self.latest();
+        let mut acked = self.subscribe_acked();
+        let _ = acked.wait_for(|a| *a >= target).await;
+    }
+}
+
+fn push_locked(inner: &mut Inner, kind: pb::event::Kind) -> u64 {
+    let seq = inner.next_seq;
+    inner.next_seq += 1;
+    inner.events.push_back(pb::Event {
+        seq,
+        agent_time_us: fleetbench::clock::now_us(),
+        kind: Some(kind),
+    });
+    seq
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn notice(text: &str) -> pb::event::Kind {
+        pb::event::Kind::Notice(pb::AgentNotice {
+            level: 1,
+            message: text.into(),
+        })
+    }
+
+    #[test]
+    fn ack_drops_only_what_was_acked() {
+        let o = Outbox::new(100);
+        for i in 0..5 {
+            assert_eq!(o.push(notice(&i.to_string())), i + 1);
+        }
+        o.ack(3);
+        assert_eq!(o.bounds(), (4, 5));
+        assert_eq!(o.after(0, 10).len(), 2);
+        assert_eq!(o.after(4, 10)[0].seq, 5);
+        o.ack(2); // a late, smaller ack changes nothing
+        assert_eq!(o.bounds(), (4, 5));
+    }
+
+    #[test]
+    fn a_full_outbox_drops_oldest_and_says_so() {
+        let o = Outbox::new(4);
+        for i in 0..6 {
+            o.push(notice(&i.to_string()));
+        }
+        let events = o.after(0, 100);
+        assert!(events.len() <= 5);
+        assert!(events.iter().any(|e| matches!(
+            &e.kind,
+            Some(pb::event::Kind::Notice(n)) if n.message.contains("dropped")
+        )));
+        // Sequence numbers still grow by one per event: the coordinator sees
+        // the gap and the notice explaining it.
+        assert!(events.windows(2).all(|w| w[1].seq == w[0].seq + 1));
+    }
+}

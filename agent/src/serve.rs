@@ -1,0 +1,164 @@
+//! `agent serve`: a small HTTP target for demos and tests (in the spirit of
+//! fortio's server). Every request gets `200` and a fixed body, after an
+//! optional delay; an optional stall freezes the server for FOR out of every
+//! EVERY, the way a GC pause or a lock convoy would. It counts the requests it
+//! served: `GET /__fleetbench/stats` answers `{"served": N}` (not counted),
+//! and the count is printed on exit.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// The stats path; requests to it are not counted.
+pub const STATS_PATH: &str = "/__fleetbench/stats";
+
+#[derive(Debug, Clone, Copy)]
+pub struct Stall {
+    pub every: Duration,
+    pub length: Duration,
+}
+
+impl std::str::FromStr for Stall {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (every, length) = s
+            .split_once(':')
+            .ok_or_else(|| format!("--stall {s:?}: expected EVERY:FOR, like 3s:1s"))?;
+        let every = fleetbench::clock::parse_duration(every)?;
+        let length = fleetbench::clock::parse_duration(length)?;
+        if every.is_zero() || length >= every {
+            return Err(format!("--stall {s:?}: FOR must be shorter than EVERY"));
+        }
+        Ok(Stall { every, length })
+    }
+}
+
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub delay: Duration,
+    pub stall: Option<Stall>,
+    pub body: Bytes,
+}
+
+struct State {
+    served: AtomicU64,
+    epoch: Instant,
+    delay: Duration,
+    stall: Option<Stall>,
+    body: Bytes,
+}
+
+impl State {
+    /// How long a request arriving now must wait for a stall to end.
+    fn stall_wait(&self) -> Duration {
+        let Some(stall) = self.stall else {
+            return Duration::ZERO;
+        };
+        let every = stall.every.as_micros();
+        let into = self.epoch.elapsed().as_micros() % every;
+        let stall_from = every - stall.length.as_micros();
+        if into >= stall_from {
+            Duration::from_micros((every - into) as u64)
+        } else {
+            Duration::ZERO
+        }
+    }
+}
+
+/// Serves until `stop`; returns the number of requests served.
+pub async fn serve(cfg: ServeConfig, stop: CancellationToken) -> Result<u64> {
+    let listener = TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("binding {}", cfg.listen))?;
+    let local = listener.local_addr()?;
+    // Tests and scripts read this line to learn the port.
+    println!("listening on {local}");
+    let state = Arc::new(State {
+        served: AtomicU64::new(0),
+        epoch: Instant::now(),
+        delay: cfg.delay,
+        stall: cfg.stall,
+        body: cfg.body,
+    });
+    let conns = tokio_util::task::TaskTracker::new();
+    loop {
+        let (stream, _) = tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!("accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        let stop = stop.clone();
+        conns.spawn(async move {
+            let service = service_fn(move |req| handle(state.clone(), req));
+            let conn = http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                () = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(2), conn).await;
+                }
+            }
+        });
+    }
+    conns.close();
+    let _ = tokio::time::timeout(Duration::from_secs(3), conns.wait()).await;
+    let served = state.served.load(Ordering::SeqCst);
+    eprintln!("served {served} requests");
+    Ok(served)
+}
+
+async fn handle(
+    state: Arc<State>,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
+    if req.uri().path() == STATS_PATH {
+        let body = format!("{{\"served\": {}}}\n", state.served.load(Ordering::SeqCst));
+        return Ok(hyper::Response::builder()
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .expect("static response parts are valid"));
+    }
+    let wait = state.stall_wait() + state.delay;
+    if !wait.is_zero() {
+        tokio::time::sleep(wait).await;
+    }
+    state.served.fetch_add(1, Ordering::SeqCst);
+    Ok(hyper::Response::new(Full::new(state.body.clone())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stall_parses_and_rejects() {
+        let s: Stall = "3s:1s".parse().unwrap();
+        assert_eq!(s.every, Duration::from_secs(3));
+        assert_eq!(s.length, Duration::from_secs(1));
+        assert!("1s:3s".parse::<Stall>().is_err());
+        assert!("3s".parse::<Stall>().is_err());
+    }
+}
