@@ -12,6 +12,7 @@
 //! - [`fold`]: the one aggregation over a run's log records. The live view,
 //!   the end-of-run summary and `report` all call it.
 //! - [`report`]: renders what the fold computed as a table, JSON or CSV.
+//! - [`binary`]: the hash that identifies an agent binary.
 //! - [`clock`]: Unix-microsecond time and human durations.
 //! - [`rng`]: a small seeded generator and the latency distributions of the
 //!   synthetic workload; deterministic across platforms and crate versions.
@@ -21,6 +22,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod binary;
 pub mod clock;
 pub mod fold;
 pub mod report;

@@ -2,12 +2,10 @@
 //! (CPU, memory, network, load), sampled with sysinfo on a thread of their
 //! own so that a slow `/proc` read never delays the link or the load.
 
-use std::io::Read;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fleetbench::pb;
-use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::outbox::Outbox;
@@ -34,27 +32,8 @@ pub fn facts() -> pb::Hello {
     }
 }
 
-/// Hex SHA-256 of a file.
-pub fn file_hash(path: &std::path::Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
-}
-
 fn own_hash() -> std::io::Result<String> {
-    file_hash(&std::env::current_exe()?)
+    fleetbench::binary::file_hash(&std::env::current_exe()?)
 }
 
 /// CPU time (user + system) this process has used, in milliseconds, from

@@ -1,1 +1,186 @@
-fn main() {}
+//! `coordinator`: runs a benchmark across agents and keeps every result.
+//!
+//! # Layout
+//! - `run`: `coordinator run`, from workload file to summary.
+//! - `hub`: the gRPC service agents attach to, and the group-commit writer
+//!   between their events and the log.
+//! - `log`: the append-only sled event log, one database per run.
+//! - `history`: reading runs back (directly, or through a running coordinator).
+//! - `services`: `[[service]]` processes around a run.
+//! - `live`: the live progress line.
+//!
+//! Exit codes: 0 success, 1 the run failed (or was interrupted), 2 bad input
+//! (a workload file that does not validate, a missing binary, an unknown run).
+
+#![forbid(unsafe_code)]
+
+mod history;
+mod hub;
+mod live;
+mod log;
+mod run;
+mod services;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use fleetbench::fold::ReportOptions;
+use fleetbench::report::Format;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "coordinator", version, about = "fleetbench coordinator: run benchmarks across agents and report on them")]
+struct Cli {
+    /// Data directory holding the event logs.
+    #[arg(long, global = true, env = "FLEETBENCH_DATA", default_value = "./fleetbench-data")]
+    data_dir: PathBuf,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a workload file.
+    Run {
+        /// The workload file (TOML).
+        workload: PathBuf,
+        /// Print the report as JSON on stdout (progress stays on stderr).
+        #[arg(long)]
+        json: bool,
+        /// Address the gRPC server listens on.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+        /// host:port agents dial back to (default: the listen address).
+        #[arg(long)]
+        advertise: Option<String>,
+        /// The agent binary to run (default: `agent` beside this binary,
+        /// or $FLEETBENCH_AGENT).
+        #[arg(long)]
+        agent_binary: Option<PathBuf>,
+    },
+    /// List the runs in the log.
+    Runs,
+    /// Report on a run, from its log alone.
+    Report {
+        /// A run id (or a unique prefix of one), or `latest`.
+        run: String,
+        #[arg(long, default_value = "table")]
+        format: Format,
+        /// Count warm-up windows in the headline numbers.
+        #[arg(long)]
+        include_warmup: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("coordinator: error: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("coordinator: error: {e:#}");
+            if e.downcast_ref::<run::BadInput>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Cmd::Run {
+            workload,
+            json,
+            listen,
+            advertise,
+            agent_binary,
+        } => {
+            let stop = CancellationToken::new();
+            tokio::spawn({
+                let stop = stop.clone();
+                async move {
+                    if tokio::signal::ctrl_c().await.is_ok() {
+                        eprintln!("interrupted: stopping the run (Ctrl-C again to force)");
+                        stop.cancel();
+                        if tokio::signal::ctrl_c().await.is_ok() {
+                            std::process::exit(130);
+                        }
+                    }
+                }
+            });
+            let outcome = run::run(
+                run::RunArgs {
+                    workload,
+                    data_dir: cli.data_dir,
+                    json,
+                    listen,
+                    advertise,
+                    agent_binary,
+                },
+                stop,
+            )
+            .await?;
+            Ok(match outcome {
+                run::Outcome::Completed => ExitCode::SUCCESS,
+                run::Outcome::Failed => ExitCode::FAILURE,
+            })
+        }
+        Cmd::Runs => {
+            let ids = log::list_runs(&cli.data_dir)
+                .with_context(|| format!("listing runs in {}", cli.data_dir.display()))?;
+            println!(
+                "{:<36}  {:<20}  {:<20}  {:>9}  {:<10}  {:>10}  {:>8}",
+                "id", "name", "started", "duration", "status", "requests", "errors"
+            );
+            for id in ids {
+                match history::load(&cli.data_dir, &id).await {
+                    Ok(loaded) => {
+                        let r = loaded.fold.report(&ReportOptions {
+                            live: loaded.live,
+                            ..Default::default()
+                        });
+                        let requests: u64 = r.phases.iter().map(|p| p.requests).sum();
+                        let errors: u64 = r.phases.iter().map(|p| p.error_count()).sum();
+                        println!(
+                            "{:<36}  {:<20}  {:<20}  {:>8.1}s  {:<10}  {:>10}  {:>8}",
+                            r.run_id, r.name, r.started_at, r.duration_s, r.status, requests, errors
+                        );
+                    }
+                    Err(e) => println!("{id:<36}  (unreadable: {e:#})"),
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Report {
+            run,
+            format,
+            include_warmup,
+        } => {
+            let id = history::resolve(&cli.data_dir, &run).map_err(run::BadInput)?;
+            let loaded = history::load(&cli.data_dir, &id).await?;
+            let report = loaded.fold.report(&ReportOptions {
+                include_warmup,
+                live: loaded.live,
+            });
+            print!("{}", fleetbench::report::render(&report, format));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,452 @@
+//! Run control: `coordinator run WORKLOAD.toml` from start to summary.
+//!
+//! 1. Validate the workload (bad input exits 2 before anything starts).
+//! 2. Open the run's log and write its first record (the workload text, the
+//!    resolved configuration, versions and the agent binary's hash).
+//! 3. Serve gRPC, start the services, start the local agents, wait until
+//!    every agent is attached with a measured clock offset.
+//! 4. Per phase: pick a common start instant, log it, send each agent its
+//!    share of the load, and wait until every agent says it ended (or the
+//!    phase's deadline passes), showing live progress from the fold.
+//! 5. Shut the agents down (each exits once all its events are acked), stop
+//!    the services, log the run's end and print the summary: the same fold,
+//!    so the same numbers `report` prints later.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use fleetbench::fold::ReportOptions;
+use fleetbench::pb;
+use fleetbench::pb::coordinator_message::Msg;
+use fleetbench::spec::{Load, Phase, Workload};
+use tokio::process::Child;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::hub::{Hub, Service};
+use crate::live::LiveView;
+use crate::log::{EventLog, run_dir};
+use crate::services;
+
+pub struct RunArgs {
+    pub workload: PathBuf,
+    pub data_dir: PathBuf,
+    pub json: bool,
+    pub listen: std::net::SocketAddr,
+    pub advertise: Option<String>,
+    pub agent_binary: Option<PathBuf>,
+}
+
+/// How a run ended, for the exit code.
+pub enum Outcome {
+    Completed,
+    Failed,
+}
+
+/// Input errors (exit 2) are distinguished from run failures (exit 1).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct BadInput(#[from] pub anyhow::Error);
+
+/// How long after a phase's planned end to wait for agents to report it ended.
+const PHASE_GRACE: Duration = Duration::from_secs(15);
+/// Lead time between scheduling a phase and its start.
+const START_LEAD: Duration = Duration::from_millis(300);
+
+pub async fn run(args: RunArgs, stop: CancellationToken) -> Result<Outcome> {
+    let (workload, text) = Workload::load(&args.workload).map_err(|e| BadInput(e.into()))?;
+    let agent_binary = find_agent_binary(args.agent_binary.as_deref()).map_err(BadInput)?;
+    let agent_hash = {
+        let path = agent_binary.clone();
+        tokio::task::spawn_blocking(move || fleetbench::binary::file_hash(&path))
+            .await?
+            .with_context(|| format!("hashing agent binary {}", agent_binary.display()))?
+    };
+
+    let run_id = uuid::Uuid::now_v7().to_string();
+    let dir = run_dir(&args.data_dir, &run_id);
+    std::fs::create_dir_all(dir.join("agents"))
+        .with_context(|| format!("creating run directory {}", dir.display()))?;
+    let log = EventLog::open(&args.data_dir, &run_id)?;
+    let writer_stop = CancellationToken::new();
+    let (hub, writer) = Hub::start(run_id.clone(), log, writer_stop.clone());
+    let started_at_us = fleetbench::clock::now_us();
+    hub.log(pb::log_record::Record::RunStarted(pb::RunStarted {
+        run_id: run_id.clone(),
+        name: workload.name.clone(),
+        workload_path: args.workload.display().to_string(),
+        workload_text: text,
+        resolved_json: workload.resolved_json(),
+        coordinator_version: fleetbench::VERSION.into(),
+        agent_binary_hash: agent_hash,
+        started_at_us,
+        hostname: hostname(),
+    }))
+    .await;
+    hub.flush().await.map_err(|e| anyhow!(e))?;
+    eprintln!("run {run_id} ({}) logging to {}", workload.name, dir.display());
+
+    // gRPC server on an already-bound listener.
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding the coordinator's gRPC address {}", args.listen))?;
+    let local = listener.local_addr()?;
+    let advertise = args.advertise.clone().unwrap_or_else(|| local.to_string());
+    let server_stop = CancellationToken::new();
+    let server = tokio::spawn({
+        let svc = pb::coordinator_server::CoordinatorServer::new(Service { hub: hub.clone() })
+            .max_decoding_message_size(64 << 20);
+        let stop = server_stop.clone();
+        async move {
+            tonic::transport::Server::builder()
+                .tcp_nodelay(true)
+                .http2_keepalive_interval(Some(Duration::from_secs(5)))
+                .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+                .add_service(svc)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop.cancelled_owned())
+                .await
+        }
+    });
+    let addr_file = dir.join("coordinator.addr");
+    std::fs::write(&addr_file, local.to_string())
+        .with_context(|| format!("writing {}", addr_file.display()))?;
+
+    let mut running_services = Vec::new();
+    let mut agents: Vec<(String, Child)> = Vec::new();
+    let result = drive(
+        &hub,
+        &workload,
+        &args,
+        &dir,
+        &agent_binary,
+        &advertise,
+        &mut running_services,
+        &mut agents,
+        &stop,
+    )
+    .await;
+
+    // Wind down, whatever happened: agents, services, the log's last record.
+    shutdown_agents(&hub, &mut agents).await;
+    services::stop(&hub, running_services, Duration::from_secs(5)).await;
+    let (status, reason) = match (&result, stop.is_cancelled()) {
+        (Ok(()), false) => ("completed", String::new()),
+        (Ok(()), true) => ("aborted", "interrupted".to_string()),
+        (Err(e), _) => ("failed", format!("{e:#}")),
+    };
+    hub.log(pb::log_record::Record::RunFinished(pb::RunFinished {
+        status: status.into(),
+        reason: reason.clone(),
+    }))
+    .await;
+    let flushed = hub.flush().await;
+    hub.finish();
+    // Let ReadLog followers see the end before the server goes.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    server_stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    writer_stop.cancel();
+    let _ = writer.await;
+    let _ = std::fs::remove_file(&addr_file);
+
+    let report = hub
+        .fold
+        .lock()
+        .expect("never poisoned")
+        .report(&ReportOptions::default());
+    if args.json {
+        print!("{}", fleetbench::report::json(&report));
+    } else {
+        print!("{}", fleetbench::report::table(&report));
+    }
+    if let Err(e) = flushed {
+        eprintln!("error: the event log could not be completed: {e}");
+        return Ok(Outcome::Failed);
+    }
+    match result {
+        Ok(()) if status == "completed" => Ok(Outcome::Completed),
+        Ok(()) => Ok(Outcome::Failed),
+        Err(e) => {
+            eprintln!("error: run {run_id} failed: {e:#}");
+            Ok(Outcome::Failed)
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn drive(
+    hub: &Arc<Hub>,
+    workload: &Workload,
+    args: &RunArgs,
+    dir: &Path,
+    agent_binary: &Path,
+    advertise: &str,
+    running_services: &mut Vec<services::Running>,
+    agents: &mut Vec<(String, Child)>,
+    stop: &CancellationToken,
+) -> Result<()> {
+    services::start(hub, &workload.services, agent_binary, running_services).await?;
+
+    for i in 1..=workload.agents.local {
+        let id = format!("local-{i}");
+        let log_path = dir.join("agents").join(format!("{id}.log"));
+        let log_file = std::fs::File::create(&log_path)
+            .with_context(|| format!("creating {}", log_path.display()))?;
+        let child = tokio::process::Command::new(agent_binary)
+            .arg("attach")
+            .arg("--coordinator")
+            .arg(format!("http://{advertise}"))
+            .arg("--agent-id")
+            .arg(&id)
+            .arg("--run-id")
+            .arg(hub.run_id())
+            .stdin(std::process::Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting local agent {id} ({})", agent_binary.display()))?;
+        agents.push((id, child));
+    }
+    let ids: Vec<String> = agents.iter().map(|(id, _)| id.clone()).collect();
+    wait_attached(hub, &ids, agents, dir, workload.agents.attach_timeout, stop).await?;
+    let _ = args;
+
+    let mut live = LiveView::new(workload.phases.len());
+    for (index, phase) in workload.phases.iter().enumerate() {
+        if stop.is_cancelled() {
+            break;
+        }
+        run_phase(hub, index as u32, phase, &ids, &mut live, stop).await?;
+    }
+    live.finish();
+    Ok(())
+}
+
+async fn wait_attached(
+    hub: &Arc<Hub>,
+    ids: &[String],
+    children: &mut [(String, Child)],
+    dir: &Path,
+    timeout: Duration,
+    stop: &CancellationToken,
+) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        check_log(hub)?;
+        let states = hub.agents();
+        let missing: Vec<&String> = ids
+            .iter()
+            .filter(|id| !states.get(*id).is_some_and(|s| s.connected && s.synced))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        // An agent process that died will never attach: say so now.
+        for (id, child) in children.iter_mut() {
+            if let Ok(Some(status)) = child.try_wait() {
+                let log = dir.join("agents").join(format!("{id}.log"));
+                return Err(anyhow!(
+                    "local agent {id} exited ({status}) before attaching; last lines of {}:\n{}",
+                    log.display(),
+                    tail(&log, 10)
+                ));
+            }
+        }
+        if tokio::time::Instant::now() >= deadline || stop.is_cancelled() {
+            let names: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
+            return Err(anyhow!(
+                "agents did not attach within {:.0}s: {} (their logs are in {})",
+                timeout.as_secs_f64(),
+                names.join(", "),
+                dir.join("agents").display()
+            ));
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(100), hub.changed.notified()).await;
+    }
+}
+
+fn check_log(hub: &Hub) -> Result<()> {
+    match hub.failure() {
+        Some(why) => Err(anyhow!("the event log failed: {why}")),
+        None => Ok(()),
+    }
+}
+
+/// Splits a total evenly over `n` agents; the first ones take the remainder.
+fn share(total: u32, n: u32, index: u32) -> u32 {
+    total / n + u32::from(index < total % n)
+}
+
+async fn run_phase(
+    hub: &Arc<Hub>,
+    index: u32,
+    phase: &Phase,
+    ids: &[String],
+    live: &mut LiveView,
+    stop: &CancellationToken,
+) -> Result<()> {
+    let states = hub.agents();
+    let max_rtt = states.values().map(|s| s.rtt_us).max().unwrap_or(0);
+    let lead = START_LEAD + Duration::from_micros(max_rtt * 4);
+    let start_at_us = fleetbench::clock::now_us() + lead.as_micros() as i64;
+    let spec = phase.to_pb();
+    hub.log(pb::log_record::Record::PhaseScheduled(pb::PhaseScheduled {
+        phase_index: index,
+        name: phase.name.clone(),
+        start_at_us,
+        duration_ms: spec.duration_ms,
+        warmup_ms: spec.warmup_ms,
+        window_ms: spec.window_ms,
+        agent_ids: ids.to_vec(),
+    }))
+    .await;
+    hub.flush().await.map_err(|e| anyhow!("the event log failed: {e}"))?;
+    let n = ids.len() as u32;
+    for (i, id) in ids.iter().enumerate() {
+        let i = i as u32;
+        let (concurrency, rate) = match phase.load {
+            Load::Closed { concurrency } => (share(concurrency, n, i), 0.0),
+            Load::Open { rate, concurrency } => (share(concurrency, n, i).max(1), rate / f64::from(n)),
+        };
+        let offset = states.get(id).map_or(0, |s| s.offset_us);
+        let sent = hub.send(
+            id,
+            Msg::StartPhase(pb::StartPhase {
+                phase_index: index,
+                spec: Some(spec.clone()),
+                start_at_agent_us: start_at_us + offset,
+                agent_index: i,
+                agent_count: n,
+                concurrency,
+                rate,
+            }),
+        );
+        if !sent {
+            hub.notice("error", id, format!("agent {id} is not connected: phase {:?} runs without it", phase.name))
+                .await;
+        }
+    }
+
+    let planned_end = start_at_us + phase.duration.as_micros() as i64;
+    let deadline = planned_end + PHASE_GRACE.as_micros() as i64;
+    let mut stopping = false;
+    loop {
+        check_log(hub)?;
+        let (ended, snapshot) = {
+            let fold = hub.fold.lock().expect("never poisoned");
+            let ended = fold.phases.get(&index).is_some_and(|p| p.ended());
+            (ended, live.snapshot(&fold, index))
+        };
+        let connected = hub.agents().values().filter(|s| s.connected).count();
+        live.show(&phase.name, index, phase.duration, start_at_us, snapshot, connected, ids.len());
+        if ended {
+            break;
+        }
+        if stop.is_cancelled() && !stopping {
+            stopping = true;
+            for id in ids {
+                hub.send(id, Msg::StopPhase(pb::StopPhase { phase_index: index }));
+            }
+        }
+        if fleetbench::clock::now_us() > deadline {
+            let fold = hub.fold.lock().expect("never poisoned");
+            let missing: Vec<&str> = ids
+                .iter()
+                .filter(|id| {
+                    !fold
+                        .phases
+                        .get(&index)
+                        .and_then(|p| p.agents.get(*id))
+                        .is_some_and(|a| a.ended.is_some())
+                })
+                .map(|s| s.as_str())
+                .collect();
+            return Err(anyhow!(
+                "phase {:?}: agents did not report its end within {:.0}s of its planned end: {}",
+                phase.name,
+                PHASE_GRACE.as_secs_f64(),
+                missing.join(", ")
+            ));
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(250), hub.changed.notified()).await;
+    }
+    live.phase_done();
+    Ok(())
+}
+
+/// Asks every agent to shut down, waits for each to exit (an agent exits only
+/// once all its events are acked), then kills stragglers.
+async fn shutdown_agents(hub: &Arc<Hub>, agents: &mut Vec<(String, Child)>) {
+    for (id, _) in agents.iter() {
+        hub.send(
+            id,
+            Msg::Shutdown(pb::Shutdown {
+                reason: "run ended".into(),
+            }),
+        );
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    for (id, child) in agents.iter_mut() {
+        match tokio::time::timeout_at(deadline, child.wait()).await {
+            Ok(Ok(status)) if status.success() => {}
+            Ok(Ok(status)) => hub.notice("warn", id, format!("agent {id} exited with {status}")).await,
+            _ => {
+                hub.notice("warn", id, format!("agent {id} did not exit after shutdown: killed"))
+                    .await;
+                let _ = child.kill().await;
+            }
+        }
+    }
+    agents.clear();
+}
+
+/// The agent binary: the flag, $FLEETBENCH_AGENT, or `agent` beside this
+/// executable.
+fn find_agent_binary(flag: Option<&Path>) -> Result<PathBuf> {
+    let path = match flag {
+        Some(p) => p.to_path_buf(),
+        None => match std::env::var_os("FLEETBENCH_AGENT") {
+            Some(p) => PathBuf::from(p),
+            None => std::env::current_exe()
+                .context("locating this executable")?
+                .with_file_name("agent"),
+        },
+    };
+    if !path.is_file() {
+        return Err(anyhow!(
+            "agent binary not found at {} (build it with `cargo build --release -p agent`, or pass --agent-binary)",
+            path.display()
+        ));
+    }
+    Ok(path)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::share;
+
+    #[test]
+    fn shares_add_up_to_the_total() {
+        for total in [1, 2, 7, 16, 1000] {
+            for n in 1..6 {
+                let sum: u32 = (0..n).map(|i| share(total, n, i)).sum();
+                assert_eq!(sum, total, "{total} over {n}");
+            }
+        }
+    }
+}
