@@ -380,10 +380,13 @@ run_fleetbench() {
     log "fleetbench $case: $(grep -E '^(concurrency|rate)' "$workload" | tr '\n' ' ')${DURATION}s, core $GEN_CORE"
     local t0 t1
     t0=$(nginx_cpu_ticks)
-    # The whole coordinator+agent tree runs on the generator core. /usr/bin/time
+    # The whole coordinator+agent tree runs on the generator core; the
+    # coordinator's gRPC server listens on loopback and starts the agent from
+    # FLEETBENCH_BIN (not whatever $FLEETBENCH_AGENT says). /usr/bin/time
     # reports the coordinator plus every child it waited for (its agent).
     run_bounded $(( DURATION + 120 )) /usr/bin/time -o "$WORK/$case.time" -f '%U %S' \
         taskset -c "$GEN_CORE" "$FLEETBENCH_BIN/coordinator" run "$workload" --data-dir "$data" --json \
+        --listen "$HOST:0" --agent-binary "$FLEETBENCH_BIN/agent" \
         > "$WORK/$case.json" 2> "$WORK/$case.err" || rc=$?
     t1=$(nginx_cpu_ticks)
     if (( rc != 0 )); then

@@ -415,6 +415,19 @@ impl Fold {
                 duplicate_events: self.duplicate_events,
                 seq_gaps: self.seq_gaps(),
                 bad_windows: self.bad_windows,
+                agent_events: self
+                    .seqs
+                    .iter()
+                    .map(|(id, (highest_seq, events))| {
+                        (
+                            id.clone(),
+                            AgentEvents {
+                                highest_seq: *highest_seq,
+                                events: *events,
+                            },
+                        )
+                    })
+                    .collect(),
             },
             notices: self.notices.clone(),
         }
@@ -645,6 +658,15 @@ pub struct LogReport {
     pub duplicate_events: u64,
     pub seq_gaps: u64,
     pub bad_windows: u64,
+    /// Per agent: the highest sequence number logged and how many distinct
+    /// events are logged (equal when nothing is missing).
+    pub agent_events: BTreeMap<String, AgentEvents>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentEvents {
+    pub highest_seq: u64,
+    pub events: u64,
 }
 
 #[cfg(test)]

@@ -37,6 +37,9 @@ pub struct LinkConfig {
     pub hello: pb::Hello,
     /// Exit when no coordinator could be reached for this long.
     pub give_up_after: Duration,
+    /// Write the highest acked seq to this file on every ack (set from
+    /// $FLEETBENCH_ACK_TRACE/<agent id>; tests of durability read it).
+    pub ack_trace: Option<std::path::PathBuf>,
 }
 
 /// How the link ended.
@@ -195,7 +198,13 @@ async fn attach_once(
                 };
                 use pb::coordinator_message::Msg;
                 match m.msg {
-                    Some(Msg::Ack(a)) => outbox.ack(a.through),
+                    Some(Msg::Ack(a)) => {
+                        outbox.ack(a.through);
+                        if let Some(path) = &cfg.ack_trace {
+                            // Tests read this to check that every acked event is in the log.
+                            let _ = std::fs::write(path, format!("{}\n", a.through));
+                        }
+                    }
                     Some(Msg::Ping(p)) => {
                         let pong = pb::Pong {
                             coordinator_time_us: p.coordinator_time_us,

@@ -159,6 +159,8 @@ async fn attach(
     let mut hello = tokio::task::spawn_blocking(host::facts)
         .await
         .context("reading host facts")?;
+    let ack_trace = std::env::var_os("FLEETBENCH_ACK_TRACE")
+        .map(|dir| std::path::PathBuf::from(dir).join(&agent_id));
     hello.agent_id = agent_id;
     hello.run_id = run_id;
     let outbox = Arc::new(outbox::Outbox::new(outbox::DEFAULT_CAPACITY));
@@ -190,6 +192,7 @@ async fn attach(
             coordinator,
             hello,
             give_up_after,
+            ack_trace,
         },
         outbox.clone(),
         commands_tx,

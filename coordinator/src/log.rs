@@ -129,10 +129,6 @@ impl EventLog {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.reader.path
-    }
-
     pub fn reader(&self) -> LogReader {
         self.reader.clone()
     }
@@ -181,11 +177,6 @@ impl EventLog {
 }
 
 impl LogReader {
-    /// Every record of the run, in append order.
-    pub fn scan(&self) -> impl Iterator<Item = Result<(u64, pb::LogRecord), LogError>> + '_ {
-        self.scan_from(1)
-    }
-
     /// Records with `lsn >= from`, in append order.
     pub fn scan_from(
         &self,
