@@ -1,0 +1,169 @@
+//! Shared fixtures of the end-to-end tests: the real binaries, a temporary
+//! data directory per test, the built-in HTTP target on a port of its own,
+//! and waiting on conditions with deadlines (never sleeping as a guess).
+//!
+//! The binaries are those of this workspace's `target/<profile>/`; the test
+//! command in the README builds them first (`cargo build --workspace`).
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Path of a workspace binary (`coordinator` or `agent`).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable lives in target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build the workspace first (`cargo build --workspace`)",
+        path.display()
+    );
+    path
+}
+
+/// A directory removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "fleetbench-test-{tag}-{}-{:x}",
+            std::process::id(),
+            rand_u64()
+        ));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, text).expect("write file");
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0);
+    h.finish()
+}
+
+/// Polls `cond` until it returns `Some`, or panics at the deadline.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut cond: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = cond() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `agent serve` on 127.0.0.1 with an OS-picked port; killed on drop.
+pub struct Target {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Target {
+    pub fn start(extra: &[&str]) -> Target {
+        let mut child = Command::new(bin("agent"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start agent serve");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the listening line");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line from agent serve: {line:?}"))
+            .parse()
+            .expect("listening address");
+        Target { child, addr }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    /// Requests served so far, from the target's own count.
+    pub fn served(&self) -> u64 {
+        let mut s = TcpStream::connect(self.addr).expect("connect to target");
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(
+            s,
+            "GET /__fleetbench/stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).expect("read stats");
+        let body = text.split("\r\n\r\n").nth(1).expect("stats body");
+        let v: serde_json::Value = serde_json::from_str(body.trim()).expect("stats JSON");
+        v["served"].as_u64().expect("served count")
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `coordinator ARGS` with a data dir, to completion.
+pub fn coordinator(data: &Path, args: &[&str]) -> Output {
+    Command::new(bin("coordinator"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run coordinator")
+}
+
+/// `report RUN --format json`, parsed.
+pub fn report_json(data: &Path, run: &str) -> serde_json::Value {
+    let out = coordinator(data, &["report", run, "--format", "json"]);
+    assert!(
+        out.status.success(),
+        "report failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("report JSON")
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A phase's total requests in a report, warm-up excluded.
+pub fn requests(report: &serde_json::Value, phase: usize) -> u64 {
+    report["phases"][phase]["requests"].as_u64().expect("requests")
+}
