@@ -406,6 +406,7 @@ impl Fold {
                     version: a.version.clone(),
                     clock_offset_us: a.clock_offset_us,
                     attaches: a.attaches,
+                    detaches: a.detaches,
                 })
                 .collect(),
             phases,
@@ -576,6 +577,7 @@ pub struct AgentReport {
     pub version: String,
     pub clock_offset_us: i64,
     pub attaches: u32,
+    pub detaches: u32,
 }
 
 #[derive(Debug, Clone, Serialize)]

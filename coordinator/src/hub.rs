@@ -543,3 +543,136 @@ async fn serve_agent(
         hub.changed.notify_waiters();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fleetbench::pb::coordinator_client::CoordinatorClient;
+    use tokio_stream::wrappers::TcpListenerStream;
+
+    fn event(seq: u64) -> pb::AgentMessage {
+        pb::AgentMessage {
+            msg: Some(pb::agent_message::Msg::Event(pb::Event {
+                seq,
+                agent_time_us: 0,
+                kind: Some(pb::event::Kind::Notice(pb::AgentNotice {
+                    level: 1,
+                    message: format!("event {seq}"),
+                })),
+            })),
+        }
+    }
+
+    fn hello(run_id: &str) -> pb::AgentMessage {
+        pb::AgentMessage {
+            msg: Some(pb::agent_message::Msg::Hello(pb::Hello {
+                agent_id: "buggy".into(),
+                run_id: run_id.into(),
+                protocol: fleetbench::PROTOCOL,
+                ..Default::default()
+            })),
+        }
+    }
+
+    /// Sends `seqs` on one attach; returns the Welcome's acked_through and
+    /// the highest Ack seen once `want_ack` is acked.
+    async fn attach_and_send(addr: std::net::SocketAddr, run_id: &str, seqs: &[u64], want_ack: u64) -> (u64, u64) {
+        let mut client = CoordinatorClient::connect(format!("http://{addr}")).await.unwrap();
+        let (tx, rx) = mpsc::channel(64);
+        tx.send(hello(run_id)).await.unwrap();
+        let mut inbound = client.attach(ReceiverStream::new(rx)).await.unwrap().into_inner();
+        let welcome = match inbound.message().await.unwrap().unwrap().msg {
+            Some(pb::coordinator_message::Msg::Welcome(w)) => w.acked_through,
+            other => panic!("expected Welcome, got {other:?}"),
+        };
+        for &s in seqs {
+            tx.send(event(s)).await.unwrap();
+        }
+        let mut acked = 0;
+        while acked < want_ack {
+            match inbound.message().await.unwrap().unwrap().msg {
+                Some(pb::coordinator_message::Msg::Ack(a)) => acked = a.through,
+                Some(_) => {}
+                None => panic!("empty message"),
+            }
+        }
+        (welcome, acked)
+    }
+
+    /// A buggy (or merely reconnecting) agent that resends sequence numbers
+    /// the coordinator already holds gets them dropped: each is logged once,
+    /// acks stay cumulative, and a reattach is welcomed with what is durable.
+    #[tokio::test]
+    async fn repeated_sequence_numbers_are_logged_once() {
+        let data = std::env::temp_dir().join(format!("fleetbench-hub-test-{}", uuid::Uuid::now_v7()));
+        let run_id = uuid::Uuid::now_v7().to_string();
+        let log = EventLog::open(&data, &run_id).unwrap();
+        let stop = CancellationToken::new();
+        let (hub, writer) = Hub::start(run_id.clone(), log, stop.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server_stop = CancellationToken::new();
+        let server = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(pb::coordinator_server::CoordinatorServer::new(Service { hub: hub.clone() }))
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), server_stop.clone().cancelled_owned()),
+        );
+
+        let (welcome, acked) = attach_and_send(addr, &run_id, &[1, 2, 3, 2, 3], 3).await;
+        assert_eq!((welcome, acked), (0, 3));
+        // Reattach and resend from an older point, as a confused agent would.
+        let (welcome, acked) = attach_and_send(addr, &run_id, &[2, 3, 4, 5], 5).await;
+        assert_eq!((welcome, acked), (3, 5));
+
+        hub.flush().await.unwrap();
+        let states = hub.agents();
+        assert_eq!(states["buggy"].duplicates, 4);
+        let report = hub.fold.lock().unwrap().report(&Default::default());
+        assert_eq!(report.log.duplicate_events, 0, "duplicates reached the log");
+        assert_eq!(report.log.agent_events["buggy"].events, 5);
+        assert_eq!(report.log.agent_events["buggy"].highest_seq, 5);
+
+        server_stop.cancel();
+        let _ = server.await;
+        stop.cancel();
+        writer.await.unwrap();
+        drop(hub);
+        std::fs::remove_dir_all(&data).unwrap();
+    }
+
+    /// An agent started for another run is refused, and the refusal logged.
+    #[tokio::test]
+    async fn an_agent_of_another_run_is_refused() {
+        let data = std::env::temp_dir().join(format!("fleetbench-hub-test-{}", uuid::Uuid::now_v7()));
+        let run_id = uuid::Uuid::now_v7().to_string();
+        let log = EventLog::open(&data, &run_id).unwrap();
+        let stop = CancellationToken::new();
+        let (hub, writer) = Hub::start(run_id.clone(), log, stop.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server_stop = CancellationToken::new();
+        let server = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(pb::coordinator_server::CoordinatorServer::new(Service { hub: hub.clone() }))
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), server_stop.clone().cancelled_owned()),
+        );
+        let mut client = CoordinatorClient::connect(format!("http://{addr}")).await.unwrap();
+        let (tx, rx) = mpsc::channel(4);
+        tx.send(hello("some-other-run")).await.unwrap();
+        let mut inbound = client.attach(ReceiverStream::new(rx)).await.unwrap().into_inner();
+        match inbound.message().await.unwrap().unwrap().msg {
+            Some(pb::coordinator_message::Msg::Refused(r)) => assert!(r.reason.contains("some-other-run"), "{}", r.reason),
+            other => panic!("expected Refused, got {other:?}"),
+        }
+        hub.flush().await.unwrap();
+        let notices = hub.fold.lock().unwrap().notices.clone();
+        assert!(notices.iter().any(|n| n.contains("refused agent")), "{notices:?}");
+        assert!(hub.agents().is_empty());
+        server_stop.cancel();
+        let _ = server.await;
+        stop.cancel();
+        writer.await.unwrap();
+        drop(hub);
+        std::fs::remove_dir_all(&data).unwrap();
+    }
+}

@@ -1,0 +1,229 @@
+//! Faults: a link cut mid-phase, a coordinator killed mid-run. Nothing acked
+//! may be lost and nothing may be logged twice.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+
+/// A TCP proxy that can cut every connection through it and refuse new ones
+/// until restored: a network partition between agents and coordinator.
+struct Proxy {
+    addr: SocketAddr,
+    state: Arc<Mutex<ProxyState>>,
+}
+
+struct ProxyState {
+    open: bool,
+    conns: Vec<TcpStream>,
+    accepted: u64,
+}
+
+impl Proxy {
+    fn start(upstream: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(ProxyState {
+            open: true,
+            conns: Vec::new(),
+            accepted: 0,
+        }));
+        let st = state.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let mut s = st.lock().unwrap();
+                if !s.open {
+                    drop(client); // refused: closed at once
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(upstream) else {
+                    continue;
+                };
+                s.accepted += 1;
+                s.conns.push(client.try_clone().unwrap());
+                s.conns.push(server.try_clone().unwrap());
+                pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
+                pipe(server, client);
+            }
+        });
+        Proxy { addr, state }
+    }
+
+    /// Breaks every connection and refuses new ones.
+    fn cut(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.open = false;
+        for c in s.conns.drain(..) {
+            let _ = c.shutdown(Shutdown::Both);
+        }
+    }
+
+    fn restore(&self) {
+        self.state.lock().unwrap().open = true;
+    }
+
+    fn accepted(&self) -> u64 {
+        self.state.lock().unwrap().accepted
+    }
+}
+
+fn pipe(mut from: TcpStream, mut to: TcpStream) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if to.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = to.shutdown(Shutdown::Both);
+        let _ = from.shutdown(Shutdown::Both);
+    });
+}
+
+fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+const SYNTHETIC: &str = r#"
+[agents]
+local = 2
+
+[[phase]]
+name = "load"
+duration = "DURATION"
+
+[phase.synthetic]
+latency = "1ms"
+concurrency = 4
+"#;
+
+fn live_report(dir: &TempDir) -> Option<serde_json::Value> {
+    let out = coordinator(dir.path(), &["report", "latest", "--format", "json"]);
+    if !out.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+/// The agent-to-coordinator link is cut mid-phase, then restored: the agents
+/// reconnect, resend what was not acked, and the log holds every window of
+/// every agent exactly once, with no gap in any agent's sequence numbers.
+#[test]
+fn cut_link_reconnects_and_logs_each_window_exactly_once() {
+    let dir = TempDir::new("cut");
+    let w = dir.write("w.toml", &SYNTHETIC.replace("DURATION", "8s"));
+    let listen = free_port();
+    let proxy = Proxy::start(listen);
+    let child = std::process::Command::new(bin("coordinator"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["run", w.to_str().unwrap(), "--json"])
+        .args(["--listen", &listen.to_string(), "--advertise", &proxy.addr.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("two windows logged", Duration::from_secs(20), || {
+        let r = live_report(&dir)?;
+        (r["phases"][0]["timeline"].as_array()?.len() >= 2).then_some(())
+    });
+    proxy.cut();
+    wait_for("both agents detached", Duration::from_secs(10), || {
+        let r = live_report(&dir)?;
+        let agents = r["agents"].as_array()?;
+        (agents.len() == 2 && agents.iter().all(|a| a["detaches"].as_u64() >= Some(1))).then_some(())
+    });
+    // The partition lasts a while: windows pile up unacked on the agents.
+    std::thread::sleep(Duration::from_secs(2));
+    let before = proxy.accepted();
+    proxy.restore();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "run failed");
+    assert!(proxy.accepted() >= before + 2, "agents did not reconnect through the proxy");
+
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for a in report["agents"].as_array().unwrap() {
+        assert!(a["attaches"].as_u64().unwrap() >= 2, "agent did not reattach: {a}");
+    }
+    for a in report["phases"][0]["agents"].as_array().unwrap() {
+        assert_eq!(a["windows"], 8, "every window once: {a}");
+        assert_eq!(a["ended"], true, "{a}");
+    }
+    let log = &report["log"];
+    assert_eq!(log["duplicate_events"], 0, "{log}");
+    assert_eq!(log["seq_gaps"], 0, "{log}");
+    for (id, e) in log["agent_events"].as_object().unwrap() {
+        assert_eq!(e["highest_seq"], e["events"], "agent {id} has a gap: {e}");
+    }
+    // The log read back agrees with what the run printed.
+    assert_eq!(report_json(dir.path(), "latest"), report);
+}
+
+/// The coordinator is killed with SIGKILL mid-run: the log opens, the run is
+/// listed as incomplete, it can be reported on, and every event an agent saw
+/// acked is in the log.
+#[test]
+fn sigkill_of_the_coordinator_loses_no_acked_event() {
+    let dir = TempDir::new("kill");
+    let acks = dir.path().join("acks");
+    std::fs::create_dir_all(&acks).unwrap();
+    let w = dir.write("w.toml", &SYNTHETIC.replace("DURATION", "60s"));
+    let mut child = std::process::Command::new(bin("coordinator"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["run", w.to_str().unwrap()])
+        .env("FLEETBENCH_ACK_TRACE", &acks)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
+    wait_for("three windows logged", Duration::from_secs(20), || {
+        let r = live_report(&dir)?;
+        (r["phases"][0]["timeline"].as_array()?.len() >= 3).then_some(())
+    });
+    nix::sys::signal::kill(pgid, nix::sys::signal::Signal::SIGKILL).unwrap();
+    child.wait().unwrap();
+    // The agents outlive their coordinator; read what they saw acked, then
+    // stop them.
+    let acked: Vec<(String, u64)> = std::fs::read_dir(&acks)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let n = std::fs::read_to_string(e.path()).unwrap().trim().parse().unwrap();
+            (e.file_name().to_string_lossy().into_owned(), n)
+        })
+        .collect();
+    let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+    assert_eq!(acked.len(), 2, "both agents saw acks: {acked:?}");
+
+    let runs = coordinator(dir.path(), &["runs"]);
+    assert!(runs.status.success(), "{}", text(&runs.stderr));
+    assert!(text(&runs.stdout).contains("incomplete"), "{}", text(&runs.stdout));
+    let report = report_json(dir.path(), "latest");
+    assert_eq!(report["status"], "incomplete");
+    assert!(report["phases"][0]["timeline"].as_array().unwrap().len() >= 3);
+    let events = &report["log"]["agent_events"];
+    for (agent, acked) in &acked {
+        let e = &events[agent];
+        assert!(
+            e["highest_seq"].as_u64().unwrap() >= *acked,
+            "agent {agent}: acked through {acked} but the log holds {e}"
+        );
+        assert_eq!(e["highest_seq"], e["events"], "agent {agent}: gap in {e}");
+    }
+    let table = coordinator(dir.path(), &["report", "latest"]);
+    assert!(text(&table.stdout).contains("incomplete"));
+}
