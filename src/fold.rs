@@ -104,7 +104,9 @@ impl WindowAgg {
         }
         self.bytes_sent += other.bytes_sent;
         self.bytes_received += other.bytes_received;
-        self.latency.add(&other.latency).expect("auto-resizing histogram");
+        self.latency
+            .add(&other.latency)
+            .expect("auto-resizing histogram");
         self.latency_clamped += other.latency_clamped;
         self.max_send_lag_us = self.max_send_lag_us.max(other.max_send_lag_us);
         self.agents = self.agents.max(other.agents);
@@ -249,7 +251,8 @@ impl Fold {
                 } else {
                     format!("agent {}: ", n.agent_id)
                 };
-                self.notices.push(format!("{}: {who}{}", n.level, n.message));
+                self.notices
+                    .push(format!("{}: {who}{}", n.level, n.message));
             }
             Record::ServiceOutput(_) | Record::ServiceState(_) => {}
         }
@@ -377,7 +380,9 @@ impl Fold {
                 HostReport {
                     host: host.clone(),
                     cpu_pct_mean: round2(agg.seconds.values().map(|s| s.cpu_pct).sum::<f64>() / n),
-                    cpu_pct_max: round2(agg.seconds.values().map(|s| s.cpu_pct).fold(0.0, f64::max)),
+                    cpu_pct_max: round2(
+                        agg.seconds.values().map(|s| s.cpu_pct).fold(0.0, f64::max),
+                    ),
                     mem_used_max_bytes: agg.seconds.values().map(|s| s.mem_used).max().unwrap_or(0),
                     net_rx_bytes: agg.seconds.values().map(|s| s.net_rx).sum(),
                     net_tx_bytes: agg.seconds.values().map(|s| s.net_tx).sum(),
@@ -391,7 +396,11 @@ impl Fold {
             run_id: run.id,
             name: run.name,
             status: self.status(options.live),
-            reason: self.finished.as_ref().map(|f| f.reason.clone()).unwrap_or_default(),
+            reason: self
+                .finished
+                .as_ref()
+                .map(|f| f.reason.clone())
+                .unwrap_or_default(),
             started_at: crate::clock::rfc3339(run.started_at_us),
             duration_s: round3(duration_us as f64 / 1e6),
             coordinator_version: run.coordinator_version,
@@ -683,7 +692,7 @@ mod tests {
         for _ in 0..n {
             w.record_ok(1 + rng.next_u64() % 10_000);
         }
-        if rng.next_u64() % 3 == 0 {
+        if rng.next_u64().is_multiple_of(3) {
             w.record_error(crate::window::ErrorClass::Status5xx, Some(42));
         }
         pb::LogRecord {
@@ -754,7 +763,10 @@ mod tests {
         let mut once = Fold::new();
         records.iter().for_each(|r| once.apply(r));
         let mut twice = Fold::new();
-        records.iter().chain(records[5..12].iter()).for_each(|r| twice.apply(r));
+        records
+            .iter()
+            .chain(records[5..12].iter())
+            .for_each(|r| twice.apply(r));
         assert_eq!(twice.duplicate_events, 7);
         assert_eq!(
             once.report(&ReportOptions::default()).phases[0].requests,

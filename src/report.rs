@@ -111,8 +111,13 @@ pub fn table(report: &Report) -> String {
     }
     if !report.hosts.is_empty() {
         let mut h = Table::new();
-        h.load_style(UTF8_FULL_CONDENSED)
-            .set_header(["host", "cpu mean", "cpu max", "mem max", "load1 max"]);
+        h.load_style(UTF8_FULL_CONDENSED).set_header([
+            "host",
+            "cpu mean",
+            "cpu max",
+            "mem max",
+            "load1 max",
+        ]);
         for host in &report.hosts {
             h.add_row([
                 host.host.clone(),
@@ -145,7 +150,9 @@ pub fn csv(report: &Report) -> String {
     );
     for p in &report.phases {
         let l = p.latency_us;
-        let cell = |f: fn(&crate::fold::LatencyReport) -> u64| l.as_ref().map_or(String::new(), |l| f(l).to_string());
+        let cell = |f: fn(&crate::fold::LatencyReport) -> u64| {
+            l.as_ref().map_or(String::new(), |l| f(l).to_string())
+        };
         let _ = writeln!(
             out,
             "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",

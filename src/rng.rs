@@ -55,7 +55,9 @@ impl Latency {
             Latency::Uniform { min, max } => min as f64 + rng.next_f64() * (max - min) as f64,
             Latency::Exponential { mean } => -(mean as f64) * (1.0 - rng.next_f64()).ln(),
             Latency::Normal { mean, stddev } => mean as f64 + stddev as f64 * rng.next_normal(),
-            Latency::LogNormal { median, sigma } => median as f64 * (sigma * rng.next_normal()).exp(),
+            Latency::LogNormal { median, sigma } => {
+                median as f64 * (sigma * rng.next_normal()).exp()
+            }
         };
         v.max(0.0).round() as u64
     }

@@ -449,7 +449,11 @@ fn validate_service(
 ) -> Result<Service, SpecError> {
     let name_span = s.name.span();
     let name = s.name.into_inner();
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
         return Err(src.error(
             name_span,
             format!("service name {name:?} must be non-empty letters, digits, '-', '_' or '.'"),
@@ -472,13 +476,15 @@ fn validate_service(
             let tcp = match r.tcp {
                 Some(t) => {
                     let text = t.get_ref();
-                    let ok = text
-                        .rsplit_once(':')
-                        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+                    let ok = text.rsplit_once(':').is_some_and(|(host, port)| {
+                        !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+                    });
                     if !ok {
                         return Err(src.error(
                             t.span(),
-                            format!("ready.tcp {text:?} must be host:port, like \"127.0.0.1:8080\""),
+                            format!(
+                                "ready.tcp {text:?} must be host:port, like \"127.0.0.1:8080\""
+                            ),
                         ));
                     }
                     Some(t.into_inner())
@@ -620,14 +626,18 @@ fn validate_http(
     let span = h.span();
     let h = h.into_inner();
     let url = h.url.get_ref().trim().to_string();
-    check_url(&url).map_err(|why| src.error(h.url.span(), format!("phase.http.url {url:?} {why}")))?;
+    check_url(&url)
+        .map_err(|why| src.error(h.url.span(), format!("phase.http.url {url:?} {why}")))?;
     let method = match &h.method {
         Some(m) => {
             let text = m.get_ref().to_ascii_uppercase();
             if text.is_empty() || !text.bytes().all(|b| b.is_ascii_uppercase()) {
                 return Err(src.error(
                     m.span(),
-                    format!("phase.http.method {:?} is not an HTTP method like GET or POST", m.get_ref()),
+                    format!(
+                        "phase.http.method {:?} is not an HTTP method like GET or POST",
+                        m.get_ref()
+                    ),
                 ));
             }
             text
@@ -720,14 +730,17 @@ fn validate_synthetic(
 fn validate_latency(raw: RawLatency) -> Result<Latency, String> {
     fn us(field: &str, v: Option<&String>) -> Result<u64, String> {
         let text = v.ok_or_else(|| format!("needs `{field}`, a duration like \"2ms\""))?;
-        let d = parse_duration(text).map_err(|e| format!("{field} {text:?} is not a duration ({e})"))?;
+        let d = parse_duration(text)
+            .map_err(|e| format!("{field} {text:?} is not a duration ({e})"))?;
         Ok(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
     }
     match raw {
         RawLatency::Constant(text) => {
             let d = parse_duration(&text)
                 .map_err(|e| format!("{text:?} is not a duration ({e}); write \"2ms\" or a table like {{ dist = \"exponential\", mean = \"2ms\" }}"))?;
-            Ok(Latency::Constant(u64::try_from(d.as_micros()).unwrap_or(u64::MAX)))
+            Ok(Latency::Constant(
+                u64::try_from(d.as_micros()).unwrap_or(u64::MAX),
+            ))
         }
         RawLatency::Dist(d) => match d.dist.as_str() {
             "constant" => Ok(Latency::Constant(us("value", d.value.as_ref())?)),
@@ -746,7 +759,9 @@ fn validate_latency(raw: RawLatency) -> Result<Latency, String> {
                 stddev: us("stddev", d.stddev.as_ref())?,
             }),
             "lognormal" => {
-                let sigma = d.sigma.ok_or("lognormal needs `sigma`, a number like 0.5")?;
+                let sigma = d
+                    .sigma
+                    .ok_or("lognormal needs `sigma`, a number like 0.5")?;
                 if !sigma.is_finite() || sigma < 0.0 {
                     return Err(format!("lognormal sigma must be zero or more, not {sigma}"));
                 }
@@ -819,7 +834,10 @@ concurrency = 16
     #[test]
     fn bad_duration_says_how_to_write_one() {
         let e = reject(&GOOD.replace("\"10s\"", "\"ten\""));
-        assert!(e.starts_with("w.toml:10:12: phase.duration: \"ten\" is not a duration"), "{e}");
+        assert!(
+            e.starts_with("w.toml:10:12: phase.duration: \"ten\" is not a duration"),
+            "{e}"
+        );
         assert!(e.contains("\"30s\""), "{e}");
     }
 

@@ -198,7 +198,11 @@ mod tests {
             w.record_ok(100 + i % 900);
         }
         let p = w.to_pb(0, 3, 1000);
-        assert!(p.latency_histogram.len() < 1000, "{} bytes", p.latency_histogram.len());
+        assert!(
+            p.latency_histogram.len() < 1000,
+            "{} bytes",
+            p.latency_histogram.len()
+        );
         let h = decode_histogram(&p.latency_histogram).unwrap();
         assert_eq!(h.len(), 10_000);
         assert_eq!(h.value_at_quantile(0.5), w.latency.value_at_quantile(0.5));

@@ -92,7 +92,10 @@ fn pipe(mut from: TcpStream, mut to: TcpStream) {
 }
 
 fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
 
 const SYNTHETIC: &str = r#"
@@ -129,7 +132,12 @@ fn cut_link_reconnects_and_logs_each_window_exactly_once() {
         .arg("--data-dir")
         .arg(dir.path())
         .args(["run", w.to_str().unwrap(), "--json"])
-        .args(["--listen", &listen.to_string(), "--advertise", &proxy.addr.to_string()])
+        .args([
+            "--listen",
+            &listen.to_string(),
+            "--advertise",
+            &proxy.addr.to_string(),
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -142,7 +150,8 @@ fn cut_link_reconnects_and_logs_each_window_exactly_once() {
     wait_for("both agents detached", Duration::from_secs(10), || {
         let r = live_report(&dir)?;
         let agents = r["agents"].as_array()?;
-        (agents.len() == 2 && agents.iter().all(|a| a["detaches"].as_u64() >= Some(1))).then_some(())
+        (agents.len() == 2 && agents.iter().all(|a| a["detaches"].as_u64() >= Some(1)))
+            .then_some(())
     });
     // The partition lasts a while: windows pile up unacked on the agents.
     std::thread::sleep(Duration::from_secs(2));
@@ -150,11 +159,17 @@ fn cut_link_reconnects_and_logs_each_window_exactly_once() {
     proxy.restore();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "run failed");
-    assert!(proxy.accepted() >= before + 2, "agents did not reconnect through the proxy");
+    assert!(
+        proxy.accepted() >= before + 2,
+        "agents did not reconnect through the proxy"
+    );
 
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     for a in report["agents"].as_array().unwrap() {
-        assert!(a["attaches"].as_u64().unwrap() >= 2, "agent did not reattach: {a}");
+        assert!(
+            a["attaches"].as_u64().unwrap() >= 2,
+            "agent did not reattach: {a}"
+        );
     }
     for a in report["phases"][0]["agents"].as_array().unwrap() {
         assert_eq!(a["windows"], 8, "every window once: {a}");
@@ -202,7 +217,11 @@ fn sigkill_of_the_coordinator_loses_no_acked_event() {
         .unwrap()
         .map(|e| {
             let e = e.unwrap();
-            let n = std::fs::read_to_string(e.path()).unwrap().trim().parse().unwrap();
+            let n = std::fs::read_to_string(e.path())
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
             (e.file_name().to_string_lossy().into_owned(), n)
         })
         .collect();
@@ -211,7 +230,11 @@ fn sigkill_of_the_coordinator_loses_no_acked_event() {
 
     let runs = coordinator(dir.path(), &["runs"]);
     assert!(runs.status.success(), "{}", text(&runs.stderr));
-    assert!(text(&runs.stdout).contains("incomplete"), "{}", text(&runs.stdout));
+    assert!(
+        text(&runs.stdout).contains("incomplete"),
+        "{}",
+        text(&runs.stdout)
+    );
     let report = report_json(dir.path(), "latest");
     assert_eq!(report["status"], "incomplete");
     assert!(report["phases"][0]["timeline"].as_array().unwrap().len() >= 3);

@@ -7,7 +7,14 @@ use std::time::Duration;
 
 use common::*;
 
-fn http_workload(name: &str, url: &str, agents: u32, duration: &str, warmup: &str, load: &str) -> String {
+fn http_workload(
+    name: &str,
+    url: &str,
+    agents: u32,
+    duration: &str,
+    warmup: &str,
+    load: &str,
+) -> String {
     format!(
         r#"
 [run]
@@ -38,7 +45,14 @@ fn request_count_matches_what_the_target_served() {
     let concurrency = 8;
     let w = dir.write(
         "w.toml",
-        &http_workload("count", &target.url(), 2, "3s", "0s", &format!("concurrency = {concurrency}")),
+        &http_workload(
+            "count",
+            &target.url(),
+            2,
+            "3s",
+            "0s",
+            &format!("concurrency = {concurrency}"),
+        ),
     );
     let out = coordinator(dir.path(), &["run", w.to_str().unwrap(), "--json"]);
     assert!(out.status.success(), "run failed: {}", text(&out.stderr));
@@ -46,7 +60,11 @@ fn request_count_matches_what_the_target_served() {
     let counted = requests(&report, 0);
     let served = target.served();
     assert!(counted > 1000, "too few requests to judge: {counted}");
-    assert_eq!(report["phases"][0]["errors"].as_object().unwrap().len(), 0, "{report}");
+    assert_eq!(
+        report["phases"][0]["errors"].as_object().unwrap().len(),
+        0,
+        "{report}"
+    );
     let in_flight = served.abs_diff(counted);
     assert!(
         served >= counted && in_flight <= concurrency,
@@ -70,7 +88,14 @@ fn open_loop_latency_shows_a_stalled_target() {
     let dir = TempDir::new("stall");
     let w = dir.write(
         "w.toml",
-        &http_workload("stall", &target.url(), 1, "6s", "0s", "rate = 200\nconcurrency = 4"),
+        &http_workload(
+            "stall",
+            &target.url(),
+            1,
+            "6s",
+            "0s",
+            "rate = 200\nconcurrency = 4",
+        ),
     );
     let out = coordinator(dir.path(), &["run", w.to_str().unwrap(), "--json"]);
     assert!(out.status.success(), "run failed: {}", text(&out.stderr));
@@ -87,7 +112,10 @@ fn open_loop_latency_shows_a_stalled_target() {
     assert!(p50 < p90, "{lat}");
     // The offered load held: about 200/s over 6 s.
     let n = requests(&report, 0);
-    assert!((1000..=1300).contains(&n), "offered {n} requests, expected ~1200");
+    assert!(
+        (1000..=1300).contains(&n),
+        "offered {n} requests, expected ~1200"
+    );
 }
 
 /// `run --json` and `report --format json` come from one fold: identical.
@@ -131,7 +159,11 @@ rate = 300
     let b = coordinator(dir.path(), &["report", &run_id, "--format", "json"]);
     assert!(a.status.success(), "{}", text(&a.stderr));
     assert_eq!(a.stdout, b.stdout, "report is not byte-stable");
-    assert_eq!(text(&a.stdout), live, "report differs from the live summary");
+    assert_eq!(
+        text(&a.stdout),
+        live,
+        "report differs from the live summary"
+    );
     let t1 = coordinator(dir.path(), &["report", "latest"]);
     let t2 = coordinator(dir.path(), &["report", "latest"]);
     assert_eq!(t1.stdout, t2.stdout);
@@ -146,17 +178,25 @@ rate = 300
     let n = requests(&report, 1);
     assert!((500..=650).contains(&n), "paced phase: {n} requests");
     let csv = coordinator(dir.path(), &["report", "latest", "--format", "csv"]);
-    assert_eq!(text(&csv.stdout).lines().count(), 3, "{}", text(&csv.stdout));
+    assert_eq!(
+        text(&csv.stdout).lines().count(),
+        3,
+        "{}",
+        text(&csv.stdout)
+    );
 }
 
 /// The quick start: a `[[service]]` target started and stopped by the run.
 #[test]
 fn quickstart_example_runs_with_its_service() {
     let dir = TempDir::new("quickstart");
-    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/quickstart.toml"))
-        .unwrap()
-        .replace("duration = \"10s\"", "duration = \"3s\"")
-        .replace("warmup = \"2s\"", "warmup = \"1s\"");
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/quickstart.toml"
+    ))
+    .unwrap()
+    .replace("duration = \"10s\"", "duration = \"3s\"")
+    .replace("warmup = \"2s\"", "warmup = \"1s\"");
     let w = dir.write("quickstart.toml", &example);
     let out = coordinator(dir.path(), &["run", w.to_str().unwrap(), "--json"]);
     assert!(out.status.success(), "run failed: {}", text(&out.stderr));
@@ -164,10 +204,19 @@ fn quickstart_example_runs_with_its_service() {
     assert!(requests(&report, 0) > 100, "{report}");
     assert_eq!(report["phases"][0]["errors"].as_object().unwrap().len(), 0);
     // The service was stopped: its port is free again.
-    wait_for("the service's port to close", Duration::from_secs(5), || {
-        std::net::TcpStream::connect("127.0.0.1:18080").is_err().then_some(())
-    });
-    assert!(!report["hosts"].as_array().unwrap().is_empty(), "no host metrics");
+    wait_for(
+        "the service's port to close",
+        Duration::from_secs(5),
+        || {
+            std::net::TcpStream::connect("127.0.0.1:18080")
+                .is_err()
+                .then_some(())
+        },
+    );
+    assert!(
+        !report["hosts"].as_array().unwrap().is_empty(),
+        "no host metrics"
+    );
 }
 
 /// A run can be reported on while it is still in progress (the sled log is
@@ -198,17 +247,25 @@ concurrency = 4
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let report = wait_for("a live report with windows", Duration::from_secs(20), || {
-        let out = coordinator(dir.path(), &["report", "latest", "--format", "json"]);
-        if !out.status.success() {
-            return None;
-        }
-        let r: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-        (r["phases"][0]["timeline"].as_array()?.len() >= 2).then_some(r)
-    });
+    let report = wait_for(
+        "a live report with windows",
+        Duration::from_secs(20),
+        || {
+            let out = coordinator(dir.path(), &["report", "latest", "--format", "json"]);
+            if !out.status.success() {
+                return None;
+            }
+            let r: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+            (r["phases"][0]["timeline"].as_array()?.len() >= 2).then_some(r)
+        },
+    );
     assert_eq!(report["status"], "running", "{}", report["status"]);
     let runs = coordinator(dir.path(), &["runs"]);
-    assert!(text(&runs.stdout).contains("running"), "{}", text(&runs.stdout));
+    assert!(
+        text(&runs.stdout).contains("running"),
+        "{}",
+        text(&runs.stdout)
+    );
     assert!(child.wait().unwrap().success());
     let done = report_json(dir.path(), "latest");
     assert_eq!(done["status"], "completed");
@@ -246,11 +303,19 @@ fn bad_workload_is_rejected_with_file_line_and_column() {
         let err = text(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "case {i}: {err}");
         let expected = format!("{}{want}", w.display());
-        assert!(err.contains(&expected), "case {i}: expected {expected:?} in {err:?}");
+        assert!(
+            err.contains(&expected),
+            "case {i}: expected {expected:?} in {err:?}"
+        );
     }
     // Nothing started: no run was logged.
     let runs = coordinator(dir.path(), &["runs"]);
-    assert_eq!(text(&runs.stdout).lines().count(), 1, "{}", text(&runs.stdout));
+    assert_eq!(
+        text(&runs.stdout).lines().count(),
+        1,
+        "{}",
+        text(&runs.stdout)
+    );
     let missing = coordinator(dir.path(), &["run", "/nonexistent/w.toml"]);
     assert_eq!(missing.status.code(), Some(2));
     assert!(text(&missing.stderr).contains("/nonexistent/w.toml"));

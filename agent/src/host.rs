@@ -48,7 +48,12 @@ pub fn process_cpu_ms() -> u64 {
     };
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the line; 12 and 13 after ')'.
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     // Linux reports clock ticks at USER_HZ, 100 on every mainstream build.
     (ticks(11) + ticks(12)) * 10
 }
@@ -105,6 +110,10 @@ mod tests {
             x = x.wrapping_mul(31).wrapping_add(7);
         }
         std::hint::black_box(x);
-        assert!(process_cpu_ms() >= before + 100, "{before} -> {}", process_cpu_ms());
+        assert!(
+            process_cpu_ms() >= before + 100,
+            "{before} -> {}",
+            process_cpu_ms()
+        );
     }
 }

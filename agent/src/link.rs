@@ -73,7 +73,15 @@ pub async fn run(
     let mut last_contact = Instant::now();
     let mut shutting_down: Option<String> = None;
     loop {
-        let attempt = attach_once(&cfg, &outbox, &engine, &state, &connected, &mut shutting_down, &stop);
+        let attempt = attach_once(
+            &cfg,
+            &outbox,
+            &engine,
+            &state,
+            &connected,
+            &mut shutting_down,
+            &stop,
+        );
         let result = tokio::select! {
             biased;
             () = stop.cancelled() => return LinkEnd::Cancelled,
@@ -167,7 +175,12 @@ async fn attach_once(
     let sender_stop = stop.child_token();
     let sender_dead = CancellationToken::new();
     tokio::spawn({
-        let (outbox, tx, stop, dead) = (outbox.clone(), tx.clone(), sender_stop.clone(), sender_dead.clone());
+        let (outbox, tx, stop, dead) = (
+            outbox.clone(),
+            tx.clone(),
+            sender_stop.clone(),
+            sender_dead.clone(),
+        );
         async move {
             send_events(outbox, tx, welcome.acked_through, stop).await;
             dead.cancel();

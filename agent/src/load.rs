@@ -140,7 +140,7 @@ struct Plan {
 }
 
 enum Workload {
-    Http(HttpTarget),
+    Http(Box<HttpTarget>),
     Synthetic {
         latency: Latency,
         error_ratio: f64,
@@ -168,7 +168,7 @@ async fn plan(s: pb::StartPhase, threads: usize) -> Result<Plan> {
     }
     let windows = duration.as_micros().div_ceil(width.as_micros()) as u32;
     let workload = match spec.workload.context("phase without a workload")? {
-        pb::phase_spec::Workload::Http(h) => Workload::Http(http_target(&h).await?),
+        pb::phase_spec::Workload::Http(h) => Workload::Http(Box::new(http_target(&h).await?)),
         pb::phase_spec::Workload::Synthetic(syn) => Workload::Synthetic {
             latency: syn
                 .latency
@@ -205,20 +205,30 @@ async fn plan(s: pb::StartPhase, threads: usize) -> Result<Plan> {
         windows,
         workload: Arc::new(workload),
         concurrency: s.concurrency,
-        rate: if s.rate.is_finite() { s.rate.max(0.0) } else { 0.0 },
+        rate: if s.rate.is_finite() {
+            s.rate.max(0.0)
+        } else {
+            0.0
+        },
         agent_index: s.agent_index,
         threads,
     })
 }
 
 async fn http_target(h: &pb::HttpWorkload) -> Result<HttpTarget> {
-    let uri: http::Uri = h.url.parse().with_context(|| format!("bad URL {:?}", h.url))?;
+    let uri: http::Uri = h
+        .url
+        .parse()
+        .with_context(|| format!("bad URL {:?}", h.url))?;
     let authority = uri
         .authority()
         .with_context(|| format!("URL {:?} has no host", h.url))?
         .clone();
     let port = authority.port_u16().unwrap_or(80);
-    let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
     let addr = tokio::net::lookup_host((host, port))
         .await
         .with_context(|| format!("resolving {host}"))?
@@ -524,8 +534,8 @@ async fn thread_loop(
     // This thread's workers: every threads-th of the agent's connections.
     let mut workers = tokio::task::JoinSet::new();
     let total = plan.concurrency as usize;
-    let per_worker_interval = (plan.rate > 0.0)
-        .then(|| Duration::from_secs_f64(total.max(1) as f64 / plan.rate));
+    let per_worker_interval =
+        (plan.rate > 0.0).then(|| Duration::from_secs_f64(total.max(1) as f64 / plan.rate));
     for w in (thread..total).step_by(plan.threads) {
         // Open loop: stagger the workers' schedules evenly over one interval.
         let pace = match per_worker_interval {
@@ -572,11 +582,17 @@ async fn thread_loop(
         Workload::Http(h) => h.timeout.min(Duration::from_secs(2)),
         Workload::Synthetic { .. } => Duration::from_secs(2),
     };
-    let _ = tokio::time::timeout(grace, async { while workers.join_next().await.is_some() {} }).await;
+    let _ = tokio::time::timeout(grace, async {
+        while workers.join_next().await.is_some() {}
+    })
+    .await;
     let abandoned = shared.in_flight.get();
     workers.abort_all();
 
-    let stopped_at = shared.recorder.borrow().index_at(Instant::now().min(deadline));
+    let stopped_at = shared
+        .recorder
+        .borrow()
+        .index_at(Instant::now().min(deadline));
     let last = if Instant::now() >= deadline {
         plan.windows.saturating_sub(1)
     } else {
@@ -709,7 +725,9 @@ async fn connect(target: &HttpTarget) -> Result<http1::SendRequest<Full<Bytes>>,
         .map_err(|_| ())?
         .map_err(|_| ())?;
     let _ = stream.set_nodelay(true);
-    let (sender, conn) = http1::handshake(TokioIo::new(stream)).await.map_err(|_| ())?;
+    let (sender, conn) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|_| ())?;
     tokio::task::spawn_local(async move {
         let _ = conn.await;
     });

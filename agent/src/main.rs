@@ -84,8 +84,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     let cli = Cli::parse();
@@ -142,7 +141,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 lease,
                 give_up_after,
                 threads,
-            } => attach(coordinator, agent_id, run_id, lease, give_up_after, threads, stop).await,
+            } => {
+                attach(
+                    coordinator,
+                    agent_id,
+                    run_id,
+                    lease,
+                    give_up_after,
+                    threads,
+                    stop,
+                )
+                .await
+            }
         }
     })
 }

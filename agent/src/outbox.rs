@@ -106,7 +106,6 @@ impl Outbox {
         }
     }
 
-
     /// Highest sequence number pushed so far.
     pub fn latest(&self) -> u64 {
         *self.latest.borrow()

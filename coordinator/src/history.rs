@@ -25,8 +25,8 @@ pub struct Loaded {
 
 /// Resolves `latest`, a full run id, or a unique prefix of one.
 pub fn resolve(data_dir: &Path, which: &str) -> Result<String> {
-    let runs = list_runs(data_dir)
-        .with_context(|| format!("listing runs in {}", data_dir.display()))?;
+    let runs =
+        list_runs(data_dir).with_context(|| format!("listing runs in {}", data_dir.display()))?;
     if runs.is_empty() {
         bail!("no runs in {}", data_dir.display());
     }
@@ -36,11 +36,11 @@ pub fn resolve(data_dir: &Path, which: &str) -> Result<String> {
     let matches: Vec<&String> = runs.iter().filter(|r| r.starts_with(which)).collect();
     match matches.as_slice() {
         [one] => Ok((*one).clone()),
-        [] => bail!("no run {which:?} in {} (see `coordinator runs`)", data_dir.display()),
-        many => bail!(
-            "{which:?} matches {} runs; give more of the id",
-            many.len()
+        [] => bail!(
+            "no run {which:?} in {} (see `coordinator runs`)",
+            data_dir.display()
         ),
+        many => bail!("{which:?} matches {} runs; give more of the id", many.len()),
     }
 }
 
@@ -69,17 +69,15 @@ pub async fn load(data_dir: &Path, run_id: &str) -> Result<Loaded> {
                 }
                 return Ok(Loaded { fold, live: false });
             }
-            Err(LogError::Locked { .. }) => {
-                match read_live(data_dir, run_id).await {
-                    Ok(fold) => return Ok(Loaded { fold, live: true }),
-                    Err(e) if tries >= 20 => {
-                        return Err(e.context(format!(
+            Err(LogError::Locked { .. }) => match read_live(data_dir, run_id).await {
+                Ok(fold) => return Ok(Loaded { fold, live: true }),
+                Err(e) if tries >= 20 => {
+                    return Err(e.context(format!(
                             "run {run_id} is locked by another process and its coordinator does not answer"
                         )));
-                    }
-                    Err(_) => {}
                 }
-            }
+                Err(_) => {}
+            },
             Err(e) => return Err(e.into()),
         }
         tries += 1;

@@ -66,7 +66,11 @@ struct Slot {
 
 enum WriteItem {
     Record(pb::LogRecord),
-    Agent { agent_id: String, seq: u64, record: pb::LogRecord },
+    Agent {
+        agent_id: String,
+        seq: u64,
+        record: pb::LogRecord,
+    },
     Flush(oneshot::Sender<Result<(), String>>),
 }
 
@@ -89,7 +93,11 @@ pub struct Hub {
 
 impl Hub {
     /// Starts the hub and its writer over `log`.
-    pub fn start(run_id: String, log: EventLog, stop: CancellationToken) -> (Arc<Hub>, tokio::task::JoinHandle<()>) {
+    pub fn start(
+        run_id: String,
+        log: EventLog,
+        stop: CancellationToken,
+    ) -> (Arc<Hub>, tokio::task::JoinHandle<()>) {
         let (queue, rx) = mpsc::channel(QUEUE);
         let reader = log.reader();
         let hub = Arc::new(Hub {
@@ -142,7 +150,8 @@ impl Hub {
             .send(WriteItem::Flush(tx))
             .await
             .map_err(|_| "the log writer has stopped".to_string())?;
-        rx.await.map_err(|_| "the log writer has stopped".to_string())?
+        rx.await
+            .map_err(|_| "the log writer has stopped".to_string())?
     }
 
     /// Why the log cannot be written, if it cannot.
@@ -165,7 +174,8 @@ impl Hub {
         let Some(tx) = agents.get(agent_id).and_then(|s| s.tx.clone()) else {
             return false;
         };
-        tx.try_send(Ok(pb::CoordinatorMessage { msg: Some(msg) })).is_ok()
+        tx.try_send(Ok(pb::CoordinatorMessage { msg: Some(msg) }))
+            .is_ok()
     }
 
     /// Marks the run finished for ReadLog followers.
@@ -180,7 +190,11 @@ impl Hub {
     }
 
     fn slot_mut<R>(&self, agent_id: &str, f: impl FnOnce(&mut Slot) -> R) -> Option<R> {
-        self.agents.lock().expect("never poisoned").get_mut(agent_id).map(f)
+        self.agents
+            .lock()
+            .expect("never poisoned")
+            .get_mut(agent_id)
+            .map(f)
     }
 }
 
@@ -210,7 +224,11 @@ async fn write_loop(
         for item in items.drain(..) {
             match item {
                 WriteItem::Record(r) => records.push(r),
-                WriteItem::Agent { agent_id, seq, record } => {
+                WriteItem::Agent {
+                    agent_id,
+                    seq,
+                    record,
+                } => {
                     records.push(record);
                     let e = acks.entry(agent_id).or_default();
                     *e = (*e).max(seq);
@@ -299,11 +317,17 @@ impl Coordinator for Service {
         let hub = self.hub.clone();
         let (tx, rx) = mpsc::channel(1024);
         if let Err(why) = check_hello(&hub, &hello) {
-            hub.notice("warn", &hello.agent_id, format!("refused agent {:?} from {peer}: {why}", hello.agent_id))
-                .await;
+            hub.notice(
+                "warn",
+                &hello.agent_id,
+                format!("refused agent {:?} from {peer}: {why}", hello.agent_id),
+            )
+            .await;
             let _ = tx
                 .send(Ok(pb::CoordinatorMessage {
-                    msg: Some(pb::coordinator_message::Msg::Refused(pb::Refused { reason: why })),
+                    msg: Some(pb::coordinator_message::Msg::Refused(pb::Refused {
+                        reason: why,
+                    })),
                 }))
                 .await;
             return Ok(Response::new(Box::pin(ReceiverStream::new(rx))));
@@ -331,8 +355,12 @@ impl Coordinator for Service {
                 })),
             }))
             .await;
-        tracing::debug!("agent {agent_id} attached from {peer} (link {generation}), acked through {acked_through}");
-        tokio::spawn(serve_agent(hub, agent_id, generation, hello, peer, inbound, tx));
+        tracing::debug!(
+            "agent {agent_id} attached from {peer} (link {generation}), acked through {acked_through}"
+        );
+        tokio::spawn(serve_agent(
+            hub, agent_id, generation, hello, peer, inbound, tx,
+        ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -377,7 +405,12 @@ impl Coordinator for Service {
                 let mut batch = match batch {
                     Ok(Ok(b)) => b,
                     Ok(Err(e)) => {
-                        let _ = tx.send(Err(Status::internal(format!("{:#}", anyhow::Error::new(e))))).await;
+                        let _ = tx
+                            .send(Err(Status::internal(format!(
+                                "{:#}",
+                                anyhow::Error::new(e)
+                            ))))
+                            .await;
                         return;
                     }
                     Err(_) => return,
@@ -394,7 +427,7 @@ impl Coordinator for Service {
                 if full {
                     continue;
                 }
-                if (!req.follow && caught_up) || (done && caught_up) {
+                if caught_up && (!req.follow || done) {
                     return;
                 }
                 tokio::select! {
@@ -443,6 +476,7 @@ async fn serve_agent(
                 coordinator_time_us: fleetbench::clock::now_us(),
             })),
         }))
+        .is_ok()
     };
     let mut pings = tokio::time::interval(Duration::from_millis(20));
     let mut sent_pings = 0u32;
@@ -450,7 +484,7 @@ async fn serve_agent(
     let end = loop {
         tokio::select! {
             _ = pings.tick() => {
-                if ping(&tx).is_ok() {
+                if ping(&tx) {
                     sent_pings += 1;
                 }
                 if sent_pings == SYNC_PINGS {
@@ -502,7 +536,7 @@ async fn serve_agent(
                             if first {
                                 slot.state.synced = true;
                             }
-                            first.then(|| (slot.state.offset_us, slot.state.rtt_us))
+                            first.then_some((slot.state.offset_us, slot.state.rtt_us))
                         }).flatten();
                         if let Some((offset, rtt)) = first_sync {
                             hub.log(pb::log_record::Record::AgentAttached(pb::AgentAttached {
@@ -576,11 +610,22 @@ mod tests {
 
     /// Sends `seqs` on one attach; returns the Welcome's acked_through and
     /// the highest Ack seen once `want_ack` is acked.
-    async fn attach_and_send(addr: std::net::SocketAddr, run_id: &str, seqs: &[u64], want_ack: u64) -> (u64, u64) {
-        let mut client = CoordinatorClient::connect(format!("http://{addr}")).await.unwrap();
+    async fn attach_and_send(
+        addr: std::net::SocketAddr,
+        run_id: &str,
+        seqs: &[u64],
+        want_ack: u64,
+    ) -> (u64, u64) {
+        let mut client = CoordinatorClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap();
         let (tx, rx) = mpsc::channel(64);
         tx.send(hello(run_id)).await.unwrap();
-        let mut inbound = client.attach(ReceiverStream::new(rx)).await.unwrap().into_inner();
+        let mut inbound = client
+            .attach(ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
         let welcome = match inbound.message().await.unwrap().unwrap().msg {
             Some(pb::coordinator_message::Msg::Welcome(w)) => w.acked_through,
             other => panic!("expected Welcome, got {other:?}"),
@@ -604,7 +649,8 @@ mod tests {
     /// acks stay cumulative, and a reattach is welcomed with what is durable.
     #[tokio::test]
     async fn repeated_sequence_numbers_are_logged_once() {
-        let data = std::env::temp_dir().join(format!("fleetbench-hub-test-{}", uuid::Uuid::now_v7()));
+        let data =
+            std::env::temp_dir().join(format!("fleetbench-hub-test-{}", uuid::Uuid::now_v7()));
         let run_id = uuid::Uuid::now_v7().to_string();
         let log = EventLog::open(&data, &run_id).unwrap();
         let stop = CancellationToken::new();
@@ -614,8 +660,13 @@ mod tests {
         let server_stop = CancellationToken::new();
         let server = tokio::spawn(
             tonic::transport::Server::builder()
-                .add_service(pb::coordinator_server::CoordinatorServer::new(Service { hub: hub.clone() }))
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), server_stop.clone().cancelled_owned()),
+                .add_service(pb::coordinator_server::CoordinatorServer::new(Service {
+                    hub: hub.clone(),
+                }))
+                .serve_with_incoming_shutdown(
+                    TcpListenerStream::new(listener),
+                    server_stop.clone().cancelled_owned(),
+                ),
         );
 
         let (welcome, acked) = attach_and_send(addr, &run_id, &[1, 2, 3, 2, 3], 3).await;
@@ -643,7 +694,8 @@ mod tests {
     /// An agent started for another run is refused, and the refusal logged.
     #[tokio::test]
     async fn an_agent_of_another_run_is_refused() {
-        let data = std::env::temp_dir().join(format!("fleetbench-hub-test-{}", uuid::Uuid::now_v7()));
+        let data =
+            std::env::temp_dir().join(format!("fleetbench-hub-test-{}", uuid::Uuid::now_v7()));
         let run_id = uuid::Uuid::now_v7().to_string();
         let log = EventLog::open(&data, &run_id).unwrap();
         let stop = CancellationToken::new();
@@ -653,20 +705,36 @@ mod tests {
         let server_stop = CancellationToken::new();
         let server = tokio::spawn(
             tonic::transport::Server::builder()
-                .add_service(pb::coordinator_server::CoordinatorServer::new(Service { hub: hub.clone() }))
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), server_stop.clone().cancelled_owned()),
+                .add_service(pb::coordinator_server::CoordinatorServer::new(Service {
+                    hub: hub.clone(),
+                }))
+                .serve_with_incoming_shutdown(
+                    TcpListenerStream::new(listener),
+                    server_stop.clone().cancelled_owned(),
+                ),
         );
-        let mut client = CoordinatorClient::connect(format!("http://{addr}")).await.unwrap();
+        let mut client = CoordinatorClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap();
         let (tx, rx) = mpsc::channel(4);
         tx.send(hello("some-other-run")).await.unwrap();
-        let mut inbound = client.attach(ReceiverStream::new(rx)).await.unwrap().into_inner();
+        let mut inbound = client
+            .attach(ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
         match inbound.message().await.unwrap().unwrap().msg {
-            Some(pb::coordinator_message::Msg::Refused(r)) => assert!(r.reason.contains("some-other-run"), "{}", r.reason),
+            Some(pb::coordinator_message::Msg::Refused(r)) => {
+                assert!(r.reason.contains("some-other-run"), "{}", r.reason)
+            }
             other => panic!("expected Refused, got {other:?}"),
         }
         hub.flush().await.unwrap();
         let notices = hub.fold.lock().unwrap().notices.clone();
-        assert!(notices.iter().any(|n| n.contains("refused agent")), "{notices:?}");
+        assert!(
+            notices.iter().any(|n| n.contains("refused agent")),
+            "{notices:?}"
+        );
         assert!(hub.agents().is_empty());
         server_stop.cancel();
         let _ = server.await;

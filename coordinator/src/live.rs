@@ -97,7 +97,10 @@ impl LiveView {
         if self.tty {
             self.bar.set_message(line.clone());
             self.bar.tick();
-        } else if self.last_plain.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
+        } else if self
+            .last_plain
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(5))
+        {
             eprintln!("{line}");
             self.last_plain = Some(Instant::now());
         }

@@ -240,7 +240,10 @@ mod tests {
             assert_eq!(log.append(&[notice("c")]).unwrap(), 3);
             log.flush().await.unwrap();
             // Held open: a second opener is told the log is locked.
-            assert!(matches!(EventLog::open(&dir, &run), Err(LogError::Locked { .. })));
+            assert!(matches!(
+                EventLog::open(&dir, &run),
+                Err(LogError::Locked { .. })
+            ));
         }
         let log = EventLog::open(&dir, &run).unwrap();
         assert_eq!(log.next_lsn(), 4);

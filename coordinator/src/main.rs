@@ -31,10 +31,19 @@ use fleetbench::report::Format;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "coordinator", version, about = "fleetbench coordinator: run benchmarks across agents and report on them")]
+#[command(
+    name = "coordinator",
+    version,
+    about = "fleetbench coordinator: run benchmarks across agents and report on them"
+)]
 struct Cli {
     /// Data directory holding the event logs.
-    #[arg(long, global = true, env = "FLEETBENCH_DATA", default_value = "./fleetbench-data")]
+    #[arg(
+        long,
+        global = true,
+        env = "FLEETBENCH_DATA",
+        default_value = "./fleetbench-data"
+    )]
     data_dir: PathBuf,
     #[command(subcommand)]
     command: Cmd,
@@ -78,12 +87,14 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("coordinator: error: starting the runtime: {e}");
@@ -160,7 +171,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                         let errors: u64 = r.phases.iter().map(|p| p.error_count()).sum();
                         println!(
                             "{:<36}  {:<20}  {:<20}  {:>8.1}s  {:<10}  {:>10}  {:>8}",
-                            r.run_id, r.name, r.started_at, r.duration_s, r.status, requests, errors
+                            r.run_id,
+                            r.name,
+                            r.started_at,
+                            r.duration_s,
+                            r.status,
+                            requests,
+                            errors
                         );
                     }
                     Err(e) => println!("{id:<36}  (unreadable: {e:#})"),

@@ -86,7 +86,11 @@ pub async fn run(args: RunArgs, stop: CancellationToken) -> Result<Outcome> {
     }))
     .await;
     hub.flush().await.map_err(|e| anyhow!(e))?;
-    eprintln!("run {run_id} ({}) logging to {}", workload.name, dir.display());
+    eprintln!(
+        "run {run_id} ({}) logging to {}",
+        workload.name,
+        dir.display()
+    );
 
     // gRPC server on an already-bound listener.
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -105,7 +109,10 @@ pub async fn run(args: RunArgs, stop: CancellationToken) -> Result<Outcome> {
                 .http2_keepalive_interval(Some(Duration::from_secs(5)))
                 .http2_keepalive_timeout(Some(Duration::from_secs(10)))
                 .add_service(svc)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop.cancelled_owned())
+                .serve_with_incoming_shutdown(
+                    TcpListenerStream::new(listener),
+                    stop.cancelled_owned(),
+                )
                 .await
         }
     });
@@ -303,13 +310,17 @@ async fn run_phase(
         agent_ids: ids.to_vec(),
     }))
     .await;
-    hub.flush().await.map_err(|e| anyhow!("the event log failed: {e}"))?;
+    hub.flush()
+        .await
+        .map_err(|e| anyhow!("the event log failed: {e}"))?;
     let n = ids.len() as u32;
     for (i, id) in ids.iter().enumerate() {
         let i = i as u32;
         let (concurrency, rate) = match phase.load {
             Load::Closed { concurrency } => (share(concurrency, n, i), 0.0),
-            Load::Open { rate, concurrency } => (share(concurrency, n, i).max(1), rate / f64::from(n)),
+            Load::Open { rate, concurrency } => {
+                (share(concurrency, n, i).max(1), rate / f64::from(n))
+            }
         };
         let offset = states.get(id).map_or(0, |s| s.offset_us);
         let sent = hub.send(
@@ -325,8 +336,15 @@ async fn run_phase(
             }),
         );
         if !sent {
-            hub.notice("error", id, format!("agent {id} is not connected: phase {:?} runs without it", phase.name))
-                .await;
+            hub.notice(
+                "error",
+                id,
+                format!(
+                    "agent {id} is not connected: phase {:?} runs without it",
+                    phase.name
+                ),
+            )
+            .await;
         }
     }
 
@@ -341,7 +359,15 @@ async fn run_phase(
             (ended, live.snapshot(&fold, index))
         };
         let connected = hub.agents().values().filter(|s| s.connected).count();
-        live.show(&phase.name, index, phase.duration, start_at_us, snapshot, connected, ids.len());
+        live.show(
+            &phase.name,
+            index,
+            phase.duration,
+            start_at_us,
+            snapshot,
+            connected,
+            ids.len(),
+        );
         if ended {
             break;
         }
@@ -356,11 +382,10 @@ async fn run_phase(
             let missing: Vec<&str> = ids
                 .iter()
                 .filter(|id| {
-                    !fold
-                        .phases
+                    fold.phases
                         .get(&index)
                         .and_then(|p| p.agents.get(*id))
-                        .is_some_and(|a| a.ended.is_some())
+                        .is_none_or(|a| a.ended.is_none())
                 })
                 .map(|s| s.as_str())
                 .collect();
@@ -392,10 +417,17 @@ async fn shutdown_agents(hub: &Arc<Hub>, agents: &mut Vec<(String, Child)>) {
     for (id, child) in agents.iter_mut() {
         match tokio::time::timeout_at(deadline, child.wait()).await {
             Ok(Ok(status)) if status.success() => {}
-            Ok(Ok(status)) => hub.notice("warn", id, format!("agent {id} exited with {status}")).await,
+            Ok(Ok(status)) => {
+                hub.notice("warn", id, format!("agent {id} exited with {status}"))
+                    .await
+            }
             _ => {
-                hub.notice("warn", id, format!("agent {id} did not exit after shutdown: killed"))
-                    .await;
+                hub.notice(
+                    "warn",
+                    id,
+                    format!("agent {id} did not exit after shutdown: killed"),
+                )
+                .await;
                 let _ = child.kill().await;
             }
         }

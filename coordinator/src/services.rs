@@ -60,13 +60,29 @@ pub async fn start(
             .spawn()
             .with_context(|| format!("starting service {:?} ({:?})", s.name, s.command))?;
         let pid = child.id().unwrap_or(0);
-        state(hub, &s.name, "started", format!("pid {pid} (process group {pid})")).await;
+        state(
+            hub,
+            &s.name,
+            "started",
+            format!("pid {pid} (process group {pid})"),
+        )
+        .await;
         let mut pumps = Vec::new();
         if let Some(out) = child.stdout.take() {
-            pumps.push(tokio::spawn(pump(hub.clone(), s.name.clone(), "stdout", out)));
+            pumps.push(tokio::spawn(pump(
+                hub.clone(),
+                s.name.clone(),
+                "stdout",
+                out,
+            )));
         }
         if let Some(err) = child.stderr.take() {
-            pumps.push(tokio::spawn(pump(hub.clone(), s.name.clone(), "stderr", err)));
+            pumps.push(tokio::spawn(pump(
+                hub.clone(),
+                s.name.clone(),
+                "stderr",
+                err,
+            )));
         }
         started.push(Running {
             name: s.name.clone(),
@@ -75,7 +91,9 @@ pub async fn start(
         });
         let running = started.last_mut().expect("just pushed");
         if let Some(addr) = &s.ready_tcp {
-            wait_ready(running, addr, s.ready_timeout).await.inspect_err(|_| {})?;
+            wait_ready(running, addr, s.ready_timeout)
+                .await
+                .inspect_err(|_| {})?;
         }
         state(hub, &s.name, "ready", String::new()).await;
         tracing::info!("service {} is ready", s.name);
@@ -96,9 +114,12 @@ async fn wait_ready(running: &mut Running, addr: &str, timeout: Duration) -> Res
                 running.name
             );
         }
-        if tokio::time::timeout(Duration::from_millis(500), tokio::net::TcpStream::connect(addr))
-            .await
-            .is_ok_and(|r| r.is_ok())
+        if tokio::time::timeout(
+            Duration::from_millis(500),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok())
         {
             return Ok(());
         }
@@ -117,7 +138,12 @@ fn humantime_secs(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
 }
 
-async fn pump(hub: Arc<Hub>, service: String, stream: &'static str, mut from: impl AsyncReadExt + Unpin) {
+async fn pump(
+    hub: Arc<Hub>,
+    service: String,
+    stream: &'static str,
+    mut from: impl AsyncReadExt + Unpin,
+) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         match from.read(&mut buf).await {

@@ -75,7 +75,10 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut cond: impl FnMut() -> Opti
         if let Some(v) = cond() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -165,5 +168,7 @@ pub fn text(bytes: &[u8]) -> String {
 
 /// A phase's total requests in a report, warm-up excluded.
 pub fn requests(report: &serde_json::Value, phase: usize) -> u64 {
-    report["phases"][phase]["requests"].as_u64().expect("requests")
+    report["phases"][phase]["requests"]
+        .as_u64()
+        .expect("requests")
 }
