@@ -53,26 +53,28 @@ impl Outbox {
     /// Queues an event; returns its sequence number.
     pub fn push(&self, kind: pb::event::Kind) -> u64 {
         let mut inner = self.inner.lock().expect("outbox lock is never poisoned");
-        if inner.events.len() >= inner.capacity {
-            // Full: drop the oldest and say so in the stream itself.
-            inner.events.pop_front();
-            inner.dropped += 1;
-            if inner.dropped == 1 || inner.dropped.is_power_of_two() {
-                let (n, cap) = (inner.dropped, inner.capacity);
-                push_locked(
-                    &mut inner,
-                    pb::event::Kind::Notice(pb::AgentNotice {
-                        level: pb::agent_notice::Level::Error as i32,
-                        message: format!(
-                            "outbox full ({cap} events unacked): dropped {n} oldest event(s)"
-                        ),
-                    }),
-                );
-            }
-        }
         let seq = push_locked(&mut inner, kind);
+        let before = inner.dropped;
+        trim(&mut inner);
+        // Full: the oldest were dropped. Say so in the stream itself (on the
+        // first drop and then at each power of two, not on every one).
+        let crossed = (before + 1..=inner.dropped).any(|n| n == 1 || n.is_power_of_two());
+        if crossed {
+            let (n, cap) = (inner.dropped, inner.capacity);
+            push_locked(
+                &mut inner,
+                pb::event::Kind::Notice(pb::AgentNotice {
+                    level: pb::agent_notice::Level::Error as i32,
+                    message: format!(
+                        "outbox full ({cap} events unacked): dropped the {n} oldest event(s)"
+                    ),
+                }),
+            );
+            trim(&mut inner);
+        }
+        let latest = inner.next_seq - 1;
         drop(inner);
-        self.latest.send_replace(seq);
+        self.latest.send_replace(latest);
         seq
     }
 
@@ -127,6 +129,13 @@ impl Outbox {
     }
 }
 
+fn trim(inner: &mut Inner) {
+    while inner.events.len() > inner.capacity {
+        inner.events.pop_front();
+        inner.dropped += 1;
+    }
+}
+
 fn push_locked(inner: &mut Inner, kind: pb::event::Kind) -> u64 {
     let seq = inner.next_seq;
     inner.next_seq += 1;
@@ -170,7 +179,7 @@ mod tests {
             o.push(notice(&i.to_string()));
         }
         let events = o.after(0, 100);
-        assert!(events.len() <= 5);
+        assert_eq!(events.len(), 4);
         assert!(events.iter().any(|e| matches!(
             &e.kind,
             Some(pb::event::Kind::Notice(n)) if n.message.contains("dropped")
