@@ -21,9 +21,11 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -612,32 +614,31 @@ enum Pace {
 }
 
 impl Pace {
-    /// Waits for the next send; returns the intended send time (open loop)
-    /// or `None` (closed loop), or stops.
+    /// The next send: `Some(None)` now (closed loop), `Some(Some(t))` at
+    /// intended time `t` (open loop; the caller waits for it), or `None` to
+    /// stop.
     #[inline]
-    async fn next(&mut self, shared: &Shared) -> Option<Option<Instant>> {
+    fn next(&mut self, shared: &Shared) -> Option<Option<Instant>> {
         match self {
-            Pace::Closed => {
-                if shared.should_stop(Instant::now()) {
-                    return None;
-                }
-                Some(None)
-            }
+            Pace::Closed => (!shared.should_stop(Instant::now())).then_some(None),
             Pace::Open { next, interval } => {
                 let intended = *next;
-                if intended >= shared.deadline {
+                if intended >= shared.deadline || shared.should_stop(Instant::now()) {
                     return None;
                 }
                 *next += *interval;
-                if intended > Instant::now() {
-                    tokio::time::sleep_until(tokio::time::Instant::from_std(intended)).await;
-                }
-                if shared.should_stop(Instant::now()) {
-                    return None;
-                }
                 Some(Some(intended))
             }
         }
+    }
+}
+
+/// Sleeps until `intended`, if that is in the future.
+async fn wait_until(intended: Option<Instant>) {
+    if let Some(t) = intended
+        && t > Instant::now()
+    {
+        tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await;
     }
 }
 
@@ -668,16 +669,80 @@ fn record(
     }
 }
 
+/// One HTTP/1.1 connection of a worker. The connection future is driven
+/// inline by the worker's own task (no task per connection, no cross-task
+/// wake-up per request).
+struct Conn {
+    sender: http1::SendRequest<Full<Bytes>>,
+    driver: Pin<Box<http1::Connection<TokioIo<tokio::net::TcpStream>, Full<Bytes>>>>,
+    /// The driver finished: the server closed the connection.
+    closed: bool,
+}
+
+/// Runs one exchange on `c`, driving its connection in the same poll: hand
+/// the request over, let the connection write and read, then look at the
+/// exchange again, so a response that has arrived completes it in this very
+/// poll instead of after another wake-up. `Err` on timeout.
+async fn drive(
+    c: &mut Conn,
+    req: hyper::Request<Full<Bytes>>,
+    mut timer: Pin<&mut tokio::time::Sleep>,
+) -> Result<Result<(http::StatusCode, u64), ()>, ()> {
+    let Conn {
+        sender,
+        driver,
+        closed,
+    } = c;
+    let exchange = exchange(sender, req);
+    tokio::pin!(exchange);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(r) = exchange.as_mut().poll(cx) {
+            return Poll::Ready(Ok(r));
+        }
+        if !*closed && driver.as_mut().poll(cx).is_ready() {
+            *closed = true;
+        }
+        if let Poll::Ready(r) = exchange.as_mut().poll(cx) {
+            return Poll::Ready(Ok(r));
+        }
+        if *closed {
+            // No driver any more: the exchange can only fail now.
+            return Poll::Ready(Ok(Err(())));
+        }
+        if timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(()));
+        }
+        Poll::Pending
+    })
+    .await
+}
+
 async fn http_worker(shared: Rc<Shared>, mut pace: Pace) {
     let Workload::Http(target) = shared.plan.workload.as_ref() else {
         return;
     };
-    let mut conn: Option<http1::SendRequest<Full<Bytes>>> = None;
-    while let Some(intended) = pace.next(&shared).await {
-        let sender = match conn.as_mut() {
-            Some(s) => s,
+    let mut conn: Option<Conn> = None;
+    // One timer per worker, re-armed per request: no allocation per request.
+    let timer = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(timer);
+    while let Some(intended) = pace.next(&shared) {
+        // Open loop: wait for the intended time, watching the idle
+        // connection so that a server-side close is noticed before sending.
+        match conn.as_mut() {
+            Some(c) => tokio::select! {
+                biased;
+                () = wait_until(intended) => {}
+                _ = c.driver.as_mut(), if !c.closed => conn = None,
+            },
+            None => wait_until(intended).await,
+        }
+        if intended.is_some() && shared.should_stop(Instant::now()) {
+            break;
+        }
+        let c = match conn.as_mut() {
+            Some(c) => c,
             None => match connect(target).await {
-                Ok(s) => conn.insert(s),
+                Ok(c) => conn.insert(c),
                 Err(()) => {
                     let now = Instant::now();
                     record(&shared, intended, now, Err((ErrorClass::Connect, false)), 0);
@@ -687,13 +752,16 @@ async fn http_worker(shared: Rc<Shared>, mut pace: Pace) {
                 }
             },
         };
-        let sent = Instant::now();
         let mut req = hyper::Request::new(Full::new(target.body.clone()));
         *req.method_mut() = target.method.clone();
         *req.uri_mut() = target.path.clone();
         *req.headers_mut() = target.headers.clone();
+        let sent = Instant::now();
+        timer
+            .as_mut()
+            .reset(tokio::time::Instant::from_std(sent + target.timeout));
         shared.in_flight.set(shared.in_flight.get() + 1);
-        let result = tokio::time::timeout(target.timeout, exchange(sender, req)).await;
+        let result = drive(c, req, timer.as_mut()).await;
         shared.in_flight.set(shared.in_flight.get() - 1);
         let outcome = match result {
             Ok(Ok((status, received))) => {
@@ -705,46 +773,52 @@ async fn http_worker(shared: Rc<Shared>, mut pace: Pace) {
                     Err((ErrorClass::Status5xx, true))
                 }
             }
-            Ok(Err(_)) => {
+            Ok(Err(())) => {
                 conn = None;
                 Err((ErrorClass::Io, false))
             }
-            Err(_) => {
+            Err(()) => {
                 // The response may still come: this connection is unusable.
                 conn = None;
                 Err((ErrorClass::Timeout, true))
             }
         };
+        if conn.as_ref().is_some_and(|c| c.closed) {
+            conn = None;
+        }
         record(&shared, intended, sent, outcome, target.request_bytes);
     }
 }
 
-async fn connect(target: &HttpTarget) -> Result<http1::SendRequest<Full<Bytes>>, ()> {
+async fn connect(target: &HttpTarget) -> Result<Conn, ()> {
     let stream = tokio::time::timeout(target.timeout, tokio::net::TcpStream::connect(target.addr))
         .await
         .map_err(|_| ())?
         .map_err(|_| ())?;
     let _ = stream.set_nodelay(true);
-    let (sender, conn) = http1::handshake(TokioIo::new(stream))
+    let (sender, driver) = http1::Builder::new()
+        .writev(false)
+        .handshake(TokioIo::new(stream))
         .await
         .map_err(|_| ())?;
-    tokio::task::spawn_local(async move {
-        let _ = conn.await;
-    });
-    Ok(sender)
+    Ok(Conn {
+        sender,
+        driver: Box::pin(driver),
+        closed: false,
+    })
 }
 
 async fn exchange(
     sender: &mut http1::SendRequest<Full<Bytes>>,
     req: hyper::Request<Full<Bytes>>,
-) -> Result<(http::StatusCode, u64), hyper::Error> {
-    sender.ready().await?;
-    let resp = sender.send_request(req).await?;
+) -> Result<(http::StatusCode, u64), ()> {
+    sender.ready().await.map_err(|_| ())?;
+    let resp = sender.send_request(req).await.map_err(|_| ())?;
     let status = resp.status();
     let mut body = resp.into_body();
     let mut received = 0u64;
     while let Some(frame) = body.frame().await {
-        if let Some(data) = frame?.data_ref() {
+        if let Some(data) = frame.map_err(|_| ())?.data_ref() {
             received += data.len() as u64;
         }
     }
@@ -761,7 +835,11 @@ async fn synthetic_worker(shared: Rc<Shared>, mut pace: Pace, worker_seed: u64) 
         return;
     };
     let mut rng = Rng::new(seed ^ worker_seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    while let Some(intended) = pace.next(&shared).await {
+    while let Some(intended) = pace.next(&shared) {
+        wait_until(intended).await;
+        if intended.is_some() && shared.should_stop(Instant::now()) {
+            break;
+        }
         let sent = Instant::now();
         let wait = Duration::from_micros(latency.sample(&mut rng));
         shared.in_flight.set(shared.in_flight.get() + 1);
