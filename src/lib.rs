@@ -13,6 +13,8 @@
 //!   the end-of-run summary and `report` all call it.
 //! - [`report`]: renders what the fold computed as a table, JSON or CSV.
 //! - [`binary`]: the hash that identifies an agent binary.
+//! - [`credentials`]: what an agent needs to attach (address, pinned
+//!   certificate fingerprint, id, secret).
 //! - [`clock`]: Unix-microsecond time and human durations.
 //! - [`rng`]: a small seeded generator and the latency distributions of the
 //!   synthetic workload; deterministic across platforms and crate versions.
@@ -24,6 +26,7 @@
 
 pub mod binary;
 pub mod clock;
+pub mod credentials;
 pub mod fold;
 pub mod report;
 pub mod rng;

@@ -1,0 +1,77 @@
+//! What an agent needs to attach, handed to it over a trusted channel (SSH
+//! stdin into a 0600 file, or a 0600 file the coordinator writes for local
+//! agents): where the coordinator is, the fingerprint of its TLS certificate
+//! to pin, and the agent's own id and secret. Never in argv or the
+//! environment, where any local user could read it from the process list.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    /// `host:port` the agent dials.
+    pub coordinator: String,
+    /// Hex SHA-256 of the coordinator certificate's DER bytes.
+    pub fingerprint: String,
+    pub agent_id: String,
+    /// Per-agent secret, hex; presented in Hello.
+    pub secret: String,
+    /// The run the agent is started for; empty for a pool agent.
+    #[serde(default)]
+    pub run_id: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialsError {
+    #[error("reading credentials file {path}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("credentials file {path} is not valid: {message}")]
+    Invalid { path: String, message: String },
+}
+
+impl Credentials {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("credentials serialize: plain strings")
+    }
+
+    pub fn from_json(path: &str, text: &str) -> Result<Credentials, CredentialsError> {
+        serde_json::from_str(text).map_err(|e| CredentialsError::Invalid {
+            path: path.to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    pub fn read(path: &Path) -> Result<Credentials, CredentialsError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| CredentialsError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        Credentials::from_json(&shown, &text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_rejects_unknown_fields() {
+        let c = Credentials {
+            coordinator: "10.0.0.1:7700".into(),
+            fingerprint: "ab".repeat(32),
+            agent_id: "h1-1".into(),
+            secret: "cd".repeat(32),
+            run_id: "r".into(),
+        };
+        assert_eq!(Credentials::from_json("x", &c.to_json()).unwrap(), c);
+        let e = Credentials::from_json("creds", r#"{"coordinator":"a","bogus":1}"#).unwrap_err();
+        assert!(e.to_string().contains("creds"), "{e}");
+    }
+}
