@@ -16,10 +16,14 @@
 
 mod history;
 mod hub;
+#[allow(dead_code)] // wired into `run` by the SSH bootstrap, in progress
+mod known_hosts;
 mod live;
 mod log;
 mod run;
 mod services;
+#[allow(dead_code)] // wired into `run` by the SSH bootstrap, in progress
+mod ssh;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
