@@ -14,6 +14,8 @@
 
 #![forbid(unsafe_code)]
 
+#[allow(dead_code)] // wired into `run` by the SSH bootstrap, in progress
+mod bootstrap;
 mod history;
 mod hub;
 #[allow(dead_code)] // wired into `run` by the SSH bootstrap, in progress

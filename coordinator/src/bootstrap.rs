@@ -1,0 +1,387 @@
+//! Turning a plain SSH host into agents: connect (host key checked first),
+//! probe its OS and architecture, upload the static agent binary unless the
+//! host already holds that exact build, check it executes there, then hand
+//! each agent its credentials through stdin into a 0600 file and start it
+//! detached, so it outlives the SSH session and dials back on its own.
+//!
+//! A host assumes nothing but a POSIX shell and `cat` (plus `uname`, `wc`,
+//! `mkdir`, `chmod`, `mv`, `kill`, which every such shell has at hand).
+//! Remote layout, under `remote_dir` (default `~/.fleetbench`):
+//!
+//! ```text
+//! bin/agent-<sha256>         the agent, content-addressed; written to a temp name, then renamed
+//! runs/<run>/<agent>.creds   credentials (0600, written from stdin)
+//! runs/<run>/<agent>.log     the agent's stdout and stderr
+//! ```
+//!
+//! Each step has its own timeout, and a failure names the host, the step and
+//! the reason. Attaching (the agent dialing back) is watched by run control.
+
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use fleetbench::credentials::Credentials;
+use indicatif::ProgressBar;
+use tokio::io::{AsyncRead, ReadBuf};
+
+use crate::ssh::{Options, Session, Target};
+
+/// The agent binary the coordinator ships.
+#[derive(Debug, Clone)]
+pub struct AgentBinary {
+    pub path: PathBuf,
+    pub hash: String,
+    pub size: u64,
+    /// `uname -m` of the hosts it runs on.
+    pub arch: String,
+}
+
+/// A bootstrap step, as failures and progress name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Connect,
+    Probe,
+    Upload,
+    Verify,
+    Start,
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Step::Connect => "connect",
+            Step::Probe => "probe",
+            Step::Upload => "upload",
+            Step::Verify => "verify",
+            Step::Start => "start",
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("host {host}: {step} failed: {reason}")]
+pub struct BootstrapError {
+    pub host: String,
+    pub step: Step,
+    pub reason: String,
+}
+
+/// Per-step time limits.
+#[derive(Debug, Clone)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub probe: Duration,
+    pub upload: Duration,
+    pub start: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(10),
+            probe: Duration::from_secs(10),
+            upload: Duration::from_secs(300),
+            start: Duration::from_secs(15),
+        }
+    }
+}
+
+/// What to deploy on one host.
+pub struct HostJob {
+    pub target: Target,
+    pub ssh: Options,
+    /// `~/...` or an absolute path on the host.
+    pub remote_dir: String,
+    /// (agent id, secret) of each agent to start there.
+    pub agents: Vec<(String, String)>,
+    pub run_id: String,
+    pub fingerprint: String,
+    /// host:port the agents dial; None: our address on this SSH connection
+    /// and `grpc_port`.
+    pub advertise: Option<String>,
+    pub grpc_port: u16,
+    pub timeouts: Timeouts,
+}
+
+/// A host with agents started on it.
+pub struct Deployed {
+    pub target: Target,
+    /// (agent id, remote pid)
+    pub agents: Vec<(String, u32)>,
+    /// The agent binary was already there: nothing was uploaded.
+    pub reused_binary: bool,
+    pub uploaded_bytes: u64,
+    pub session: Session,
+}
+
+/// Quotes a string for a POSIX shell.
+pub fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// A remote directory as a shell word: `~/x` becomes `"$HOME"/'x'`.
+fn remote_path(dir: &str) -> String {
+    if dir == "~" {
+        "\"$HOME\"".to_string()
+    } else if let Some(rest) = dir.strip_prefix("~/") {
+        format!("\"$HOME\"/{}", sh_quote(rest))
+    } else {
+        sh_quote(dir)
+    }
+}
+
+/// Connects, probes, uploads if needed, verifies and starts the agents.
+pub async fn deploy(
+    job: HostJob,
+    binary: &AgentBinary,
+    bar: &ProgressBar,
+) -> Result<Deployed, BootstrapError> {
+    let host = job.target.to_string();
+    let fail = |step: Step, reason: String| BootstrapError {
+        host: host.clone(),
+        step,
+        reason,
+    };
+    let within = |step: Step, limit: Duration| {
+        let host = host.clone();
+        move |_| BootstrapError {
+            host,
+            step,
+            reason: format!("timed out after {:.0}s", limit.as_secs_f64()),
+        }
+    };
+
+    bar.set_message(format!("{host}: connecting"));
+    let session = tokio::time::timeout(
+        job.timeouts.connect,
+        Session::connect(&job.target, &job.ssh),
+    )
+    .await
+    .map_err(within(Step::Connect, job.timeouts.connect))?
+    .map_err(|e| fail(Step::Connect, strip_host(&e.to_string(), &host)))?;
+
+    bar.set_message(format!("{host}: probing"));
+    let probe = tokio::time::timeout(job.timeouts.probe, session.exec("uname -sm", None))
+        .await
+        .map_err(within(Step::Probe, job.timeouts.probe))?
+        .map_err(|e| fail(Step::Probe, e.to_string()))?;
+    if !probe.success() {
+        return Err(fail(
+            Step::Probe,
+            format!("`uname -sm` failed: {}", probe.stderr_text()),
+        ));
+    }
+    let uname = probe.stdout_text();
+    let mut parts = uname.split_whitespace();
+    let (os, arch) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    if os != "Linux" || arch != binary.arch {
+        return Err(fail(
+            Step::Probe,
+            format!(
+                "the host is {os} {arch}, and no agent is built for it (this one is Linux {}); build one with `cargo build --release -p agent --target {arch}-unknown-linux-gnu` (crt-static) and pass it with --agent-binary",
+                binary.arch
+            ),
+        ));
+    }
+
+    let dir = remote_path(&job.remote_dir);
+    let bin = format!("{dir}/bin/agent-{}", binary.hash);
+    // Already there, whole? (Content-addressed: same name, same bytes.)
+    let have = session
+        .exec(
+            &format!("if [ -x {bin} ]; then wc -c < {bin}; else echo missing; fi"),
+            None,
+        )
+        .await
+        .map_err(|e| fail(Step::Probe, e.to_string()))?;
+    let reused = have.success() && have.stdout_text() == binary.size.to_string();
+    let mut uploaded = 0;
+    if !reused {
+        bar.set_message(format!("{host}: uploading"));
+        bar.set_length(binary.size);
+        bar.set_position(0);
+        let file = tokio::fs::File::open(&binary.path).await.map_err(|e| {
+            fail(
+                Step::Upload,
+                format!("opening {}: {e}", binary.path.display()),
+            )
+        })?;
+        let mut reader = Counting {
+            inner: file,
+            bar: bar.clone(),
+        };
+        let tmp = format!("{dir}/bin/.agent-{}.$$", binary.hash);
+        let script = format!(
+            "set -e; mkdir -p {dir}/bin; cat > {tmp}; chmod 755 {tmp}; n=$(wc -c < {tmp}); \
+             if [ \"$n\" -ne {size} ]; then rm -f {tmp}; echo \"short upload: $n of {size} bytes arrived\" >&2; exit 3; fi; \
+             mv -f {tmp} {bin}",
+            size = binary.size
+        );
+        let started = Instant::now();
+        let out = tokio::time::timeout(
+            job.timeouts.upload,
+            session.exec(&script, Some(&mut reader)),
+        )
+        .await
+        .map_err(within(Step::Upload, job.timeouts.upload))?
+        .map_err(|e| fail(Step::Upload, e.to_string()))?;
+        if !out.success() {
+            let err = out.stderr_text();
+            let reason = if err.contains("No space left") {
+                format!("disk full on the host: {err}")
+            } else {
+                format!("exit {:?}: {err}", out.status)
+            };
+            return Err(fail(Step::Upload, reason));
+        }
+        uploaded = binary.size;
+        tracing::info!(
+            "{host}: uploaded {} bytes in {:.2}s",
+            binary.size,
+            started.elapsed().as_secs_f64()
+        );
+    }
+
+    // Does it run here? A binary that is not static fails right now, with the
+    // shell's own words, instead of as an agent that never attaches.
+    bar.set_message(format!("{host}: verifying"));
+    let check = tokio::time::timeout(
+        job.timeouts.probe,
+        session.exec(&format!("{bin} --version"), None),
+    )
+    .await
+    .map_err(within(Step::Verify, job.timeouts.probe))?
+    .map_err(|e| fail(Step::Verify, e.to_string()))?;
+    if !check.success() {
+        let why = [check.stderr_text(), check.stdout_text()]
+            .join(" ")
+            .trim()
+            .to_string();
+        return Err(fail(
+            Step::Verify,
+            format!(
+                "exec failed (exit {:?}): {why}; the agent must be a static binary (see .cargo/config.toml)",
+                check.status
+            ),
+        ));
+    }
+
+    bar.set_message(format!("{host}: starting agents"));
+    let coordinator = job.advertise.clone().unwrap_or_else(|| {
+        std::net::SocketAddr::new(session.local_addr.ip(), job.grpc_port).to_string()
+    });
+    let run_dir = format!("{dir}/runs/{}", sh_quote(&job.run_id));
+    let mut agents = Vec::new();
+    for (id, secret) in &job.agents {
+        let creds = Credentials {
+            coordinator: coordinator.clone(),
+            fingerprint: job.fingerprint.clone(),
+            agent_id: id.clone(),
+            secret: secret.clone(),
+            run_id: job.run_id.clone(),
+        };
+        let base = format!("{run_dir}/{}", sh_quote(id));
+        // The start is the last, backgrounded command: `cat` before it reads
+        // our stdin to EOF, and the agent's own stdin, stdout and stderr are
+        // redirected so the session does not wait for it.
+        let script = format!(
+            "set -e; umask 077; mkdir -p {run_dir}; cat > {base}.creds; \
+             if command -v setsid >/dev/null 2>&1; then d=setsid; else d=nohup; fi; \
+             $d {bin} attach --credentials {base}.creds </dev/null >{base}.log 2>&1 & echo $!"
+        );
+        let json = creds.to_json();
+        let mut input: &[u8] = json.as_bytes();
+        let out = tokio::time::timeout(job.timeouts.start, session.exec(&script, Some(&mut input)))
+            .await
+            .map_err(within(Step::Start, job.timeouts.start))?
+            .map_err(|e| fail(Step::Start, e.to_string()))?;
+        let pid = out
+            .stdout_text()
+            .parse::<u32>()
+            .ok()
+            .filter(|_| out.success());
+        match pid {
+            Some(pid) => agents.push((id.clone(), pid)),
+            None => {
+                let started: Vec<u32> = agents.iter().map(|(_, p)| *p).collect();
+                kill_agents(&session, &started).await;
+                return Err(fail(
+                    Step::Start,
+                    format!(
+                        "starting agent {id}: exit {:?}: {}",
+                        out.status,
+                        out.stderr_text()
+                    ),
+                ));
+            }
+        }
+    }
+    bar.set_message(format!(
+        "{host}: {} agent(s) started, waiting for them to attach",
+        agents.len()
+    ));
+    Ok(Deployed {
+        target: job.target,
+        agents,
+        reused_binary: reused,
+        uploaded_bytes: uploaded,
+        session,
+    })
+}
+
+/// Kills agent processes on a host (best effort; they also exit on their
+/// own once their coordinator is gone for good).
+pub async fn kill_agents(session: &Session, pids: &[u32]) {
+    if pids.is_empty() {
+        return;
+    }
+    let list: Vec<String> = pids.iter().map(u32::to_string).collect();
+    let _ = tokio::time::timeout(
+        Duration::from_secs(10),
+        session.exec(&format!("kill {} 2>/dev/null; true", list.join(" ")), None),
+    )
+    .await;
+}
+
+/// `host: reason` -> `reason` (the error already names the host).
+fn strip_host(message: &str, host: &str) -> String {
+    message
+        .strip_prefix(&format!("{host}: "))
+        .unwrap_or(message)
+        .to_string()
+}
+
+/// Counts bytes read into a progress bar.
+struct Counting<R> {
+    inner: R,
+    bar: ProgressBar,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Counting<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        self.bar.inc(n as u64);
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_survives_hostile_names() {
+        assert_eq!(sh_quote("a b"), "'a b'");
+        assert_eq!(sh_quote("it's"), r"'it'\''s'");
+        assert_eq!(remote_path("~/.fleetbench"), "\"$HOME\"/'.fleetbench'");
+        assert_eq!(remote_path("/opt/fb"), "'/opt/fb'");
+    }
+}
