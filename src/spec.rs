@@ -55,9 +55,78 @@ pub struct Workload {
 pub struct Agents {
     /// Agent processes started on the coordinator's own machine.
     pub local: u32,
+    /// SSH hosts that agents are deployed to.
+    pub hosts: Vec<SshHost>,
+    /// Agents per SSH host.
+    pub per_host: u32,
+    /// Private key file for SSH (else ssh-agent, else the default keys).
+    pub identity: Option<String>,
+    /// known_hosts file (default ~/.ssh/known_hosts).
+    pub known_hosts: Option<String>,
+    /// Where fleetbench keeps its files on the hosts.
+    pub remote_dir: String,
+    /// The run goes on if at least this many hosts were bootstrapped.
+    pub min_hosts: usize,
     /// How long to wait for every agent to attach.
     #[serde(with = "duration_text")]
     pub attach_timeout: Duration,
+}
+
+/// `user@host[:port]`: an SSH host.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct SshHost {
+    pub user: String,
+    pub host: String,
+    pub port: u16,
+}
+
+impl std::fmt::Display for SshHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.port == 22 {
+            write!(f, "{}@{}", self.user, self.host)
+        } else if self.host.contains(':') {
+            write!(f, "{}@[{}]:{}", self.user, self.host, self.port)
+        } else {
+            write!(f, "{}@{}:{}", self.user, self.host, self.port)
+        }
+    }
+}
+
+impl std::str::FromStr for SshHost {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (user, rest) = match s.split_once('@') {
+            Some((u, r)) if !u.is_empty() => (u.to_string(), r),
+            Some(_) => return Err(format!("{s:?} has an empty user before '@'")),
+            None => (std::env::var("USER").unwrap_or_else(|_| "root".into()), s),
+        };
+        let (host, port) = if let Some(r) = rest.strip_prefix('[') {
+            let (h, tail) = r
+                .split_once(']')
+                .ok_or_else(|| format!("{s:?} has an unclosed '['"))?;
+            let port = match tail.strip_prefix(':') {
+                Some(p) => p
+                    .parse()
+                    .map_err(|_| format!("{s:?} has a bad port {p:?}"))?,
+                None if tail.is_empty() => 22,
+                None => return Err(format!("{s:?} has {tail:?} after ']'")),
+            };
+            (h.to_string(), port)
+        } else {
+            match rest.rsplit_once(':') {
+                Some((h, p)) => (
+                    h.to_string(),
+                    p.parse()
+                        .map_err(|_| format!("{s:?} has a bad port {p:?}"))?,
+                ),
+                None => (rest.to_string(), 22),
+            }
+        };
+        if host.is_empty() || host.contains(char::is_whitespace) || port == 0 {
+            return Err(format!("{s:?} is not user@host[:port]"));
+        }
+        Ok(SshHost { user, host, port })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -208,6 +277,12 @@ struct RawRun {
 #[serde(deny_unknown_fields)]
 struct RawAgents {
     local: Option<Spanned<i64>>,
+    hosts: Option<Vec<Spanned<String>>>,
+    per_host: Option<Spanned<i64>>,
+    identity: Option<String>,
+    known_hosts: Option<String>,
+    remote_dir: Option<Spanned<String>>,
+    min_hosts: Option<Spanned<i64>>,
     attach_timeout: Option<Spanned<String>>,
 }
 
@@ -340,6 +415,13 @@ impl Source<'_> {
     }
 }
 
+impl Agents {
+    /// Agents the run asks for: local ones plus per_host on every host.
+    pub fn count(&self) -> u32 {
+        self.local + self.per_host * self.hosts.len() as u32
+    }
+}
+
 impl Workload {
     /// Reads and validates a workload file.
     pub fn load(path: &Path) -> Result<(Workload, String), SpecError> {
@@ -370,34 +452,7 @@ impl Workload {
                 .map_or_else(|| "run".to_string(), |s| s.to_string_lossy().into_owned()),
         };
 
-        let agents_span = raw.agents.span();
-        let raw_agents = raw.agents.into_inner();
-        let local = match raw_agents.local {
-            None => {
-                return Err(src.error(
-                    agents_span,
-                    "[agents] needs `local = N` (the number of agent processes to start on this machine)",
-                ));
-            }
-            Some(n) if *n.get_ref() < 1 || *n.get_ref() > 1024 => {
-                return Err(src.error(
-                    n.span(),
-                    format!(
-                        "agents.local must be between 1 and 1024, not {}",
-                        n.get_ref()
-                    ),
-                ));
-            }
-            Some(n) => *n.get_ref() as u32,
-        };
-        let attach_timeout = match &raw_agents.attach_timeout {
-            Some(t) => positive(&src, t, "agents.attach_timeout")?,
-            None => Duration::from_secs(30),
-        };
-        let agents = Agents {
-            local,
-            attach_timeout,
-        };
+        let agents = validate_agents(&src, raw.agents)?;
 
         let mut services = Vec::new();
         for s in raw.service {
@@ -417,7 +472,7 @@ impl Workload {
         }
         let mut phases: Vec<Phase> = Vec::new();
         for p in raw_phases {
-            let phase = validate_phase(&src, p, agents.local)?;
+            let phase = validate_phase(&src, p, agents.count())?;
             phases.push(phase);
         }
         Ok(Workload {
@@ -432,6 +487,105 @@ impl Workload {
     pub fn resolved_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("workload serializes: plain data")
     }
+}
+
+fn validate_agents(src: &Source, raw: Spanned<RawAgents>) -> Result<Agents, SpecError> {
+    let span = raw.span();
+    let raw = raw.into_inner();
+    let mut hosts = Vec::new();
+    for h in raw.hosts.unwrap_or_default() {
+        let host: SshHost = h
+            .get_ref()
+            .parse()
+            .map_err(|e| src.error(h.span(), format!("agents.hosts: {e}; write it like \"bench@10.0.0.11\" or \"bench@10.0.0.12:2222\"")))?;
+        if hosts.contains(&host) {
+            return Err(src.error(
+                h.span(),
+                format!(
+                    "agents.hosts lists {host} twice; use per_host for more agents on one host"
+                ),
+            ));
+        }
+        hosts.push(host);
+    }
+    let local = match raw.local {
+        None if hosts.is_empty() => {
+            return Err(src.error(
+                span,
+                "[agents] needs `local = N` (agent processes on this machine) or `hosts = [\"user@host\", ...]` (SSH hosts)",
+            ));
+        }
+        None => 0,
+        Some(n)
+            if *n.get_ref() < 0
+                || *n.get_ref() > 1024
+                || (*n.get_ref() == 0 && hosts.is_empty()) =>
+        {
+            let lo = if hosts.is_empty() { 1 } else { 0 };
+            return Err(src.error(
+                n.span(),
+                format!(
+                    "agents.local must be between {lo} and 1024, not {}",
+                    n.get_ref()
+                ),
+            ));
+        }
+        Some(n) => *n.get_ref() as u32,
+    };
+    let per_host = match raw.per_host {
+        Some(n) if *n.get_ref() < 1 || *n.get_ref() > 256 => {
+            return Err(src.error(
+                n.span(),
+                format!(
+                    "agents.per_host must be between 1 and 256, not {}",
+                    n.get_ref()
+                ),
+            ));
+        }
+        Some(n) => *n.get_ref() as u32,
+        None => 1,
+    };
+    let min_hosts = match raw.min_hosts {
+        Some(n) if *n.get_ref() < 0 || *n.get_ref() as usize > hosts.len() => {
+            return Err(src.error(
+                n.span(),
+                format!(
+                    "agents.min_hosts must be between 0 and the number of hosts ({}), not {}",
+                    hosts.len(),
+                    n.get_ref()
+                ),
+            ));
+        }
+        Some(n) => *n.get_ref() as usize,
+        None => hosts.len(),
+    };
+    let remote_dir = match raw.remote_dir {
+        Some(d)
+            if d.get_ref().trim().is_empty()
+                || !(d.get_ref().starts_with('/') || d.get_ref().starts_with('~')) =>
+        {
+            return Err(src.error(
+                d.span(),
+                "agents.remote_dir must be an absolute path or start with ~/",
+            ));
+        }
+        Some(d) => d.into_inner(),
+        None => "~/.fleetbench".to_string(),
+    };
+    let attach_timeout = match &raw.attach_timeout {
+        Some(t) => positive(src, t, "agents.attach_timeout")?,
+        None => Duration::from_secs(30),
+    };
+    Ok(Agents {
+        local,
+        hosts,
+        per_host,
+        identity: raw.identity,
+        known_hosts: raw.known_hosts,
+        remote_dir,
+        min_hosts,
+        attach_timeout,
+    })
 }
 
 fn positive(src: &Source, value: &Spanned<String>, what: &str) -> Result<Duration, SpecError> {
@@ -869,6 +1023,43 @@ concurrency = 16
         assert!(e.contains("whole number of 1s windows"), "{e}");
         let e = reject(&GOOD.replace("\"2s\"", "\"10s\""));
         assert!(e.contains("must be shorter than phase.duration"), "{e}");
+    }
+
+    #[test]
+    fn ssh_hosts_parse_and_bad_ones_are_named() {
+        let text = GOOD.replace(
+            "local = 2",
+            "hosts = [\"bench@10.1.0.11\", \"bench@10.1.0.12:2222\"]\nper_host = 3",
+        );
+        let w = Workload::parse("w.toml", &text).unwrap();
+        assert_eq!(w.agents.local, 0);
+        assert_eq!(w.agents.hosts[1].port, 2222);
+        assert_eq!(w.agents.count(), 6);
+        assert_eq!(w.agents.min_hosts, 2);
+        assert_eq!(w.agents.remote_dir, "~/.fleetbench");
+        let e = reject(&GOOD.replace("local = 2", "hosts = [\"bench@:22\"]"));
+        assert!(e.starts_with("w.toml:6:10: agents.hosts:"), "{e}");
+        let e = reject(&GOOD.replace("local = 2", "hosts = [\"a@h\", \"a@h\"]"));
+        assert!(e.contains("twice"), "{e}");
+        let e = reject(&GOOD.replace("local = 2", "hosts = [\"a@h\"]\nmin_hosts = 2"));
+        assert!(
+            e.contains("agents.min_hosts must be between 0 and the number of hosts (1)"),
+            "{e}"
+        );
+        let e = reject(&GOOD.replace("local = 2", "hosts = [\"a@h\"]\nremote_dir = \"relative\""));
+        assert!(e.contains("remote_dir"), "{e}");
+        let e = reject(&GOOD.replace("local = 2", "local = 0"));
+        assert!(e.contains("between 1 and 1024"), "{e}");
+    }
+
+    #[test]
+    fn ssh_host_strings() {
+        let h: SshHost = "u@[fe80::1]:2200".parse().unwrap();
+        assert_eq!((h.host.as_str(), h.port), ("fe80::1", 2200));
+        assert_eq!(h.to_string(), "u@[fe80::1]:2200");
+        assert!("u@h:0".parse::<SshHost>().is_err());
+        assert!("u@h:x".parse::<SshHost>().is_err());
+        assert_eq!("root@h1".parse::<SshHost>().unwrap().to_string(), "root@h1");
     }
 
     #[test]

@@ -24,56 +24,7 @@ use tokio::io::AsyncRead;
 use crate::known_hosts::{self, Verdict};
 
 /// `user@host[:port]` from a workload file.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Target {
-    pub user: String,
-    pub host: String,
-    pub port: u16,
-}
-
-impl std::fmt::Display for Target {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.port == 22 {
-            write!(f, "{}@{}", self.user, self.host)
-        } else {
-            write!(f, "{}@{}:{}", self.user, self.host, self.port)
-        }
-    }
-}
-
-impl std::str::FromStr for Target {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (user, rest) = match s.split_once('@') {
-            Some((u, r)) if !u.is_empty() => (u.to_string(), r),
-            Some(_) => return Err(format!("{s:?}: empty user before '@'")),
-            None => (std::env::var("USER").unwrap_or_else(|_| "root".into()), s),
-        };
-        let (host, port) = if let Some(r) = rest.strip_prefix('[') {
-            let (h, tail) = r
-                .split_once(']')
-                .ok_or_else(|| format!("{s:?}: unclosed '['"))?;
-            let port = match tail.strip_prefix(':') {
-                Some(p) => p.parse().map_err(|_| format!("{s:?}: bad port {p:?}"))?,
-                None if tail.is_empty() => 22,
-                None => return Err(format!("{s:?}: unexpected {tail:?} after ']'")),
-            };
-            (h.to_string(), port)
-        } else {
-            match rest.rsplit_once(':') {
-                Some((h, p)) => (
-                    h.to_string(),
-                    p.parse().map_err(|_| format!("{s:?}: bad port {p:?}"))?,
-                ),
-                None => (rest.to_string(), 22),
-            }
-        };
-        if host.is_empty() || host.contains(char::is_whitespace) || port == 0 {
-            return Err(format!("{s:?} is not user@host[:port]"));
-        }
-        Ok(Target { user, host, port })
-    }
-}
+pub use fleetbench::spec::SshHost as Target;
 
 /// How to reach and trust hosts.
 #[derive(Debug, Clone)]
@@ -444,32 +395,4 @@ async fn rsa_hash(handle: &Handle<Checker>, key: &PublicKey) -> Option<russh::ke
         .ok()
         .flatten()
         .flatten()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn targets_parse() {
-        let t: Target = "bench@10.1.0.12:2222".parse().unwrap();
-        assert_eq!(
-            (t.user.as_str(), t.host.as_str(), t.port),
-            ("bench", "10.1.0.12", 2222)
-        );
-        let t: Target = "root@h1".parse().unwrap();
-        assert_eq!(t.port, 22);
-        let t: Target = "u@[fe80::1]:2200".parse().unwrap();
-        assert_eq!((t.host.as_str(), t.port), ("fe80::1", 2200));
-        assert!("@h".parse::<Target>().is_err());
-        assert!("u@h:0".parse::<Target>().is_err());
-        assert!("u@h:x".parse::<Target>().is_err());
-        assert_eq!(
-            "bench@10.1.0.12:2222"
-                .parse::<Target>()
-                .unwrap()
-                .to_string(),
-            "bench@10.1.0.12:2222"
-        );
-    }
 }
