@@ -16,6 +16,8 @@
 
 #[allow(dead_code)] // wired into `run` by the SSH bootstrap, in progress
 mod bootstrap;
+#[allow(dead_code)] // wired into `run` by the SSH bootstrap, in progress
+mod fleet;
 mod history;
 mod hub;
 #[allow(dead_code)] // wired into `run` by the SSH bootstrap, in progress

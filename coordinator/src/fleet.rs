@@ -1,0 +1,113 @@
+//! The SSH fleet of a run: every host bootstrapped in parallel (with a
+//! bound), one progress bar per host, and the agents started there kept
+//! track of so that a failed or interrupted run leaves no stray agent
+//! process behind.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tokio::sync::Semaphore;
+
+use crate::bootstrap::{self, AgentBinary, BootstrapError, Deployed, HostJob};
+
+/// Hosts bootstrapped at once, at most.
+pub const PARALLEL: usize = 16;
+
+pub struct Fleet {
+    pub deployed: Vec<Deployed>,
+    pub failures: Vec<BootstrapError>,
+}
+
+impl Fleet {
+    /// Deploys every job; never fails as a whole: failed hosts are listed.
+    pub async fn deploy(jobs: Vec<HostJob>, binary: &AgentBinary) -> Fleet {
+        let progress = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(8))
+        } else {
+            MultiProgress::with_draw_target(ProgressDrawTarget::hidden())
+        };
+        let style = ProgressStyle::with_template("{spinner} {msg} {bytes}/{total_bytes}")
+            .expect("static template is valid");
+        let limit = Arc::new(Semaphore::new(PARALLEL));
+        let binary = Arc::new(binary.clone());
+        let mut tasks = tokio::task::JoinSet::new();
+        for job in jobs {
+            let bar = progress.add(ProgressBar::new(0).with_style(style.clone()));
+            bar.set_message(format!("{}: queued", job.target));
+            let (limit, binary) = (limit.clone(), binary.clone());
+            tasks.spawn(async move {
+                let _permit = limit
+                    .acquire_owned()
+                    .await
+                    .expect("semaphore is never closed");
+                let host = job.target.to_string();
+                let started = Instant::now();
+                let result = bootstrap::deploy(job, &binary, &bar).await;
+                let line = match &result {
+                    Ok(d) => format!(
+                        "{host}: {} agent(s) started in {:.2}s ({})",
+                        d.agents.len(),
+                        started.elapsed().as_secs_f64(),
+                        if d.reused_binary {
+                            "agent binary already there, nothing uploaded".to_string()
+                        } else {
+                            format!("uploaded {} bytes", d.uploaded_bytes)
+                        }
+                    ),
+                    Err(e) => format!("{e}"),
+                };
+                bar.finish_and_clear();
+                eprintln!("{line}");
+                result
+            });
+        }
+        let mut fleet = Fleet {
+            deployed: Vec::new(),
+            failures: Vec::new(),
+        };
+        while let Some(done) = tasks.join_next().await {
+            match done {
+                Ok(Ok(d)) => fleet.deployed.push(d),
+                Ok(Err(e)) => fleet.failures.push(e),
+                Err(e) => fleet.failures.push(BootstrapError {
+                    host: "?".into(),
+                    step: bootstrap::Step::Connect,
+                    reason: format!("bootstrap task failed: {e}"),
+                }),
+            }
+        }
+        fleet.deployed.sort_by(|a, b| a.target.cmp(&b.target));
+        fleet
+    }
+
+    /// Every agent id started on the fleet.
+    pub fn agent_ids(&self) -> Vec<String> {
+        self.deployed
+            .iter()
+            .flat_map(|d| d.agents.iter().map(|(id, _)| id.clone()))
+            .collect()
+    }
+
+    /// Kills the agents of `ids` (all when None) over the hosts' SSH sessions.
+    pub async fn kill(&self, ids: Option<&[String]>) {
+        for d in &self.deployed {
+            let pids: Vec<u32> = d
+                .agents
+                .iter()
+                .filter(|(id, _)| ids.is_none_or(|ids| ids.contains(id)))
+                .map(|(_, pid)| *pid)
+                .collect();
+            if pids.is_empty() {
+                continue;
+            }
+            bootstrap::kill_agents(&d.session, &pids).await;
+        }
+    }
+
+    pub async fn close(self) {
+        for d in self.deployed {
+            d.session.close().await;
+        }
+    }
+}
