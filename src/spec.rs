@@ -132,16 +132,54 @@ impl std::str::FromStr for SshHost {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Service {
     pub name: String,
+    /// SSH hosts the service runs on; empty: this machine.
+    pub hosts: Vec<SshHost>,
+    /// A local file shipped to the hosts (content-addressed, like the agent);
+    /// `{binary}` in the command is its path there.
+    pub binary: Option<String>,
     pub command: Command,
     pub env: Vec<(String, String)>,
-    /// `host:port` that accepts TCP connections once the service is ready.
-    pub ready_tcp: Option<String>,
+    pub ready: Option<Ready>,
     #[serde(with = "duration_text")]
     pub ready_timeout: Duration,
+    /// Leave it running after the run.
+    pub keep: bool,
+}
+
+/// When a service is ready.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Ready {
+    /// This port accepts TCP connections on every host of the service
+    /// (127.0.0.1 for a local service).
+    TcpPort(u16),
+    /// This `host:port` accepts TCP connections.
+    TcpAddr(String),
+    /// A GET of this URL answers 2xx (`{service.NAME.host}` allowed).
+    Http(String),
+}
+
+impl Service {
+    /// The address by which agents reach the service: its first host, or
+    /// this machine.
+    pub fn address(&self) -> String {
+        self.hosts
+            .first()
+            .map_or_else(|| "127.0.0.1".to_string(), |h| h.host.clone())
+    }
+}
+
+/// Replaces `{service.NAME.host}` with each service's address.
+pub fn expand_service_hosts(text: &str, services: &[Service]) -> String {
+    let mut out = text.to_string();
+    for s in services {
+        out = out.replace(&format!("{{service.{}.host}}", s.name), &s.address());
+    }
+    out
 }
 
 /// A service's command line. `{agent}` in any argument stands for the path of
-/// the agent binary (so the built-in target can be a service).
+/// the agent binary (so the built-in target can be a service), `{binary}`
+/// for the shipped `binary`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum Command {
     /// Run with `sh -c`.
@@ -290,10 +328,16 @@ struct RawAgents {
 #[serde(deny_unknown_fields)]
 struct RawService {
     name: Spanned<String>,
-    command: Spanned<RawCommand>,
+    hosts: Option<Vec<Spanned<String>>>,
+    local: Option<bool>,
+    binary: Option<Spanned<String>>,
+    #[serde(default)]
+    args: Vec<String>,
+    command: Option<Spanned<RawCommand>>,
     #[serde(default)]
     env: std::collections::BTreeMap<String, String>,
-    ready: Option<RawReady>,
+    ready: Option<Spanned<RawReady>>,
+    keep: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -306,8 +350,16 @@ enum RawCommand {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawReady {
-    tcp: Option<Spanned<String>>,
+    tcp: Option<Spanned<RawTcp>>,
+    http: Option<Spanned<String>>,
     timeout: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawTcp {
+    Port(i64),
+    Addr(String),
 }
 
 #[derive(Deserialize)]
@@ -472,7 +524,11 @@ impl Workload {
         }
         let mut phases: Vec<Phase> = Vec::new();
         for p in raw_phases {
+            let span = p.span();
             let phase = validate_phase(&src, p, agents.count())?;
+            if let WorkloadKind::Http(h) = &phase.workload {
+                check_service_refs(&src, span, &h.url, &services)?;
+            }
             phases.push(phase);
         }
         Ok(Workload {
@@ -616,48 +672,109 @@ fn validate_service(
     if earlier.iter().any(|e| e.name == name) {
         return Err(src.error(name_span, format!("service {name:?} is defined twice")));
     }
-    let command_span = s.command.span();
-    let command = match s.command.into_inner() {
-        RawCommand::Shell(c) if c.trim().is_empty() => None,
-        RawCommand::Shell(c) => Some(Command::Shell(c)),
-        RawCommand::Argv(a) if a.is_empty() || a[0].is_empty() => None,
-        RawCommand::Argv(a) => Some(Command::Argv(a)),
+    let mut hosts: Vec<SshHost> = Vec::new();
+    for h in s.hosts.unwrap_or_default() {
+        let host: SshHost = h
+            .get_ref()
+            .parse()
+            .map_err(|e| src.error(h.span(), format!("service.hosts: {e}")))?;
+        hosts.push(host);
     }
-    .ok_or_else(|| src.error(command_span, "service command must not be empty"))?;
-    let (ready_tcp, ready_timeout) = match s.ready {
+    if s.local == Some(true) && !hosts.is_empty() {
+        return Err(src.error(
+            name_span,
+            format!("service {name:?} has both `local = true` and `hosts`; pick one"),
+        ));
+    }
+    let binary = match s.binary {
+        Some(b) if b.get_ref().trim().is_empty() => {
+            return Err(src.error(b.span(), "service binary must be a path to a local file"));
+        }
+        Some(b) => Some(b.into_inner()),
+        None => None,
+    };
+    let command = match (s.command, &binary) {
+        (Some(c), _) => {
+            let command_span = c.span();
+            match c.into_inner() {
+                RawCommand::Shell(c) if c.trim().is_empty() => None,
+                RawCommand::Shell(c) => Some(Command::Shell(c)),
+                RawCommand::Argv(a) if a.is_empty() || a[0].is_empty() => None,
+                RawCommand::Argv(a) => Some(Command::Argv(a)),
+            }
+            .ok_or_else(|| src.error(command_span, "service command must not be empty"))?
+        }
+        (None, Some(_)) => Command::Argv(
+            std::iter::once("{binary}".to_string())
+                .chain(s.args)
+                .collect(),
+        ),
+        (None, None) => {
+            return Err(src.error(
+                name_span,
+                format!("service {name:?} needs `command` (run as given) or `binary` (a local file to ship) with `args`"),
+            ));
+        }
+    };
+    let (ready, ready_timeout) = match s.ready {
         None => (None, Duration::from_secs(10)),
         Some(r) => {
-            let tcp = match r.tcp {
-                Some(t) => {
-                    let text = t.get_ref();
-                    let ok = text.rsplit_once(':').is_some_and(|(host, port)| {
-                        !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
-                    });
-                    if !ok {
-                        return Err(src.error(
-                            t.span(),
-                            format!(
-                                "ready.tcp {text:?} must be host:port, like \"127.0.0.1:8080\""
-                            ),
-                        ));
+            let r_span = r.span();
+            let r = r.into_inner();
+            let ready = match (r.tcp, r.http) {
+                (Some(t), None) => {
+                    let span = t.span();
+                    match t.into_inner() {
+                        RawTcp::Port(p) if (1..=65535).contains(&p) => {
+                            Some(Ready::TcpPort(p as u16))
+                        }
+                        RawTcp::Port(p) => {
+                            return Err(src.error(
+                                span,
+                                format!("ready.tcp port must be 1 to 65535, not {p}"),
+                            ));
+                        }
+                        RawTcp::Addr(text) => {
+                            let ok = text.rsplit_once(':').is_some_and(|(host, port)| {
+                                !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+                            });
+                            if !ok {
+                                return Err(src.error(
+                                    span,
+                                    format!("ready.tcp {text:?} must be a port or host:port, like 8080 or \"127.0.0.1:8080\""),
+                                ));
+                            }
+                            Some(Ready::TcpAddr(text))
+                        }
                     }
-                    Some(t.into_inner())
                 }
-                None => None,
+                (None, Some(u)) => {
+                    check_url(u.get_ref()).map_err(|why| {
+                        src.error(u.span(), format!("ready.http {:?} {why}", u.get_ref()))
+                    })?;
+                    Some(Ready::Http(u.into_inner()))
+                }
+                (Some(_), Some(_)) => {
+                    return Err(src.error(r_span, "ready takes `tcp` or `http`, not both"));
+                }
+                (None, None) => None,
             };
             let timeout = match &r.timeout {
                 Some(t) => positive(src, t, "ready.timeout")?,
                 None => Duration::from_secs(10),
             };
-            (tcp, timeout)
+            (ready, timeout)
         }
     };
     Ok(Service {
         name,
+        hosts,
+        binary,
         command,
         env: s.env.into_iter().collect(),
-        ready_tcp,
+        ready,
         ready_timeout,
+        keep: s.keep.unwrap_or(false),
     })
 }
 
@@ -813,6 +930,34 @@ fn validate_http(
             timeout,
         }),
     ))
+}
+
+/// Every `{service.NAME.host}` in `text` names a defined service.
+fn check_service_refs(
+    src: &Source,
+    span: Range<usize>,
+    text: &str,
+    services: &[Service],
+) -> Result<(), SpecError> {
+    let mut rest = text;
+    while let Some(start) = rest.find("{service.") {
+        let tail = &rest[start + "{service.".len()..];
+        let Some(end) = tail.find('}') else { break };
+        let inner = &tail[..end];
+        let name = inner.strip_suffix(".host").unwrap_or(inner);
+        if !inner.ends_with(".host") || !services.iter().any(|s| s.name == name) {
+            let known: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
+            return Err(src.error(
+                span,
+                format!(
+                    "{{service.{inner}}} in {text:?} names no service's host; write {{service.NAME.host}} with NAME one of: {}",
+                    if known.is_empty() { "(no services defined)".to_string() } else { known.join(", ") }
+                ),
+            ));
+        }
+        rest = &tail[end..];
+    }
+    Ok(())
 }
 
 /// Why a URL cannot be dialed by the agent's HTTP client, if it cannot.
@@ -1060,6 +1205,43 @@ concurrency = 16
         assert!("u@h:0".parse::<SshHost>().is_err());
         assert!("u@h:x".parse::<SshHost>().is_err());
         assert_eq!("root@h1".parse::<SshHost>().unwrap().to_string(), "root@h1");
+    }
+
+    #[test]
+    fn remote_services_and_url_templates() {
+        let text = GOOD.replace(
+            "[[phase]]",
+            "[[service]]\nname = \"target\"\nhosts = [\"root@10.0.0.14\"]\nbinary = \"{agent}\"\nargs = [\"serve\", \"--listen\", \"0.0.0.0:8080\"]\nready = { tcp = 8080 }\n\n[[phase]]",
+        )
+        .replace("http://127.0.0.1:18080/", "http://{service.target.host}:8080/");
+        let w = Workload::parse("w.toml", &text).unwrap();
+        let s = &w.services[0];
+        assert_eq!(s.ready, Some(Ready::TcpPort(8080)));
+        assert_eq!(
+            s.command,
+            Command::Argv(vec![
+                "{binary}".into(),
+                "serve".into(),
+                "--listen".into(),
+                "0.0.0.0:8080".into()
+            ])
+        );
+        let WorkloadKind::Http(h) = &w.phases[0].workload else {
+            panic!()
+        };
+        assert_eq!(
+            expand_service_hosts(&h.url, &w.services),
+            "http://10.0.0.14:8080/"
+        );
+        let e = reject(&text.replace("{service.target.host}", "{service.nope.host}"));
+        assert!(
+            e.contains("names no service's host") && e.contains("target"),
+            "{e}"
+        );
+        let e = reject(&text.replace("binary = \"{agent}\"\n", ""));
+        assert!(e.contains("needs `command`"), "{e}");
+        let e = reject(&text.replace("tcp = 8080", "tcp = 70000"));
+        assert!(e.contains("1 to 65535"), "{e}");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use fleetbench::pb;
-use fleetbench::spec::{Command, Service};
+use fleetbench::spec::{Command, Ready, Service};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::AsyncReadExt;
@@ -37,16 +37,17 @@ pub async fn start(
     agent_binary: &Path,
     started: &mut Vec<Running>,
 ) -> Result<()> {
-    for s in services {
+    for s in services.iter().filter(|s| s.hosts.is_empty()) {
+        let expand = |text: &str| expand(text, agent_binary, s.binary.as_deref());
         let mut cmd = match &s.command {
             Command::Shell(text) => {
                 let mut c = tokio::process::Command::new("sh");
-                c.arg("-c").arg(expand(text, agent_binary));
+                c.arg("-c").arg(expand(text));
                 c
             }
             Command::Argv(argv) => {
-                let mut c = tokio::process::Command::new(expand(&argv[0], agent_binary));
-                c.args(argv[1..].iter().map(|a| expand(a, agent_binary)));
+                let mut c = tokio::process::Command::new(expand(&argv[0]));
+                c.args(argv[1..].iter().map(|a| expand(a)));
                 c
             }
         };
@@ -90,10 +91,8 @@ pub async fn start(
             pumps,
         });
         let running = started.last_mut().expect("just pushed");
-        if let Some(addr) = &s.ready_tcp {
-            wait_ready(running, addr, s.ready_timeout)
-                .await
-                .inspect_err(|_| {})?;
+        if let Some(ready) = &s.ready {
+            wait_ready(running, ready, s.ready_timeout).await?;
         }
         state(hub, &s.name, "ready", String::new()).await;
         tracing::info!("service {} is ready", s.name);
@@ -101,37 +100,86 @@ pub async fn start(
     Ok(())
 }
 
-fn expand(text: &str, agent_binary: &Path) -> String {
-    text.replace("{agent}", &agent_binary.display().to_string())
+fn expand(text: &str, agent_binary: &Path, binary: Option<&str>) -> String {
+    let agent = agent_binary.display().to_string();
+    let binary = binary.map_or_else(String::new, |b| b.replace("{agent}", &agent));
+    text.replace("{binary}", &binary).replace("{agent}", &agent)
 }
 
-async fn wait_ready(running: &mut Running, addr: &str, timeout: Duration) -> Result<()> {
+async fn wait_ready(running: &mut Running, ready: &Ready, timeout: Duration) -> Result<()> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         if let Some(status) = running.child.try_wait()? {
             bail!(
-                "service {:?} exited ({status}) before {addr} accepted connections; its output is in the log",
-                running.name
+                "service {:?} exited ({status}) before it was ready ({}); its output is in the log",
+                running.name,
+                describe(ready, "127.0.0.1")
             );
         }
-        if tokio::time::timeout(
-            Duration::from_millis(500),
-            tokio::net::TcpStream::connect(addr),
-        )
-        .await
-        .is_ok_and(|r| r.is_ok())
-        {
+        if probe(ready, "127.0.0.1").await {
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
             bail!(
-                "service {:?} did not accept connections on {addr} within {}",
+                "service {:?} was not ready ({}) within {}",
                 running.name,
+                describe(ready, "127.0.0.1"),
                 humantime_secs(timeout)
             );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// What readiness means, in words, for a service reached at `host`.
+pub fn describe(ready: &Ready, host: &str) -> String {
+    match ready {
+        Ready::TcpPort(p) => format!("{host}:{p} accepting connections"),
+        Ready::TcpAddr(a) => format!("{a} accepting connections"),
+        Ready::Http(u) => format!("GET {u} answering 2xx"),
+    }
+}
+
+/// One readiness check of a service reached at `host`.
+pub async fn probe(ready: &Ready, host: &str) -> bool {
+    let attempt = async {
+        match ready {
+            Ready::TcpPort(p) => tokio::net::TcpStream::connect((host, *p)).await.is_ok(),
+            Ready::TcpAddr(a) => tokio::net::TcpStream::connect(a.as_str()).await.is_ok(),
+            Ready::Http(url) => http_ok(url).await,
+        }
+    };
+    tokio::time::timeout(Duration::from_millis(500), attempt)
+        .await
+        .unwrap_or(false)
+}
+
+/// A bare HTTP/1.0 GET: does `url` answer with a 2xx status?
+async fn http_ok(url: &str) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path = if path.is_empty() { "/" } else { path };
+    let addr = if authority.contains(':') {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+        return false;
+    };
+    let req = format!("GET {path} HTTP/1.0\r\nHost: {authority}\r\n\r\n");
+    if s.write_all(req.as_bytes()).await.is_err() {
+        return false;
+    }
+    let mut head = [0u8; 16];
+    let Ok(n) = s.read(&mut head).await else {
+        return false;
+    };
+    // "HTTP/1.x 2"
+    n >= 10 && head.starts_with(b"HTTP/1.") && head[9] == b'2'
 }
 
 fn humantime_secs(d: Duration) -> String {
