@@ -159,6 +159,14 @@ pub enum Ready {
 }
 
 impl Service {
+    /// Whether any part of the command holds `needle`.
+    pub fn command_mentions(&self, needle: &str) -> bool {
+        match &self.command {
+            Command::Shell(s) => s.contains(needle),
+            Command::Argv(a) => a.iter().any(|x| x.contains(needle)),
+        }
+    }
+
     /// The address by which agents reach the service: its first host, or
     /// this machine.
     pub fn address(&self) -> String {

@@ -122,7 +122,7 @@ pub fn sh_quote(s: &str) -> String {
 }
 
 /// A remote directory as a shell word: `~/x` becomes `"$HOME"/'x'`.
-fn remote_path(dir: &str) -> String {
+pub fn remote_path(dir: &str) -> String {
     if dir == "~" {
         "\"$HOME\"".to_string()
     } else if let Some(rest) = dir.strip_prefix("~/") {
@@ -130,6 +130,62 @@ fn remote_path(dir: &str) -> String {
     } else {
         sh_quote(dir)
     }
+}
+
+/// Connects (host key first, then authentication) and probes the host:
+/// it must run Linux on the architecture `binary` is built for.
+pub async fn open(
+    target: &Target,
+    ssh: &Options,
+    timeouts: &Timeouts,
+    binary: &AgentBinary,
+    bar: &ProgressBar,
+) -> Result<Session, BootstrapError> {
+    let host = target.to_string();
+    let fail = |step: Step, reason: String| BootstrapError {
+        host: host.clone(),
+        step,
+        reason,
+    };
+    let within = |step: Step, limit: Duration| {
+        let host = host.clone();
+        move |_| BootstrapError {
+            host,
+            step,
+            reason: format!("timed out after {:.0}s", limit.as_secs_f64()),
+        }
+    };
+
+    bar.set_message(format!("{host}: connecting"));
+    let session = tokio::time::timeout(timeouts.connect, Session::connect(target, ssh))
+        .await
+        .map_err(within(Step::Connect, timeouts.connect))?
+        .map_err(|e| fail(Step::Connect, strip_host(&e.to_string(), &host)))?;
+
+    bar.set_message(format!("{host}: probing"));
+    let probe = tokio::time::timeout(timeouts.probe, session.exec("uname -sm", None))
+        .await
+        .map_err(within(Step::Probe, timeouts.probe))?
+        .map_err(|e| fail(Step::Probe, e.to_string()))?;
+    if !probe.success() {
+        return Err(fail(
+            Step::Probe,
+            format!("`uname -sm` failed: {}", probe.stderr_text()),
+        ));
+    }
+    let uname = probe.stdout_text();
+    let mut parts = uname.split_whitespace();
+    let (os, arch) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    if os != "Linux" || arch != binary.arch {
+        return Err(fail(
+            Step::Probe,
+            format!(
+                "the host is {os} {arch}, and no agent is built for it (this one is Linux {}); build one with `cargo build --release -p agent --target {arch}-unknown-linux-gnu` (crt-static) and pass it with --agent-binary",
+                binary.arch
+            ),
+        ));
+    }
+    Ok(session)
 }
 
 /// Connects, probes, uploads if needed, verifies and starts the agents.
@@ -152,121 +208,13 @@ pub async fn deploy(
             reason: format!("timed out after {:.0}s", limit.as_secs_f64()),
         }
     };
-
-    bar.set_message(format!("{host}: connecting"));
-    let session = tokio::time::timeout(
-        job.timeouts.connect,
-        Session::connect(&job.target, &job.ssh),
-    )
-    .await
-    .map_err(within(Step::Connect, job.timeouts.connect))?
-    .map_err(|e| fail(Step::Connect, strip_host(&e.to_string(), &host)))?;
-
-    bar.set_message(format!("{host}: probing"));
-    let probe = tokio::time::timeout(job.timeouts.probe, session.exec("uname -sm", None))
-        .await
-        .map_err(within(Step::Probe, job.timeouts.probe))?
-        .map_err(|e| fail(Step::Probe, e.to_string()))?;
-    if !probe.success() {
-        return Err(fail(
-            Step::Probe,
-            format!("`uname -sm` failed: {}", probe.stderr_text()),
-        ));
-    }
-    let uname = probe.stdout_text();
-    let mut parts = uname.split_whitespace();
-    let (os, arch) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    if os != "Linux" || arch != binary.arch {
-        return Err(fail(
-            Step::Probe,
-            format!(
-                "the host is {os} {arch}, and no agent is built for it (this one is Linux {}); build one with `cargo build --release -p agent --target {arch}-unknown-linux-gnu` (crt-static) and pass it with --agent-binary",
-                binary.arch
-            ),
-        ));
-    }
+    let session = open(&job.target, &job.ssh, &job.timeouts, binary, bar).await?;
 
     let dir = remote_path(&job.remote_dir);
-    let bin = format!("{dir}/bin/agent-{}", binary.hash);
-    // Already there, whole? (Content-addressed: same name, same bytes.)
-    let have = session
-        .exec(
-            &format!("if [ -x {bin} ]; then wc -c < {bin}; else echo missing; fi"),
-            None,
-        )
+    let shipped = ship(&session, &dir, "agent", binary, bar, &job.timeouts)
         .await
-        .map_err(|e| fail(Step::Probe, e.to_string()))?;
-    let reused = have.success() && have.stdout_text() == binary.size.to_string();
-    let mut uploaded = 0;
-    if !reused {
-        bar.set_message(format!("{host}: uploading"));
-        bar.set_length(binary.size);
-        bar.set_position(0);
-        let file = tokio::fs::File::open(&binary.path).await.map_err(|e| {
-            fail(
-                Step::Upload,
-                format!("opening {}: {e}", binary.path.display()),
-            )
-        })?;
-        let mut reader = Counting {
-            inner: file,
-            bar: bar.clone(),
-        };
-        let tmp = format!("{dir}/bin/.agent-{}.$$", binary.hash);
-        let script = format!(
-            "set -e; mkdir -p {dir}/bin; cat > {tmp}; chmod 755 {tmp}; n=$(wc -c < {tmp}); \
-             if [ \"$n\" -ne {size} ]; then rm -f {tmp}; echo \"short upload: $n of {size} bytes arrived\" >&2; exit 3; fi; \
-             mv -f {tmp} {bin}",
-            size = binary.size
-        );
-        let started = Instant::now();
-        let out = tokio::time::timeout(
-            job.timeouts.upload,
-            session.exec(&script, Some(&mut reader)),
-        )
-        .await
-        .map_err(within(Step::Upload, job.timeouts.upload))?
-        .map_err(|e| fail(Step::Upload, e.to_string()))?;
-        if !out.success() {
-            let err = out.stderr_text();
-            let reason = if err.contains("No space left") {
-                format!("disk full on the host: {err}")
-            } else {
-                format!("exit {:?}: {err}", out.status)
-            };
-            return Err(fail(Step::Upload, reason));
-        }
-        uploaded = binary.size;
-        tracing::info!(
-            "{host}: uploaded {} bytes in {:.2}s",
-            binary.size,
-            started.elapsed().as_secs_f64()
-        );
-    }
-
-    // Does it run here? A binary that is not static fails right now, with the
-    // shell's own words, instead of as an agent that never attaches.
-    bar.set_message(format!("{host}: verifying"));
-    let check = tokio::time::timeout(
-        job.timeouts.probe,
-        session.exec(&format!("{bin} --version"), None),
-    )
-    .await
-    .map_err(within(Step::Verify, job.timeouts.probe))?
-    .map_err(|e| fail(Step::Verify, e.to_string()))?;
-    if !check.success() {
-        let why = [check.stderr_text(), check.stdout_text()]
-            .join(" ")
-            .trim()
-            .to_string();
-        return Err(fail(
-            Step::Verify,
-            format!(
-                "exec failed (exit {:?}): {why}; the agent must be a static binary (see .cargo/config.toml)",
-                check.status
-            ),
-        ));
-    }
+        .map_err(|(step, reason)| fail(step, reason))?;
+    let (bin, reused, uploaded) = (shipped.path, shipped.reused, shipped.uploaded);
 
     bar.set_message(format!("{host}: starting agents"));
     let coordinator = job.advertise.clone().unwrap_or_else(|| {
@@ -328,6 +276,121 @@ pub async fn deploy(
         reused_binary: reused,
         uploaded_bytes: uploaded,
         session,
+    })
+}
+
+/// A binary on a host.
+pub struct Shipped {
+    /// Shell word of its path there.
+    pub path: String,
+    /// It was already there: nothing was uploaded.
+    pub reused: bool,
+    pub uploaded: u64,
+}
+
+/// Makes sure `binary` is on the host as `DIR/bin/NAME-<sha256>` (uploading
+/// it unless that exact file is there), then checks that it executes.
+pub async fn ship(
+    session: &Session,
+    dir: &str,
+    name: &str,
+    binary: &AgentBinary,
+    bar: &ProgressBar,
+    timeouts: &Timeouts,
+) -> Result<Shipped, (Step, String)> {
+    let host = session.target.to_string();
+    let bin = format!("{dir}/bin/{}-{}", sh_quote(name), binary.hash);
+    // Already there, whole? (Content-addressed: same name, same bytes.)
+    let have = session
+        .exec(
+            &format!("if [ -x {bin} ]; then wc -c < {bin}; else echo missing; fi"),
+            None,
+        )
+        .await
+        .map_err(|e| (Step::Probe, e.to_string()))?;
+    let reused = have.success() && have.stdout_text() == binary.size.to_string();
+    let mut uploaded = 0;
+    if !reused {
+        bar.set_message(format!("{host}: uploading {name}"));
+        bar.set_length(binary.size);
+        bar.set_position(0);
+        let file = tokio::fs::File::open(&binary.path).await.map_err(|e| {
+            (
+                Step::Upload,
+                format!("opening {}: {e}", binary.path.display()),
+            )
+        })?;
+        let mut reader = Counting {
+            inner: file,
+            bar: bar.clone(),
+        };
+        let tmp = format!("{dir}/bin/.{}-{}.$$", sh_quote(name), binary.hash);
+        let script = format!(
+            "set -e; mkdir -p {dir}/bin; cat > {tmp}; chmod 755 {tmp}; n=$(wc -c < {tmp}); \
+             if [ \"$n\" -ne {size} ]; then rm -f {tmp}; echo \"short upload: $n of {size} bytes arrived\" >&2; exit 3; fi; \
+             mv -f {tmp} {bin}",
+            size = binary.size
+        );
+        let started = Instant::now();
+        let out = tokio::time::timeout(timeouts.upload, session.exec(&script, Some(&mut reader)))
+            .await
+            .map_err(|_| {
+                (
+                    Step::Upload,
+                    format!("timed out after {:.0}s", timeouts.upload.as_secs_f64()),
+                )
+            })?
+            .map_err(|e| (Step::Upload, e.to_string()))?;
+        if !out.success() {
+            let err = out.stderr_text();
+            let reason = if err.contains("No space left") {
+                format!("disk full on the host: {err}")
+            } else {
+                format!("exit {:?}: {err}", out.status)
+            };
+            return Err((Step::Upload, reason));
+        }
+        uploaded = binary.size;
+        tracing::info!(
+            "{host}: uploaded {name} ({} bytes) in {:.2}s",
+            binary.size,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    // Does it run here? A binary that is not static fails right now, with the
+    // shell's own words, instead of as a process that never comes up.
+    bar.set_message(format!("{host}: verifying {name}"));
+    if name == "agent" {
+        let check = tokio::time::timeout(
+            timeouts.probe,
+            session.exec(&format!("{bin} --version"), None),
+        )
+        .await
+        .map_err(|_| {
+            (
+                Step::Verify,
+                format!("timed out after {:.0}s", timeouts.probe.as_secs_f64()),
+            )
+        })?
+        .map_err(|e| (Step::Verify, e.to_string()))?;
+        if !check.success() {
+            let why = [check.stderr_text(), check.stdout_text()]
+                .join(" ")
+                .trim()
+                .to_string();
+            return Err((
+                Step::Verify,
+                format!(
+                    "exec failed (exit {:?}): {why}; the agent must be a static binary (see .cargo/config.toml)",
+                    check.status
+                ),
+            ));
+        }
+    }
+    Ok(Shipped {
+        path: bin,
+        reused,
+        uploaded,
     })
 }
 

@@ -25,6 +25,7 @@ mod known_hosts;
 mod live;
 mod log;
 mod run;
+#[allow(dead_code)] // remote services are wired into `run` with the SSH bootstrap, in progress
 mod services;
 #[allow(dead_code)] // wired into `run` by the SSH bootstrap, in progress
 mod ssh;

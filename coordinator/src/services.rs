@@ -245,3 +245,221 @@ pub async fn stop(hub: &Arc<Hub>, mut running: Vec<Running>, grace: Duration) {
         state(hub, &r.name, "stopped", detail).await;
     }
 }
+
+// ---------------------------------------------------------------- on SSH hosts
+
+/// A service process on an SSH host.
+pub struct RemoteRunning {
+    name: String,
+    session: crate::ssh::Session,
+    pid: u32,
+    /// Shell word of its log file on the host.
+    log: String,
+    keep: bool,
+}
+
+/// How services reach their hosts.
+pub struct RemoteContext<'a> {
+    pub ssh: &'a crate::ssh::Options,
+    pub remote_dir: &'a str,
+    pub agent: &'a crate::bootstrap::AgentBinary,
+    pub timeouts: &'a crate::bootstrap::Timeouts,
+}
+
+/// Starts the services that have SSH hosts, on every one of their hosts,
+/// each ready before the next starts. Ships `binary` (or the agent, for
+/// `{agent}`) content-addressed, like the agent itself.
+pub async fn start_remote(
+    hub: &Arc<Hub>,
+    services: &[Service],
+    ctx: &RemoteContext<'_>,
+    started: &mut Vec<RemoteRunning>,
+) -> Result<()> {
+    use crate::bootstrap::{self, AgentBinary, sh_quote};
+    let bar = indicatif::ProgressBar::hidden();
+    for s in services.iter().filter(|s| !s.hosts.is_empty()) {
+        // The shipped file, if any: the agent itself or a file of the user's.
+        let agent_path = ctx.agent.path.display().to_string();
+        let shipped_file: Option<AgentBinary> = match s.binary.as_deref() {
+            None => None,
+            Some(b) if b == "{agent}" || b == agent_path => Some(ctx.agent.clone()),
+            Some(b) => {
+                let path = std::path::PathBuf::from(b);
+                let meta = std::fs::metadata(&path)
+                    .with_context(|| format!("service {:?}: binary {b}", s.name))?;
+                let hash = fleetbench::binary::file_hash(&path)
+                    .with_context(|| format!("service {:?}: hashing {b}", s.name))?;
+                Some(AgentBinary {
+                    path,
+                    hash,
+                    size: meta.len(),
+                    arch: ctx.agent.arch.clone(),
+                })
+            }
+        };
+        for host in &s.hosts {
+            let session = bootstrap::open(host, ctx.ssh, ctx.timeouts, ctx.agent, &bar)
+                .await
+                .with_context(|| format!("service {:?}", s.name))?;
+            let dir = bootstrap::remote_path(ctx.remote_dir);
+            let ship = |name: &'static str, file: AgentBinary| {
+                let (session, dir, bar) = (&session, dir.clone(), bar.clone());
+                async move {
+                    bootstrap::ship(session, &dir, name, &file, &bar, ctx.timeouts)
+                        .await
+                        .map(|s| s.path)
+                        .map_err(|(step, why)| {
+                            anyhow::anyhow!("host {}: {step} failed: {why}", session.target)
+                        })
+                }
+            };
+            let binary_word = match &shipped_file {
+                Some(f) if f.hash == ctx.agent.hash => Some(ship("agent", f.clone()).await?),
+                Some(f) => Some(ship("service", f.clone()).await?),
+                None => None,
+            };
+            let agent_word = if s.command_mentions("{agent}") {
+                Some(ship("agent", ctx.agent.clone()).await?)
+            } else {
+                None
+            };
+            let word = |text: &str| -> String {
+                // Placeholders become shell words; the rest is quoted.
+                let mut out = String::new();
+                let mut rest = text;
+                loop {
+                    let next = [
+                        ("{binary}", binary_word.as_deref()),
+                        ("{agent}", agent_word.as_deref()),
+                    ]
+                    .into_iter()
+                    .filter_map(|(p, w)| rest.find(p).map(|i| (i, p, w)))
+                    .min_by_key(|(i, _, _)| *i);
+                    match next {
+                        Some((i, p, w)) => {
+                            if i > 0 {
+                                out.push_str(&sh_quote(&rest[..i]));
+                            }
+                            out.push_str(w.unwrap_or(""));
+                            rest = &rest[i + p.len()..];
+                        }
+                        None => {
+                            if !rest.is_empty() || out.is_empty() {
+                                out.push_str(&sh_quote(rest));
+                            }
+                            return out;
+                        }
+                    }
+                }
+            };
+            let program = match &s.command {
+                Command::Argv(argv) => argv.iter().map(|a| word(a)).collect::<Vec<_>>().join(" "),
+                Command::Shell(text) => format!("sh -c {}", word(text)),
+            };
+            let env: String = s
+                .env
+                .iter()
+                .map(|(k, v)| format!("{}={} ", k, sh_quote(v)))
+                .collect();
+            let svc_dir = format!("{dir}/services");
+            let log = format!("{svc_dir}/{}.log", sh_quote(&s.name));
+            let script = format!(
+                "set -e; mkdir -p {svc_dir}; cd {svc_dir}; \
+                 if command -v setsid >/dev/null 2>&1; then d=setsid; else d=nohup; fi; \
+                 {env}$d {program} </dev/null >{log} 2>&1 & echo $!"
+            );
+            let out = session
+                .exec(&script, None)
+                .await
+                .with_context(|| format!("starting service {:?} on {host}", s.name))?;
+            let pid: u32 = out.stdout_text().parse().map_err(|_| {
+                anyhow::anyhow!(
+                    "starting service {:?} on {host}: exit {:?}: {}",
+                    s.name,
+                    out.status,
+                    out.stderr_text()
+                )
+            })?;
+            state(hub, &s.name, "started", format!("{host}: pid {pid}")).await;
+            started.push(RemoteRunning {
+                name: s.name.clone(),
+                session,
+                pid,
+                log,
+                keep: s.keep,
+            });
+            if let Some(ready) = &s.ready {
+                let deadline = tokio::time::Instant::now() + s.ready_timeout;
+                while !probe(ready, &host.host).await {
+                    if tokio::time::Instant::now() >= deadline {
+                        let running = started.last().expect("just pushed");
+                        let tail = running
+                            .session
+                            .exec(&format!("tail -c 2000 {} 2>/dev/null", running.log), None)
+                            .await
+                            .map(|o| o.stdout_text())
+                            .unwrap_or_default();
+                        bail!(
+                            "service {:?} on {host} was not ready ({}) within {}; its log ends:\n{tail}",
+                            s.name,
+                            describe(ready, &host.host),
+                            humantime_secs(s.ready_timeout)
+                        );
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            state(hub, &s.name, "ready", host.to_string()).await;
+            tracing::info!("service {} is ready on {host}", s.name);
+        }
+    }
+    Ok(())
+}
+
+/// Stops remote services in reverse order (SIGTERM, then SIGKILL after 5 s)
+/// unless `keep`, and logs the tail of each one's output.
+pub async fn stop_remote(hub: &Arc<Hub>, mut running: Vec<RemoteRunning>) {
+    while let Some(r) = running.pop() {
+        let host = r.session.target.to_string();
+        let stop = if r.keep {
+            String::new()
+        } else {
+            format!(
+                "kill {pid} 2>/dev/null; i=0; while kill -0 {pid} 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; \
+                 kill -9 {pid} 2>/dev/null; ",
+                pid = r.pid
+            )
+        };
+        let out = tokio::time::timeout(
+            Duration::from_secs(15),
+            r.session.exec(
+                &format!("{stop}tail -c 65536 {} 2>/dev/null; true", r.log),
+                None,
+            ),
+        )
+        .await;
+        if let Ok(Ok(out)) = out
+            && !out.stdout.is_empty()
+        {
+            hub.log(pb::log_record::Record::ServiceOutput(pb::ServiceOutput {
+                service: r.name.clone(),
+                stream: "output".into(),
+                data: out.stdout,
+            }))
+            .await;
+        }
+        let detail = if r.keep {
+            format!("{host}: kept running (pid {})", r.pid)
+        } else {
+            format!("{host}: stopped")
+        };
+        state(
+            hub,
+            &r.name,
+            if r.keep { "kept" } else { "stopped" },
+            detail,
+        )
+        .await;
+        r.session.close().await;
+    }
+}
