@@ -4,6 +4,8 @@
 //! - `run`: `coordinator run`, from workload file to summary.
 //! - `hub`: the gRPC service agents attach to, and the group-commit writer
 //!   between their events and the log.
+//! - `trust`: the coordinator's TLS identity in `DATA/tls/`, agent secrets,
+//!   private (0600) files.
 //! - `log`: the append-only sled event log, one database per run.
 //! - `history`: reading runs back (directly, or through a running coordinator).
 //! - `services`: `[[service]]` processes around a run.
@@ -20,6 +22,7 @@ mod live;
 mod log;
 mod run;
 mod services;
+mod trust;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
