@@ -2,8 +2,9 @@
 //!
 //! # Layout
 //! - `run`: `coordinator run`, from workload file to summary.
-//! - `hub`: the gRPC service agents attach to, and the group-commit writer
-//!   between their events and the log.
+//! - `hub`: the gRPC service agents attach to (TLS only; Hello checked
+//!   against the admitted agents and their secrets), and the group-commit
+//!   writer between their events and the log.
 //! - `trust`: the coordinator's TLS identity in `DATA/tls/`, agent secrets,
 //!   private (0600) files.
 //! - `log`: the append-only sled event log, one database per run.
