@@ -15,6 +15,8 @@
 //! - [`binary`]: the hash that identifies an agent binary.
 //! - [`credentials`]: what an agent needs to attach (address, pinned
 //!   certificate fingerprint, id, secret).
+//! - [`tls`]: dialing the coordinator over TLS pinned to its certificate's
+//!   fingerprint (the agent's link, and `report` on a running run).
 //! - [`clock`]: Unix-microsecond time and human durations.
 //! - [`rng`]: a small seeded generator and the latency distributions of the
 //!   synthetic workload; deterministic across platforms and crate versions.
@@ -31,6 +33,7 @@ pub mod fold;
 pub mod report;
 pub mod rng;
 pub mod spec;
+pub mod tls;
 pub mod window;
 
 /// Generated protobuf types and gRPC stubs, package `fleetbench.v1`.

@@ -1,5 +1,11 @@
 //! The agent's link to the coordinator: dial, attach, resend, reconnect.
 //!
+//! The coordinator is dialed over TLS pinned to its certificate's fingerprint
+//! (`fleetbench::tls`), and Hello carries this agent's secret. A refusal ends
+//! the link (the agent exits), except one the coordinator marks as worth
+//! retrying (this agent's previous link still looks live to it), which is
+//! retried like a failed dial.
+//!
 //! One `Attach` stream at a time. The agent speaks first (Hello, with the
 //! range of sequence numbers it still holds), the coordinator answers Welcome
 //! with what it already has durable, and the agent then sends every event
@@ -31,8 +37,10 @@ use crate::outbox::Outbox;
 const SEND_BATCH: usize = 256;
 
 pub struct LinkConfig {
-    /// `http://host:port` of the coordinator.
+    /// `host:port` of the coordinator.
     pub coordinator: String,
+    /// TLS pinned to the coordinator's certificate.
+    pub dialer: fleetbench::tls::Dialer,
     /// Hello without the outbox bounds (filled in per attach).
     pub hello: pb::Hello,
     /// Exit when no coordinator could be reached for this long.
@@ -96,6 +104,9 @@ pub async fn run(
                 backoff = Duration::from_millis(100);
                 last_contact = Instant::now();
             }
+            Ok(Attached::Deferred(why)) => {
+                tracing::warn!("coordinator {} says try again: {why}", cfg.coordinator)
+            }
             Err(e) => tracing::debug!("dialing coordinator {}: {e:#}", cfg.coordinator),
         }
         if last_contact.elapsed() > cfg.give_up_after {
@@ -118,6 +129,8 @@ pub async fn run(
 enum Attached {
     /// The stream was up, then broke.
     Lost(anyhow::Error),
+    /// Refused for now; dial again after a backoff.
+    Deferred(String),
     Ended(LinkEnd),
 }
 
@@ -130,13 +143,12 @@ async fn attach_once(
     shutting_down: &mut Option<String>,
     stop: &CancellationToken,
 ) -> Result<Attached> {
-    let endpoint = tonic::transport::Endpoint::from_shared(cfg.coordinator.clone())
+    let endpoint = fleetbench::tls::Dialer::endpoint(&cfg.coordinator)
         .context("coordinator address")?
         .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(5))
         .keep_alive_timeout(Duration::from_secs(10));
-    let channel = endpoint.connect().await.context("connecting")?;
+    let channel = cfg.dialer.connect(&endpoint).await.context("connecting")?;
     let mut client = CoordinatorClient::new(channel)
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20);
@@ -157,6 +169,9 @@ async fn attach_once(
         Some(pb::CoordinatorMessage {
             msg: Some(pb::coordinator_message::Msg::Welcome(w)),
         }) => w,
+        Some(pb::CoordinatorMessage {
+            msg: Some(pb::coordinator_message::Msg::Refused(r)),
+        }) if r.retry => return Ok(Attached::Deferred(r.reason)),
         Some(pb::CoordinatorMessage {
             msg: Some(pb::coordinator_message::Msg::Refused(r)),
         }) => return Ok(Attached::Ended(LinkEnd::Refused(r.reason))),

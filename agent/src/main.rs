@@ -1,9 +1,17 @@
-//! `agent`: fleetbench's load generator. It dials the coordinator, runs the
-//! phases it is told to run, and streams back result windows and host
-//! metrics. `agent serve` is a small HTTP target for demos and tests.
+//! `agent`: fleetbench's load generator. `agent attach --credentials FILE`
+//! reads what the coordinator wrote for it (address, certificate fingerprint,
+//! agent id, secret; the file must be 0600, or the agent refuses to start),
+//! dials the coordinator over pinned TLS, runs the phases it is told to run,
+//! and streams back result windows and host metrics. `agent serve` is a small
+//! HTTP target for demos and tests.
+//!
+//! Exit codes of `attach`: 0 shut down with every event acked, 1 an error,
+//! 3 refused by the coordinator, 4 no coordinator for `--give-up-after`,
+//! 130 stopped by a signal.
 //!
 //! # Layout
-//! - `link`: the gRPC stream to the coordinator (attach, resend, reconnect).
+//! - `link`: the gRPC stream to the coordinator (pinned TLS, attach, resend,
+//!   reconnect).
 //! - `outbox`: unacked events, in sequence order.
 //! - `load`: the load engine (one phase at a time, threads, windows).
 //! - `host`: host facts and per-second host metrics.
@@ -20,12 +28,15 @@ mod outbox;
 mod serve;
 
 use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use fleetbench::credentials::Credentials;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -39,15 +50,11 @@ struct Cli {
 enum Cmd {
     /// Dial a coordinator and generate the load it commands.
     Attach {
-        /// Coordinator address, like http://10.0.0.1:7700.
+        /// The credentials file the coordinator wrote for this agent: its
+        /// address, certificate fingerprint, this agent's id and secret. It
+        /// must not be accessible by group or others (mode 0600).
         #[arg(long)]
-        coordinator: String,
-        /// This agent's id, unique in the fleet.
-        #[arg(long)]
-        agent_id: String,
-        /// The run this agent was started for.
-        #[arg(long, default_value = "")]
-        run_id: String,
+        credentials: PathBuf,
         /// Stop generating load after the coordinator has been unreachable
         /// this long.
         #[arg(long, default_value = "15s", value_parser = duration)]
@@ -135,32 +142,37 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             Cmd::Attach {
-                coordinator,
-                agent_id,
-                run_id,
+                credentials,
                 lease,
                 give_up_after,
                 threads,
             } => {
-                attach(
-                    coordinator,
-                    agent_id,
-                    run_id,
-                    lease,
-                    give_up_after,
-                    threads,
-                    stop,
-                )
-                .await
+                let creds = read_credentials(&credentials)?;
+                attach(creds, lease, give_up_after, threads, stop).await
             }
         }
     })
 }
 
+/// Reads the credentials file, refusing one that group or others could read
+/// or change (as ssh refuses such a private key).
+fn read_credentials(path: &Path) -> Result<Credentials> {
+    let mode = std::fs::metadata(path)
+        .with_context(|| format!("reading credentials file {}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        bail!(
+            "credentials file {} is accessible by group or others (mode {:o}): it holds this agent's secret; chmod 600 it",
+            path.display(),
+            mode & 0o777
+        );
+    }
+    Ok(Credentials::read(path)?)
+}
+
 async fn attach(
-    coordinator: String,
-    agent_id: String,
-    run_id: String,
+    creds: Credentials,
     lease: Duration,
     give_up_after: Duration,
     threads: usize,
@@ -170,9 +182,12 @@ async fn attach(
         .await
         .context("reading host facts")?;
     let ack_trace = std::env::var_os("FLEETBENCH_ACK_TRACE")
-        .map(|dir| std::path::PathBuf::from(dir).join(&agent_id));
-    hello.agent_id = agent_id;
-    hello.run_id = run_id;
+        .map(|dir| std::path::PathBuf::from(dir).join(&creds.agent_id));
+    hello.agent_id = creds.agent_id;
+    hello.run_id = creds.run_id;
+    hello.secret = creds.secret;
+    let dialer = fleetbench::tls::Dialer::new(&creds.fingerprint)
+        .context("the certificate fingerprint in the credentials file")?;
     let outbox = Arc::new(outbox::Outbox::new(outbox::DEFAULT_CAPACITY));
 
     let metrics_stop = stop.child_token();
@@ -199,7 +214,8 @@ async fn attach(
 
     let end = link::run(
         link::LinkConfig {
-            coordinator,
+            coordinator: creds.coordinator,
+            dialer,
             hello,
             give_up_after,
             ack_trace,

@@ -3,8 +3,9 @@
 //!
 //! A finished run's sled database is opened directly. A running one is locked
 //! by the coordinator writing it, so its records are streamed from that
-//! coordinator's `ReadLog` RPC at the address it left in the run directory.
-//! Either way the records go through the same fold.
+//! coordinator's `ReadLog` RPC at the address it left in the run directory,
+//! over TLS pinned to the certificate in the same data directory. Either way
+//! the records go through the same fold.
 
 use std::path::Path;
 use std::time::Duration;
@@ -89,10 +90,11 @@ async fn read_live(data_dir: &Path, run_id: &str) -> Result<Fold> {
     let addr_file = run_dir(data_dir, run_id).join("coordinator.addr");
     let addr = std::fs::read_to_string(&addr_file)
         .with_context(|| format!("reading {}", addr_file.display()))?;
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", addr.trim()))?
-        .connect_timeout(Duration::from_secs(2));
-    let channel = endpoint
-        .connect()
+    let dialer = fleetbench::tls::Dialer::new(&crate::trust::existing_fingerprint(data_dir)?)?;
+    let endpoint =
+        fleetbench::tls::Dialer::endpoint(addr.trim())?.connect_timeout(Duration::from_secs(2));
+    let channel = dialer
+        .connect(&endpoint)
         .await
         .with_context(|| format!("connecting to the running coordinator at {}", addr.trim()))?;
     let mut client = pb::coordinator_client::CoordinatorClient::new(channel)

@@ -1,7 +1,12 @@
 //! The hub: the coordinator's side of every agent link, and the group-commit
 //! writer that stands between the links and the event log.
 //!
-//! An agent's `Attach` stream is served here: Hello is checked, the agent is
+//! The gRPC server speaks TLS only ([`serve`]): a connection that does not
+//! complete a TLS handshake with the coordinator's certificate within 10 s is
+//! closed and the refusal logged. An agent's `Attach` stream is served here:
+//! Hello is checked (an admitted agent id, its secret, no other live link of
+//! the same agent, this protocol and run; anything else is refused, logged as
+//! a notice, and nothing more is read from the stream), the agent is
 //! welcomed with the highest sequence number already durable for it, pings
 //! measure its clock offset (the sample with the smallest round trip wins),
 //! and each event it sends is dropped if its sequence number was already
@@ -15,20 +20,26 @@
 //! the fold; it never touches a stream directly.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fleetbench::fold::Fold;
 use fleetbench::pb;
-use fleetbench::pb::coordinator_server::Coordinator;
+use fleetbench::pb::coordinator_server::{Coordinator, CoordinatorServer};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::log::{EventLog, LogError, LogReader};
+use crate::trust::secrets_match;
 
 type Outgoing = mpsc::Sender<Result<pb::CoordinatorMessage, Status>>;
 
@@ -39,6 +50,14 @@ const QUEUE: usize = 65_536;
 const BATCH: usize = 8_192;
 /// Pings sent right after attach to measure the clock offset.
 const SYNC_PINGS: u32 = 5;
+/// A connection must complete its TLS handshake within this, and then send
+/// Hello within this.
+const HANDSHAKE: Duration = Duration::from_secs(10);
+/// Refusals logged per window at most: anyone who can reach the port can be
+/// refused, and must not be able to fill the log. The rest are counted, and
+/// the count is logged with the next refusal that is.
+const REFUSALS_PER_WINDOW: u32 = 20;
+const REFUSAL_WINDOW: Duration = Duration::from_secs(10);
 
 /// One agent as the hub knows it.
 #[derive(Debug, Clone, Default)]
@@ -64,6 +83,43 @@ struct Slot {
     tx: Option<Outgoing>,
 }
 
+/// Who may attach, and who has.
+#[derive(Default)]
+struct Registry {
+    /// Agent id -> secret, from [`Hub::admit`].
+    admitted: HashMap<String, String>,
+    /// Agents that have attached at least once.
+    slots: BTreeMap<String, Slot>,
+}
+
+/// Why an attach was refused.
+struct Refusal {
+    /// What the agent is told.
+    reason: String,
+    /// What the log is told (may say more than the agent is).
+    detail: String,
+    /// The refusal may clear by itself: the agent should try again later.
+    retry: bool,
+}
+
+impl Refusal {
+    fn new(reason: impl Into<String>) -> Refusal {
+        let reason = reason.into();
+        Refusal {
+            detail: reason.clone(),
+            reason,
+            retry: false,
+        }
+    }
+}
+
+/// How many refusals were logged in the current window, and how many not.
+struct RefusalBudget {
+    window_start: Instant,
+    logged: u32,
+    unlogged: u64,
+}
+
 enum WriteItem {
     Record(pb::LogRecord),
     Agent {
@@ -76,7 +132,8 @@ enum WriteItem {
 
 pub struct Hub {
     run_id: String,
-    agents: Mutex<BTreeMap<String, Slot>>,
+    registry: Mutex<Registry>,
+    refusals: Mutex<RefusalBudget>,
     queue: mpsc::Sender<WriteItem>,
     /// The live fold, fed after each durable batch.
     pub fold: Arc<Mutex<Fold>>,
@@ -102,7 +159,12 @@ impl Hub {
         let reader = log.reader();
         let hub = Arc::new(Hub {
             run_id,
-            agents: Mutex::new(BTreeMap::new()),
+            registry: Mutex::new(Registry::default()),
+            refusals: Mutex::new(RefusalBudget {
+                window_start: Instant::now(),
+                logged: 0,
+                unlogged: 0,
+            }),
             queue,
             fold: Arc::new(Mutex::new(Fold::new())),
             changed: Notify::new(),
@@ -117,6 +179,41 @@ impl Hub {
 
     pub fn run_id(&self) -> &str {
         &self.run_id
+    }
+
+    /// Lets `agent_id` attach, with this secret. Agents not admitted are
+    /// refused; admitting an id again replaces its secret.
+    pub fn admit(&self, agent_id: impl Into<String>, secret: String) {
+        self.registry
+            .lock()
+            .expect("never poisoned")
+            .admitted
+            .insert(agent_id.into(), secret);
+    }
+
+    /// Logs a refusal as a notice, unless too many were logged lately.
+    /// `agent_id` is set only for an admitted agent: an unknown one is
+    /// whatever a stranger sent, and is only quoted in the message.
+    async fn log_refusal(&self, agent_id: &str, message: String) {
+        let unlogged = {
+            let mut budget = self.refusals.lock().expect("never poisoned");
+            if budget.window_start.elapsed() >= REFUSAL_WINDOW {
+                budget.window_start = Instant::now();
+                budget.logged = 0;
+            }
+            if budget.logged >= REFUSALS_PER_WINDOW {
+                budget.unlogged += 1;
+                return;
+            }
+            budget.logged += 1;
+            std::mem::take(&mut budget.unlogged)
+        };
+        let message = if unlogged > 0 {
+            format!("{message} ({unlogged} earlier refusal(s) not logged: too many)")
+        } else {
+            message
+        };
+        self.notice("warn", agent_id, message).await;
     }
 
     /// Queues a coordinator record for the log.
@@ -160,9 +257,10 @@ impl Hub {
     }
 
     pub fn agents(&self) -> BTreeMap<String, AgentState> {
-        self.agents
+        self.registry
             .lock()
             .expect("never poisoned")
+            .slots
             .iter()
             .map(|(id, s)| (id.clone(), s.state.clone()))
             .collect()
@@ -170,8 +268,8 @@ impl Hub {
 
     /// Sends a command to an agent; false if it is not connected.
     pub fn send(&self, agent_id: &str, msg: pb::coordinator_message::Msg) -> bool {
-        let agents = self.agents.lock().expect("never poisoned");
-        let Some(tx) = agents.get(agent_id).and_then(|s| s.tx.clone()) else {
+        let registry = self.registry.lock().expect("never poisoned");
+        let Some(tx) = registry.slots.get(agent_id).and_then(|s| s.tx.clone()) else {
             return false;
         };
         tx.try_send(Ok(pb::CoordinatorMessage { msg: Some(msg) }))
@@ -190,9 +288,10 @@ impl Hub {
     }
 
     fn slot_mut<R>(&self, agent_id: &str, f: impl FnOnce(&mut Slot) -> R) -> Option<R> {
-        self.agents
+        self.registry
             .lock()
             .expect("never poisoned")
+            .slots
             .get_mut(agent_id)
             .map(f)
     }
@@ -306,46 +405,65 @@ impl Coordinator for Service {
             .remote_addr()
             .map_or_else(|| "unknown".to_string(), |a| a.to_string());
         let mut inbound = request.into_inner();
-        let first = tokio::time::timeout(Duration::from_secs(10), inbound.message())
-            .await
-            .map_err(|_| Status::deadline_exceeded("no Hello within 10s"))?
-            .map_err(|s| Status::invalid_argument(format!("reading Hello: {}", s.message())))?;
-        let hello = match first.and_then(|m| m.msg) {
-            Some(pb::agent_message::Msg::Hello(h)) => h,
-            _ => return Err(Status::invalid_argument("the first message must be Hello")),
-        };
         let hub = self.hub.clone();
         let (tx, rx) = mpsc::channel(1024);
-        if let Err(why) = check_hello(&hub, &hello) {
-            hub.notice(
-                "warn",
-                &hello.agent_id,
-                format!("refused agent {:?} from {peer}: {why}", hello.agent_id),
-            )
-            .await;
-            let _ = tx
-                .send(Ok(pb::CoordinatorMessage {
-                    msg: Some(pb::coordinator_message::Msg::Refused(pb::Refused {
-                        reason: why,
-                    })),
-                }))
+        let reply = Ok(Response::new(
+            Box::pin(ReceiverStream::new(rx)) as AttachStream
+        ));
+        let mut hello = match read_hello(&mut inbound).await {
+            Ok(hello) => hello,
+            Err(why) => {
+                refuse(
+                    &hub,
+                    &tx,
+                    "",
+                    &format!("a stream from {peer}"),
+                    Refusal::new(why),
+                )
                 .await;
-            return Ok(Response::new(Box::pin(ReceiverStream::new(rx))));
-        }
+                return reply;
+            }
+        };
+        // The secret has done its work: it goes no further (not into the
+        // agent's state, not into the log's AgentAttached record).
+        let secret = std::mem::take(&mut hello.secret);
         let agent_id = hello.agent_id.clone();
-        let (generation, acked_through) = {
-            let mut agents = hub.agents.lock().expect("never poisoned");
-            let slot = agents.entry(agent_id.clone()).or_insert_with(|| Slot {
-                state: AgentState::default(),
-                tx: None,
-            });
-            slot.state.generation += 1;
-            slot.state.hello = hello.clone();
-            slot.state.peer = peer.clone();
-            slot.state.connected = true;
-            slot.state.synced = false;
-            slot.tx = Some(tx.clone());
-            (slot.state.generation, slot.state.acked_through)
+        // Check and claim under one lock: of two links presenting the same
+        // secret at once, one gets in.
+        let claimed = {
+            let mut registry = hub.registry.lock().expect("never poisoned");
+            check_hello(&hub.run_id, &registry, &hello, &secret).map(|()| {
+                let slot = registry
+                    .slots
+                    .entry(agent_id.clone())
+                    .or_insert_with(|| Slot {
+                        state: AgentState::default(),
+                        tx: None,
+                    });
+                slot.state.generation += 1;
+                slot.state.hello = hello.clone();
+                slot.state.peer = peer.clone();
+                slot.state.connected = true;
+                slot.state.synced = false;
+                slot.tx = Some(tx.clone());
+                (slot.state.generation, slot.state.acked_through)
+            })
+        };
+        let (generation, acked_through) = match claimed {
+            Ok(claimed) => claimed,
+            Err(refusal) => {
+                let known = hub
+                    .registry
+                    .lock()
+                    .expect("never poisoned")
+                    .admitted
+                    .contains_key(&agent_id);
+                let who = format!("agent {} from {peer}", quoted(&agent_id));
+                refuse(&hub, &tx, if known { &agent_id } else { "" }, &who, refusal).await;
+                // `inbound` is dropped unread: nothing a refused agent sent
+                // can reach the log.
+                return reply;
+            }
         };
         let _ = tx
             .send(Ok(pb::CoordinatorMessage {
@@ -361,7 +479,7 @@ impl Coordinator for Service {
         tokio::spawn(serve_agent(
             hub, agent_id, generation, hello, peer, inbound, tx,
         ));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        reply
     }
 
     async fn read_log(
@@ -440,24 +558,178 @@ impl Coordinator for Service {
     }
 }
 
-fn check_hello(hub: &Hub, hello: &pb::Hello) -> Result<(), String> {
+/// The first message of an Attach stream, which must be Hello.
+async fn read_hello(inbound: &mut Streaming<pb::AgentMessage>) -> Result<pb::Hello, String> {
+    let first = tokio::time::timeout(HANDSHAKE, inbound.message())
+        .await
+        .map_err(|_| format!("no Hello within {}s", HANDSHAKE.as_secs()))?
+        .map_err(|s| format!("reading Hello: {}", s.message()))?;
+    match first.and_then(|m| m.msg) {
+        Some(pb::agent_message::Msg::Hello(h)) => Ok(h),
+        _ => Err("the first message must be Hello".into()),
+    }
+}
+
+/// Whether `hello` (with the `secret` it presented) may attach to this run.
+fn check_hello(
+    run_id: &str,
+    registry: &Registry,
+    hello: &pb::Hello,
+    secret: &str,
+) -> Result<(), Refusal> {
     if hello.agent_id.is_empty() || hello.agent_id.len() > 200 {
-        return Err("agent id must be 1 to 200 characters".into());
+        return Err(Refusal::new("agent id must be 1 to 200 characters"));
     }
     if hello.protocol != fleetbench::PROTOCOL {
-        return Err(format!(
+        return Err(Refusal::new(format!(
             "agent speaks protocol {}, this coordinator speaks {}",
             hello.protocol,
             fleetbench::PROTOCOL
-        ));
+        )));
     }
-    if !hello.run_id.is_empty() && hello.run_id != hub.run_id {
-        return Err(format!(
-            "agent was started for run {}, this is run {}",
-            hello.run_id, hub.run_id
-        ));
+    // The agent is told only that it is not let in; the log says why.
+    let denied = |detail: &str| Refusal {
+        reason: "unknown agent id or wrong secret".into(),
+        detail: detail.into(),
+        retry: false,
+    };
+    match registry.admitted.get(&hello.agent_id) {
+        None => return Err(denied("no agent of that id is admitted to this run")),
+        Some(_) if secret.is_empty() => return Err(denied("no secret presented")),
+        Some(expected) if !secrets_match(expected, secret) => {
+            return Err(denied("wrong secret"));
+        }
+        Some(_) => {}
+    }
+    if !hello.run_id.is_empty() && hello.run_id != run_id {
+        return Err(Refusal::new(format!(
+            "agent was started for run {}, this is run {run_id}",
+            hello.run_id
+        )));
+    }
+    if let Some(live) = registry
+        .slots
+        .get(&hello.agent_id)
+        .filter(|s| s.state.connected)
+    {
+        let reason = format!(
+            "agent {} is already attached (from {}): a second link with its secret is refused",
+            hello.agent_id, live.state.peer
+        );
+        return Err(Refusal {
+            detail: reason.clone(),
+            reason,
+            retry: true,
+        });
     }
     Ok(())
+}
+
+/// Logs a refusal and tells the refused stream why; `who` names the agent
+/// and its peer address in the log.
+async fn refuse(hub: &Hub, tx: &Outgoing, agent_id: &str, who: &str, refusal: Refusal) {
+    hub.log_refusal(agent_id, format!("refused {who}: {}", refusal.detail))
+        .await;
+    let _ = tx
+        .send(Ok(pb::CoordinatorMessage {
+            msg: Some(pb::coordinator_message::Msg::Refused(pb::Refused {
+                reason: refusal.reason,
+                retry: refusal.retry,
+            })),
+        }))
+        .await;
+}
+
+/// An agent id someone sent, fit for a log line: escaped, and cut short.
+fn quoted(agent_id: &str) -> String {
+    const MAX: usize = 64;
+    match agent_id.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{:?}...", &agent_id[..cut]),
+        None => format!("{agent_id:?}"),
+    }
+}
+
+/// Serves the gRPC service on `listener` until `stop`, over TLS only: each
+/// connection's handshake runs in its own task (a stalled or plaintext
+/// client holds up no other), and one that fails or takes longer than
+/// [`HANDSHAKE`] is closed and the refusal logged.
+pub async fn serve(
+    hub: Arc<Hub>,
+    tls: Arc<rustls::ServerConfig>,
+    listener: TcpListener,
+    stop: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
+    let (conns_tx, conns_rx) = mpsc::channel(64);
+    let accept_stop = stop.child_token();
+    let accepting = tokio::spawn(accept_tls(
+        hub.clone(),
+        TlsAcceptor::from(tls),
+        listener,
+        conns_tx,
+        accept_stop.clone(),
+    ));
+    let svc = CoordinatorServer::new(Service { hub }).max_decoding_message_size(64 << 20);
+    let served = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(5)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .add_service(svc)
+        .serve_with_incoming_shutdown(ReceiverStream::new(conns_rx), stop.cancelled_owned())
+        .await;
+    accept_stop.cancel();
+    let _ = accepting.await;
+    served
+}
+
+type Handshake = (SocketAddr, Result<TlsStream<TcpStream>, String>);
+
+async fn accept_tls(
+    hub: Arc<Hub>,
+    acceptor: TlsAcceptor,
+    listener: TcpListener,
+    conns: mpsc::Sender<std::io::Result<TlsStream<TcpStream>>>,
+    stop: CancellationToken,
+) {
+    let mut handshakes: JoinSet<Handshake> = JoinSet::new();
+    loop {
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
+            Some(done) = handshakes.join_next(), if !handshakes.is_empty() => match done {
+                Ok((_, Ok(stream))) => {
+                    if conns.send(Ok(stream)).await.is_err() {
+                        break;
+                    }
+                }
+                Ok((peer, Err(why))) => {
+                    hub.log_refusal("", format!("refused a connection from {peer}: {why}"))
+                        .await;
+                }
+                Err(e) => tracing::error!("a TLS handshake task failed: {e}"),
+            },
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => {
+                    let _ = tcp.set_nodelay(true);
+                    let acceptor = acceptor.clone();
+                    handshakes.spawn(async move {
+                        let done = match tokio::time::timeout(HANDSHAKE, acceptor.accept(tcp)).await {
+                            Ok(Ok(stream)) => Ok(stream),
+                            Ok(Err(e)) => Err(format!("no TLS: {e}")),
+                            Err(_) => Err(format!(
+                                "no TLS handshake within {}s",
+                                HANDSHAKE.as_secs()
+                            )),
+                        };
+                        (peer, done)
+                    });
+                }
+                Err(e) => {
+                    // Out of file descriptors, most likely: let some close.
+                    tracing::warn!("accepting a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
 }
 
 /// Reads one agent link until it ends.
@@ -582,7 +854,114 @@ async fn serve_agent(
 mod tests {
     use super::*;
     use fleetbench::pb::coordinator_client::CoordinatorClient;
-    use tokio_stream::wrappers::TcpListenerStream;
+    use tonic::transport::Channel;
+
+    use crate::trust::{Trust, new_secret};
+
+    /// A hub and its TLS server on a port of their own, over a log and a TLS
+    /// identity in a directory of their own.
+    struct Harness {
+        data: std::path::PathBuf,
+        run_id: String,
+        hub: Arc<Hub>,
+        addr: SocketAddr,
+        fingerprint: String,
+        writer_stop: CancellationToken,
+        writer: tokio::task::JoinHandle<()>,
+        server_stop: CancellationToken,
+        server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+    }
+
+    impl Harness {
+        async fn start() -> Harness {
+            let data =
+                std::env::temp_dir().join(format!("fleetbench-hub-test-{}", uuid::Uuid::now_v7()));
+            let run_id = uuid::Uuid::now_v7().to_string();
+            let trust = Trust::load_or_create(&data).unwrap();
+            let log = EventLog::open(&data, &run_id).unwrap();
+            let writer_stop = CancellationToken::new();
+            let (hub, writer) = Hub::start(run_id.clone(), log, writer_stop.clone());
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let server_stop = CancellationToken::new();
+            let server = tokio::spawn(serve(
+                hub.clone(),
+                trust.server_config(),
+                listener,
+                server_stop.clone(),
+            ));
+            Harness {
+                data,
+                run_id,
+                hub,
+                addr,
+                fingerprint: trust.fingerprint().to_string(),
+                writer_stop,
+                writer,
+                server_stop,
+                server,
+            }
+        }
+
+        /// Admits `agent_id` with a fresh secret, returned.
+        fn admit(&self, agent_id: &str) -> String {
+            let secret = new_secret().unwrap();
+            self.hub.admit(agent_id, secret.clone());
+            secret
+        }
+
+        /// A client over TLS pinned to this coordinator's certificate.
+        async fn client(&self) -> CoordinatorClient<Channel> {
+            let dialer = fleetbench::tls::Dialer::new(&self.fingerprint).unwrap();
+            let endpoint = fleetbench::tls::Dialer::endpoint(&self.addr.to_string()).unwrap();
+            CoordinatorClient::new(dialer.connect(&endpoint).await.unwrap())
+        }
+
+        /// Waits (with a deadline) until a notice containing `needle` is in
+        /// the fold; returns every notice.
+        async fn notice(&self, needle: &str) -> Vec<String> {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                self.hub.flush().await.unwrap();
+                let notices = self.hub.fold.lock().unwrap().notices.clone();
+                if notices.iter().any(|n| n.contains(needle)) {
+                    return notices;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "no notice with {needle:?} in {notices:?}"
+                );
+                let _ =
+                    tokio::time::timeout(Duration::from_millis(100), self.hub.changed.notified())
+                        .await;
+            }
+        }
+
+        /// Events of `agent_id` in the log, as the fold counts them.
+        async fn logged_events(&self, agent_id: &str) -> u64 {
+            self.hub.flush().await.unwrap();
+            let report = self.hub.fold.lock().unwrap().report(&Default::default());
+            report
+                .log
+                .agent_events
+                .get(agent_id)
+                .map_or(0, |e| e.events)
+        }
+
+        async fn finish(self) {
+            self.server_stop.cancel();
+            // Graceful: waits for open streams, which each test has ended.
+            tokio::time::timeout(Duration::from_secs(10), self.server)
+                .await
+                .expect("the server stops once its streams have ended")
+                .expect("the server task does not panic")
+                .expect("the server ends without error");
+            self.writer_stop.cancel();
+            self.writer.await.unwrap();
+            drop(self.hub);
+            std::fs::remove_dir_all(&self.data).unwrap();
+        }
+    }
 
     fn event(seq: u64) -> pb::AgentMessage {
         pb::AgentMessage {
@@ -597,37 +976,64 @@ mod tests {
         }
     }
 
-    fn hello(run_id: &str) -> pb::AgentMessage {
+    fn hello(agent_id: &str, run_id: &str, secret: &str) -> pb::AgentMessage {
         pb::AgentMessage {
             msg: Some(pb::agent_message::Msg::Hello(pb::Hello {
-                agent_id: "buggy".into(),
+                agent_id: agent_id.into(),
                 run_id: run_id.into(),
                 protocol: fleetbench::PROTOCOL,
+                secret: secret.into(),
                 ..Default::default()
             })),
         }
     }
 
-    /// Sends `seqs` on one attach; returns the Welcome's acked_through and
-    /// the highest Ack seen once `want_ack` is acked.
-    async fn attach_and_send(
-        addr: std::net::SocketAddr,
-        run_id: &str,
-        seqs: &[u64],
-        want_ack: u64,
-    ) -> (u64, u64) {
-        let mut client = CoordinatorClient::connect(format!("http://{addr}"))
-            .await
-            .unwrap();
+    /// Opens an Attach stream that sends `first` and then `then` right away,
+    /// without waiting for the answer (as an impatient intruder would).
+    /// Returns the sender, the inbound stream and the first answer.
+    async fn attach(
+        client: &mut CoordinatorClient<Channel>,
+        first: pb::AgentMessage,
+        then: &[pb::AgentMessage],
+    ) -> (
+        mpsc::Sender<pb::AgentMessage>,
+        Streaming<pb::CoordinatorMessage>,
+        pb::coordinator_message::Msg,
+    ) {
         let (tx, rx) = mpsc::channel(64);
-        tx.send(hello(run_id)).await.unwrap();
+        tx.send(first).await.unwrap();
+        for m in then {
+            tx.send(m.clone()).await.unwrap();
+        }
         let mut inbound = client
             .attach(ReceiverStream::new(rx))
             .await
             .unwrap()
             .into_inner();
-        let welcome = match inbound.message().await.unwrap().unwrap().msg {
-            Some(pb::coordinator_message::Msg::Welcome(w)) => w.acked_through,
+        let answer = inbound
+            .message()
+            .await
+            .unwrap()
+            .and_then(|m| m.msg)
+            .expect("an answer");
+        (tx, inbound, answer)
+    }
+
+    fn refused(answer: pb::coordinator_message::Msg) -> pb::Refused {
+        match answer {
+            pb::coordinator_message::Msg::Refused(r) => r,
+            other => panic!("expected Refused, got {other:?}"),
+        }
+    }
+
+    /// Sends `seqs` on one attach; returns the Welcome's acked_through and
+    /// the highest Ack seen once `want_ack` is acked.
+    async fn attach_and_send(h: &Harness, secret: &str, seqs: &[u64], want_ack: u64) -> (u64, u64) {
+        let mut client = h.client().await;
+        let (tx, mut inbound, answer) =
+            attach(&mut client, hello("buggy", &h.run_id, secret), &[]).await;
+        let welcome = match answer {
+            pb::coordinator_message::Msg::Welcome(w) => w.acked_through,
             other => panic!("expected Welcome, got {other:?}"),
         };
         for &s in seqs {
@@ -649,98 +1055,220 @@ mod tests {
     /// acks stay cumulative, and a reattach is welcomed with what is durable.
     #[tokio::test]
     async fn repeated_sequence_numbers_are_logged_once() {
-        let data =
-            std::env::temp_dir().join(format!("fleetbench-hub-test-{}", uuid::Uuid::now_v7()));
-        let run_id = uuid::Uuid::now_v7().to_string();
-        let log = EventLog::open(&data, &run_id).unwrap();
-        let stop = CancellationToken::new();
-        let (hub, writer) = Hub::start(run_id.clone(), log, stop.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server_stop = CancellationToken::new();
-        let server = tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(pb::coordinator_server::CoordinatorServer::new(Service {
-                    hub: hub.clone(),
-                }))
-                .serve_with_incoming_shutdown(
-                    TcpListenerStream::new(listener),
-                    server_stop.clone().cancelled_owned(),
-                ),
-        );
-
-        let (welcome, acked) = attach_and_send(addr, &run_id, &[1, 2, 3, 2, 3], 3).await;
+        let h = Harness::start().await;
+        let secret = h.admit("buggy");
+        let (welcome, acked) = attach_and_send(&h, &secret, &[1, 2, 3, 2, 3], 3).await;
         assert_eq!((welcome, acked), (0, 3));
-        // Reattach and resend from an older point, as a confused agent would.
-        let (welcome, acked) = attach_and_send(addr, &run_id, &[2, 3, 4, 5], 5).await;
+        // The first link is gone once the hub says so; then reattach and
+        // resend from an older point, as a confused agent would.
+        wait_detached(&h, "buggy").await;
+        let (welcome, acked) = attach_and_send(&h, &secret, &[2, 3, 4, 5], 5).await;
         assert_eq!((welcome, acked), (3, 5));
 
-        hub.flush().await.unwrap();
-        let states = hub.agents();
+        h.hub.flush().await.unwrap();
+        let states = h.hub.agents();
         assert_eq!(states["buggy"].duplicates, 4);
-        let report = hub.fold.lock().unwrap().report(&Default::default());
+        let report = h.hub.fold.lock().unwrap().report(&Default::default());
         assert_eq!(report.log.duplicate_events, 0, "duplicates reached the log");
         assert_eq!(report.log.agent_events["buggy"].events, 5);
         assert_eq!(report.log.agent_events["buggy"].highest_seq, 5);
+        h.finish().await;
+    }
 
-        server_stop.cancel();
-        let _ = server.await;
-        stop.cancel();
-        writer.await.unwrap();
-        drop(hub);
-        std::fs::remove_dir_all(&data).unwrap();
+    async fn wait_detached(h: &Harness, agent_id: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while h.hub.agents().get(agent_id).is_some_and(|s| s.connected) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{agent_id} still attached"
+            );
+            let _ =
+                tokio::time::timeout(Duration::from_millis(100), h.hub.changed.notified()).await;
+        }
     }
 
     /// An agent started for another run is refused, and the refusal logged.
     #[tokio::test]
     async fn an_agent_of_another_run_is_refused() {
-        let data =
-            std::env::temp_dir().join(format!("fleetbench-hub-test-{}", uuid::Uuid::now_v7()));
-        let run_id = uuid::Uuid::now_v7().to_string();
-        let log = EventLog::open(&data, &run_id).unwrap();
-        let stop = CancellationToken::new();
-        let (hub, writer) = Hub::start(run_id.clone(), log, stop.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server_stop = CancellationToken::new();
-        let server = tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(pb::coordinator_server::CoordinatorServer::new(Service {
-                    hub: hub.clone(),
-                }))
-                .serve_with_incoming_shutdown(
-                    TcpListenerStream::new(listener),
-                    server_stop.clone().cancelled_owned(),
-                ),
-        );
-        let mut client = CoordinatorClient::connect(format!("http://{addr}"))
-            .await
-            .unwrap();
-        let (tx, rx) = mpsc::channel(4);
-        tx.send(hello("some-other-run")).await.unwrap();
-        let mut inbound = client
-            .attach(ReceiverStream::new(rx))
-            .await
-            .unwrap()
-            .into_inner();
-        match inbound.message().await.unwrap().unwrap().msg {
-            Some(pb::coordinator_message::Msg::Refused(r)) => {
-                assert!(r.reason.contains("some-other-run"), "{}", r.reason)
-            }
-            other => panic!("expected Refused, got {other:?}"),
+        let h = Harness::start().await;
+        let secret = h.admit("a1");
+        let mut client = h.client().await;
+        let (_tx, _inbound, answer) =
+            attach(&mut client, hello("a1", "some-other-run", &secret), &[]).await;
+        let r = refused(answer);
+        assert!(r.reason.contains("some-other-run"), "{}", r.reason);
+        assert!(!r.retry);
+        h.notice("refused agent \"a1\"").await;
+        assert!(h.hub.agents().is_empty());
+        h.finish().await;
+    }
+
+    /// A client that does not speak TLS never reaches the service, even with
+    /// a valid secret: the connection is closed at the TLS layer, the refusal
+    /// is logged with the peer's address, and nothing it sent is logged.
+    #[tokio::test]
+    async fn a_plaintext_client_is_refused_at_the_tls_layer() {
+        let h = Harness::start().await;
+        let secret = h.admit("a1");
+        let outcome = async {
+            let mut client = CoordinatorClient::connect(format!("http://{}", h.addr)).await?;
+            let (tx, rx) = mpsc::channel(4);
+            tx.send(hello("a1", &h.run_id, &secret)).await?;
+            tx.send(event(1)).await?;
+            let mut inbound = client.attach(ReceiverStream::new(rx)).await?.into_inner();
+            Ok::<_, Box<dyn std::error::Error>>(inbound.message().await?)
         }
-        hub.flush().await.unwrap();
-        let notices = hub.fold.lock().unwrap().notices.clone();
-        assert!(
-            notices.iter().any(|n| n.contains("refused agent")),
-            "{notices:?}"
-        );
-        assert!(hub.agents().is_empty());
-        server_stop.cancel();
-        let _ = server.await;
-        stop.cancel();
-        writer.await.unwrap();
-        drop(hub);
-        std::fs::remove_dir_all(&data).unwrap();
+        .await;
+        assert!(outcome.is_err(), "a plaintext client got {outcome:?}");
+        let notices = h.notice("refused a connection from 127.0.0.1:").await;
+        assert!(notices.iter().any(|n| n.contains("no TLS")), "{notices:?}");
+        assert_eq!(h.logged_events("a1").await, 0);
+        assert!(h.hub.agents().is_empty());
+        h.finish().await;
+    }
+
+    /// Over pinned TLS, a Hello with no secret, a wrong secret or an unknown
+    /// agent id is refused without saying which; the log says which, names
+    /// the agent and its address, and holds none of the events sent.
+    #[tokio::test]
+    async fn a_missing_or_wrong_secret_or_unknown_agent_is_refused() {
+        let h = Harness::start().await;
+        let secret = h.admit("a1");
+        let wrong = new_secret().unwrap();
+        let cases = [
+            ("a1", "", "no secret presented"),
+            ("a1", wrong.as_str(), "wrong secret"),
+            (
+                "stranger",
+                secret.as_str(),
+                "no agent of that id is admitted",
+            ),
+        ];
+        for (agent_id, presented, why) in cases {
+            let mut client = h.client().await;
+            let (_tx, mut inbound, answer) = attach(
+                &mut client,
+                hello(agent_id, &h.run_id, presented),
+                &[event(1), event(2)],
+            )
+            .await;
+            let r = refused(answer);
+            assert_eq!(r.reason, "unknown agent id or wrong secret");
+            assert!(!r.retry);
+            // The refused stream ends there.
+            assert!(matches!(inbound.message().await, Ok(None)));
+            let notices = h
+                .notice(&format!("refused agent {agent_id:?} from 127.0.0.1:"))
+                .await;
+            assert!(
+                notices.iter().any(|n| n.contains(why)),
+                "{why}: {notices:?}"
+            );
+            assert!(
+                notices
+                    .iter()
+                    .all(|n| !n.contains(&secret) && !n.contains(&wrong)),
+                "a secret reached the log: {notices:?}"
+            );
+            assert_eq!(h.logged_events(agent_id).await, 0, "{agent_id}");
+        }
+        assert!(h.hub.agents().is_empty());
+        h.finish().await;
+    }
+
+    /// While an agent is attached, a second link presenting its secret is
+    /// refused (and told to retry: it may be the agent itself, reconnecting
+    /// before the coordinator noticed its old link died), and nothing it
+    /// sends is logged. Once the first link is gone, the secret gets in.
+    #[tokio::test]
+    async fn a_second_link_with_a_live_agents_secret_is_refused() {
+        let h = Harness::start().await;
+        let secret = h.admit("a1");
+        let mut first_client = h.client().await;
+        let (first_tx, mut first_inbound, answer) =
+            attach(&mut first_client, hello("a1", &h.run_id, &secret), &[]).await;
+        assert!(matches!(answer, pb::coordinator_message::Msg::Welcome(_)));
+
+        let mut client = h.client().await;
+        let (_tx, _inbound, answer) = attach(
+            &mut client,
+            hello("a1", &h.run_id, &secret),
+            &[event(1), event(2), event(3)],
+        )
+        .await;
+        let r = refused(answer);
+        assert!(r.retry, "{r:?}");
+        assert!(r.reason.contains("already attached"), "{}", r.reason);
+        h.notice("already attached").await;
+        assert_eq!(h.logged_events("a1").await, 0);
+
+        // The live link still works, and is the one logged.
+        first_tx.send(event(1)).await.unwrap();
+        loop {
+            match first_inbound.message().await.unwrap().unwrap().msg {
+                Some(pb::coordinator_message::Msg::Ack(a)) if a.through == 1 => break,
+                _ => {}
+            }
+        }
+        assert_eq!(h.logged_events("a1").await, 1);
+        drop((first_tx, first_inbound, first_client));
+        wait_detached(&h, "a1").await;
+
+        let mut client = h.client().await;
+        let (tx, inbound, answer) = attach(&mut client, hello("a1", &h.run_id, &secret), &[]).await;
+        match answer {
+            pb::coordinator_message::Msg::Welcome(w) => assert_eq!(w.acked_through, 1),
+            other => panic!("expected Welcome, got {other:?}"),
+        }
+        drop((tx, inbound, client));
+        h.finish().await;
+    }
+
+    /// A client pinned to another certificate refuses the coordinator, and
+    /// says so.
+    #[tokio::test]
+    async fn a_client_pinned_to_another_certificate_does_not_connect() {
+        let h = Harness::start().await;
+        let other = fleetbench::tls::fingerprint(b"another certificate");
+        let dialer = fleetbench::tls::Dialer::new(&other).unwrap();
+        let endpoint = fleetbench::tls::Dialer::endpoint(&h.addr.to_string()).unwrap();
+        let e = dialer.connect(&endpoint).await.unwrap_err();
+        let chain = format!("{:?}", anyhow::Error::new(e));
+        assert!(chain.contains(&other), "{chain}");
+        h.finish().await;
+    }
+
+    /// A connection that never starts its TLS handshake holds up no other,
+    /// and neither does a burst of refused ones.
+    #[tokio::test]
+    async fn stalled_and_refused_connections_do_not_block_the_server() {
+        let h = Harness::start().await;
+        let secret = h.admit("a1");
+        let _silent = TcpStream::connect(h.addr).await.unwrap();
+        for _ in 0..5 {
+            let mut junk = TcpStream::connect(h.addr).await.unwrap();
+            tokio::io::AsyncWriteExt::write_all(&mut junk, b"GET / HTTP/1.1\r\n\r\n")
+                .await
+                .unwrap();
+        }
+        let mut client = h.client().await;
+        let (tx, inbound, answer) = attach(&mut client, hello("a1", &h.run_id, &secret), &[]).await;
+        assert!(matches!(answer, pb::coordinator_message::Msg::Welcome(_)));
+        drop((tx, inbound, client));
+        h.finish().await;
+    }
+
+    /// Refusals are logged up to a budget per window; the rest are counted,
+    /// so a stranger hammering the port cannot fill the log.
+    #[tokio::test]
+    async fn refusal_notices_are_capped() {
+        let h = Harness::start().await;
+        for i in 0..REFUSALS_PER_WINDOW + 5 {
+            h.hub.log_refusal("", format!("refusal {i}")).await;
+        }
+        h.hub.flush().await.unwrap();
+        let notices = h.hub.fold.lock().unwrap().notices.clone();
+        assert_eq!(notices.len(), REFUSALS_PER_WINDOW as usize, "{notices:?}");
+        h.finish().await;
     }
 }

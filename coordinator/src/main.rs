@@ -2,8 +2,11 @@
 //!
 //! # Layout
 //! - `run`: `coordinator run`, from workload file to summary.
-//! - `hub`: the gRPC service agents attach to, and the group-commit writer
-//!   between their events and the log.
+//! - `hub`: the gRPC service agents attach to (TLS only; Hello checked
+//!   against the admitted agents and their secrets), and the group-commit
+//!   writer between their events and the log.
+//! - `trust`: the coordinator's TLS identity in `DATA/tls/`, agent secrets,
+//!   private (0600) files.
 //! - `log`: the append-only sled event log, one database per run.
 //! - `history`: reading runs back (directly, or through a running coordinator).
 //! - `services`: `[[service]]` processes around a run.
@@ -29,6 +32,7 @@ mod run;
 mod services;
 #[allow(dead_code)] // wired into `run` by the SSH bootstrap, in progress
 mod ssh;
+mod trust;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -3,8 +3,10 @@
 //! 1. Validate the workload (bad input exits 2 before anything starts).
 //! 2. Open the run's log and write its first record (the workload text, the
 //!    resolved configuration, versions and the agent binary's hash).
-//! 3. Serve gRPC, start the services, start the local agents, wait until
-//!    every agent is attached with a measured clock offset.
+//! 3. Load (or create) the coordinator's TLS identity, serve gRPC over TLS,
+//!    start the services, admit each local agent with a fresh secret, write
+//!    its credentials file (0600) and start it with only that file's path,
+//!    then wait until every agent is attached with a measured clock offset.
 //! 4. Per phase: pick a common start instant, log it, send each agent its
 //!    share of the load, and wait until every agent says it ended (or the
 //!    phase's deadline passes), showing live progress from the fold.
@@ -17,18 +19,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
+use fleetbench::credentials::Credentials;
 use fleetbench::fold::ReportOptions;
 use fleetbench::pb;
 use fleetbench::pb::coordinator_message::Msg;
 use fleetbench::spec::{Load, Phase, Workload};
 use tokio::process::Child;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::hub::{Hub, Service};
+use crate::hub::{self, Hub};
 use crate::live::LiveView;
 use crate::log::{EventLog, run_dir};
 use crate::services;
+use crate::trust::{self, Trust};
 
 pub struct RunArgs {
     pub workload: PathBuf,
@@ -64,6 +67,12 @@ pub async fn run(args: RunArgs, stop: CancellationToken) -> Result<Outcome> {
             .await?
             .with_context(|| format!("hashing agent binary {}", agent_binary.display()))?
     };
+    let trust = Trust::load_or_create(&args.data_dir).with_context(|| {
+        format!(
+            "loading the coordinator's TLS identity from {}",
+            args.data_dir.join("tls").display()
+        )
+    })?;
 
     let run_id = uuid::Uuid::now_v7().to_string();
     let dir = run_dir(&args.data_dir, &run_id);
@@ -92,30 +101,19 @@ pub async fn run(args: RunArgs, stop: CancellationToken) -> Result<Outcome> {
         dir.display()
     );
 
-    // gRPC server on an already-bound listener.
+    // gRPC over TLS on an already-bound listener.
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding the coordinator's gRPC address {}", args.listen))?;
     let local = listener.local_addr()?;
     let advertise = args.advertise.clone().unwrap_or_else(|| local.to_string());
     let server_stop = CancellationToken::new();
-    let server = tokio::spawn({
-        let svc = pb::coordinator_server::CoordinatorServer::new(Service { hub: hub.clone() })
-            .max_decoding_message_size(64 << 20);
-        let stop = server_stop.clone();
-        async move {
-            tonic::transport::Server::builder()
-                .tcp_nodelay(true)
-                .http2_keepalive_interval(Some(Duration::from_secs(5)))
-                .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-                .add_service(svc)
-                .serve_with_incoming_shutdown(
-                    TcpListenerStream::new(listener),
-                    stop.cancelled_owned(),
-                )
-                .await
-        }
-    });
+    let server = tokio::spawn(hub::serve(
+        hub.clone(),
+        trust.server_config(),
+        listener,
+        server_stop.clone(),
+    ));
     let addr_file = dir.join("coordinator.addr");
     std::fs::write(&addr_file, local.to_string())
         .with_context(|| format!("writing {}", addr_file.display()))?;
@@ -125,10 +123,12 @@ pub async fn run(args: RunArgs, stop: CancellationToken) -> Result<Outcome> {
     let result = drive(
         &hub,
         &workload,
-        &args,
         &dir,
         &agent_binary,
-        &advertise,
+        &Attach {
+            advertise: &advertise,
+            fingerprint: trust.fingerprint(),
+        },
         &mut running_services,
         &mut agents,
         &stop,
@@ -182,14 +182,21 @@ pub async fn run(args: RunArgs, stop: CancellationToken) -> Result<Outcome> {
     }
 }
 
+/// What a local agent needs to reach this coordinator.
+struct Attach<'a> {
+    /// host:port agents dial.
+    advertise: &'a str,
+    /// Of the coordinator's certificate.
+    fingerprint: &'a str,
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn drive(
     hub: &Arc<Hub>,
     workload: &Workload,
-    args: &RunArgs,
     dir: &Path,
     agent_binary: &Path,
-    advertise: &str,
+    attach: &Attach<'_>,
     running_services: &mut Vec<services::Running>,
     agents: &mut Vec<(String, Child)>,
     stop: &CancellationToken,
@@ -201,14 +208,23 @@ async fn drive(
         let log_path = dir.join("agents").join(format!("{id}.log"));
         let log_file = std::fs::File::create(&log_path)
             .with_context(|| format!("creating {}", log_path.display()))?;
+        let secret = trust::new_secret()?;
+        let creds_path = dir.join("agents").join(format!("{id}.creds"));
+        let creds = Credentials {
+            coordinator: attach.advertise.to_string(),
+            fingerprint: attach.fingerprint.to_string(),
+            agent_id: id.clone(),
+            secret: secret.clone(),
+            run_id: hub.run_id().to_string(),
+        };
+        trust::write_private(&creds_path, &creds.to_json())
+            .with_context(|| format!("writing the credentials of local agent {id}"))?;
+        hub.admit(&id, secret);
+        // Only the file's path is in argv: the process list is public.
         let child = tokio::process::Command::new(agent_binary)
             .arg("attach")
-            .arg("--coordinator")
-            .arg(format!("http://{advertise}"))
-            .arg("--agent-id")
-            .arg(&id)
-            .arg("--run-id")
-            .arg(hub.run_id())
+            .arg("--credentials")
+            .arg(&creds_path)
             .stdin(std::process::Stdio::null())
             .stdout(log_file.try_clone()?)
             .stderr(log_file)
@@ -219,7 +235,6 @@ async fn drive(
     }
     let ids: Vec<String> = agents.iter().map(|(id, _)| id.clone()).collect();
     wait_attached(hub, &ids, agents, dir, workload.agents.attach_timeout, stop).await?;
-    let _ = args;
 
     let mut live = LiveView::new(workload.phases.len());
     for (index, phase) in workload.phases.iter().enumerate() {
