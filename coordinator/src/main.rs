@@ -17,20 +17,15 @@
 
 #![forbid(unsafe_code)]
 
-#[allow(dead_code)] // wired into `run` by the SSH bootstrap, in progress
 mod bootstrap;
-#[allow(dead_code)] // wired into `run` by the SSH bootstrap, in progress
 mod fleet;
 mod history;
 mod hub;
-#[allow(dead_code)] // wired into `run` by the SSH bootstrap, in progress
 mod known_hosts;
 mod live;
 mod log;
 mod run;
-#[allow(dead_code)] // remote services are wired into `run` with the SSH bootstrap, in progress
 mod services;
-#[allow(dead_code)] // wired into `run` by the SSH bootstrap, in progress
 mod ssh;
 mod trust;
 
@@ -71,9 +66,10 @@ enum Cmd {
         /// Print the report as JSON on stdout (progress stays on stderr).
         #[arg(long)]
         json: bool,
-        /// Address the gRPC server listens on.
-        #[arg(long, default_value = "127.0.0.1:0")]
-        listen: std::net::SocketAddr,
+        /// Address the gRPC server listens on (default 127.0.0.1:0, or
+        /// 0.0.0.0:0 when the workload uses SSH hosts).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
         /// host:port agents dial back to (default: the listen address).
         #[arg(long)]
         advertise: Option<String>,
@@ -81,6 +77,12 @@ enum Cmd {
         /// or $FLEETBENCH_AGENT).
         #[arg(long)]
         agent_binary: Option<PathBuf>,
+        /// Record the host key of SSH hosts not yet in known_hosts.
+        #[arg(long)]
+        accept_new_host_keys: bool,
+        /// Leave the agents on SSH hosts running after the run.
+        #[arg(long)]
+        keep_agents: bool,
     },
     /// List the runs in the log.
     Runs,
@@ -135,6 +137,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             listen,
             advertise,
             agent_binary,
+            accept_new_host_keys,
+            keep_agents,
         } => {
             let stop = CancellationToken::new();
             tokio::spawn({
@@ -157,6 +161,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     listen,
                     advertise,
                     agent_binary,
+                    accept_new_host_keys,
+                    keep_agents,
                 },
                 stop,
             )

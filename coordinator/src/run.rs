@@ -27,19 +27,26 @@ use fleetbench::spec::{Load, Phase, Workload};
 use tokio::process::Child;
 use tokio_util::sync::CancellationToken;
 
+use crate::bootstrap::{AgentBinary, HostJob, Timeouts};
+use crate::fleet::Fleet;
 use crate::hub::{self, Hub};
 use crate::live::LiveView;
 use crate::log::{EventLog, run_dir};
 use crate::services;
+use crate::ssh;
 use crate::trust::{self, Trust};
 
 pub struct RunArgs {
     pub workload: PathBuf,
     pub data_dir: PathBuf,
     pub json: bool,
-    pub listen: std::net::SocketAddr,
+    /// Default: 127.0.0.1:0, or 0.0.0.0:0 when anything runs on SSH hosts.
+    pub listen: Option<std::net::SocketAddr>,
     pub advertise: Option<String>,
     pub agent_binary: Option<PathBuf>,
+    pub accept_new_host_keys: bool,
+    /// Leave the SSH hosts' agents running after the run.
+    pub keep_agents: bool,
 }
 
 /// How a run ended, for the exit code.
@@ -89,7 +96,7 @@ pub async fn run(args: RunArgs, stop: CancellationToken) -> Result<Outcome> {
         workload_text: text,
         resolved_json: workload.resolved_json(),
         coordinator_version: fleetbench::VERSION.into(),
-        agent_binary_hash: agent_hash,
+        agent_binary_hash: agent_hash.clone(),
         started_at_us,
         hostname: hostname(),
     }))
@@ -101,12 +108,32 @@ pub async fn run(args: RunArgs, stop: CancellationToken) -> Result<Outcome> {
         dir.display()
     );
 
-    // gRPC over TLS on an already-bound listener.
-    let listener = tokio::net::TcpListener::bind(args.listen)
+    // gRPC over TLS on an already-bound listener. Remote agents must reach
+    // it, so with SSH hosts it listens on every interface by default.
+    let remote =
+        !workload.agents.hosts.is_empty() || workload.services.iter().any(|s| !s.hosts.is_empty());
+    let listen = args.listen.unwrap_or_else(|| {
+        let ip = if remote {
+            std::net::Ipv4Addr::UNSPECIFIED
+        } else {
+            std::net::Ipv4Addr::LOCALHOST
+        };
+        std::net::SocketAddr::from((ip, 0))
+    });
+    let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .with_context(|| format!("binding the coordinator's gRPC address {}", args.listen))?;
+        .with_context(|| format!("binding the coordinator's gRPC address {listen}"))?;
     let local = listener.local_addr()?;
-    let advertise = args.advertise.clone().unwrap_or_else(|| local.to_string());
+    // Local agents dial loopback when we listen on every interface.
+    let local_dial = if local.ip().is_unspecified() {
+        std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, local.port()))
+    } else {
+        local
+    };
+    let advertise = args
+        .advertise
+        .clone()
+        .unwrap_or_else(|| local_dial.to_string());
     let server_stop = CancellationToken::new();
     let server = tokio::spawn(hub::serve(
         hub.clone(),
@@ -115,28 +142,43 @@ pub async fn run(args: RunArgs, stop: CancellationToken) -> Result<Outcome> {
         server_stop.clone(),
     ));
     let addr_file = dir.join("coordinator.addr");
-    std::fs::write(&addr_file, local.to_string())
+    std::fs::write(&addr_file, local_dial.to_string())
         .with_context(|| format!("writing {}", addr_file.display()))?;
 
+    let shipped = AgentBinary {
+        size: std::fs::metadata(&agent_binary)
+            .with_context(|| format!("reading {}", agent_binary.display()))?
+            .len(),
+        path: agent_binary.clone(),
+        hash: agent_hash.clone(),
+        arch: std::env::consts::ARCH.to_string(),
+    };
+    let ssh = ssh_options(&workload, args.accept_new_host_keys);
     let mut running_services = Vec::new();
     let mut agents: Vec<(String, Child)> = Vec::new();
+    let mut remote_parts = Remote::default();
     let result = drive(
         &hub,
         &workload,
         &dir,
-        &agent_binary,
+        &shipped,
         &Attach {
             advertise: &advertise,
+            remote_advertise: args.advertise.as_deref(),
+            grpc_port: local.port(),
             fingerprint: trust.fingerprint(),
+            ssh: &ssh,
         },
         &mut running_services,
         &mut agents,
+        &mut remote_parts,
         &stop,
     )
     .await;
 
     // Wind down, whatever happened: agents, services, the log's last record.
-    shutdown_agents(&hub, &mut agents).await;
+    shutdown_agents(&hub, &mut agents, &mut remote_parts, args.keep_agents).await;
+    services::stop_remote(&hub, std::mem::take(&mut remote_parts.services)).await;
     services::stop(&hub, running_services, Duration::from_secs(5)).await;
     let (status, reason) = match (&result, stop.is_cancelled()) {
         (Ok(()), false) => ("completed", String::new()),
@@ -182,12 +224,64 @@ pub async fn run(args: RunArgs, stop: CancellationToken) -> Result<Outcome> {
     }
 }
 
-/// What a local agent needs to reach this coordinator.
+/// What agents need to reach this coordinator, and how to reach hosts.
 struct Attach<'a> {
-    /// host:port agents dial.
+    /// host:port local agents dial.
     advertise: &'a str,
+    /// host:port remote agents dial (`--advertise`); None: the address of
+    /// our SSH connection to each host, with `grpc_port`.
+    remote_advertise: Option<&'a str>,
+    grpc_port: u16,
     /// Of the coordinator's certificate.
     fingerprint: &'a str,
+    ssh: &'a ssh::Options,
+}
+
+/// What runs on SSH hosts for this run.
+#[derive(Default)]
+struct Remote {
+    services: Vec<services::RemoteRunning>,
+    fleet: Option<Fleet>,
+}
+
+fn expand_home(path: &str) -> PathBuf {
+    match path.strip_prefix("~/") {
+        Some(rest) => crate::known_hosts::home().join(rest),
+        None => PathBuf::from(path),
+    }
+}
+
+fn ssh_options(workload: &Workload, accept_new_host_keys: bool) -> ssh::Options {
+    ssh::Options {
+        identity: workload.agents.identity.as_deref().map(expand_home),
+        known_hosts: workload
+            .agents
+            .known_hosts
+            .as_deref()
+            .map_or_else(crate::known_hosts::default_path, expand_home),
+        accept_new_host_keys,
+        connect_timeout: Duration::from_secs(10),
+    }
+}
+
+/// An agent id for agent `i` on `host`: `10.0.0.11-1`.
+fn remote_agent_id(host: &ssh::Target, i: u32) -> String {
+    let name: String = host
+        .host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if host.port == 22 {
+        format!("{name}-{i}")
+    } else {
+        format!("{name}_{}-{i}", host.port)
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -195,13 +289,29 @@ async fn drive(
     hub: &Arc<Hub>,
     workload: &Workload,
     dir: &Path,
-    agent_binary: &Path,
+    shipped: &AgentBinary,
     attach: &Attach<'_>,
     running_services: &mut Vec<services::Running>,
     agents: &mut Vec<(String, Child)>,
+    remote: &mut Remote,
     stop: &CancellationToken,
 ) -> Result<()> {
+    let agent_binary = shipped.path.as_path();
+    let timeouts = Timeouts::default();
     services::start(hub, &workload.services, agent_binary, running_services).await?;
+    services::start_remote(
+        hub,
+        &workload.services,
+        &services::RemoteContext {
+            ssh: attach.ssh,
+            remote_dir: &workload.agents.remote_dir,
+            agent: shipped,
+            timeouts: &timeouts,
+        },
+        &mut remote.services,
+    )
+    .await?;
+    let deploying = std::time::Instant::now();
 
     for i in 1..=workload.agents.local {
         let id = format!("local-{i}");
@@ -233,15 +343,78 @@ async fn drive(
             .with_context(|| format!("starting local agent {id} ({})", agent_binary.display()))?;
         agents.push((id, child));
     }
-    let ids: Vec<String> = agents.iter().map(|(id, _)| id.clone()).collect();
+    let mut ids: Vec<String> = agents.iter().map(|(id, _)| id.clone()).collect();
+
+    if !workload.agents.hosts.is_empty() {
+        let mut jobs = Vec::new();
+        for host in &workload.agents.hosts {
+            let mut host_agents = Vec::new();
+            for i in 1..=workload.agents.per_host {
+                let id = remote_agent_id(host, i);
+                let secret = trust::new_secret()?;
+                hub.admit(&id, secret.clone());
+                host_agents.push((id, secret));
+            }
+            jobs.push(HostJob {
+                target: host.clone(),
+                ssh: attach.ssh.clone(),
+                remote_dir: workload.agents.remote_dir.clone(),
+                agents: host_agents,
+                run_id: hub.run_id().to_string(),
+                fingerprint: attach.fingerprint.to_string(),
+                advertise: attach.remote_advertise.map(str::to_string),
+                grpc_port: attach.grpc_port,
+                timeouts: timeouts.clone(),
+            });
+        }
+        let fleet = Fleet::deploy(jobs, shipped).await;
+        for f in &fleet.failures {
+            hub.notice("error", "", f.to_string()).await;
+        }
+        ids.extend(fleet.agent_ids());
+        let (up, wanted) = (fleet.deployed.len(), workload.agents.hosts.len());
+        let failures: Vec<String> = fleet.failures.iter().map(|f| format!("  {f}")).collect();
+        remote.fleet = Some(fleet);
+        if up < workload.agents.min_hosts {
+            return Err(anyhow!(
+                "{} of {wanted} host(s) failed to bootstrap and min_hosts is {}:\n{}",
+                wanted - up,
+                workload.agents.min_hosts,
+                failures.join("\n")
+            ));
+        }
+        if up < wanted {
+            eprintln!(
+                "going on with {up} of {wanted} hosts (min_hosts = {})",
+                workload.agents.min_hosts
+            );
+        }
+    }
+    if ids.is_empty() {
+        return Err(anyhow!("no agent to run the workload"));
+    }
     wait_attached(hub, &ids, agents, dir, workload.agents.attach_timeout, stop).await?;
+    eprintln!(
+        "all {} agents attached in {:.2}s",
+        ids.len(),
+        deploying.elapsed().as_secs_f64()
+    );
 
     let mut live = LiveView::new(workload.phases.len());
     for (index, phase) in workload.phases.iter().enumerate() {
         if stop.is_cancelled() {
             break;
         }
-        run_phase(hub, index as u32, phase, &ids, &mut live, stop).await?;
+        run_phase(
+            hub,
+            index as u32,
+            phase,
+            &workload.services,
+            &ids,
+            &mut live,
+            stop,
+        )
+        .await?;
     }
     live.finish();
     Ok(())
@@ -306,6 +479,7 @@ async fn run_phase(
     hub: &Arc<Hub>,
     index: u32,
     phase: &Phase,
+    services: &[fleetbench::spec::Service],
     ids: &[String],
     live: &mut LiveView,
     stop: &CancellationToken,
@@ -314,7 +488,10 @@ async fn run_phase(
     let max_rtt = states.values().map(|s| s.rtt_us).max().unwrap_or(0);
     let lead = START_LEAD + Duration::from_micros(max_rtt * 4);
     let start_at_us = fleetbench::clock::now_us() + lead.as_micros() as i64;
-    let spec = phase.to_pb();
+    let mut spec = phase.to_pb();
+    if let Some(pb::phase_spec::Workload::Http(h)) = spec.workload.as_mut() {
+        h.url = fleetbench::spec::expand_service_hosts(&h.url, services);
+    }
     hub.log(pb::log_record::Record::PhaseScheduled(pb::PhaseScheduled {
         phase_index: index,
         name: phase.name.clone(),
@@ -419,14 +596,32 @@ async fn run_phase(
 
 /// Asks every agent to shut down, waits for each to exit (an agent exits only
 /// once all its events are acked), then kills stragglers.
-async fn shutdown_agents(hub: &Arc<Hub>, agents: &mut Vec<(String, Child)>) {
-    for (id, _) in agents.iter() {
+async fn shutdown_agents(
+    hub: &Arc<Hub>,
+    agents: &mut Vec<(String, Child)>,
+    remote: &mut Remote,
+    keep_remote: bool,
+) {
+    let remote_ids: Vec<String> = remote
+        .fleet
+        .as_ref()
+        .map(Fleet::agent_ids)
+        .unwrap_or_default();
+    let shut = |id: &str| {
         hub.send(
             id,
             Msg::Shutdown(pb::Shutdown {
                 reason: "run ended".into(),
             }),
-        );
+        )
+    };
+    for (id, _) in agents.iter() {
+        shut(id);
+    }
+    if !keep_remote {
+        for id in &remote_ids {
+            shut(id);
+        }
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     for (id, child) in agents.iter_mut() {
@@ -448,6 +643,47 @@ async fn shutdown_agents(hub: &Arc<Hub>, agents: &mut Vec<(String, Child)>) {
         }
     }
     agents.clear();
+    let Some(fleet) = remote.fleet.take() else {
+        return;
+    };
+    if keep_remote {
+        eprintln!(
+            "{} agent(s) left running on the hosts (--keep-agents)",
+            remote_ids.len()
+        );
+        fleet.close().await;
+        return;
+    }
+    // A remote agent says goodbye by closing its link once all it sent is
+    // acked; one that never attached, or does not leave, is killed over SSH.
+    loop {
+        let states = hub.agents();
+        let lingering: Vec<String> = remote_ids
+            .iter()
+            .filter(|id| states.get(*id).is_some_and(|s| s.connected))
+            .cloned()
+            .collect();
+        if lingering.is_empty() || tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(100), hub.changed.notified()).await;
+    }
+    let states = hub.agents();
+    let stragglers: Vec<String> = remote_ids
+        .iter()
+        .filter(|id| {
+            states
+                .get(*id)
+                .is_none_or(|s| s.connected || s.hello.agent_id.is_empty())
+        })
+        .cloned()
+        .collect();
+    // Agents that exited on their own are gone; killing them again is harmless
+    // but the pid could be reused, so only those still attached or never seen.
+    if !stragglers.is_empty() {
+        fleet.kill(Some(&stragglers)).await;
+    }
+    fleet.close().await;
 }
 
 /// The agent binary: the flag, $FLEETBENCH_AGENT, or `agent` beside this

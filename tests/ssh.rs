@@ -1,0 +1,306 @@
+//! The SSH bootstrap on bare hosts: network namespaces with their own sshd,
+//! chrooted into busybox (tests/hosts). These tests need root (CI runs as
+//! root) and share the one machine-wide fixture, so they run one at a time.
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use common::hosts::Hosts;
+use common::*;
+
+fn agents_table(hosts: &Hosts, names: &[&str], extra: &str) -> String {
+    let list: Vec<String> = names
+        .iter()
+        .map(|n| format!("\"root@{}\"", hosts.ip(n)))
+        .collect();
+    format!(
+        "[agents]\nhosts = [{}]\nidentity = \"{}\"\nknown_hosts = \"{}\"\n{extra}\n",
+        list.join(", "),
+        hosts.client_key.display(),
+        hosts.known_hosts.display()
+    )
+}
+
+/// Runs the coordinator with SSH_AUTH_SOCK unset (the identity file is used).
+fn run(data: &Path, workload: &Path, extra: &[&str]) -> (Output, Duration) {
+    let started = Instant::now();
+    let out = std::process::Command::new(bin("coordinator"))
+        .arg("--data-dir")
+        .arg(data)
+        .arg("run")
+        .arg(workload)
+        .args(extra)
+        .env_remove("SSH_AUTH_SOCK")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run coordinator");
+    (out, started.elapsed())
+}
+
+/// "all N agents attached in X.XXs" from the coordinator's stderr.
+fn attach_time(stderr: &str) -> f64 {
+    stderr
+        .lines()
+        .find_map(|l| {
+            let rest = l.split("agents attached in ").nth(1)?;
+            rest.trim_end_matches('s').parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no attach time in:\n{stderr}"))
+}
+
+fn no_agent_processes(hosts: &Hosts, names: &[&str]) -> bool {
+    names.iter().all(|n| {
+        hosts.pids(n).iter().all(|pid| {
+            let cmd = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            !cmd.contains("attach")
+        })
+    })
+}
+
+/// Three bare hosts run the agents; a fourth runs the target, deployed as a
+/// `[[service]]`; the counts match what the target served. A second run on
+/// the same hosts uploads nothing and attaches faster.
+#[test]
+fn three_hosts_load_a_service_on_a_fourth_and_reuse_the_upload() {
+    let hosts = Hosts::up(4);
+    let dir = TempDir::new("ssh-fleet");
+    let workload = format!(
+        r#"{agents}
+[[service]]
+name = "target"
+hosts = ["root@{h4}"]
+binary = "{{agent}}"
+args = ["serve", "--listen", "0.0.0.0:8080"]
+ready = {{ tcp = 8080, timeout = "20s" }}
+keep = true
+
+[[phase]]
+name = "load"
+duration = "3s"
+
+[phase.http]
+url = "http://{{service.target.host}}:8080/"
+concurrency = 6
+"#,
+        agents = agents_table(&hosts, &["h1", "h2", "h3"], ""),
+        h4 = hosts.ip("h4"),
+    );
+    let w = dir.write("fleet.toml", &workload);
+    let (first, first_wall) = run(dir.path(), &w, &["--json"]);
+    let stderr = text(&first.stderr);
+    assert!(first.status.success(), "first run failed:\n{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    let agents = report["agents"].as_array().unwrap();
+    assert_eq!(agents.len(), 3, "{report}");
+    let mut seen_hosts: Vec<String> = agents
+        .iter()
+        .map(|a| a["host"].as_str().unwrap().to_string())
+        .collect();
+    seen_hosts.sort();
+    assert_eq!(
+        seen_hosts,
+        ["h1", "h2", "h3"],
+        "agents ran on the bare hosts"
+    );
+    let metric_hosts: Vec<&str> = report["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["host"].as_str().unwrap())
+        .collect();
+    for h in ["h1", "h2", "h3"] {
+        assert!(
+            metric_hosts.contains(&h),
+            "no host metrics from {h}: {metric_hosts:?}"
+        );
+    }
+    // The target (kept running) says how many it served.
+    let served = {
+        let mut s = std::net::TcpStream::connect((hosts.ip("h4"), 8080)).expect("target still up");
+        use std::io::{Read, Write};
+        write!(
+            s,
+            "GET /__fleetbench/stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut t = String::new();
+        s.read_to_string(&mut t).unwrap();
+        let body = t.split("\r\n\r\n").nth(1).unwrap().trim().to_string();
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["served"]
+            .as_u64()
+            .unwrap()
+    };
+    let counted = requests(&report, 0);
+    assert!(counted > 100, "{counted} requests");
+    assert!(
+        served >= counted && served - counted <= 6,
+        "agents counted {counted}, the target served {served}"
+    );
+    assert!(
+        stderr.contains("uploaded"),
+        "first run should upload:\n{stderr}"
+    );
+    let t1 = attach_time(&stderr);
+
+    let (second, _) = run(dir.path(), &w, &["--json"]);
+    let stderr2 = text(&second.stderr);
+    assert!(second.status.success(), "second run failed:\n{stderr2}");
+    assert!(
+        !stderr2.contains("uploaded "),
+        "second run uploaded again:\n{stderr2}"
+    );
+    assert_eq!(stderr2.matches("nothing uploaded").count(), 3, "{stderr2}");
+    let t2 = attach_time(&stderr2);
+    eprintln!(
+        "time to all agents attached: first run {t1:.2}s (with upload), second {t2:.2}s; first run wall {first_wall:?}"
+    );
+    assert!(t2 < t1, "second run attached in {t2}s, first in {t1}s");
+    // The agents exited at the end of each run.
+    wait_for("agents to exit", Duration::from_secs(10), || {
+        no_agent_processes(&hosts, &["h1", "h2", "h3"]).then_some(())
+    });
+}
+
+/// A dynamically linked binary cannot run on a bare host: the run says so,
+/// naming the host and the step, and leaves nothing running.
+#[test]
+fn a_dynamic_agent_is_refused_by_a_bare_host() {
+    let hosts = Hosts::up(1);
+    let dir = TempDir::new("ssh-dynamic");
+    let w = dir.write(
+        "w.toml",
+        &format!(
+            "{}\n[[phase]]\nname = \"x\"\nduration = \"1s\"\n[phase.synthetic]\nlatency = \"1ms\"\nconcurrency = 1\n",
+            agents_table(&hosts, &["h1"], "")
+        ),
+    );
+    // /usr/bin/true of the build machine is dynamically linked.
+    let (out, _) = run(dir.path(), &w, &["--agent-binary", "/usr/bin/true"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let host = format!("root@{}", hosts.ip("h1"));
+    assert!(
+        err.contains(&format!("host {host}: verify failed: exec failed")),
+        "{err}"
+    );
+    assert!(no_agent_processes(&hosts, &["h1"]));
+}
+
+/// Host keys: a changed key is refused before anything is uploaded, naming
+/// the known_hosts line; an unknown host is refused without the flag and
+/// recorded with it; a wrong user fails authentication naming the host.
+#[test]
+fn host_keys_and_auth_are_checked_before_upload() {
+    let hosts = Hosts::up(1);
+    let dir = TempDir::new("ssh-keys");
+    let phase = "\n[[phase]]\nname = \"x\"\nduration = \"1s\"\n[phase.synthetic]\nlatency = \"1ms\"\nconcurrency = 1\n";
+    let ip = hosts.ip("h1");
+    let uploaded = hosts.rootfs("h1").join("root/.fleetbench");
+
+    // Changed key: the entry for this host holds another key.
+    let other = dir.path().join("other");
+    let status = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let other_pub = std::fs::read_to_string(other.with_extension("pub")).unwrap();
+    let blob: Vec<&str> = other_pub.split_whitespace().take(2).collect();
+    let bad_known = dir.write(
+        "known_bad",
+        &format!("# test\n{ip} {} {}\n", blob[0], blob[1]),
+    );
+    let w = dir.write(
+        "changed.toml",
+        &format!(
+            "[agents]\nhosts = [\"root@{ip}\"]\nidentity = \"{}\"\nknown_hosts = \"{}\"\n{phase}",
+            hosts.client_key.display(),
+            bad_known.display()
+        ),
+    );
+    let (out, _) = run(dir.path(), &w, &[]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("HOST KEY CHANGED"), "{err}");
+    assert!(
+        err.contains(&format!("{}:2", bad_known.display())),
+        "names the line: {err}"
+    );
+    assert!(
+        !uploaded.exists(),
+        "something was uploaded to a host with a changed key"
+    );
+
+    // Unknown host: refused without the flag...
+    let empty_known = dir.write("known_empty", "");
+    let w = dir.write(
+        "unknown.toml",
+        &format!(
+            "[agents]\nhosts = [\"root@{ip}\"]\nidentity = \"{}\"\nknown_hosts = \"{}\"\n{phase}",
+            hosts.client_key.display(),
+            empty_known.display()
+        ),
+    );
+    let (out, _) = run(dir.path(), &w, &[]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("unknown host") && err.contains("--accept-new-host-keys"),
+        "{err}"
+    );
+    assert!(!uploaded.exists());
+    // ...and recorded with it.
+    let (out, _) = run(dir.path(), &w, &["--accept-new-host-keys"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let recorded = std::fs::read_to_string(&empty_known).unwrap();
+    assert!(recorded.contains(&ip.to_string()), "{recorded}");
+
+    // Wrong user: authentication refused, naming host and user.
+    let w = dir.write(
+        "user.toml",
+        &format!(
+            "[agents]\nhosts = [\"nobody@{ip}\"]\nidentity = \"{}\"\nknown_hosts = \"{}\"\n{phase}",
+            hosts.client_key.display(),
+            hosts.known_hosts.display()
+        ),
+    );
+    let (out, _) = run(dir.path(), &w, &[]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("nobody@{ip}")) && err.contains("authentication refused"),
+        "{err}"
+    );
+}
+
+/// A host whose link is cut: the run names that host and the step, stops,
+/// and no agent is left running on the hosts that did come up.
+#[test]
+fn a_cut_host_fails_the_bootstrap_cleanly() {
+    let hosts = Hosts::up(3);
+    let dir = TempDir::new("ssh-cut");
+    let w = dir.write(
+        "w.toml",
+        &format!(
+            "{}\n[[phase]]\nname = \"x\"\nduration = \"2s\"\n[phase.synthetic]\nlatency = \"1ms\"\nconcurrency = 3\n",
+            agents_table(&hosts, &["h1", "h2", "h3"], "")
+        ),
+    );
+    hosts.cut("h2");
+    let (out, _) = run(dir.path(), &w, &[]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("host root@{}: connect failed", hosts.ip("h2"))),
+        "{err}"
+    );
+    wait_for(
+        "no agent left on h1 and h3",
+        Duration::from_secs(10),
+        || no_agent_processes(&hosts, &["h1", "h3"]).then_some(()),
+    );
+}
