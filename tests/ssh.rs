@@ -93,8 +93,18 @@ concurrency = 6
     let stderr = text(&first.stderr);
     assert!(first.status.success(), "first run failed:\n{stderr}");
     let report: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
-    let agents = report["agents"].as_array().unwrap();
+    let agents: Vec<&serde_json::Value> = report["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| !a["id"].as_str().unwrap().starts_with("metrics-"))
+        .collect();
     assert_eq!(agents.len(), 3, "{report}");
+    assert_eq!(
+        report["phases"][0]["agents"].as_array().unwrap().len(),
+        3,
+        "only load agents get load"
+    );
     let mut seen_hosts: Vec<String> = agents
         .iter()
         .map(|a| a["host"].as_str().unwrap().to_string())
@@ -152,7 +162,7 @@ concurrency = 6
         !stderr2.contains("uploaded "),
         "second run uploaded again:\n{stderr2}"
     );
-    assert_eq!(stderr2.matches("nothing uploaded").count(), 3, "{stderr2}");
+    assert_eq!(stderr2.matches("nothing uploaded").count(), 4, "{stderr2}");
     let t2 = attach_time(&stderr2);
     eprintln!(
         "time to all agents attached: first run {t1:.2}s (with upload), second {t2:.2}s; first run wall {first_wall:?}"

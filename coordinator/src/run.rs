@@ -345,12 +345,22 @@ async fn drive(
     }
     let mut ids: Vec<String> = agents.iter().map(|(id, _)| id.clone()).collect();
 
-    if !workload.agents.hosts.is_empty() {
+    // Service hosts that run no load agent get a metrics-only agent (it is
+    // never given load), so the report shows their CPU, memory and network.
+    let mut metrics_hosts: Vec<ssh::Target> = Vec::new();
+    for s in &workload.services {
+        for h in &s.hosts {
+            if !workload.agents.hosts.contains(h) && !metrics_hosts.contains(h) {
+                metrics_hosts.push(h.clone());
+            }
+        }
+    }
+    let mut metrics_ids = Vec::new();
+    if !workload.agents.hosts.is_empty() || !metrics_hosts.is_empty() {
         let mut jobs = Vec::new();
-        for host in &workload.agents.hosts {
+        let mut job = |host: &ssh::Target, ids: Vec<String>| -> Result<()> {
             let mut host_agents = Vec::new();
-            for i in 1..=workload.agents.per_host {
-                let id = remote_agent_id(host, i);
+            for id in ids {
                 let secret = trust::new_secret()?;
                 hub.admit(&id, secret.clone());
                 host_agents.push((id, secret));
@@ -366,13 +376,38 @@ async fn drive(
                 grpc_port: attach.grpc_port,
                 timeouts: timeouts.clone(),
             });
+            Ok(())
+        };
+        for host in &workload.agents.hosts {
+            job(
+                host,
+                (1..=workload.agents.per_host)
+                    .map(|i| remote_agent_id(host, i))
+                    .collect(),
+            )?;
+        }
+        for host in &metrics_hosts {
+            job(host, vec![format!("metrics-{}", remote_agent_id(host, 1))])?;
         }
         let fleet = Fleet::deploy(jobs, shipped).await;
         for f in &fleet.failures {
             hub.notice("error", "", f.to_string()).await;
         }
-        ids.extend(fleet.agent_ids());
-        let (up, wanted) = (fleet.deployed.len(), workload.agents.hosts.len());
+        for id in fleet.agent_ids() {
+            if id.starts_with("metrics-") {
+                metrics_ids.push(id);
+            } else {
+                ids.push(id);
+            }
+        }
+        let load_hosts = |targets: Vec<&ssh::Target>| {
+            targets
+                .into_iter()
+                .filter(|t| workload.agents.hosts.contains(t))
+                .count()
+        };
+        let up = load_hosts(fleet.deployed.iter().map(|d| &d.target).collect());
+        let wanted = workload.agents.hosts.len();
         let failures: Vec<String> = fleet.failures.iter().map(|f| format!("  {f}")).collect();
         remote.fleet = Some(fleet);
         if up < workload.agents.min_hosts {
@@ -393,10 +428,19 @@ async fn drive(
     if ids.is_empty() {
         return Err(anyhow!("no agent to run the workload"));
     }
-    wait_attached(hub, &ids, agents, dir, workload.agents.attach_timeout, stop).await?;
+    let everyone: Vec<String> = ids.iter().chain(&metrics_ids).cloned().collect();
+    wait_attached(
+        hub,
+        &everyone,
+        agents,
+        dir,
+        workload.agents.attach_timeout,
+        stop,
+    )
+    .await?;
     eprintln!(
         "all {} agents attached in {:.2}s",
-        ids.len(),
+        everyone.len(),
         deploying.elapsed().as_secs_f64()
     );
 
