@@ -120,6 +120,8 @@ pub struct AgentPhase {
     pub ok: u64,
     pub errors: u64,
     pub ended: Option<pb::PhaseEnded>,
+    /// Per logged window: (ok, errors).
+    pub by_window: BTreeMap<u32, (u64, u64)>,
 }
 
 #[derive(Debug, Clone)]
@@ -193,11 +195,46 @@ pub struct Fold {
     pub last_logged_at_us: i64,
     /// Windows whose histogram could not be decoded (counted, not merged).
     pub bad_windows: u64,
+    /// Which results to keep (replay filters).
+    pub filter: Filter,
+}
+
+/// Which agents' results (and which phases) a fold keeps. Empty lists keep
+/// everything.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub phases: Vec<String>,
+    pub agents: Vec<String>,
+    pub exclude_agents: Vec<String>,
+    pub hosts: Vec<String>,
+}
+
+impl Filter {
+    pub fn is_empty(&self) -> bool {
+        self.phases.is_empty()
+            && self.agents.is_empty()
+            && self.exclude_agents.is_empty()
+            && self.hosts.is_empty()
+    }
+
+    fn admits(&self, agent: &str, host: &str) -> bool {
+        (self.agents.is_empty() || self.agents.iter().any(|a| a == agent))
+            && !self.exclude_agents.iter().any(|a| a == agent)
+            && (self.hosts.is_empty() || self.hosts.iter().any(|h| h == host))
+    }
 }
 
 impl Fold {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A fold that keeps only what `filter` admits.
+    pub fn with_filter(filter: Filter) -> Self {
+        Fold {
+            filter,
+            ..Self::default()
+        }
     }
 
     /// Applies one log record.
@@ -282,6 +319,12 @@ impl Fold {
         *high = (*high).max(ev.seq);
         *count += 1;
         let Some(kind) = &ev.kind else { return };
+        if !self.filter.is_empty() {
+            let host = self.agents.get(&e.agent_id).map_or("", |a| a.host.as_str());
+            if !self.filter.admits(&e.agent_id, host) {
+                return;
+            }
+        }
         use pb::event::Kind;
         match kind {
             Kind::Window(w) => {
@@ -303,9 +346,13 @@ impl Fold {
                     })
                     .add(w, &latency);
                 let agent = phase.agents.entry(e.agent_id.clone()).or_default();
+                let errors = w.errors.values().sum::<u64>();
                 agent.windows += 1;
                 agent.ok += w.ok;
-                agent.errors += w.errors.values().sum::<u64>();
+                agent.errors += errors;
+                let slot = agent.by_window.entry(w.index).or_default();
+                slot.0 += w.ok;
+                slot.1 += errors;
             }
             Kind::PhaseEnded(p) => {
                 self.phase_mut(p.phase_index)
@@ -370,7 +417,8 @@ impl Fold {
         let phases: Vec<PhaseReport> = self
             .phases
             .values()
-            .map(|p| phase_report(p, &self.agents, options))
+            .filter(|p| self.filter.phases.is_empty() || self.filter.phases.contains(&p.name))
+            .map(|p| phase_report(p, run.started_at_us, &self.agents, options))
             .collect();
         let hosts = self
             .hosts
@@ -388,6 +436,17 @@ impl Fold {
                     net_tx_bytes: agg.seconds.values().map(|s| s.net_tx).sum(),
                     load_1_max: round2(agg.seconds.values().map(|s| s.load_1).fold(0.0, f64::max)),
                     samples: agg.seconds.len() as u64,
+                    timeline: agg
+                        .seconds
+                        .iter()
+                        .map(|(sec, s)| HostPoint {
+                            t_s: (sec * 1_000_000 - run.started_at_us) as f64 / 1e6,
+                            cpu_pct: round2(s.cpu_pct),
+                            mem_used_bytes: s.mem_used,
+                            net_rx_bytes: s.net_rx,
+                            net_tx_bytes: s.net_tx,
+                        })
+                        .collect(),
                 }
             })
             .collect();
@@ -451,6 +510,16 @@ pub struct ReportOptions {
     pub include_warmup: bool,
     /// The run is still being written (status "running", not "incomplete").
     pub live: bool,
+    /// Timeline windows of this many seconds (a whole multiple of the
+    /// logged windows); None: as logged.
+    pub window_s: Option<u32>,
+    /// Only windows that lie inside [from_s, to_s], seconds from the run's start.
+    pub from_s: Option<f64>,
+    pub to_s: Option<f64>,
+    /// Extra percentiles to report (like 99.99).
+    pub percentiles: Vec<f64>,
+    /// The fold was built with a filter: list only agents that left results.
+    pub filtered: bool,
 }
 
 fn round2(v: f64) -> f64 {
@@ -473,52 +542,88 @@ fn latency_report(h: &Histogram<u64>) -> Option<LatencyReport> {
         p99: h.value_at_quantile(0.99),
         p999: h.value_at_quantile(0.999),
         max: h.max(),
+        percentiles: BTreeMap::new(),
     })
 }
 
 fn phase_report(
     p: &PhaseAgg,
+    run_start_us: i64,
     agents: &BTreeMap<String, AgentInfo>,
     options: &ReportOptions,
 ) -> PhaseReport {
+    let width_ms = u64::from(p.window_ms);
+    // Report windows: whole multiples of the logged ones.
+    let per_bucket = options
+        .window_s
+        .map_or(1, |w| (u64::from(w) * 1000 / width_ms).max(1));
+    let bucket_ms = width_ms * per_bucket;
+    let phase_start_ms = (p.start_at_us - run_start_us) as f64 / 1000.0;
+    // A logged window counts when it lies inside [from, to] (run time).
+    let inside = |index: u32| {
+        let start = phase_start_ms + (u64::from(index) * width_ms) as f64;
+        let end = start + width_ms as f64;
+        options.from_s.is_none_or(|f| start >= f * 1000.0 - 0.5)
+            && options.to_s.is_none_or(|t| end <= t * 1000.0 + 0.5)
+    };
+    // Time a logged window covers: the last one may be cut by the phase end.
+    let covers = |index: u32| {
+        let start = u64::from(index) * width_ms;
+        width_ms.min(p.duration_ms.max(1).saturating_sub(start))
+    };
+
     let mut total = WindowAgg::new();
     total.latency.auto(true);
-    let mut timeline = Vec::with_capacity(p.windows.len());
-    for (&index, w) in &p.windows {
-        let warmup = p.is_warmup(index);
-        if options.include_warmup || !warmup {
+    let mut counted_ms = 0u64;
+    let mut buckets: BTreeMap<u64, WindowAgg> = BTreeMap::new();
+    for (&index, w) in p.windows.iter().filter(|(i, _)| inside(**i)) {
+        if options.include_warmup || !p.is_warmup(index) {
             total.merge(w);
+            counted_ms += covers(index);
         }
-        let t_ms = u64::from(index) * u64::from(p.window_ms);
-        timeline.push(TimelinePoint {
-            t_s: round3(t_ms as f64 / 1000.0),
-            warmup,
-            requests: w.requests(),
-            errors: w.error_count(),
-            p50_us: (!w.latency.is_empty()).then(|| w.latency.value_at_quantile(0.5)),
-            p99_us: (!w.latency.is_empty()).then(|| w.latency.value_at_quantile(0.99)),
-            max_us: (!w.latency.is_empty()).then(|| w.latency.max()),
-            agents: w.agents,
-        });
+        buckets
+            .entry(u64::from(index) / per_bucket)
+            .or_insert_with(|| {
+                let mut agg = WindowAgg::new();
+                agg.latency.auto(true);
+                agg
+            })
+            .merge(w);
     }
-    // Measured time: up to the end of the last window seen, no longer than the
-    // phase, less the warm-up.
-    let covered_ms = p
-        .windows
-        .keys()
-        .next_back()
-        .map_or(0, |&i| (u64::from(i) + 1) * u64::from(p.window_ms))
-        .min(p.duration_ms.max(1));
-    let counted_ms = if options.include_warmup {
-        covered_ms
-    } else {
-        covered_ms.saturating_sub(p.warmup_ms)
-    };
+    let timeline = buckets
+        .iter()
+        .map(|(&b, w)| {
+            let t_ms = b * bucket_ms;
+            let q = |q: f64| (!w.latency.is_empty()).then(|| w.latency.value_at_quantile(q));
+            TimelinePoint {
+                t_s: round3(t_ms as f64 / 1000.0),
+                warmup: t_ms < p.warmup_ms,
+                requests: w.requests(),
+                errors: w.error_count(),
+                p50_us: q(0.5),
+                p90_us: q(0.9),
+                p99_us: q(0.99),
+                max_us: (!w.latency.is_empty()).then(|| w.latency.max()),
+                agents: w.agents,
+            }
+        })
+        .collect();
     let duration_s = counted_ms as f64 / 1000.0;
     let requests = total.requests();
+    let mut latency = latency_report(&total.latency);
+    if let Some(l) = latency.as_mut() {
+        for &q in &options.percentiles {
+            l.percentiles.insert(
+                format!("p{}", trim_float(q)),
+                total.latency.value_at_quantile(q / 100.0),
+            );
+        }
+    }
     PhaseReport {
         name: p.name.clone(),
         index: p.index,
+        start_s: round3(phase_start_ms / 1000.0),
+        window_s: round3(bucket_ms as f64 / 1000.0),
         requests,
         ok: total.ok,
         errors: total.errors.clone(),
@@ -531,7 +636,7 @@ fn phase_report(
         } else {
             0.0
         },
-        latency_us: latency_report(&total.latency),
+        latency_us: latency,
         latency_clamped: total.latency_clamped,
         max_send_lag_us: total.max_send_lag_us,
         ended: p.ended(),
@@ -539,22 +644,49 @@ fn phase_report(
             .agent_ids
             .iter()
             .chain(p.agents.keys().filter(|id| !p.agent_ids.contains(id)))
+            .filter(|id| p.agents.contains_key(*id) || !options.filtered)
             .map(|id| {
                 let a = p.agents.get(id).cloned().unwrap_or_default();
+                let mut points: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+                let (mut requests, mut errors, mut windows) = (0, 0, 0);
+                for (&index, &(ok, err)) in a.by_window.iter().filter(|(i, _)| inside(**i)) {
+                    let e = points.entry(u64::from(index) / per_bucket).or_default();
+                    e.0 += ok + err;
+                    e.1 += err;
+                    windows += 1;
+                    if options.include_warmup || !p.is_warmup(index) {
+                        requests += ok + err;
+                        errors += err;
+                    }
+                }
                 PhaseAgentReport {
                     id: id.clone(),
                     host: agents.get(id).map(|a| a.host.clone()).unwrap_or_default(),
-                    windows: a.windows,
-                    requests: a.ok + a.errors,
-                    errors: a.errors,
+                    windows,
+                    requests,
+                    errors,
                     ended: a.ended.is_some(),
                     abandoned_in_flight: a.ended.map_or(0, |e| e.abandoned_in_flight),
                     cpu_s: a.ended.map_or(0.0, |e| e.cpu_ms as f64 / 1000.0),
+                    timeline: points
+                        .into_iter()
+                        .map(|(b, (requests, errors))| AgentPoint {
+                            t_s: round3((b * bucket_ms) as f64 / 1000.0),
+                            requests,
+                            errors,
+                        })
+                        .collect(),
                 }
             })
             .collect(),
         timeline,
     }
+}
+
+/// `99.9` -> "99.9", `99.0` -> "99".
+fn trim_float(v: f64) -> String {
+    let s = format!("{v}");
+    s.strip_suffix(".0").map_or(s.clone(), str::to_string)
 }
 
 // ---------------------------------------------------------------- report model
@@ -593,6 +725,10 @@ pub struct AgentReport {
 pub struct PhaseReport {
     pub name: String,
     pub index: u32,
+    /// Seconds from the run's start to the phase's start.
+    pub start_s: f64,
+    /// Width of the timeline's windows, seconds.
+    pub window_s: f64,
     pub requests: u64,
     pub ok: u64,
     pub errors: BTreeMap<String, u64>,
@@ -615,7 +751,7 @@ impl PhaseReport {
     }
 }
 
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct LatencyReport {
     pub min: u64,
     pub mean: f64,
@@ -624,6 +760,9 @@ pub struct LatencyReport {
     pub p99: u64,
     pub p999: u64,
     pub max: u64,
+    /// Percentiles asked for besides these (`p99.99`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub percentiles: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -637,6 +776,14 @@ pub struct PhaseAgentReport {
     pub abandoned_in_flight: u64,
     /// CPU seconds the agent process used during the phase.
     pub cpu_s: f64,
+    pub timeline: Vec<AgentPoint>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentPoint {
+    pub t_s: f64,
+    pub requests: u64,
+    pub errors: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -646,6 +793,7 @@ pub struct TimelinePoint {
     pub requests: u64,
     pub errors: u64,
     pub p50_us: Option<u64>,
+    pub p90_us: Option<u64>,
     pub p99_us: Option<u64>,
     pub max_us: Option<u64>,
     pub agents: u32,
@@ -661,6 +809,17 @@ pub struct HostReport {
     pub net_tx_bytes: u64,
     pub load_1_max: f64,
     pub samples: u64,
+    pub timeline: Vec<HostPoint>,
+}
+
+/// One second of one host; `t_s` from the run's start.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostPoint {
+    pub t_s: f64,
+    pub cpu_pct: f64,
+    pub mem_used_bytes: u64,
+    pub net_rx_bytes: u64,
+    pub net_tx_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]

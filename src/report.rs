@@ -97,6 +97,16 @@ pub fn table(report: &Report) -> String {
     }
     let _ = writeln!(out, "{t}");
     for p in &report.phases {
+        if let Some(l) = &p.latency_us
+            && !l.percentiles.is_empty()
+        {
+            let cells: Vec<String> = l
+                .percentiles
+                .iter()
+                .map(|(k, v)| format!("{k} {}", format_us(*v as f64)))
+                .collect();
+            let _ = writeln!(out, "{}: {}", p.name, cells.join(", "));
+        }
         if p.error_count() > 0 {
             let classes: Vec<String> = p.errors.iter().map(|(k, v)| format!("{k}={v}")).collect();
             let _ = writeln!(out, "errors in {}: {}", p.name, classes.join(", "));
@@ -149,9 +159,9 @@ pub fn csv(report: &Report) -> String {
         "run_id,name,status,phase,requests,ok,errors,duration_s,throughput_rps,p50_us,p90_us,p99_us,p999_us,max_us\n",
     );
     for p in &report.phases {
-        let l = p.latency_us;
+        let l = p.latency_us.as_ref();
         let cell = |f: fn(&crate::fold::LatencyReport) -> u64| {
-            l.as_ref().map_or(String::new(), |l| f(l).to_string())
+            l.map_or(String::new(), |l| f(l).to_string())
         };
         let _ = writeln!(
             out,

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use fleetbench::fold::Fold;
+use fleetbench::fold::{Filter, Fold};
 use fleetbench::pb;
 use prost::Message;
 
@@ -47,15 +47,20 @@ pub fn resolve(data_dir: &Path, which: &str) -> Result<String> {
 
 /// Folds a run, directly or through the coordinator that is writing it.
 pub async fn load(data_dir: &Path, run_id: &str) -> Result<Loaded> {
+    load_filtered(data_dir, run_id, Filter::default()).await
+}
+
+/// Folds a run keeping only what `filter` admits.
+pub async fn load_filtered(data_dir: &Path, run_id: &str, filter: Filter) -> Result<Loaded> {
     let dir = data_dir.to_path_buf();
     let id = run_id.to_string();
     // Retry briefly: another reader (a second `report`) may hold the lock.
     let mut tries = 0;
     loop {
-        let (dir, id) = (dir.clone(), id.clone());
+        let (dir, id, f) = (dir.clone(), id.clone(), filter.clone());
         let direct = tokio::task::spawn_blocking(move || -> Result<Fold, LogError> {
             let log = EventLog::open(&dir, &id)?;
-            let mut fold = Fold::new();
+            let mut fold = Fold::with_filter(f);
             for item in log.scan() {
                 let (_, rec) = item?;
                 fold.apply(&rec);
@@ -70,7 +75,8 @@ pub async fn load(data_dir: &Path, run_id: &str) -> Result<Loaded> {
                 }
                 return Ok(Loaded { fold, live: false });
             }
-            Err(LogError::Locked { .. }) => match read_live(data_dir, run_id).await {
+            Err(LogError::Locked { .. }) => match read_live(data_dir, run_id, filter.clone()).await
+            {
                 Ok(fold) => return Ok(Loaded { fold, live: true }),
                 Err(e) if tries >= 20 => {
                     return Err(e.context(format!(
@@ -86,7 +92,7 @@ pub async fn load(data_dir: &Path, run_id: &str) -> Result<Loaded> {
     }
 }
 
-async fn read_live(data_dir: &Path, run_id: &str) -> Result<Fold> {
+async fn read_live(data_dir: &Path, run_id: &str, filter: Filter) -> Result<Fold> {
     let addr_file = run_dir(data_dir, run_id).join("coordinator.addr");
     let addr = std::fs::read_to_string(&addr_file)
         .with_context(|| format!("reading {}", addr_file.display()))?;
@@ -107,7 +113,7 @@ async fn read_live(data_dir: &Path, run_id: &str) -> Result<Fold> {
         })
         .await?
         .into_inner();
-    let mut fold = Fold::new();
+    let mut fold = Fold::with_filter(filter);
     while let Some(batch) = stream.message().await? {
         for (lsn, bytes) in batch.lsns.iter().zip(&batch.records) {
             let rec = pb::LogRecord::decode(&bytes[..])

@@ -86,6 +86,9 @@ enum Cmd {
     },
     /// List the runs in the log.
     Runs,
+    /// Re-aggregate a run from its raw events: other windows, a time range,
+    /// some phases, agents or hosts only.
+    Replay(ReplayArgs),
     /// Report on a run, from its log alone.
     Report {
         /// A run id (or a unique prefix of one), or `latest`.
@@ -96,6 +99,58 @@ enum Cmd {
         #[arg(long)]
         include_warmup: bool,
     },
+}
+
+#[derive(clap::Args)]
+struct ReplayArgs {
+    /// A run id (or a unique prefix of one), or `latest`.
+    run: String,
+    /// Timeline window, a whole number of seconds (like 10s, 1m).
+    #[arg(long, value_parser = whole_seconds)]
+    window: Option<u32>,
+    /// Only windows from this long after the run's start.
+    #[arg(long, value_parser = seconds)]
+    from: Option<f64>,
+    /// Only windows until this long after the run's start.
+    #[arg(long, value_parser = seconds)]
+    to: Option<f64>,
+    /// Only these phases (repeatable).
+    #[arg(long = "phase")]
+    phases: Vec<String>,
+    /// Only these agents (repeatable).
+    #[arg(long = "agent")]
+    agents: Vec<String>,
+    /// Leave these agents out (repeatable).
+    #[arg(long = "exclude-agent")]
+    exclude_agents: Vec<String>,
+    /// Only agents on these hosts (repeatable).
+    #[arg(long = "host")]
+    hosts: Vec<String>,
+    /// Count warm-up windows in the headline numbers.
+    #[arg(long)]
+    include_warmup: bool,
+    /// Extra percentiles, like 50,90,99,99.9,99.99.
+    #[arg(long, value_delimiter = ',')]
+    percentiles: Vec<f64>,
+    #[arg(long, default_value = "table")]
+    format: Format,
+    /// Write to this file instead of stdout.
+    #[arg(long)]
+    output: Option<PathBuf>,
+}
+
+fn seconds(s: &str) -> Result<f64, String> {
+    fleetbench::clock::parse_duration(s).map(|d| d.as_secs_f64())
+}
+
+fn whole_seconds(s: &str) -> Result<u32, String> {
+    let d = fleetbench::clock::parse_duration(s)?;
+    if d.subsec_nanos() != 0 || d.as_secs() == 0 || d.as_secs() > u64::from(u32::MAX) {
+        return Err(format!(
+            "{s:?}: the window must be a whole number of seconds, like 10s"
+        ));
+    }
+    Ok(d.as_secs() as u32)
 }
 
 fn main() -> ExitCode {
@@ -204,6 +259,41 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Replay(a) => {
+            for p in &a.percentiles {
+                if !(0.0..=100.0).contains(p) {
+                    return Err(run::BadInput(anyhow::anyhow!(
+                        "percentile {p} is not between 0 and 100"
+                    ))
+                    .into());
+                }
+            }
+            let id = history::resolve(&cli.data_dir, &a.run).map_err(run::BadInput)?;
+            let filter = fleetbench::fold::Filter {
+                phases: a.phases,
+                agents: a.agents,
+                exclude_agents: a.exclude_agents,
+                hosts: a.hosts,
+            };
+            let filtered = !filter.is_empty();
+            let loaded = history::load_filtered(&cli.data_dir, &id, filter).await?;
+            let report = loaded.fold.report(&ReportOptions {
+                include_warmup: a.include_warmup,
+                live: loaded.live,
+                window_s: a.window,
+                from_s: a.from,
+                to_s: a.to,
+                percentiles: a.percentiles,
+                filtered,
+            });
+            let text = fleetbench::report::render(&report, a.format);
+            match a.output {
+                Some(path) => std::fs::write(&path, text)
+                    .with_context(|| format!("writing {}", path.display()))?,
+                None => print!("{text}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Report {
             run,
             format,
@@ -214,6 +304,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let report = loaded.fold.report(&ReportOptions {
                 include_warmup,
                 live: loaded.live,
+                ..Default::default()
             });
             print!("{}", fleetbench::report::render(&report, format));
             Ok(ExitCode::SUCCESS)
