@@ -610,6 +610,7 @@ fn phase_report(
         .collect();
     let duration_s = counted_ms as f64 / 1000.0;
     let requests = total.requests();
+    let spectrum = spectrum(&total.latency);
     let mut latency = latency_report(&total.latency);
     if let Some(l) = latency.as_mut() {
         for &q in &options.percentiles {
@@ -637,6 +638,7 @@ fn phase_report(
             0.0
         },
         latency_us: latency,
+        latency_spectrum: spectrum,
         latency_clamped: total.latency_clamped,
         max_send_lag_us: total.max_send_lag_us,
         ended: p.ended(),
@@ -681,6 +683,31 @@ fn phase_report(
             .collect(),
         timeline,
     }
+}
+
+/// The percentile spectrum of a histogram, as HdrHistogram plots it: points
+/// evenly spaced in log(1 / (1 - p)), from p0 up to the last recorded value.
+fn spectrum(h: &Histogram<u64>) -> Vec<SpectrumPoint> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    // 1 - p = 10^(-k/10): ten points per decade ("nines").
+    let last = (h.len() as f64).log10() * 10.0;
+    let mut k = 0.0;
+    while k <= last.min(70.0) {
+        let q = 1.0 - 10f64.powf(-k / 10.0);
+        out.push(SpectrumPoint {
+            percentile: (q * 100.0 * 1e6).round() / 1e6,
+            value_us: h.value_at_quantile(q),
+        });
+        k += 1.0;
+    }
+    out.push(SpectrumPoint {
+        percentile: 100.0,
+        value_us: h.max(),
+    });
+    out
 }
 
 /// `99.9` -> "99.9", `99.0` -> "99".
@@ -738,6 +765,8 @@ pub struct PhaseReport {
     pub warmup_s: f64,
     pub throughput_rps: f64,
     pub latency_us: Option<LatencyReport>,
+    /// Latency by percentile, for the percentile-spectrum chart.
+    pub latency_spectrum: Vec<SpectrumPoint>,
     pub latency_clamped: u64,
     pub max_send_lag_us: u64,
     pub ended: bool,
@@ -777,6 +806,12 @@ pub struct PhaseAgentReport {
     /// CPU seconds the agent process used during the phase.
     pub cpu_s: f64,
     pub timeline: Vec<AgentPoint>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SpectrumPoint {
+    pub percentile: f64,
+    pub value_us: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
