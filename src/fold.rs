@@ -990,6 +990,93 @@ mod tests {
         assert_eq!(measured.phases[0].timeline.len(), 20);
     }
 
+    /// Property: for random event streams, any window size and any order of
+    /// arrival give the same totals and the same merged histogram; the
+    /// timeline always adds up to the totals.
+    #[test]
+    fn any_window_size_and_any_order_give_the_same_totals() {
+        for seed in 0..30 {
+            let records = stream(seed);
+            let mut base = Fold::new();
+            records.iter().for_each(|r| base.apply(r));
+            let all = ReportOptions {
+                include_warmup: true,
+                ..Default::default()
+            };
+            let want = base.report(&all).phases[0].clone();
+            let mut rng = Rng::new(seed + 1000);
+            for window in 1..=7u32 {
+                let mut shuffled = records.clone();
+                for i in (1..shuffled.len()).rev() {
+                    let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+                    shuffled.swap(i, j);
+                }
+                let mut f = Fold::new();
+                shuffled.iter().for_each(|r| f.apply(r));
+                let got = f.report(&ReportOptions {
+                    window_s: Some(window),
+                    ..all.clone()
+                });
+                let p = &got.phases[0];
+                assert_eq!(
+                    (p.requests, p.ok, &p.errors, p.bytes_sent),
+                    (want.requests, want.ok, &want.errors, want.bytes_sent),
+                    "seed {seed} window {window}"
+                );
+                assert_eq!(
+                    serde_json::to_string(&p.latency_us).unwrap(),
+                    serde_json::to_string(&want.latency_us).unwrap()
+                );
+                assert_eq!(p.window_s, f64::from(window));
+                assert_eq!(p.timeline.len(), 20usize.div_ceil(window as usize));
+                let sum: u64 = p.timeline.iter().map(|w| w.requests).sum();
+                assert_eq!(sum, want.requests, "timeline adds up");
+            }
+        }
+    }
+
+    /// `from`/`to` keep exactly the windows inside the range, and excluding
+    /// an agent removes exactly its counts.
+    #[test]
+    fn ranges_and_agent_filters_are_exact() {
+        let records = stream(11);
+        let mut f = Fold::new();
+        records.iter().for_each(|r| f.apply(r));
+        let all = ReportOptions {
+            include_warmup: true,
+            ..Default::default()
+        };
+        let phase = &f.phases[&0];
+        let want: u64 = phase
+            .windows
+            .iter()
+            .filter(|(i, _)| (5..9).contains(*i))
+            .map(|(_, w)| w.requests())
+            .sum();
+        let ranged = f.report(&ReportOptions {
+            from_s: Some(5.0),
+            to_s: Some(9.0),
+            ..all.clone()
+        });
+        assert_eq!(ranged.phases[0].requests, want);
+        assert_eq!(ranged.phases[0].timeline.len(), 4);
+        assert_eq!(ranged.phases[0].duration_s, 4.0);
+
+        let whole = f.report(&all).phases[0].clone();
+        let a = whole.agents.iter().find(|a| a.id == "a").unwrap().requests;
+        let mut without = Fold::with_filter(Filter {
+            exclude_agents: vec!["a".into()],
+            ..Default::default()
+        });
+        records.iter().for_each(|r| without.apply(r));
+        let rest = without.report(&ReportOptions {
+            filtered: true,
+            ..all
+        });
+        assert_eq!(rest.phases[0].requests, whole.requests - a);
+        assert_eq!(rest.phases[0].agents.len(), 1);
+    }
+
     #[test]
     fn seq_gaps_are_counted() {
         let records = stream(8);
