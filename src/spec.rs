@@ -122,8 +122,20 @@ impl std::str::FromStr for SshHost {
                 None => (rest.to_string(), 22),
             }
         };
-        if host.is_empty() || host.contains(char::is_whitespace) || port == 0 {
-            return Err(format!("{s:?} is not user@host[:port]"));
+        let bracketed = rest.starts_with('[');
+        if host.is_empty()
+            || port == 0
+            || (!bracketed && host.contains(':'))
+            || !host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-_:%".contains(c))
+            || !user
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-_".contains(c))
+        {
+            return Err(format!(
+                "{s:?} is not user@host[:port] (an IPv6 address goes in brackets: user@[::1]:22)"
+            ));
         }
         Ok(SshHost { user, host, port })
     }
@@ -774,6 +786,19 @@ fn validate_service(
             (ready, timeout)
         }
     };
+    for key in s.env.keys() {
+        let ok = key
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ok {
+            return Err(src.error(
+                name_span.clone(),
+                format!("service {name:?}: env name {key:?} must be letters, digits and '_', not starting with a digit"),
+            ));
+        }
+    }
     Ok(Service {
         name,
         hosts,
@@ -1212,6 +1237,8 @@ concurrency = 16
         assert_eq!(h.to_string(), "u@[fe80::1]:2200");
         assert!("u@h:0".parse::<SshHost>().is_err());
         assert!("u@h:x".parse::<SshHost>().is_err());
+        assert!("u@fe80::1".parse::<SshHost>().is_err(), "unbracketed IPv6");
+        assert!("u@h;rm".parse::<SshHost>().is_err());
         assert_eq!("root@h1".parse::<SshHost>().unwrap().to_string(), "root@h1");
     }
 

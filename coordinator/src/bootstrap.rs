@@ -114,6 +114,10 @@ pub struct Deployed {
     pub reused_binary: bool,
     pub uploaded_bytes: u64,
     pub session: Session,
+    /// Shell word of the remote directory, and the run: to find this run's
+    /// agents there again.
+    pub dir: String,
+    pub run_id: String,
 }
 
 /// Quotes a string for a POSIX shell.
@@ -200,14 +204,6 @@ pub async fn deploy(
         step,
         reason,
     };
-    let within = |step: Step, limit: Duration| {
-        let host = host.clone();
-        move |_| BootstrapError {
-            host,
-            step,
-            reason: format!("timed out after {:.0}s", limit.as_secs_f64()),
-        }
-    };
     let session = open(&job.target, &job.ssh, &job.timeouts, binary, bar).await?;
 
     let dir = remote_path(&job.remote_dir);
@@ -220,11 +216,43 @@ pub async fn deploy(
     let coordinator = job.advertise.clone().unwrap_or_else(|| {
         std::net::SocketAddr::new(session.local_addr.ip(), job.grpc_port).to_string()
     });
+    let all_ids: Vec<String> = job.agents.iter().map(|(id, _)| id.clone()).collect();
+    let agents = match start_agents(&session, &job, &dir, &bin, &coordinator).await {
+        Ok(agents) => agents,
+        Err((step, reason)) => {
+            // Some may have started: none may be left behind.
+            kill_run_agents(&session, &dir, &job.run_id, Some(&all_ids)).await;
+            return Err(fail(step, reason));
+        }
+    };
+    bar.set_message(format!(
+        "{host}: {} agent(s) started, waiting for them to attach",
+        agents.len()
+    ));
+    Ok(Deployed {
+        target: job.target,
+        agents,
+        reused_binary: reused,
+        uploaded_bytes: uploaded,
+        session,
+        dir,
+        run_id: job.run_id,
+    })
+}
+
+/// Hands each agent its credentials and starts it detached.
+async fn start_agents(
+    session: &Session,
+    job: &HostJob,
+    dir: &str,
+    bin: &str,
+    coordinator: &str,
+) -> Result<Vec<(String, u32)>, (Step, String)> {
     let run_dir = format!("{dir}/runs/{}", sh_quote(&job.run_id));
     let mut agents = Vec::new();
     for (id, secret) in &job.agents {
         let creds = Credentials {
-            coordinator: coordinator.clone(),
+            coordinator: coordinator.to_string(),
             fingerprint: job.fingerprint.clone(),
             agent_id: id.clone(),
             secret: secret.clone(),
@@ -243,19 +271,22 @@ pub async fn deploy(
         let mut input: &[u8] = json.as_bytes();
         let out = tokio::time::timeout(job.timeouts.start, session.exec(&script, Some(&mut input)))
             .await
-            .map_err(within(Step::Start, job.timeouts.start))?
-            .map_err(|e| fail(Step::Start, e.to_string()))?;
-        let pid = out
+            .map_err(|_| {
+                (
+                    Step::Start,
+                    format!("timed out after {:.0}s", job.timeouts.start.as_secs_f64()),
+                )
+            })?
+            .map_err(|e| (Step::Start, e.to_string()))?;
+        match out
             .stdout_text()
             .parse::<u32>()
             .ok()
-            .filter(|_| out.success());
-        match pid {
+            .filter(|_| out.success())
+        {
             Some(pid) => agents.push((id.clone(), pid)),
             None => {
-                let started: Vec<u32> = agents.iter().map(|(_, p)| *p).collect();
-                kill_agents(&session, &started).await;
-                return Err(fail(
+                return Err((
                     Step::Start,
                     format!(
                         "starting agent {id}: exit {:?}: {}",
@@ -266,17 +297,7 @@ pub async fn deploy(
             }
         }
     }
-    bar.set_message(format!(
-        "{host}: {} agent(s) started, waiting for them to attach",
-        agents.len()
-    ));
-    Ok(Deployed {
-        target: job.target,
-        agents,
-        reused_binary: reused,
-        uploaded_bytes: uploaded,
-        session,
-    })
+    Ok(agents)
 }
 
 /// A binary on a host.
@@ -394,18 +415,28 @@ pub async fn ship(
     })
 }
 
-/// Kills agent processes on a host (best effort; they also exit on their
-/// own once their coordinator is gone for good).
-pub async fn kill_agents(session: &Session, pids: &[u32]) {
-    if pids.is_empty() {
-        return;
+/// Kills this run's agents on a host: those of `ids`, or all of them. An
+/// agent is found by its credentials path in its command line, so a pid
+/// reused by another process is never hit (best effort: agents also exit on
+/// their own once their coordinator is gone for good).
+pub async fn kill_run_agents(session: &Session, dir: &str, run_id: &str, ids: Option<&[String]>) {
+    let base = format!("{dir}/runs/{}/", sh_quote(run_id));
+    let patterns: Vec<String> = match ids {
+        Some(ids) => ids
+            .iter()
+            .map(|id| format!("{base}{}.creds", sh_quote(id)))
+            .collect(),
+        None => vec![base],
+    };
+    let mut script = String::new();
+    for pat in patterns {
+        script.push_str(&format!(
+            "pat={pat}; for p in /proc/[0-9]*; do c=$(tr '\\0' ' ' < $p/cmdline 2>/dev/null) || continue; \
+             case \"$c\" in *\"attach --credentials $pat\"*) kill ${{p#/proc/}} 2>/dev/null;; esac; done; "
+        ));
     }
-    let list: Vec<String> = pids.iter().map(u32::to_string).collect();
-    let _ = tokio::time::timeout(
-        Duration::from_secs(10),
-        session.exec(&format!("kill {} 2>/dev/null; true", list.join(" ")), None),
-    )
-    .await;
+    script.push_str("true");
+    let _ = tokio::time::timeout(Duration::from_secs(10), session.exec(&script, None)).await;
 }
 
 /// `host: reason` -> `reason` (the error already names the host).

@@ -89,19 +89,20 @@ impl Fleet {
             .collect()
     }
 
-    /// Kills the agents of `ids` (all when None) over the hosts' SSH sessions.
+    /// Kills this run's agents on every host: those of `ids`, or all.
     pub async fn kill(&self, ids: Option<&[String]>) {
         for d in &self.deployed {
-            let pids: Vec<u32> = d
+            let mine: Vec<String> = d
                 .agents
                 .iter()
-                .filter(|(id, _)| ids.is_none_or(|ids| ids.contains(id)))
-                .map(|(_, pid)| *pid)
+                .map(|(id, _)| id.clone())
+                .filter(|id| ids.is_none_or(|ids| ids.contains(id)))
                 .collect();
-            if pids.is_empty() {
+            if mine.is_empty() {
                 continue;
             }
-            bootstrap::kill_agents(&d.session, &pids).await;
+            let only = ids.is_some().then_some(mine.as_slice());
+            bootstrap::kill_run_agents(&d.session, &d.dir, &d.run_id, only).await;
         }
     }
 

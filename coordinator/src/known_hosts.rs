@@ -49,8 +49,10 @@ pub fn check(path: &Path, host: &str, port: u16, key: &PublicKey) -> std::io::Re
 }
 
 fn check_text(text: &str, host: &str, port: u16, key: &PublicKey) -> Verdict {
-    let name = host_pattern(host, port);
-    let mut changed = None;
+    // OpenSSH compares host names without case.
+    let name = host_pattern(&host.to_ascii_lowercase(), port);
+    let mut known = None;
+    let mut other = None;
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
         let mut fields = raw.split_whitespace();
@@ -72,26 +74,32 @@ fn check_text(text: &str, host: &str, port: u16, key: &PublicKey) -> Verdict {
         let (Some(_algorithm), Some(blob)) = (fields.next(), fields.next()) else {
             continue;
         };
-        if !matches_host(first, &name) {
-            continue;
-        }
         let Ok(recorded) = russh::keys::parse_public_key_base64(blob) else {
             continue;
         };
-        if recorded.key_data() == key.key_data() {
-            return if revoked {
-                Verdict::Revoked { line }
-            } else {
-                Verdict::Known { line }
-            };
+        let same = recorded.key_data() == key.key_data();
+        if revoked {
+            // A revoked key is refused whatever other lines say.
+            if same {
+                return Verdict::Revoked { line };
+            }
+            continue;
         }
-        if !revoked && recorded.algorithm() == key.algorithm() && changed.is_none() {
-            changed = Some(line);
+        if !matches_host(first, &name) {
+            continue;
+        }
+        if same {
+            known.get_or_insert(line);
+        } else {
+            other.get_or_insert(line);
         }
     }
-    match changed {
-        Some(line) => Verdict::Changed { line },
-        None => Verdict::Unknown,
+    match (known, other) {
+        (Some(line), _) => Verdict::Known { line },
+        // The host is known with another key, of this type or another: a
+        // new key type is not a reason to trust a stranger.
+        (None, Some(line)) => Verdict::Changed { line },
+        (None, None) => Verdict::Unknown,
     }
 }
 

@@ -264,23 +264,25 @@ fn ssh_options(workload: &Workload, accept_new_host_keys: bool) -> ssh::Options 
     }
 }
 
-/// An agent id for agent `i` on `host`: `10.0.0.11-1`.
+/// The id of agent `i` on `host`: `user@host#i`, or `user@host:port#i`
+/// off port 22 (unique per host entry; `#` and `@` never occur in local ids).
 fn remote_agent_id(host: &ssh::Target, i: u32) -> String {
-    let name: String = host
-        .host
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || ".-_:".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    let (user, name) = (clean(&host.user), clean(&host.host));
     if host.port == 22 {
-        format!("{name}-{i}")
+        format!("{user}@{name}#{i}")
     } else {
-        format!("{name}_{}-{i}", host.port)
+        format!("{user}@{name}:{}#{i}", host.port)
     }
 }
 
@@ -387,17 +389,18 @@ async fn drive(
             )?;
         }
         for host in &metrics_hosts {
-            job(host, vec![format!("metrics-{}", remote_agent_id(host, 1))])?;
+            job(host, vec![format!("metrics:{}", remote_agent_id(host, 1))])?;
         }
         let fleet = Fleet::deploy(jobs, shipped).await;
         for f in &fleet.failures {
             hub.notice("error", "", f.to_string()).await;
         }
-        for id in fleet.agent_ids() {
-            if id.starts_with("metrics-") {
-                metrics_ids.push(id);
+        for d in &fleet.deployed {
+            let agent_ids = d.agents.iter().map(|(id, _)| id.clone());
+            if metrics_hosts.contains(&d.target) {
+                metrics_ids.extend(agent_ids);
             } else {
-                ids.push(id);
+                ids.extend(agent_ids);
             }
         }
         let load_hosts = |targets: Vec<&ssh::Target>| {

@@ -390,8 +390,28 @@ pub async fn start_remote(
             });
             if let Some(ready) = &s.ready {
                 let deadline = tokio::time::Instant::now() + s.ready_timeout;
+                let mut checked_alive = tokio::time::Instant::now();
                 while !probe(ready, &host.host).await {
-                    if tokio::time::Instant::now() >= deadline {
+                    // Something else may hold the port: the process we
+                    // started must be alive, or it is not ready at all.
+                    let dead = if checked_alive.elapsed() >= Duration::from_millis(500) {
+                        checked_alive = tokio::time::Instant::now();
+                        let running = started.last().expect("just pushed");
+                        running
+                            .session
+                            .exec(
+                                &format!(
+                                    "kill -0 {pid} 2>/dev/null && echo alive",
+                                    pid = running.pid
+                                ),
+                                None,
+                            )
+                            .await
+                            .is_ok_and(|o| o.stdout_text() != "alive")
+                    } else {
+                        false
+                    };
+                    if dead || tokio::time::Instant::now() >= deadline {
                         let running = started.last().expect("just pushed");
                         let tail = running
                             .session
@@ -399,14 +419,38 @@ pub async fn start_remote(
                             .await
                             .map(|o| o.stdout_text())
                             .unwrap_or_default();
+                        let why = if dead {
+                            "exited before it was ready".to_string()
+                        } else {
+                            format!(
+                                "was not ready ({}) within {}",
+                                describe(ready, &host.host),
+                                humantime_secs(s.ready_timeout)
+                            )
+                        };
                         bail!(
-                            "service {:?} on {host} was not ready ({}) within {}; its log ends:\n{tail}",
-                            s.name,
-                            describe(ready, &host.host),
-                            humantime_secs(s.ready_timeout)
+                            "service {:?} on {host} {why}; its log ends:\n{tail}",
+                            s.name
                         );
                     }
                     tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                // Ready, and by the process we started (not one left from before)?
+                let running = started.last().expect("just pushed");
+                let alive = running
+                    .session
+                    .exec(
+                        &format!("kill -0 {pid} 2>/dev/null && echo alive", pid = running.pid),
+                        None,
+                    )
+                    .await
+                    .is_ok_and(|o| o.stdout_text() == "alive");
+                if !alive {
+                    bail!(
+                        "service {:?} on {host} exited right after starting, although {} (another process holds it?)",
+                        s.name,
+                        describe(ready, &host.host)
+                    );
                 }
             }
             state(hub, &s.name, "ready", host.to_string()).await;
@@ -424,9 +468,12 @@ pub async fn stop_remote(hub: &Arc<Hub>, mut running: Vec<RemoteRunning>) {
         let stop = if r.keep {
             String::new()
         } else {
+            // Started with setsid, the pid leads its own process group:
+            // signal the group, so a shell's children go too.
             format!(
-                "kill {pid} 2>/dev/null; i=0; while kill -0 {pid} 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; \
-                 kill -9 {pid} 2>/dev/null; ",
+                "kill -TERM -- -{pid} 2>/dev/null || kill {pid} 2>/dev/null; i=0; \
+                 while kill -0 {pid} 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; \
+                 kill -KILL -- -{pid} 2>/dev/null || kill -9 {pid} 2>/dev/null; ",
                 pid = r.pid
             )
         };

@@ -267,7 +267,7 @@ impl Session {
             what: what.to_string(),
             reason: e.to_string(),
         };
-        let mut channel = self
+        let channel = self
             .handle
             .channel_open_session()
             .await
@@ -276,29 +276,55 @@ impl Session {
             .exec(true, command.as_bytes())
             .await
             .map_err(|e| fail("starting a command", e))?;
-        if let Some(input) = stdin {
-            // `data` writes through the channel's window-aware writer.
-            channel
-                .data(input)
-                .await
-                .map_err(|e| fail("sending data", e))?;
-        }
-        channel.eof().await.map_err(|e| fail("closing stdin", e))?;
-        let mut out = Output::default();
-        // Exit status and EOF come in either order: read until Close.
-        while let Some(msg) = channel.wait().await {
-            match msg {
-                ChannelMsg::Data { data } => out.stdout.extend_from_slice(&data),
-                ChannelMsg::ExtendedData { data, ext: 1 } => out.stderr.extend_from_slice(&data),
-                ChannelMsg::ExitStatus { exit_status } => out.status = Some(exit_status),
-                ChannelMsg::ExitSignal { signal_name, .. } => {
-                    out.stderr
-                        .extend_from_slice(format!("killed by signal {signal_name:?}").as_bytes());
-                    out.status.get_or_insert(128);
-                }
-                ChannelMsg::Close => break,
-                _ => {}
+        // Send stdin while reading the channel: a command that exits early
+        // (a full disk, a failing `mkdir`) closes the channel, and the
+        // upload must stop there with the command's own words, not wait for
+        // a window that will never open again.
+        let (mut read, write) = channel.split();
+        let send = async {
+            if let Some(input) = stdin {
+                write.data(input).await?;
             }
+            write.eof().await
+        };
+        tokio::pin!(send);
+        let mut sending = true;
+        let mut send_error = None;
+        let mut out = Output::default();
+        loop {
+            tokio::select! {
+                sent = &mut send, if sending => {
+                    sending = false;
+                    if let Err(e) = sent {
+                        send_error = Some(e);
+                    }
+                }
+                msg = read.wait() => match msg {
+                    Some(ChannelMsg::Data { data }) => out.stdout.extend_from_slice(&data),
+                    Some(ChannelMsg::ExtendedData { data, ext: 1 }) => out.stderr.extend_from_slice(&data),
+                    Some(ChannelMsg::ExitStatus { exit_status }) => out.status = Some(exit_status),
+                    Some(ChannelMsg::ExitSignal { signal_name, .. }) => {
+                        out.stderr
+                            .extend_from_slice(format!("killed by signal {signal_name:?}").as_bytes());
+                        out.status.get_or_insert(128);
+                    }
+                    Some(ChannelMsg::Failure) => {
+                        return Err(SshError::Channel {
+                            target: target.clone(),
+                            what: "starting a command".into(),
+                            reason: "the host refused to run it".into(),
+                        });
+                    }
+                    // Exit status and EOF come in either order: read until Close.
+                    Some(ChannelMsg::Close) | None => break,
+                    Some(_) => {}
+                }
+            }
+        }
+        if out.status.is_none()
+            && let Some(e) = send_error
+        {
+            return Err(fail("sending data", e));
         }
         Ok(out)
     }
