@@ -93,6 +93,20 @@ pub async fn load_filtered(data_dir: &Path, run_id: &str, filter: Filter) -> Res
 }
 
 async fn read_live(data_dir: &Path, run_id: &str, filter: Filter) -> Result<Fold> {
+    let mut fold = Fold::with_filter(filter);
+    stream_live(data_dir, run_id, false, |rec| fold.apply(&rec)).await?;
+    Ok(fold)
+}
+
+/// Streams a running run's records from its coordinator to `visit`, in log
+/// order; with `follow`, keeps going as records are logged, until the run
+/// ends.
+pub async fn stream_live(
+    data_dir: &Path,
+    run_id: &str,
+    follow: bool,
+    mut visit: impl FnMut(pb::LogRecord),
+) -> Result<()> {
     let addr_file = run_dir(data_dir, run_id).join("coordinator.addr");
     let addr = std::fs::read_to_string(&addr_file)
         .with_context(|| format!("reading {}", addr_file.display()))?;
@@ -109,17 +123,30 @@ async fn read_live(data_dir: &Path, run_id: &str, filter: Filter) -> Result<Fold
         .read_log(pb::ReadLogRequest {
             run_id: run_id.to_string(),
             from_lsn: 1,
-            follow: false,
+            follow,
         })
         .await?
         .into_inner();
-    let mut fold = Fold::with_filter(filter);
     while let Some(batch) = stream.message().await? {
         for (lsn, bytes) in batch.lsns.iter().zip(&batch.records) {
             let rec = pb::LogRecord::decode(&bytes[..])
                 .map_err(|e| anyhow!("record {lsn} of run {run_id} does not decode: {e}"))?;
-            fold.apply(&rec);
+            visit(rec);
+        }
+        if batch.finished {
+            break;
         }
     }
-    Ok(fold)
+    Ok(())
+}
+
+/// Every record of a finished run, in log order (the sled log, directly).
+pub async fn records(data_dir: &Path, run_id: &str) -> Result<Vec<pb::LogRecord>> {
+    let (dir, id) = (data_dir.to_path_buf(), run_id.to_string());
+    let out = tokio::task::spawn_blocking(move || -> Result<Vec<pb::LogRecord>, LogError> {
+        let log = EventLog::open(&dir, &id)?;
+        log.scan().map(|item| item.map(|(_, rec)| rec)).collect()
+    })
+    .await??;
+    Ok(out)
 }

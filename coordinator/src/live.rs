@@ -50,7 +50,7 @@ impl LiveView {
     }
 
     /// What the view shows of phase `index`, read from the fold.
-    pub fn snapshot(&self, fold: &Fold, index: u32) -> Snapshot {
+    fn snapshot(&self, fold: &Fold, index: u32) -> Snapshot {
         let Some(phase) = fold.phases.get(&index) else {
             return Snapshot::default();
         };
@@ -69,25 +69,22 @@ impl LiveView {
         s
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub fn show(
-        &mut self,
-        name: &str,
-        index: u32,
-        duration: Duration,
-        start_at_us: i64,
-        s: Snapshot,
-        connected: usize,
-        agents: usize,
-    ) {
-        let elapsed = ((fleetbench::clock::now_us() - start_at_us).max(0) as f64 / 1e6)
-            .min(duration.as_secs_f64());
+    /// Shows phase `index` as the fold has it at instant `now_us`
+    /// (coordinator clock; a replay passes its own).
+    pub fn show(&mut self, fold: &Fold, index: u32, now_us: i64, connected: usize, agents: usize) {
+        let s = self.snapshot(fold, index);
+        let (name, duration_s, start_at_us) = fold
+            .phases
+            .get(&index)
+            .map_or((String::new(), 0.0, now_us), |p| {
+                (p.name.clone(), p.duration_ms as f64 / 1000.0, p.start_at_us)
+            });
+        let elapsed = ((now_us - start_at_us).max(0) as f64 / 1e6).min(duration_s);
         let lat = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |v| format_us(v as f64));
         let line = format!(
-            "[{name} {}/{}] {elapsed:.0}s/{:.0}s | {:.0} req/s | p50 {} p99 {} | {} requests, {} errors | agents {connected}/{agents}",
+            "[{name} {}/{}] {elapsed:.0}s/{duration_s:.0}s | {:.0} req/s | p50 {} p99 {} | {} requests, {} errors | agents {connected}/{agents}",
             index + 1,
-            self.phases,
-            duration.as_secs_f64(),
+            self.phases.max(fold.phases.len()),
             s.rps,
             lat(s.p50_us),
             lat(s.p99_us),

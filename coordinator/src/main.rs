@@ -19,11 +19,13 @@
 
 mod bootstrap;
 mod fleet;
+mod generate;
 mod history;
 mod hub;
 mod known_hosts;
 mod live;
 mod log;
+mod replay;
 mod run;
 mod services;
 mod ssh;
@@ -89,6 +91,16 @@ enum Cmd {
     /// Re-aggregate a run from its raw events: other windows, a time range,
     /// some phases, agents or hosts only.
     Replay(ReplayArgs),
+    /// Write a synthetic run straight into the log (for replay benchmarks).
+    #[command(hide = true)]
+    GenerateRun {
+        #[arg(long, default_value_t = 100)]
+        agents: u32,
+        #[arg(long, default_value_t = 3600)]
+        seconds: u32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Report on a run, from its log alone.
     Report {
         /// A run id (or a unique prefix of one), or `latest`.
@@ -137,6 +149,12 @@ struct ReplayArgs {
     /// Write to this file instead of stdout.
     #[arg(long)]
     output: Option<PathBuf>,
+    /// Show a run in progress live (from another terminal) until it ends.
+    #[arg(long, conflicts_with = "speed")]
+    follow: bool,
+    /// Play the run's timeline back in the live view at this many times its pace.
+    #[arg(long)]
+    speed: Option<f64>,
 }
 
 fn seconds(s: &str) -> Result<f64, String> {
@@ -259,6 +277,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::GenerateRun {
+            agents,
+            seconds,
+            seed,
+        } => {
+            let id = generate::run(&cli.data_dir, agents, seconds, seed).await?;
+            println!("{id}");
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Replay(a) => {
             for p in &a.percentiles {
                 if !(0.0..=100.0).contains(p) {
@@ -276,10 +303,20 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 hosts: a.hosts,
             };
             let filtered = !filter.is_empty();
-            let loaded = history::load_filtered(&cli.data_dir, &id, filter).await?;
-            let report = loaded.fold.report(&ReportOptions {
+            let (fold, live) = if a.follow {
+                replay::follow(&cli.data_dir, &id, filter).await?
+            } else if let Some(speed) = a.speed {
+                (
+                    replay::playback(&cli.data_dir, &id, speed, filter).await?,
+                    false,
+                )
+            } else {
+                let loaded = history::load_filtered(&cli.data_dir, &id, filter).await?;
+                (loaded.fold, loaded.live)
+            };
+            let report = fold.report(&ReportOptions {
                 include_warmup: a.include_warmup,
-                live: loaded.live,
+                live,
                 window_s: a.window,
                 from_s: a.from,
                 to_s: a.to,

@@ -592,21 +592,18 @@ async fn run_phase(
     let mut stopping = false;
     loop {
         check_log(hub)?;
-        let (ended, snapshot) = {
-            let fold = hub.fold.lock().expect("never poisoned");
-            let ended = fold.phases.get(&index).is_some_and(|p| p.ended());
-            (ended, live.snapshot(&fold, index))
-        };
         let connected = hub.agents().values().filter(|s| s.connected).count();
-        live.show(
-            &phase.name,
-            index,
-            phase.duration,
-            start_at_us,
-            snapshot,
-            connected,
-            ids.len(),
-        );
+        let ended = {
+            let fold = hub.fold.lock().expect("never poisoned");
+            live.show(
+                &fold,
+                index,
+                fleetbench::clock::now_us(),
+                connected,
+                ids.len(),
+            );
+            fold.phases.get(&index).is_some_and(|p| p.ended())
+        };
         if ended {
             break;
         }
