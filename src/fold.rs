@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::pb;
 use crate::pb::log_record::Record;
-use crate::window::{decode_histogram, new_histogram};
+use crate::window::{merge_encoded, new_growing_histogram};
 
 /// Facts about the run from its first record.
 #[derive(Debug, Clone, Default)]
@@ -68,7 +68,7 @@ impl WindowAgg {
             errors: BTreeMap::new(),
             bytes_sent: 0,
             bytes_received: 0,
-            latency: new_histogram(),
+            latency: new_growing_histogram(),
             latency_clamped: 0,
             max_send_lag_us: 0,
             agents: 0,
@@ -83,18 +83,23 @@ impl WindowAgg {
         self.ok + self.error_count()
     }
 
-    fn add(&mut self, w: &pb::ResultWindow, latency: &Histogram<u64>) {
+    /// Adds one agent's window; its histogram is merged straight from the
+    /// wire bytes (`Err` if they do not decode: the window is not counted).
+    fn add(&mut self, w: &pb::ResultWindow) -> Result<(), String> {
+        // Check the histogram first, so a bad one changes nothing.
+        let mut latency = new_growing_histogram();
+        merge_encoded(&mut latency, &w.latency_histogram)?;
+        self.latency.add(&latency).expect("auto-resizing histogram");
         self.ok += w.ok;
         for (class, n) in &w.errors {
             *self.errors.entry(class.clone()).or_default() += n;
         }
         self.bytes_sent += w.bytes_sent;
         self.bytes_received += w.bytes_received;
-        // Our own histograms auto-resize, so a foreign range never fails.
-        self.latency.add(latency).expect("auto-resizing histogram");
         self.latency_clamped += w.latency_clamped;
         self.max_send_lag_us = self.max_send_lag_us.max(w.max_send_lag_us);
         self.agents += 1;
+        Ok(())
     }
 
     fn merge(&mut self, other: &WindowAgg) {
@@ -328,23 +333,17 @@ impl Fold {
         use pb::event::Kind;
         match kind {
             Kind::Window(w) => {
-                let latency = match decode_histogram(&w.latency_histogram) {
-                    Ok(h) => h,
-                    Err(_) => {
-                        self.bad_windows += 1;
-                        return;
-                    }
-                };
                 let phase = self.phase_mut(w.phase_index);
-                phase
+                let added = phase
                     .windows
                     .entry(w.index)
-                    .or_insert_with(|| {
-                        let mut agg = WindowAgg::new();
-                        agg.latency.auto(true);
-                        agg
-                    })
-                    .add(w, &latency);
+                    .or_insert_with(WindowAgg::new)
+                    .add(w);
+                if added.is_err() {
+                    self.bad_windows += 1;
+                    return;
+                }
+                let phase = self.phase_mut(w.phase_index);
                 let agent = phase.agents.entry(e.agent_id.clone()).or_default();
                 let errors = w.errors.values().sum::<u64>();
                 agent.windows += 1;

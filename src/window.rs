@@ -43,6 +43,117 @@ pub fn decode_histogram(bytes: &[u8]) -> Result<Histogram<u64>, String> {
         .map_err(|e| format!("bad latency histogram: {e:?}"))
 }
 
+/// Adds the counts of an encoded (V2, deflate or not) histogram into
+/// `target`, without building a histogram for it: the fold merges hundreds
+/// of thousands of windows, and a decoded histogram of fleetbench's range is
+/// a 170 KiB allocation each. `target` should auto-resize and share the
+/// encoder's precision (3 digits, lowest 1), so counts land in their own
+/// buckets. Returns the number of values added.
+pub fn merge_encoded(target: &mut Histogram<u64>, bytes: &[u8]) -> Result<u64, String> {
+    use std::io::Read;
+    const V2: u32 = 0x1c84_9303 | 0x10;
+    const V2_DEFLATE: u32 = 0x1c84_9304 | 0x10;
+    fn be32(b: &[u8], at: usize) -> Result<u32, String> {
+        b.get(at..at + 4)
+            .map(|s| u32::from_be_bytes(s.try_into().expect("4 bytes")))
+            .ok_or_else(|| "truncated histogram".to_string())
+    }
+    fn be64(b: &[u8], at: usize) -> Result<u64, String> {
+        b.get(at..at + 8)
+            .map(|s| u64::from_be_bytes(s.try_into().expect("8 bytes")))
+            .ok_or_else(|| "truncated histogram".to_string())
+    }
+    if bytes.is_empty() {
+        return Ok(0);
+    }
+    let inflated;
+    let body: &[u8] = match be32(bytes, 0)? {
+        V2 => &bytes[4..],
+        V2_DEFLATE => {
+            let len = be32(bytes, 4)? as usize;
+            let zipped = bytes.get(8..8 + len).ok_or("truncated histogram")?;
+            let mut out = Vec::with_capacity(256);
+            flate2::read::ZlibDecoder::new(zipped)
+                .read_to_end(&mut out)
+                .map_err(|e| format!("bad histogram: {e}"))?;
+            if be32(&out, 0)? != V2 {
+                return Err("bad histogram cookie".into());
+            }
+            inflated = out;
+            &inflated[4..]
+        }
+        other => return Err(format!("bad histogram cookie {other:#x}")),
+    };
+    let payload_len = be32(body, 0)? as usize;
+    let digits = be32(body, 8)?;
+    let low = be64(body, 12)?;
+    if digits == 0 || digits > 5 || low == 0 {
+        return Err("bad histogram parameters".into());
+    }
+    let payload = body
+        .get(36..36 + payload_len)
+        .ok_or("truncated histogram")?;
+    // The bucket layout of HdrHistogram for these parameters.
+    let single_unit = 2 * 10u64.pow(digits);
+    let sub_bucket_magnitude = 64 - (single_unit - 1).leading_zeros();
+    let half_magnitude = sub_bucket_magnitude.max(1) - 1;
+    let half_count = 1u64 << half_magnitude;
+    let unit_magnitude = 63 - low.leading_zeros();
+    let value_at = |index: u64| -> u64 {
+        let bucket = (index >> half_magnitude) as i64 - 1;
+        let mut sub = (index & (half_count - 1)) + half_count;
+        let bucket = if bucket < 0 {
+            sub -= half_count;
+            0
+        } else {
+            bucket as u32
+        };
+        sub << (bucket + unit_magnitude)
+    };
+    let mut index = 0u64;
+    let mut added = 0u64;
+    let mut at = 0;
+    while at < payload.len() {
+        // LEB128 with a 9th byte of 8 bits, zig-zag encoded.
+        let mut n = 0u64;
+        let mut shift = 0;
+        loop {
+            let b = *payload.get(at).ok_or("truncated histogram")?;
+            at += 1;
+            if shift == 56 {
+                n |= u64::from(b) << 56;
+                break;
+            }
+            n |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+        }
+        let v = ((n >> 1) as i64) ^ -((n & 1) as i64);
+        if v < 0 {
+            index += v.unsigned_abs();
+        } else {
+            if v > 0 {
+                target
+                    .record_n(value_at(index), v as u64)
+                    .map_err(|e| format!("histogram value out of range: {e:?}"))?;
+                added += v as u64;
+            }
+            index += 1;
+        }
+    }
+    Ok(added)
+}
+
+/// An empty, auto-resizing histogram of fleetbench's precision, as small as
+/// its values allow (for folding many windows).
+pub fn new_growing_histogram() -> Histogram<u64> {
+    let mut h = Histogram::new_with_bounds(1, 2, SIGFIGS).expect("bounds are static and valid");
+    h.auto(true);
+    h
+}
+
 /// Why a request failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ErrorClass {
@@ -206,6 +317,36 @@ mod tests {
         let h = decode_histogram(&p.latency_histogram).unwrap();
         assert_eq!(h.len(), 10_000);
         assert_eq!(h.value_at_quantile(0.5), w.latency.value_at_quantile(0.5));
+    }
+
+    #[test]
+    fn merge_encoded_equals_the_official_decoder() {
+        let mut rng = crate::rng::Rng::new(5);
+        for round in 0..50 {
+            let mut w = WindowAcc::new();
+            let n = rng.next_u64() % 2000;
+            for _ in 0..n {
+                let scale = 10u64.pow((rng.next_u64() % 9) as u32);
+                w.record_ok(1 + rng.next_u64() % scale.max(1));
+            }
+            let bytes = w.to_pb(0, 0, 1000).latency_histogram;
+            let official = decode_histogram(&bytes).unwrap();
+            let mut mine = new_growing_histogram();
+            let added = merge_encoded(&mut mine, &bytes).unwrap();
+            assert_eq!(added, official.len(), "round {round}");
+            assert_eq!(mine.len(), official.len());
+            if n > 0 {
+                assert_eq!(mine.min(), official.min(), "round {round}");
+                assert_eq!(mine.max(), official.max(), "round {round}");
+                for q in [0.5, 0.9, 0.99, 0.999] {
+                    assert_eq!(
+                        mine.value_at_quantile(q),
+                        official.value_at_quantile(q),
+                        "round {round} q {q}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
