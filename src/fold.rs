@@ -11,7 +11,7 @@
 //!
 //! This module owns no I/O: it neither reads the log nor prints.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -190,7 +190,8 @@ pub struct Fold {
     pub agents: BTreeMap<String, AgentInfo>,
     pub phases: BTreeMap<u32, PhaseAgg>,
     hosts: BTreeMap<String, HostAgg>,
-    seen: HashSet<(String, u64)>,
+    /// Sequence numbers seen, per agent.
+    seen: HashMap<String, HashSet<u64>>,
     /// Per agent: (highest seq seen, distinct seqs seen).
     seqs: BTreeMap<String, (u64, u64)>,
     pub duplicate_events: u64,
@@ -316,11 +317,21 @@ impl Fold {
 
     fn apply_agent_event(&mut self, e: &pb::AgentEvent) {
         let Some(ev) = &e.event else { return };
-        if !self.seen.insert((e.agent_id.clone(), ev.seq)) {
+        let fresh = match self.seen.get_mut(&e.agent_id) {
+            Some(set) => set.insert(ev.seq),
+            None => {
+                self.seen.insert(e.agent_id.clone(), HashSet::from([ev.seq]));
+                true
+            }
+        };
+        if !fresh {
             self.duplicate_events += 1;
             return;
         }
-        let (high, count) = self.seqs.entry(e.agent_id.clone()).or_default();
+        if !self.seqs.contains_key(&e.agent_id) {
+            self.seqs.insert(e.agent_id.clone(), (0, 0));
+        }
+        let (high, count) = self.seqs.get_mut(&e.agent_id).expect("just ensured");
         *high = (*high).max(ev.seq);
         *count += 1;
         let Some(kind) = &ev.kind else { return };
@@ -344,7 +355,10 @@ impl Fold {
                     return;
                 }
                 let phase = self.phase_mut(w.phase_index);
-                let agent = phase.agents.entry(e.agent_id.clone()).or_default();
+                if !phase.agents.contains_key(&e.agent_id) {
+                    phase.agents.insert(e.agent_id.clone(), AgentPhase::default());
+                }
+                let agent = phase.agents.get_mut(&e.agent_id).expect("just ensured");
                 let errors = w.errors.values().sum::<u64>();
                 agent.windows += 1;
                 agent.ok += w.ok;
