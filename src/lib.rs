@@ -11,7 +11,9 @@
 //!   latency histogram) as the agent accumulates it and the wire carries it.
 //! - [`fold`]: the one aggregation over a run's log records. The live view,
 //!   the end-of-run summary and `report` all call it.
-//! - [`report`]: renders what the fold computed as a table, JSON or CSV.
+//! - [`report`]: renders what the fold computed as a table, JSON, CSV or HTML.
+//! - [`html`]: the HTML report of a run and of two runs compared: one
+//!   self-contained page with SVG charts (plotters).
 //! - [`binary`]: the hash that identifies an agent binary.
 //! - [`credentials`]: what an agent needs to attach (address, pinned
 //!   certificate fingerprint, id, secret).
@@ -30,6 +32,7 @@ pub mod binary;
 pub mod clock;
 pub mod credentials;
 pub mod fold;
+pub mod html;
 pub mod report;
 pub mod rng;
 pub mod spec;

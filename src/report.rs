@@ -1,6 +1,7 @@
 //! Renders a [`Report`] (computed by the fold) for people and for programs:
-//! a summary table, JSON, or CSV (one row per phase). Rendering is pure and
-//! deterministic: the same report always renders to the same bytes.
+//! a summary table, JSON, CSV (one row per phase), or an HTML page with
+//! charts (drawn by [`crate::html`]). Rendering is pure and deterministic:
+//! the same report always renders to the same bytes.
 
 use std::fmt::Write as _;
 
@@ -16,6 +17,8 @@ pub enum Format {
     Table,
     Json,
     Csv,
+    /// One self-contained HTML page with SVG charts.
+    Html,
 }
 
 impl std::str::FromStr for Format {
@@ -25,7 +28,10 @@ impl std::str::FromStr for Format {
             "table" => Ok(Format::Table),
             "json" => Ok(Format::Json),
             "csv" => Ok(Format::Csv),
-            other => Err(format!("unknown format {other:?}: use table, json or csv")),
+            "html" => Ok(Format::Html),
+            other => Err(format!(
+                "unknown format {other:?}: use table, json, csv or html"
+            )),
         }
     }
 }
@@ -35,6 +41,7 @@ pub fn render(report: &Report, format: Format) -> String {
         Format::Table => table(report),
         Format::Json => json(report),
         Format::Csv => csv(report),
+        Format::Html => crate::html::render(report),
     }
 }
 
@@ -44,7 +51,9 @@ pub fn json(report: &Report) -> String {
     s
 }
 
-fn latency_cells(p: &PhaseReport) -> [String; 5] {
+/// p50, p90, p99, p99.9 and max of a phase, as people read them ("-" when
+/// the phase has no latency).
+pub(crate) fn latency_cells(p: &PhaseReport) -> [String; 5] {
     match &p.latency_us {
         Some(l) => [
             format_us(l.p50 as f64),
