@@ -12,6 +12,7 @@
 //! - [`fold`]: the one aggregation over a run's log records. The live view,
 //!   the end-of-run summary and `report` all call it.
 //! - [`report`]: renders what the fold computed as a table, JSON or CSV.
+//! - [`stats`]: the Mann-Whitney U test `compare` tells change from noise with.
 //! - [`binary`]: the hash that identifies an agent binary.
 //! - [`credentials`]: what an agent needs to attach (address, pinned
 //!   certificate fingerprint, id, secret).
@@ -33,6 +34,7 @@ pub mod fold;
 pub mod report;
 pub mod rng;
 pub mod spec;
+pub mod stats;
 pub mod tls;
 pub mod window;
 
