@@ -12,6 +12,8 @@
 //! - [`fold`]: the one aggregation over a run's log records. The live view,
 //!   the end-of-run summary and `report` all call it.
 //! - [`report`]: renders what the fold computed as a table, JSON or CSV.
+//! - [`compare`]: two runs' reports side by side, change against noise,
+//!   regression limits.
 //! - [`stats`]: the Mann-Whitney U test `compare` tells change from noise with.
 //! - [`binary`]: the hash that identifies an agent binary.
 //! - [`credentials`]: what an agent needs to attach (address, pinned
@@ -29,6 +31,7 @@
 
 pub mod binary;
 pub mod clock;
+pub mod compare;
 pub mod credentials;
 pub mod fold;
 pub mod report;

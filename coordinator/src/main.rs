@@ -89,6 +89,9 @@ enum Cmd {
     /// Re-aggregate a run from its raw events: other windows, a time range,
     /// some phases, agents or hosts only.
     Replay(ReplayArgs),
+    /// Compare a candidate run with a base run, phase by phase; exits 1 when
+    /// a --max-regression limit is crossed.
+    Compare(CompareArgs),
     /// Report on a run, from its log alone.
     Report {
         /// A run id (or a unique prefix of one), or `latest`.
@@ -137,6 +140,48 @@ struct ReplayArgs {
     /// Write to this file instead of stdout.
     #[arg(long)]
     output: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct CompareArgs {
+    /// The run to compare against: a run id (or a unique prefix), or `latest`.
+    base: String,
+    /// The run to judge: a run id (or a unique prefix), or `latest`.
+    candidate: String,
+    /// Only this phase.
+    #[arg(long)]
+    phase: Option<String>,
+    /// Limits like p99=10%,throughput=5%,error_rate=1%: exit 1 when
+    /// throughput is lower by more than 5 %, p99 (p50, p90, p999, max)
+    /// higher by more than 10 %, the error rate higher by more than one
+    /// percentage point.
+    #[arg(long, value_parser = limits)]
+    max_regression: Option<Limits>,
+    /// table or json (html comes with the HTML report).
+    #[arg(long, default_value = "table")]
+    format: fleetbench::compare::Format,
+}
+
+#[derive(Clone)]
+struct Limits(Vec<fleetbench::compare::Limit>);
+
+fn limits(s: &str) -> Result<Limits, String> {
+    fleetbench::compare::parse_limits(s).map(Limits)
+}
+
+/// Resolves and folds a run: its first record's facts and its report.
+async fn load_run(
+    data_dir: &std::path::Path,
+    which: &str,
+) -> Result<(fleetbench::fold::RunInfo, fleetbench::fold::Report)> {
+    let id = history::resolve(data_dir, which).map_err(run::BadInput)?;
+    let loaded = history::load(data_dir, &id).await?;
+    let report = loaded.fold.report(&ReportOptions {
+        live: loaded.live,
+        ..Default::default()
+    });
+    let info = loaded.fold.run.clone().unwrap_or_default();
+    Ok((info, report))
 }
 
 fn seconds(s: &str) -> Result<f64, String> {
@@ -293,6 +338,51 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 None => print!("{text}"),
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Compare(a) => {
+            let base = load_run(&cli.data_dir, &a.base).await?;
+            let candidate = load_run(&cli.data_dir, &a.candidate).await?;
+            if let Some(phase) = &a.phase {
+                for (label, (_, report)) in [("base", &base), ("candidate", &candidate)] {
+                    if !report.phases.iter().any(|p| &p.name == phase) {
+                        let names: Vec<&str> =
+                            report.phases.iter().map(|p| p.name.as_str()).collect();
+                        return Err(run::BadInput(anyhow::anyhow!(
+                            "the {label} run {} has no phase {phase:?} (it has: {})",
+                            report.run_id,
+                            names.join(", ")
+                        ))
+                        .into());
+                    }
+                }
+            }
+            let limits = a.max_regression.map(|l| l.0).unwrap_or_default();
+            let comparison = fleetbench::compare::compare(
+                &fleetbench::compare::Side {
+                    run: &base.0,
+                    report: &base.1,
+                },
+                &fleetbench::compare::Side {
+                    run: &candidate.0,
+                    report: &candidate.1,
+                },
+                a.phase.as_deref(),
+                &limits,
+            );
+            if comparison.phases.is_empty() {
+                return Err(run::BadInput(anyhow::anyhow!(
+                    "runs {} and {} have no phase name in common: nothing to compare",
+                    base.1.run_id,
+                    candidate.1.run_id
+                ))
+                .into());
+            }
+            print!("{}", fleetbench::compare::render(&comparison, a.format));
+            Ok(if comparison.regressed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Cmd::Report {
             run,
