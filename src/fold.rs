@@ -75,6 +75,13 @@ impl WindowAgg {
         }
     }
 
+    /// An empty window whose histogram takes any range it is given.
+    fn empty() -> Self {
+        let mut agg = WindowAgg::new();
+        agg.latency.auto(true);
+        agg
+    }
+
     pub fn error_count(&self) -> u64 {
         self.errors.values().sum()
     }
@@ -122,6 +129,9 @@ pub struct AgentPhase {
     pub ended: Option<pb::PhaseEnded>,
     /// Per logged window: (ok, errors).
     pub by_window: BTreeMap<u32, (u64, u64)>,
+    /// Per logged window, everything including the latency histogram: kept
+    /// only by a fold made with [`Fold::keeping_agent_windows`] (`export`).
+    pub kept: BTreeMap<u32, WindowAgg>,
 }
 
 #[derive(Debug, Clone)]
@@ -197,6 +207,9 @@ pub struct Fold {
     pub bad_windows: u64,
     /// Which results to keep (replay filters).
     pub filter: Filter,
+    /// Keep each agent's own windows whole ([`AgentPhase::kept`]), not only
+    /// their counts. Off by default: it holds a histogram per agent and window.
+    pub keep_agent_windows: bool,
 }
 
 /// Which agents' results (and which phases) a fold keeps. Empty lists keep
@@ -235,6 +248,13 @@ impl Fold {
             filter,
             ..Self::default()
         }
+    }
+
+    /// This fold, also keeping each agent's windows whole (with their
+    /// latency histograms), for `export`.
+    pub fn keeping_agent_windows(mut self) -> Self {
+        self.keep_agent_windows = true;
+        self
     }
 
     /// Applies one log record.
@@ -335,17 +355,21 @@ impl Fold {
                         return;
                     }
                 };
+                let keep = self.keep_agent_windows;
                 let phase = self.phase_mut(w.phase_index);
                 phase
                     .windows
                     .entry(w.index)
-                    .or_insert_with(|| {
-                        let mut agg = WindowAgg::new();
-                        agg.latency.auto(true);
-                        agg
-                    })
+                    .or_insert_with(WindowAgg::empty)
                     .add(w, &latency);
                 let agent = phase.agents.entry(e.agent_id.clone()).or_default();
+                if keep {
+                    agent
+                        .kept
+                        .entry(w.index)
+                        .or_insert_with(WindowAgg::empty)
+                        .add(w, &latency);
+                }
                 let errors = w.errors.values().sum::<u64>();
                 agent.windows += 1;
                 agent.ok += w.ok;
@@ -572,6 +596,7 @@ fn phase_report(
         width_ms.min(p.duration_ms.max(1).saturating_sub(start))
     };
 
+    let no_agent = AgentPhase::default();
     let mut total = WindowAgg::new();
     total.latency.auto(true);
     let mut counted_ms = 0u64;
@@ -648,7 +673,7 @@ fn phase_report(
             .chain(p.agents.keys().filter(|id| !p.agent_ids.contains(id)))
             .filter(|id| p.agents.contains_key(*id) || !options.filtered)
             .map(|id| {
-                let a = p.agents.get(id).cloned().unwrap_or_default();
+                let a = p.agents.get(id).unwrap_or(&no_agent);
                 let mut points: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
                 let (mut requests, mut errors, mut windows) = (0, 0, 0);
                 for (&index, &(ok, err)) in a.by_window.iter().filter(|(i, _)| inside(**i)) {

@@ -14,6 +14,8 @@
 //! - [`report`]: renders what the fold computed as a table, JSON or CSV.
 //! - [`compare`]: two runs' reports side by side, change against noise,
 //!   regression limits.
+//! - [`export`]: a run's windows (per agent) or raw log records as JSON
+//!   Lines or CSV.
 //! - [`stats`]: the Mann-Whitney U test `compare` tells change from noise with.
 //! - [`binary`]: the hash that identifies an agent binary.
 //! - [`credentials`]: what an agent needs to attach (address, pinned
@@ -33,6 +35,7 @@ pub mod binary;
 pub mod clock;
 pub mod compare;
 pub mod credentials;
+pub mod export;
 pub mod fold;
 pub mod report;
 pub mod rng;

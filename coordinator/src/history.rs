@@ -1,5 +1,5 @@
-//! Reading past (and running) runs back into a fold: what `runs` and
-//! `report` stand on.
+//! Reading past (and running) runs back into a fold: what `runs`, `report`,
+//! `replay`, `compare` and `export` stand on.
 //!
 //! A finished run's sled database is opened directly. A running one is locked
 //! by the coordinator writing it, so its records are streamed from that
@@ -52,47 +52,87 @@ pub async fn load(data_dir: &Path, run_id: &str) -> Result<Loaded> {
 
 /// Folds a run keeping only what `filter` admits.
 pub async fn load_filtered(data_dir: &Path, run_id: &str, filter: Filter) -> Result<Loaded> {
-    let dir = data_dir.to_path_buf();
-    let id = run_id.to_string();
+    load_into(data_dir, run_id, Fold::with_filter(filter)).await
+}
+
+/// Applies every record of a run to `fold` (a fresh one, set up as the
+/// caller needs: filtered, keeping agent windows).
+pub async fn load_into(data_dir: &Path, run_id: &str, mut fold: Fold) -> Result<Loaded> {
+    let live = scan(data_dir, run_id, &mut |_, rec| {
+        fold.apply(rec);
+        Ok(())
+    })
+    .await?;
+    if fold.run.is_none() {
+        bail!("run {run_id} has an empty log (its coordinator died before writing)");
+    }
+    Ok(Loaded { fold, live })
+}
+
+/// Hands every record of a run to `sink` with its log sequence number, in
+/// log order: from the database directly, or, while a coordinator holds it,
+/// through that coordinator. Returns whether the run is live. The one way
+/// runs are read back: folds and `export --events` alike.
+pub async fn scan(
+    data_dir: &Path,
+    run_id: &str,
+    sink: &mut dyn FnMut(u64, &pb::LogRecord) -> Result<()>,
+) -> Result<bool> {
     // Retry briefly: another reader (a second `report`) may hold the lock.
     let mut tries = 0;
     loop {
-        let (dir, id, f) = (dir.clone(), id.clone(), filter.clone());
-        let direct = tokio::task::spawn_blocking(move || -> Result<Fold, LogError> {
-            let log = EventLog::open(&dir, &id)?;
-            let mut fold = Fold::with_filter(f);
+        // sled reads block; this runtime has other threads to carry on.
+        let direct = tokio::task::block_in_place(|| -> Result<(), ScanError> {
+            let log = EventLog::open(data_dir, run_id).map_err(ScanError::Log)?;
             for item in log.scan() {
-                let (_, rec) = item?;
-                fold.apply(&rec);
+                let (lsn, rec) = item.map_err(ScanError::Log)?;
+                sink(lsn, &rec).map_err(ScanError::Sink)?;
             }
-            Ok(fold)
-        })
-        .await?;
+            Ok(())
+        });
         match direct {
-            Ok(fold) => {
-                if fold.run.is_none() {
-                    bail!("run {run_id} has an empty log (its coordinator died before writing)");
-                }
-                return Ok(Loaded { fold, live: false });
-            }
-            Err(LogError::Locked { .. }) => match read_live(data_dir, run_id, filter.clone()).await
-            {
-                Ok(fold) => return Ok(Loaded { fold, live: true }),
-                Err(e) if tries >= 20 => {
-                    return Err(e.context(format!(
+            Ok(()) => return Ok(false),
+            Err(ScanError::Log(LogError::Locked { .. })) => {
+                let mut delivered = 0u64;
+                let mut counted = |lsn: u64, rec: &pb::LogRecord| {
+                    delivered += 1;
+                    sink(lsn, rec)
+                };
+                match read_live(data_dir, run_id, &mut counted).await {
+                    Ok(()) => return Ok(true),
+                    // Part of the run went to the sink already: a retry
+                    // would hand it over twice.
+                    Err(e) if delivered > 0 => {
+                        return Err(
+                            e.context(format!("reading run {run_id} through its coordinator"))
+                        );
+                    }
+                    Err(e) if tries >= 20 => {
+                        return Err(e.context(format!(
                             "run {run_id} is locked by another process and its coordinator does not answer"
                         )));
+                    }
+                    Err(_) => {}
                 }
-                Err(_) => {}
-            },
-            Err(e) => return Err(e.into()),
+            }
+            Err(ScanError::Log(e)) => return Err(e.into()),
+            Err(ScanError::Sink(e)) => return Err(e),
         }
         tries += 1;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
-async fn read_live(data_dir: &Path, run_id: &str, filter: Filter) -> Result<Fold> {
+enum ScanError {
+    Log(LogError),
+    Sink(anyhow::Error),
+}
+
+async fn read_live(
+    data_dir: &Path,
+    run_id: &str,
+    sink: &mut dyn FnMut(u64, &pb::LogRecord) -> Result<()>,
+) -> Result<()> {
     let addr_file = run_dir(data_dir, run_id).join("coordinator.addr");
     let addr = std::fs::read_to_string(&addr_file)
         .with_context(|| format!("reading {}", addr_file.display()))?;
@@ -113,13 +153,12 @@ async fn read_live(data_dir: &Path, run_id: &str, filter: Filter) -> Result<Fold
         })
         .await?
         .into_inner();
-    let mut fold = Fold::with_filter(filter);
     while let Some(batch) = stream.message().await? {
         for (lsn, bytes) in batch.lsns.iter().zip(&batch.records) {
             let rec = pb::LogRecord::decode(&bytes[..])
                 .map_err(|e| anyhow!("record {lsn} of run {run_id} does not decode: {e}"))?;
-            fold.apply(&rec);
+            sink(*lsn, &rec)?;
         }
     }
-    Ok(fold)
+    Ok(())
 }

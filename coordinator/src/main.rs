@@ -29,6 +29,7 @@ mod services;
 mod ssh;
 mod trust;
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -92,6 +93,9 @@ enum Cmd {
     /// Compare a candidate run with a base run, phase by phase; exits 1 when
     /// a --max-regression limit is crossed.
     Compare(CompareArgs),
+    /// Write a run's windows (per agent), or every raw log record, as JSON
+    /// Lines or CSV.
+    Export(ExportArgs),
     /// Report on a run, from its log alone.
     Report {
         /// A run id (or a unique prefix of one), or `latest`.
@@ -162,6 +166,27 @@ struct CompareArgs {
     format: fleetbench::compare::Format,
 }
 
+#[derive(clap::Args)]
+struct ExportArgs {
+    /// A run id (or a unique prefix of one), or `latest`.
+    run: String,
+    /// jsonl (one JSON object per line) or csv.
+    #[arg(long, default_value = "jsonl")]
+    format: ExportFormat,
+    /// Every raw log record instead of the windows (jsonl only).
+    #[arg(long)]
+    events: bool,
+    /// Write to this file instead of stdout.
+    #[arg(long)]
+    output: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ExportFormat {
+    Jsonl,
+    Csv,
+}
+
 #[derive(Clone)]
 struct Limits(Vec<fleetbench::compare::Limit>);
 
@@ -218,6 +243,15 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
+        // The reader went away (`export ... | head`): nothing more to say.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("coordinator: error: {e:#}");
             if e.downcast_ref::<run::BadInput>().is_some() {
@@ -383,6 +417,46 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 ExitCode::SUCCESS
             })
+        }
+        Cmd::Export(a) => {
+            if a.events && a.format == ExportFormat::Csv {
+                return Err(run::BadInput(anyhow::anyhow!(
+                    "--events writes JSON Lines: records have fields of their own kind (use --format jsonl)"
+                ))
+                .into());
+            }
+            let id = history::resolve(&cli.data_dir, &a.run).map_err(run::BadInput)?;
+            let sink: Box<dyn std::io::Write> = match &a.output {
+                Some(path) => Box::new(
+                    std::fs::File::create(path)
+                        .with_context(|| format!("creating {}", path.display()))?,
+                ),
+                None => Box::new(std::io::stdout().lock()),
+            };
+            let mut out = std::io::BufWriter::new(sink);
+            if a.events {
+                history::scan(&cli.data_dir, &id, &mut |lsn, rec| {
+                    serde_json::to_writer(&mut out, &fleetbench::export::record_json(lsn, rec))?;
+                    out.write_all(b"\n")?;
+                    Ok(())
+                })
+                .await?;
+            } else {
+                let loaded = history::load_into(
+                    &cli.data_dir,
+                    &id,
+                    fleetbench::fold::Fold::new().keeping_agent_windows(),
+                )
+                .await?;
+                let rows = fleetbench::export::window_rows(&loaded.fold);
+                match a.format {
+                    ExportFormat::Jsonl => fleetbench::export::write_rows_jsonl(&rows, &mut out),
+                    ExportFormat::Csv => fleetbench::export::write_rows_csv(&rows, &mut out),
+                }
+                .context("writing the export")?;
+            }
+            out.flush().context("writing the export")?;
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Report {
             run,
