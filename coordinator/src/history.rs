@@ -45,6 +45,18 @@ pub fn resolve(data_dir: &Path, which: &str) -> Result<String> {
     }
 }
 
+/// The creation time of a run id (a UUIDv7), Unix microseconds.
+pub fn id_time_us(run_id: &str) -> Option<i64> {
+    let (secs, nanos) = uuid::Uuid::parse_str(run_id)
+        .ok()?
+        .get_timestamp()?
+        .to_unix();
+    i64::try_from(secs)
+        .ok()?
+        .checked_mul(1_000_000)?
+        .checked_add(i64::from(nanos / 1000))
+}
+
 /// Folds a run, directly or through the coordinator that is writing it.
 pub async fn load(data_dir: &Path, run_id: &str) -> Result<Loaded> {
     load_filtered(data_dir, run_id, Filter::default()).await
