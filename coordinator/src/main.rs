@@ -12,8 +12,14 @@
 //! - `services`: `[[service]]` processes around a run.
 //! - `live`: the live progress line.
 //!
-//! Exit codes: 0 success, 1 the run failed (or was interrupted), 2 bad input
-//! (a workload file that does not validate, a missing binary, an unknown run).
+//! Reading runs again (`runs`, `report`, `replay`, `compare`, `export`,
+//! `rerun`) is a fold over the log through `history`; the numbers and their
+//! rendering live in the library (`fold`, `report`, `compare`, `export`).
+//!
+//! Exit codes: 0 success, 1 the run failed (or was interrupted), or
+//! `compare` found a regression past a limit, 2 bad input (a workload file
+//! that does not validate, a missing binary, an unknown run, phase or
+//! metric).
 
 #![forbid(unsafe_code)]
 
