@@ -17,9 +17,10 @@ use data_encoding::BASE64;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::fold::Fold;
+use crate::fold::{Fold, notice_level};
 use crate::pb;
 use crate::pb::log_record::Record;
+use crate::report::csv_field;
 use crate::window::{ErrorClass, decode_histogram};
 
 /// One agent's results in one logged window of one phase.
@@ -164,14 +165,6 @@ pub fn write_rows_csv(rows: &[WindowRow], out: &mut impl Write) -> io::Result<()
         out.write_all(line.as_bytes())?;
     }
     Ok(())
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
 }
 
 /// One raw log record as `export --events` writes it: `lsn`,
@@ -330,15 +323,10 @@ fn agent_event_json(e: &pb::AgentEvent) -> Value {
                 "threads": p.threads,
             }),
         ),
-        Some(Kind::Notice(n)) => {
-            let level = match pb::agent_notice::Level::try_from(n.level) {
-                Ok(pb::agent_notice::Level::Error) => "error",
-                Ok(pb::agent_notice::Level::Warn) => "warn",
-                Ok(pb::agent_notice::Level::Info) => "info",
-                _ => "unspecified",
-            };
-            ("notice", json!({ "level": level, "message": n.message }))
-        }
+        Some(Kind::Notice(n)) => (
+            "notice",
+            json!({ "level": notice_level(n), "message": n.message }),
+        ),
     };
     if let Value::Object(o) = &mut out {
         o.insert("seq".into(), json!(ev.seq));

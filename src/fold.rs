@@ -406,13 +406,12 @@ impl Fold {
                 s.load_1 = s.load_1.max(m.load_1);
             }
             Kind::Notice(n) => {
-                let level = match pb::agent_notice::Level::try_from(n.level) {
-                    Ok(pb::agent_notice::Level::Error) => "error",
-                    Ok(pb::agent_notice::Level::Warn) => "warn",
-                    _ => "info",
-                };
-                self.notices
-                    .push(format!("{level}: agent {}: {}", e.agent_id, n.message));
+                self.notices.push(format!(
+                    "{}: agent {}: {}",
+                    notice_level(n),
+                    e.agent_id,
+                    n.message
+                ));
             }
         }
     }
@@ -524,6 +523,15 @@ impl Fold {
             },
             notices: self.notices.clone(),
         }
+    }
+}
+
+/// An agent notice's level by name (an unset level reads as "info").
+pub fn notice_level(n: &pb::AgentNotice) -> &'static str {
+    match pb::agent_notice::Level::try_from(n.level) {
+        Ok(pb::agent_notice::Level::Error) => "error",
+        Ok(pb::agent_notice::Level::Warn) => "warn",
+        _ => "info",
     }
 }
 
