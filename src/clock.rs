@@ -41,6 +41,24 @@ fn split_decimal(text: &str) -> Option<(f64, &str)> {
     Some((number.parse().ok()?, unit.trim()))
 }
 
+/// Parses a point in time for `--since`: a duration back from `now_us`
+/// (`"1h"`, `"90m ago"`) or an RFC 3339 time (`"2026-11-29T19:00:00Z"`, the
+/// `Z` and the `T` optional); returns Unix microseconds.
+pub fn parse_since(text: &str, now_us: i64) -> Result<i64, String> {
+    let text = text.trim();
+    let back = text.strip_suffix("ago").map_or(text, str::trim_end);
+    if let Ok(d) = parse_duration(back) {
+        return Ok(now_us - i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+    }
+    let t = humantime::parse_rfc3339_weak(text).map_err(|_| {
+        format!(
+            "{text:?} is neither a duration back from now (like 1h or \"30m ago\") nor a time (like 2026-11-29T19:00:00Z)"
+        )
+    })?;
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    Ok(i64::try_from(since.as_micros()).unwrap_or(i64::MAX))
+}
+
 /// Formats a duration in microseconds for people: `850us`, `1.25ms`, `2.50s`.
 pub fn format_us(us: f64) -> String {
     if us < 1_000.0 {
@@ -70,6 +88,26 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert!(parse_duration("ten seconds").is_err());
         assert!(parse_duration("1.5parsecs").is_err());
+    }
+
+    #[test]
+    fn since_takes_a_duration_back_or_a_time() {
+        let now = 1_800_000_000_000_000;
+        assert_eq!(parse_since("1h", now), Ok(now - 3_600_000_000));
+        assert_eq!(parse_since("90m ago", now), Ok(now - 5_400_000_000));
+        assert_eq!(
+            parse_since("2026-11-29T19:00:00Z", now),
+            Ok(1_795_978_800_000_000)
+        );
+        assert_eq!(
+            parse_since("2026-11-29 19:00:00", now),
+            Ok(1_795_978_800_000_000)
+        );
+        assert!(
+            parse_since("yesterday", now)
+                .unwrap_err()
+                .contains("neither")
+        );
     }
 
     #[test]

@@ -127,6 +127,9 @@ pub struct AgentPhase {
     pub ended: Option<pb::PhaseEnded>,
     /// Per logged window: (ok, errors).
     pub by_window: BTreeMap<u32, (u64, u64)>,
+    /// Per logged window, everything including the latency histogram: kept
+    /// only by a fold made with [`Fold::keeping_agent_windows`] (`export`).
+    pub kept: BTreeMap<u32, WindowAgg>,
 }
 
 #[derive(Debug, Clone)]
@@ -203,6 +206,9 @@ pub struct Fold {
     pub bad_windows: u64,
     /// Which results to keep (replay filters).
     pub filter: Filter,
+    /// Keep each agent's own windows whole ([`AgentPhase::kept`]), not only
+    /// their counts. Off by default: it holds a histogram per agent and window.
+    pub keep_agent_windows: bool,
 }
 
 /// Which agents' results (and which phases) a fold keeps. Empty lists keep
@@ -241,6 +247,13 @@ impl Fold {
             filter,
             ..Self::default()
         }
+    }
+
+    /// This fold, also keeping each agent's windows whole (with their
+    /// latency histograms), for `export`.
+    pub fn keeping_agent_windows(mut self) -> Self {
+        self.keep_agent_windows = true;
+        self
     }
 
     /// Applies one log record.
@@ -320,7 +333,8 @@ impl Fold {
         let fresh = match self.seen.get_mut(&e.agent_id) {
             Some(set) => set.insert(ev.seq),
             None => {
-                self.seen.insert(e.agent_id.clone(), HashSet::from([ev.seq]));
+                self.seen
+                    .insert(e.agent_id.clone(), HashSet::from([ev.seq]));
                 true
             }
         };
@@ -344,6 +358,7 @@ impl Fold {
         use pb::event::Kind;
         match kind {
             Kind::Window(w) => {
+                let keep = self.keep_agent_windows;
                 let phase = self.phase_mut(w.phase_index);
                 let added = phase
                     .windows
@@ -356,9 +371,18 @@ impl Fold {
                 }
                 let phase = self.phase_mut(w.phase_index);
                 if !phase.agents.contains_key(&e.agent_id) {
-                    phase.agents.insert(e.agent_id.clone(), AgentPhase::default());
+                    phase
+                        .agents
+                        .insert(e.agent_id.clone(), AgentPhase::default());
                 }
                 let agent = phase.agents.get_mut(&e.agent_id).expect("just ensured");
+                if keep {
+                    let _ = agent
+                        .kept
+                        .entry(w.index)
+                        .or_insert_with(WindowAgg::new)
+                        .add(w);
+                }
                 let errors = w.errors.values().sum::<u64>();
                 agent.windows += 1;
                 agent.ok += w.ok;
@@ -395,13 +419,12 @@ impl Fold {
                 s.load_1 = s.load_1.max(m.load_1);
             }
             Kind::Notice(n) => {
-                let level = match pb::agent_notice::Level::try_from(n.level) {
-                    Ok(pb::agent_notice::Level::Error) => "error",
-                    Ok(pb::agent_notice::Level::Warn) => "warn",
-                    _ => "info",
-                };
-                self.notices
-                    .push(format!("{level}: agent {}: {}", e.agent_id, n.message));
+                self.notices.push(format!(
+                    "{}: agent {}: {}",
+                    notice_level(n),
+                    e.agent_id,
+                    n.message
+                ));
             }
         }
     }
@@ -516,6 +539,15 @@ impl Fold {
     }
 }
 
+/// An agent notice's level by name (an unset level reads as "info").
+pub fn notice_level(n: &pb::AgentNotice) -> &'static str {
+    match pb::agent_notice::Level::try_from(n.level) {
+        Ok(pb::agent_notice::Level::Error) => "error",
+        Ok(pb::agent_notice::Level::Warn) => "warn",
+        _ => "info",
+    }
+}
+
 /// What a report includes.
 #[derive(Debug, Clone, Default)]
 pub struct ReportOptions {
@@ -585,6 +617,7 @@ fn phase_report(
         width_ms.min(p.duration_ms.max(1).saturating_sub(start))
     };
 
+    let no_agent = AgentPhase::default();
     let mut total = WindowAgg::new();
     total.latency.auto(true);
     let mut counted_ms = 0u64;
@@ -661,7 +694,7 @@ fn phase_report(
             .chain(p.agents.keys().filter(|id| !p.agent_ids.contains(id)))
             .filter(|id| p.agents.contains_key(*id) || !options.filtered)
             .map(|id| {
-                let a = p.agents.get(id).cloned().unwrap_or_default();
+                let a = p.agents.get(id).unwrap_or(&no_agent);
                 let mut points: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
                 let (mut requests, mut errors, mut windows) = (0, 0, 0);
                 for (&index, &(ok, err)) in a.by_window.iter().filter(|(i, _)| inside(**i)) {

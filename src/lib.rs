@@ -14,6 +14,11 @@
 //! - [`report`]: renders what the fold computed as a table, JSON, CSV or HTML.
 //! - [`html`]: the HTML report of a run and of two runs compared: one
 //!   self-contained page with SVG charts (plotters).
+//! - [`compare`]: two runs' reports side by side, change against noise,
+//!   regression limits.
+//! - [`export`]: a run's windows (per agent) or raw log records as JSON
+//!   Lines or CSV.
+//! - [`stats`]: the Mann-Whitney U test `compare` tells change from noise with.
 //! - [`binary`]: the hash that identifies an agent binary.
 //! - [`credentials`]: what an agent needs to attach (address, pinned
 //!   certificate fingerprint, id, secret).
@@ -30,12 +35,15 @@
 
 pub mod binary;
 pub mod clock;
+pub mod compare;
 pub mod credentials;
+pub mod export;
 pub mod fold;
 pub mod html;
 pub mod report;
 pub mod rng;
 pub mod spec;
+pub mod stats;
 pub mod tls;
 pub mod window;
 

@@ -1,5 +1,5 @@
-//! Reading past (and running) runs back into a fold: what `runs` and
-//! `report` stand on.
+//! Reading past (and running) runs back into a fold: what `runs`, `report`,
+//! `replay`, `compare` and `export` stand on.
 //!
 //! A finished run's sled database is opened directly. A running one is locked
 //! by the coordinator writing it, so its records are streamed from that
@@ -45,6 +45,18 @@ pub fn resolve(data_dir: &Path, which: &str) -> Result<String> {
     }
 }
 
+/// The creation time of a run id (a UUIDv7), Unix microseconds.
+pub fn id_time_us(run_id: &str) -> Option<i64> {
+    let (secs, nanos) = uuid::Uuid::parse_str(run_id)
+        .ok()?
+        .get_timestamp()?
+        .to_unix();
+    i64::try_from(secs)
+        .ok()?
+        .checked_mul(1_000_000)?
+        .checked_add(i64::from(nanos / 1000))
+}
+
 /// Folds a run, directly or through the coordinator that is writing it.
 pub async fn load(data_dir: &Path, run_id: &str) -> Result<Loaded> {
     load_filtered(data_dir, run_id, Filter::default()).await
@@ -52,60 +64,118 @@ pub async fn load(data_dir: &Path, run_id: &str) -> Result<Loaded> {
 
 /// Folds a run keeping only what `filter` admits.
 pub async fn load_filtered(data_dir: &Path, run_id: &str, filter: Filter) -> Result<Loaded> {
-    let dir = data_dir.to_path_buf();
-    let id = run_id.to_string();
+    load_into(data_dir, run_id, Fold::with_filter(filter)).await
+}
+
+/// Applies every record of a run to `fold` (a fresh one, set up as the
+/// caller needs: filtered, keeping agent windows).
+pub async fn load_into(data_dir: &Path, run_id: &str, mut fold: Fold) -> Result<Loaded> {
+    let live = scan(data_dir, run_id, &mut |_, rec| {
+        fold.apply(rec);
+        Ok(())
+    })
+    .await?;
+    if fold.run.is_none() {
+        bail!("run {run_id} has an empty log (its coordinator died before writing)");
+    }
+    Ok(Loaded { fold, live })
+}
+
+/// Hands every record of a run to `sink` with its log sequence number, in
+/// log order: from the database directly, or, while a coordinator holds it,
+/// through that coordinator. Returns whether the run is live. The one way
+/// runs are read back: folds and `export --events` alike.
+pub async fn scan(
+    data_dir: &Path,
+    run_id: &str,
+    sink: &mut dyn FnMut(u64, &pb::LogRecord) -> Result<()>,
+) -> Result<bool> {
     // Retry briefly: another reader (a second `report`) may hold the lock.
     let mut tries = 0;
     loop {
-        let (dir, id, f) = (dir.clone(), id.clone(), filter.clone());
-        let direct = tokio::task::spawn_blocking(move || -> Result<Fold, LogError> {
-            let log = EventLog::open(&dir, &id)?;
-            let mut fold = Fold::with_filter(f);
+        // sled reads block; this runtime has other threads to carry on.
+        let direct = tokio::task::block_in_place(|| -> Result<(), ScanError> {
+            let log = EventLog::open(data_dir, run_id).map_err(ScanError::Log)?;
             for item in log.scan() {
-                let (_, rec) = item?;
-                fold.apply(&rec);
+                let (lsn, rec) = item.map_err(ScanError::Log)?;
+                sink(lsn, &rec).map_err(ScanError::Sink)?;
             }
-            Ok(fold)
-        })
-        .await?;
+            Ok(())
+        });
         match direct {
-            Ok(fold) => {
-                if fold.run.is_none() {
-                    bail!("run {run_id} has an empty log (its coordinator died before writing)");
-                }
-                return Ok(Loaded { fold, live: false });
-            }
-            Err(LogError::Locked { .. }) => match read_live(data_dir, run_id, filter.clone()).await
-            {
-                Ok(fold) => return Ok(Loaded { fold, live: true }),
-                Err(e) if tries >= 20 => {
-                    return Err(e.context(format!(
+            Ok(()) => return Ok(false),
+            Err(ScanError::Log(LogError::Locked { .. })) => {
+                let mut delivered = 0u64;
+                let mut counted = |lsn: u64, rec: &pb::LogRecord| {
+                    delivered += 1;
+                    sink(lsn, rec)
+                };
+                match read_live(data_dir, run_id, false, &mut counted).await {
+                    Ok(()) => return Ok(true),
+                    // Part of the run went to the sink already: a retry
+                    // would hand it over twice.
+                    Err(e) if delivered > 0 => {
+                        return Err(
+                            e.context(format!("reading run {run_id} through its coordinator"))
+                        );
+                    }
+                    Err(e) if tries >= 20 => {
+                        return Err(e.context(format!(
                             "run {run_id} is locked by another process and its coordinator does not answer"
                         )));
+                    }
+                    Err(_) => {}
                 }
-                Err(_) => {}
-            },
-            Err(e) => return Err(e.into()),
+            }
+            Err(ScanError::Log(e)) => return Err(e.into()),
+            Err(ScanError::Sink(e)) => return Err(e),
         }
         tries += 1;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
-async fn read_live(data_dir: &Path, run_id: &str, filter: Filter) -> Result<Fold> {
-    let mut fold = Fold::with_filter(filter);
-    stream_live(data_dir, run_id, false, |rec| fold.apply(&rec)).await?;
-    Ok(fold)
+enum ScanError {
+    Log(LogError),
+    Sink(anyhow::Error),
 }
 
 /// Streams a running run's records from its coordinator to `visit`, in log
 /// order; with `follow`, keeps going as records are logged, until the run
-/// ends.
+/// ends (`replay --follow`).
 pub async fn stream_live(
     data_dir: &Path,
     run_id: &str,
     follow: bool,
     mut visit: impl FnMut(pb::LogRecord),
+) -> Result<()> {
+    read_live(data_dir, run_id, follow, &mut |_, rec| {
+        visit(rec.clone());
+        Ok(())
+    })
+    .await
+}
+
+/// Every record of a finished run, in log order (`replay --speed`); an
+/// error for a run still being written.
+pub async fn records(data_dir: &Path, run_id: &str) -> Result<Vec<pb::LogRecord>> {
+    let mut out = Vec::new();
+    let live = scan(data_dir, run_id, &mut |_, rec| {
+        out.push(rec.clone());
+        Ok(())
+    })
+    .await?;
+    if live {
+        bail!("run {run_id} is still running");
+    }
+    Ok(out)
+}
+
+async fn read_live(
+    data_dir: &Path,
+    run_id: &str,
+    follow: bool,
+    sink: &mut dyn FnMut(u64, &pb::LogRecord) -> Result<()>,
 ) -> Result<()> {
     let addr_file = run_dir(data_dir, run_id).join("coordinator.addr");
     let addr = std::fs::read_to_string(&addr_file)
@@ -131,22 +201,11 @@ pub async fn stream_live(
         for (lsn, bytes) in batch.lsns.iter().zip(&batch.records) {
             let rec = pb::LogRecord::decode(&bytes[..])
                 .map_err(|e| anyhow!("record {lsn} of run {run_id} does not decode: {e}"))?;
-            visit(rec);
+            sink(*lsn, &rec)?;
         }
         if batch.finished {
             break;
         }
     }
     Ok(())
-}
-
-/// Every record of a finished run, in log order (the sled log, directly).
-pub async fn records(data_dir: &Path, run_id: &str) -> Result<Vec<pb::LogRecord>> {
-    let (dir, id) = (data_dir.to_path_buf(), run_id.to_string());
-    let out = tokio::task::spawn_blocking(move || -> Result<Vec<pb::LogRecord>, LogError> {
-        let log = EventLog::open(&dir, &id)?;
-        log.scan().map(|item| item.map(|(_, rec)| rec)).collect()
-    })
-    .await??;
-    Ok(out)
 }

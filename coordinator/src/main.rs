@@ -12,8 +12,14 @@
 //! - `services`: `[[service]]` processes around a run.
 //! - `live`: the live progress line.
 //!
-//! Exit codes: 0 success, 1 the run failed (or was interrupted), 2 bad input
-//! (a workload file that does not validate, a missing binary, an unknown run).
+//! Reading runs again (`runs`, `report`, `replay`, `compare`, `export`,
+//! `rerun`) is a fold over the log through `history`; the numbers and their
+//! rendering live in the library (`fold`, `report`, `compare`, `export`).
+//!
+//! Exit codes: 0 success, 1 the run failed (or was interrupted), or
+//! `compare` found a regression past a limit, 2 bad input (a workload file
+//! that does not validate, a missing binary, an unknown run, phase or
+//! metric).
 
 #![forbid(unsafe_code)]
 
@@ -31,6 +37,7 @@ mod services;
 mod ssh;
 mod trust;
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -65,32 +72,28 @@ enum Cmd {
     Run {
         /// The workload file (TOML).
         workload: PathBuf,
-        /// Print the report as JSON on stdout (progress stays on stderr).
-        #[arg(long)]
-        json: bool,
-        /// Address the gRPC server listens on (default 127.0.0.1:0, or
-        /// 0.0.0.0:0 when the workload uses SSH hosts).
-        #[arg(long)]
-        listen: Option<std::net::SocketAddr>,
-        /// host:port agents dial back to (default: the listen address).
-        #[arg(long)]
-        advertise: Option<String>,
-        /// The agent binary to run (default: `agent` beside this binary,
-        /// or $FLEETBENCH_AGENT).
-        #[arg(long)]
-        agent_binary: Option<PathBuf>,
-        /// Record the host key of SSH hosts not yet in known_hosts.
-        #[arg(long)]
-        accept_new_host_keys: bool,
-        /// Leave the agents on SSH hosts running after the run.
-        #[arg(long)]
-        keep_agents: bool,
+        #[command(flatten)]
+        flags: RunFlags,
     },
-    /// List the runs in the log.
-    Runs,
+    /// Run again exactly the workload text a past run recorded (same text,
+    /// so the same seeds), as a new run.
+    Rerun {
+        /// A run id (or a unique prefix of one), or `latest`.
+        run: String,
+        #[command(flatten)]
+        flags: RunFlags,
+    },
+    /// List the runs in the log, with each phase's throughput and p99.
+    Runs(RunsArgs),
     /// Re-aggregate a run from its raw events: other windows, a time range,
     /// some phases, agents or hosts only.
     Replay(ReplayArgs),
+    /// Compare a candidate run with a base run, phase by phase; exits 1 when
+    /// a --max-regression limit is crossed.
+    Compare(CompareArgs),
+    /// Write a run's windows (per agent), or every raw log record, as JSON
+    /// Lines or CSV.
+    Export(ExportArgs),
     /// Write a synthetic run straight into the log (for replay benchmarks).
     #[command(hide = true)]
     GenerateRun {
@@ -111,6 +114,49 @@ enum Cmd {
         #[arg(long)]
         include_warmup: bool,
     },
+}
+
+#[derive(clap::Args)]
+struct RunsArgs {
+    /// Only runs whose name contains this.
+    #[arg(long)]
+    name: Option<String>,
+    /// Only runs started since then: a duration back from now (1h, "30m
+    /// ago") or a time (2026-11-29T19:00:00Z).
+    #[arg(long, value_parser = since)]
+    since: Option<i64>,
+    /// Only runs with this status (repeatable, or comma-separated).
+    #[arg(long, value_delimiter = ',', value_parser = ["completed", "failed", "aborted", "incomplete", "running"])]
+    status: Vec<String>,
+}
+
+fn since(s: &str) -> Result<i64, String> {
+    fleetbench::clock::parse_since(s, fleetbench::clock::now_us())
+}
+
+/// How `run` (and `rerun`) reach agents and print.
+#[derive(clap::Args)]
+struct RunFlags {
+    /// Print the report as JSON on stdout (progress stays on stderr).
+    #[arg(long)]
+    json: bool,
+    /// Address the gRPC server listens on (default 127.0.0.1:0, or
+    /// 0.0.0.0:0 when the workload uses SSH hosts).
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// host:port agents dial back to (default: the listen address).
+    #[arg(long)]
+    advertise: Option<String>,
+    /// The agent binary to run (default: `agent` beside this binary,
+    /// or $FLEETBENCH_AGENT).
+    #[arg(long)]
+    agent_binary: Option<PathBuf>,
+    /// Record the host key of SSH hosts not yet in known_hosts.
+    #[arg(long)]
+    accept_new_host_keys: bool,
+    /// Leave the agents on SSH hosts running after the run.
+    #[arg(long)]
+    keep_agents: bool,
 }
 
 #[derive(clap::Args)]
@@ -157,6 +203,110 @@ struct ReplayArgs {
     speed: Option<f64>,
 }
 
+#[derive(clap::Args)]
+struct CompareArgs {
+    /// The run to compare against: a run id (or a unique prefix), or `latest`.
+    base: String,
+    /// The run to judge: a run id (or a unique prefix), or `latest`.
+    candidate: String,
+    /// Only this phase.
+    #[arg(long)]
+    phase: Option<String>,
+    /// Limits like p99=10%,throughput=5%,error_rate=1%: exit 1 when
+    /// throughput is lower by more than 5 %, p99 (p50, p90, p999, max)
+    /// higher by more than 10 %, the error rate higher by more than one
+    /// percentage point.
+    #[arg(long, value_parser = limits)]
+    max_regression: Option<Limits>,
+    /// table or json (html comes with the HTML report).
+    #[arg(long, default_value = "table")]
+    format: fleetbench::compare::Format,
+}
+
+#[derive(clap::Args)]
+struct ExportArgs {
+    /// A run id (or a unique prefix of one), or `latest`.
+    run: String,
+    /// jsonl (one JSON object per line) or csv.
+    #[arg(long, default_value = "jsonl")]
+    format: ExportFormat,
+    /// Every raw log record instead of the windows (jsonl only).
+    #[arg(long)]
+    events: bool,
+    /// Write to this file instead of stdout.
+    #[arg(long)]
+    output: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ExportFormat {
+    Jsonl,
+    Csv,
+}
+
+/// `run` and `rerun`: Ctrl-C stops the run gracefully, twice forces.
+async fn start_run(
+    workload: PathBuf,
+    data_dir: PathBuf,
+    flags: RunFlags,
+    rerun_of: Option<String>,
+) -> Result<ExitCode> {
+    let stop = CancellationToken::new();
+    tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("interrupted: stopping the run (Ctrl-C again to force)");
+                stop.cancel();
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
+            }
+        }
+    });
+    let outcome = run::run(
+        run::RunArgs {
+            workload,
+            data_dir,
+            json: flags.json,
+            listen: flags.listen,
+            advertise: flags.advertise,
+            agent_binary: flags.agent_binary,
+            accept_new_host_keys: flags.accept_new_host_keys,
+            keep_agents: flags.keep_agents,
+            rerun_of,
+        },
+        stop,
+    )
+    .await?;
+    Ok(match outcome {
+        run::Outcome::Completed => ExitCode::SUCCESS,
+        run::Outcome::Failed => ExitCode::FAILURE,
+    })
+}
+
+#[derive(Clone)]
+struct Limits(Vec<fleetbench::compare::Limit>);
+
+fn limits(s: &str) -> Result<Limits, String> {
+    fleetbench::compare::parse_limits(s).map(Limits)
+}
+
+/// Resolves and folds a run: its first record's facts and its report.
+async fn load_run(
+    data_dir: &std::path::Path,
+    which: &str,
+) -> Result<(fleetbench::fold::RunInfo, fleetbench::fold::Report)> {
+    let id = history::resolve(data_dir, which).map_err(run::BadInput)?;
+    let loaded = history::load(data_dir, &id).await?;
+    let report = loaded.fold.report(&ReportOptions {
+        live: loaded.live,
+        ..Default::default()
+    });
+    let info = loaded.fold.run.clone().unwrap_or_default();
+    Ok((info, report))
+}
+
 fn seconds(s: &str) -> Result<f64, String> {
     fleetbench::clock::parse_duration(s).map(|d| d.as_secs_f64())
 }
@@ -191,6 +341,15 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
+        // The reader went away (`export ... | head`): nothing more to say.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("coordinator: error: {e:#}");
             if e.downcast_ref::<run::BadInput>().is_some() {
@@ -204,76 +363,101 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Cmd::Run {
-            workload,
-            json,
-            listen,
-            advertise,
-            agent_binary,
-            accept_new_host_keys,
-            keep_agents,
-        } => {
-            let stop = CancellationToken::new();
-            tokio::spawn({
-                let stop = stop.clone();
-                async move {
-                    if tokio::signal::ctrl_c().await.is_ok() {
-                        eprintln!("interrupted: stopping the run (Ctrl-C again to force)");
-                        stop.cancel();
-                        if tokio::signal::ctrl_c().await.is_ok() {
-                            std::process::exit(130);
-                        }
-                    }
-                }
-            });
-            let outcome = run::run(
-                run::RunArgs {
-                    workload,
-                    data_dir: cli.data_dir,
-                    json,
-                    listen,
-                    advertise,
-                    agent_binary,
-                    accept_new_host_keys,
-                    keep_agents,
-                },
-                stop,
-            )
-            .await?;
-            Ok(match outcome {
-                run::Outcome::Completed => ExitCode::SUCCESS,
-                run::Outcome::Failed => ExitCode::FAILURE,
-            })
+        Cmd::Run { workload, flags } => start_run(workload, cli.data_dir, flags, None).await,
+        Cmd::Rerun { run, flags } => {
+            let id = history::resolve(&cli.data_dir, &run).map_err(run::BadInput)?;
+            let loaded = history::load(&cli.data_dir, &id).await?;
+            let info = loaded.fold.run.clone().unwrap_or_default();
+            if info.workload_text.is_empty() {
+                return Err(run::BadInput(anyhow::anyhow!(
+                    "run {id} recorded no workload text: nothing to run again"
+                ))
+                .into());
+            }
+            // The file keeps the original's name: a workload without
+            // [run] name is named after its file.
+            let stem = std::path::Path::new(&info.workload_path)
+                .file_stem()
+                .map_or_else(|| "workload".into(), |s| s.to_os_string());
+            let dir = cli
+                .data_dir
+                .join("tmp")
+                .join(format!("rerun-{}", uuid::Uuid::now_v7()));
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            let path = dir.join(stem).with_extension("toml");
+            std::fs::write(&path, &info.workload_text)
+                .with_context(|| format!("writing {}", path.display()))?;
+            eprintln!("rerun of run {id} ({}): {}", info.name, path.display());
+            let outcome = start_run(path, cli.data_dir.clone(), flags, Some(id)).await;
+            let _ = std::fs::remove_dir_all(&dir);
+            outcome
         }
-        Cmd::Runs => {
+        Cmd::Runs(a) => {
             let ids = log::list_runs(&cli.data_dir)
                 .with_context(|| format!("listing runs in {}", cli.data_dir.display()))?;
             println!(
-                "{:<36}  {:<20}  {:<20}  {:>9}  {:<10}  {:>10}  {:>8}",
+                "{:<36}  {:<20}  {:<20}  {:>9}  {:<10}  {:>10}  {:>8}  phases (req/s, p99)",
                 "id", "name", "started", "duration", "status", "requests", "errors"
             );
             for id in ids {
-                match history::load(&cli.data_dir, &id).await {
-                    Ok(loaded) => {
-                        let r = loaded.fold.report(&ReportOptions {
-                            live: loaded.live,
-                            ..Default::default()
-                        });
-                        let requests: u64 = r.phases.iter().map(|p| p.requests).sum();
-                        let errors: u64 = r.phases.iter().map(|p| p.error_count()).sum();
-                        println!(
-                            "{:<36}  {:<20}  {:<20}  {:>8.1}s  {:<10}  {:>10}  {:>8}",
-                            r.run_id,
-                            r.name,
-                            r.started_at,
-                            r.duration_s,
-                            r.status,
-                            requests,
-                            errors
-                        );
-                    }
-                    Err(e) => println!("{id:<36}  (unreadable: {e:#})"),
+                // A run id is a UUIDv7: its time says, without opening the
+                // log, that a run is older than --since (a second of slack:
+                // the id is drawn just before the start is taken).
+                if let (Some(since), Some(t)) = (a.since, history::id_time_us(&id))
+                    && t < since - 1_000_000
+                {
+                    continue;
                 }
+                let loaded = match history::load(&cli.data_dir, &id).await {
+                    Ok(loaded) => loaded,
+                    Err(e) => {
+                        if a.name.is_none() && a.since.is_none() && a.status.is_empty() {
+                            println!("{id:<36}  (unreadable: {e:#})");
+                        }
+                        continue;
+                    }
+                };
+                let r = loaded.fold.report(&ReportOptions {
+                    live: loaded.live,
+                    ..Default::default()
+                });
+                let started_us = loaded.fold.run.as_ref().map_or(0, |r| r.started_at_us);
+                if a.name
+                    .as_ref()
+                    .is_some_and(|n| !r.name.contains(n.as_str()))
+                    || a.since.is_some_and(|s| started_us < s)
+                    || (!a.status.is_empty() && !a.status.contains(&r.status))
+                {
+                    continue;
+                }
+                let requests: u64 = r.phases.iter().map(|p| p.requests).sum();
+                let errors: u64 = r.phases.iter().map(|p| p.error_count()).sum();
+                let headline: Vec<String> = r
+                    .phases
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "{} {:.1}/s p99 {}",
+                            p.name,
+                            p.throughput_rps,
+                            p.latency_us.as_ref().map_or_else(
+                                || "-".to_string(),
+                                |l| fleetbench::clock::format_us(l.p99 as f64)
+                            )
+                        )
+                    })
+                    .collect();
+                println!(
+                    "{:<36}  {:<20}  {:<20}  {:>8.1}s  {:<10}  {:>10}  {:>8}  {}",
+                    r.run_id,
+                    r.name,
+                    r.started_at,
+                    r.duration_s,
+                    r.status,
+                    requests,
+                    errors,
+                    headline.join("; ")
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -329,6 +513,91 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     .with_context(|| format!("writing {}", path.display()))?,
                 None => print!("{text}"),
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Compare(a) => {
+            let base = load_run(&cli.data_dir, &a.base).await?;
+            let candidate = load_run(&cli.data_dir, &a.candidate).await?;
+            if let Some(phase) = &a.phase {
+                for (label, (_, report)) in [("base", &base), ("candidate", &candidate)] {
+                    if !report.phases.iter().any(|p| &p.name == phase) {
+                        let names: Vec<&str> =
+                            report.phases.iter().map(|p| p.name.as_str()).collect();
+                        return Err(run::BadInput(anyhow::anyhow!(
+                            "the {label} run {} has no phase {phase:?} (it has: {})",
+                            report.run_id,
+                            names.join(", ")
+                        ))
+                        .into());
+                    }
+                }
+            }
+            let limits = a.max_regression.map(|l| l.0).unwrap_or_default();
+            let comparison = fleetbench::compare::compare(
+                &fleetbench::compare::Side {
+                    run: &base.0,
+                    report: &base.1,
+                },
+                &fleetbench::compare::Side {
+                    run: &candidate.0,
+                    report: &candidate.1,
+                },
+                a.phase.as_deref(),
+                &limits,
+            );
+            if comparison.phases.is_empty() {
+                return Err(run::BadInput(anyhow::anyhow!(
+                    "runs {} and {} have no phase name in common: nothing to compare",
+                    base.1.run_id,
+                    candidate.1.run_id
+                ))
+                .into());
+            }
+            print!("{}", fleetbench::compare::render(&comparison, a.format));
+            Ok(if comparison.regressed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Cmd::Export(a) => {
+            if a.events && a.format == ExportFormat::Csv {
+                return Err(run::BadInput(anyhow::anyhow!(
+                    "--events writes JSON Lines: records have fields of their own kind (use --format jsonl)"
+                ))
+                .into());
+            }
+            let id = history::resolve(&cli.data_dir, &a.run).map_err(run::BadInput)?;
+            let sink: Box<dyn std::io::Write> = match &a.output {
+                Some(path) => Box::new(
+                    std::fs::File::create(path)
+                        .with_context(|| format!("creating {}", path.display()))?,
+                ),
+                None => Box::new(std::io::stdout().lock()),
+            };
+            let mut out = std::io::BufWriter::new(sink);
+            if a.events {
+                history::scan(&cli.data_dir, &id, &mut |lsn, rec| {
+                    serde_json::to_writer(&mut out, &fleetbench::export::record_json(lsn, rec))?;
+                    out.write_all(b"\n")?;
+                    Ok(())
+                })
+                .await?;
+            } else {
+                let loaded = history::load_into(
+                    &cli.data_dir,
+                    &id,
+                    fleetbench::fold::Fold::new().keeping_agent_windows(),
+                )
+                .await?;
+                let rows = fleetbench::export::window_rows(&loaded.fold);
+                match a.format {
+                    ExportFormat::Jsonl => fleetbench::export::write_rows_jsonl(&rows, &mut out),
+                    ExportFormat::Csv => fleetbench::export::write_rows_csv(&rows, &mut out),
+                }
+                .context("writing the export")?;
+            }
+            out.flush().context("writing the export")?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Report {

@@ -47,6 +47,8 @@ pub struct RunArgs {
     pub accept_new_host_keys: bool,
     /// Leave the SSH hosts' agents running after the run.
     pub keep_agents: bool,
+    /// The run whose recorded workload text this one runs again (`rerun`).
+    pub rerun_of: Option<String>,
 }
 
 /// How a run ended, for the exit code.
@@ -101,6 +103,14 @@ pub async fn run(args: RunArgs, stop: CancellationToken) -> Result<Outcome> {
         hostname: hostname(),
     }))
     .await;
+    if let Some(of) = &args.rerun_of {
+        hub.notice(
+            "info",
+            "",
+            format!("rerun of run {of}: the same workload text, byte for byte"),
+        )
+        .await;
+    }
     hub.flush().await.map_err(|e| anyhow!(e))?;
     eprintln!(
         "run {run_id} ({}) logging to {}",

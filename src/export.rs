@@ -1,0 +1,472 @@
+//! `coordinator export`: a run's windows, or its raw log records, as rows for
+//! notebooks and analytics engines (JSON Lines or CSV).
+//!
+//! Window rows come from a fold made with [`Fold::keeping_agent_windows`]:
+//! one row per agent per logged window, read from the same fold state every
+//! report is made of (duplicates already dropped, filters applied), so the
+//! rows add up to the report's totals. Raw records are written as they are
+//! logged, one JSON object per record, with their fields by name; latency
+//! histograms are base64 of their V2 + deflate bytes, with their count.
+//!
+//! It owns no I/O of its own beyond writing to the `Write` it is given.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{self, Write};
+
+use data_encoding::BASE64;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::fold::{Fold, notice_level};
+use crate::pb;
+use crate::pb::log_record::Record;
+use crate::report::csv_field;
+use crate::window::{ErrorClass, decode_histogram};
+
+/// One agent's results in one logged window of one phase.
+#[derive(Debug, Clone, Serialize)]
+pub struct WindowRow {
+    pub run_id: String,
+    /// Start of the window, seconds from the run's start.
+    pub t_s: f64,
+    pub phase: String,
+    pub phase_index: u32,
+    /// Index of the window within the phase.
+    pub window: u32,
+    pub window_s: f64,
+    pub warmup: bool,
+    pub agent: String,
+    pub host: String,
+    pub requests: u64,
+    pub ok: u64,
+    pub errors: BTreeMap<String, u64>,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub p50_us: Option<u64>,
+    pub p90_us: Option<u64>,
+    pub p99_us: Option<u64>,
+    pub max_us: Option<u64>,
+    pub latency_clamped: u64,
+}
+
+impl WindowRow {
+    pub fn error_count(&self) -> u64 {
+        self.errors.values().sum()
+    }
+}
+
+/// Every agent's every window, in time order (phase, window, agent). The
+/// fold must have been made with [`Fold::keeping_agent_windows`].
+pub fn window_rows(fold: &Fold) -> Vec<WindowRow> {
+    debug_assert!(fold.keep_agent_windows, "the fold kept no agent windows");
+    let run = fold.run.clone().unwrap_or_default();
+    let mut rows = Vec::new();
+    for p in fold
+        .phases
+        .values()
+        .filter(|p| fold.filter.phases.is_empty() || fold.filter.phases.contains(&p.name))
+    {
+        let phase_start_us = p.start_at_us - run.started_at_us;
+        for (agent, a) in &p.agents {
+            let host = fold.agents.get(agent).map(|i| i.host.clone());
+            for (&index, w) in &a.kept {
+                let q = |q: f64| (!w.latency.is_empty()).then(|| w.latency.value_at_quantile(q));
+                let t_us = phase_start_us + i64::from(index) * i64::from(p.window_ms) * 1000;
+                rows.push(WindowRow {
+                    run_id: run.id.clone(),
+                    t_s: (t_us as f64 / 1000.0).round() / 1000.0,
+                    phase: p.name.clone(),
+                    phase_index: p.index,
+                    window: index,
+                    window_s: f64::from(p.window_ms) / 1000.0,
+                    warmup: u64::from(index) * u64::from(p.window_ms) < p.warmup_ms,
+                    agent: agent.clone(),
+                    host: host.clone().unwrap_or_default(),
+                    requests: w.requests(),
+                    ok: w.ok,
+                    errors: w.errors.clone(),
+                    bytes_sent: w.bytes_sent,
+                    bytes_received: w.bytes_received,
+                    p50_us: q(0.5),
+                    p90_us: q(0.9),
+                    p99_us: q(0.99),
+                    max_us: (!w.latency.is_empty()).then(|| w.latency.max()),
+                    latency_clamped: w.latency_clamped,
+                });
+            }
+        }
+    }
+    rows.sort_by(|a, b| {
+        (a.phase_index, a.window, &a.agent).cmp(&(b.phase_index, b.window, &b.agent))
+    });
+    rows
+}
+
+/// One JSON object per line.
+pub fn write_rows_jsonl(rows: &[WindowRow], out: &mut impl Write) -> io::Result<()> {
+    for row in rows {
+        serde_json::to_writer(&mut *out, row)?;
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+/// A header, then one line per row. Errors get a column per class: the
+/// classes fleetbench knows, always, then any other found in the rows.
+pub fn write_rows_csv(rows: &[WindowRow], out: &mut impl Write) -> io::Result<()> {
+    let known: Vec<String> = ErrorClass::ALL
+        .iter()
+        .map(|c| c.name().to_string())
+        .collect();
+    let extra: BTreeSet<&String> = rows
+        .iter()
+        .flat_map(|r| r.errors.keys())
+        .filter(|k| !known.contains(k))
+        .collect();
+    let classes: Vec<&String> = known.iter().chain(extra).collect();
+    let mut header = String::from(
+        "run_id,t_s,phase,phase_index,window,window_s,warmup,agent,host,requests,ok,errors",
+    );
+    for c in &classes {
+        header.push_str(&format!(",errors_{}", csv_field(c)));
+    }
+    header.push_str(",bytes_sent,bytes_received,p50_us,p90_us,p99_us,max_us,latency_clamped\n");
+    out.write_all(header.as_bytes())?;
+    let opt = |v: Option<u64>| v.map_or_else(String::new, |v| v.to_string());
+    for r in rows {
+        let mut line = format!(
+            "{},{},{},{},{},{},{},{},{},{},{},{}",
+            r.run_id,
+            r.t_s,
+            csv_field(&r.phase),
+            r.phase_index,
+            r.window,
+            r.window_s,
+            r.warmup,
+            csv_field(&r.agent),
+            csv_field(&r.host),
+            r.requests,
+            r.ok,
+            r.error_count()
+        );
+        for c in &classes {
+            line.push_str(&format!(",{}", r.errors.get(*c).copied().unwrap_or(0)));
+        }
+        line.push_str(&format!(
+            ",{},{},{},{},{},{},{}\n",
+            r.bytes_sent,
+            r.bytes_received,
+            opt(r.p50_us),
+            opt(r.p90_us),
+            opt(r.p99_us),
+            opt(r.max_us),
+            r.latency_clamped
+        ));
+        out.write_all(line.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// One raw log record as `export --events` writes it: `lsn`,
+/// `logged_at_us`, `kind` first, then the record's fields.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordLine {
+    pub lsn: u64,
+    pub logged_at_us: i64,
+    pub kind: &'static str,
+    #[serde(flatten)]
+    pub fields: Value,
+}
+
+/// One raw log record as a JSON object: `lsn`, `logged_at_us`, `kind`, and
+/// the record's fields by their proto names. An agent's event carries its
+/// `event` kind and that event's fields under the same name. Nothing secret
+/// is written (an agent's secret never reaches the log; its field is left
+/// out all the same).
+pub fn record_json(lsn: u64, rec: &pb::LogRecord) -> RecordLine {
+    let (kind, fields) = match &rec.record {
+        None => ("unknown", json!({})),
+        Some(Record::RunStarted(r)) => (
+            "run_started",
+            json!({
+                "run_id": r.run_id,
+                "name": r.name,
+                "workload_path": r.workload_path,
+                "workload_text": r.workload_text,
+                "resolved_json": r.resolved_json,
+                "coordinator_version": r.coordinator_version,
+                "agent_binary_hash": r.agent_binary_hash,
+                "started_at_us": r.started_at_us,
+                "hostname": r.hostname,
+            }),
+        ),
+        Some(Record::AgentAttached(a)) => {
+            let hello = a.hello.as_ref().map(|h| {
+                json!({
+                    "agent_id": h.agent_id,
+                    "hostname": h.hostname,
+                    "cores": h.cores,
+                    "memory_bytes": h.memory_bytes,
+                    "os": h.os,
+                    "arch": h.arch,
+                    "agent_version": h.agent_version,
+                    "binary_hash": h.binary_hash,
+                    "lowest_unacked": h.lowest_unacked,
+                    "highest_seq": h.highest_seq,
+                    "run_id": h.run_id,
+                    "protocol": h.protocol,
+                })
+            });
+            (
+                "agent_attached",
+                json!({
+                    "hello": hello,
+                    "peer": a.peer,
+                    "clock_offset_us": a.clock_offset_us,
+                    "rtt_us": a.rtt_us,
+                }),
+            )
+        }
+        Some(Record::AgentDetached(d)) => (
+            "agent_detached",
+            json!({ "agent_id": d.agent_id, "reason": d.reason }),
+        ),
+        Some(Record::AgentEvent(e)) => ("agent_event", agent_event_json(e)),
+        Some(Record::PhaseScheduled(p)) => (
+            "phase_scheduled",
+            json!({
+                "phase_index": p.phase_index,
+                "name": p.name,
+                "start_at_us": p.start_at_us,
+                "duration_ms": p.duration_ms,
+                "warmup_ms": p.warmup_ms,
+                "window_ms": p.window_ms,
+                "agent_ids": p.agent_ids,
+            }),
+        ),
+        Some(Record::ServiceOutput(o)) => (
+            "service_output",
+            json!({
+                "service": o.service,
+                "stream": o.stream,
+                "data": String::from_utf8_lossy(&o.data),
+            }),
+        ),
+        Some(Record::ServiceState(s)) => (
+            "service_state",
+            json!({ "service": s.service, "state": s.state, "detail": s.detail }),
+        ),
+        Some(Record::RunFinished(f)) => (
+            "run_finished",
+            json!({ "status": f.status, "reason": f.reason }),
+        ),
+        Some(Record::Notice(n)) => (
+            "notice",
+            json!({ "level": n.level, "message": n.message, "agent_id": n.agent_id }),
+        ),
+    };
+    RecordLine {
+        lsn,
+        logged_at_us: rec.logged_at_us,
+        kind,
+        fields,
+    }
+}
+
+fn agent_event_json(e: &pb::AgentEvent) -> Value {
+    use pb::event::Kind;
+    let mut out = json!({ "agent_id": e.agent_id, "clock_offset_us": e.clock_offset_us });
+    let Some(ev) = &e.event else { return out };
+    let (name, fields) = match &ev.kind {
+        None => ("unknown", json!({})),
+        Some(Kind::Window(w)) => (
+            "window",
+            json!({
+                "phase_index": w.phase_index,
+                "index": w.index,
+                "width_ms": w.width_ms,
+                "ok": w.ok,
+                "errors": w.errors.iter().collect::<BTreeMap<_, _>>(),
+                "bytes_sent": w.bytes_sent,
+                "bytes_received": w.bytes_received,
+                "latency_count": decode_histogram(&w.latency_histogram).ok().map(|h| h.len()),
+                "latency_histogram": BASE64.encode(&w.latency_histogram),
+                "latency_clamped": w.latency_clamped,
+                "max_send_lag_us": w.max_send_lag_us,
+            }),
+        ),
+        Some(Kind::HostMetrics(m)) => (
+            "host_metrics",
+            json!({
+                "cpu_pct": m.cpu_pct,
+                "mem_used_bytes": m.mem_used_bytes,
+                "mem_total_bytes": m.mem_total_bytes,
+                "net_rx_bytes": m.net_rx_bytes,
+                "net_tx_bytes": m.net_tx_bytes,
+                "load_1": m.load_1,
+                "interval_ms": m.interval_ms,
+            }),
+        ),
+        Some(Kind::PhaseStarted(p)) => (
+            "phase_started",
+            json!({ "phase_index": p.phase_index, "started_at_us": p.started_at_us }),
+        ),
+        Some(Kind::PhaseEnded(p)) => (
+            "phase_ended",
+            json!({
+                "phase_index": p.phase_index,
+                "windows": p.windows,
+                "requests": p.requests,
+                "abandoned_in_flight": p.abandoned_in_flight,
+                "stopped_early": p.stopped_early,
+                "cpu_ms": p.cpu_ms,
+                "threads": p.threads,
+            }),
+        ),
+        Some(Kind::Notice(n)) => (
+            "notice",
+            json!({ "level": notice_level(n), "message": n.message }),
+        ),
+    };
+    if let Value::Object(o) = &mut out {
+        o.insert("seq".into(), json!(ev.seq));
+        o.insert("agent_time_us".into(), json!(ev.agent_time_us));
+        o.insert("event".into(), json!(name));
+        o.insert(name.into(), fields);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fold::ReportOptions;
+    use crate::window::WindowAcc;
+
+    fn rec(r: Record) -> pb::LogRecord {
+        pb::LogRecord {
+            logged_at_us: 7,
+            record: Some(r),
+        }
+    }
+
+    fn window(agent: &str, seq: u64, index: u32, n: u64, errors: u64) -> pb::LogRecord {
+        let mut w = WindowAcc::new();
+        for i in 0..n {
+            w.record_ok(100 + i);
+        }
+        for _ in 0..errors {
+            w.record_error(ErrorClass::Timeout, Some(5000));
+        }
+        rec(Record::AgentEvent(pb::AgentEvent {
+            agent_id: agent.into(),
+            clock_offset_us: 0,
+            event: Some(pb::Event {
+                seq,
+                agent_time_us: 0,
+                kind: Some(pb::event::Kind::Window(w.to_pb(0, index, 1000))),
+            }),
+        }))
+    }
+
+    fn records() -> Vec<pb::LogRecord> {
+        let mut out = vec![
+            rec(Record::RunStarted(pb::RunStarted {
+                run_id: "r".into(),
+                started_at_us: 1_000_000,
+                ..Default::default()
+            })),
+            rec(Record::PhaseScheduled(pb::PhaseScheduled {
+                phase_index: 0,
+                name: "load".into(),
+                start_at_us: 3_500_000,
+                duration_ms: 4000,
+                warmup_ms: 1000,
+                window_ms: 1000,
+                agent_ids: vec!["a".into(), "b".into()],
+            })),
+        ];
+        for i in 0..4 {
+            out.push(window("a", u64::from(i) + 1, i, 10 + u64::from(i), 1));
+            out.push(window("b", u64::from(i) + 1, i, 20, 0));
+        }
+        // A repeated event is not a second row.
+        out.push(window("a", 2, 1, 11, 1));
+        out
+    }
+
+    #[test]
+    fn rows_add_up_to_the_report_and_sit_in_time() {
+        let mut f = Fold::new().keeping_agent_windows();
+        records().iter().for_each(|r| f.apply(r));
+        let rows = window_rows(&f);
+        assert_eq!(rows.len(), 8);
+        let report = f.report(&ReportOptions::default());
+        let measured: u64 = rows.iter().filter(|r| !r.warmup).map(|r| r.requests).sum();
+        assert_eq!(measured, report.phases[0].requests);
+        let errors: u64 = rows
+            .iter()
+            .filter(|r| !r.warmup)
+            .map(|r| r.error_count())
+            .sum();
+        assert_eq!(errors, report.phases[0].error_count());
+        assert_eq!(rows[0].t_s, 2.5);
+        assert_eq!(rows[7].t_s, 5.5);
+        assert_eq!((rows[0].agent.as_str(), rows[1].agent.as_str()), ("a", "b"));
+        assert!(rows[0].warmup && !rows[2].warmup);
+        assert_eq!(rows[0].p99_us, Some(5003), "the timeout's 5 ms, in 11");
+    }
+
+    #[test]
+    fn a_fold_that_keeps_nothing_keeps_no_agent_windows() {
+        let mut f = Fold::new();
+        records().iter().for_each(|r| f.apply(r));
+        assert!(f.phases[&0].agents.values().all(|a| a.kept.is_empty()));
+    }
+
+    #[test]
+    fn csv_has_a_column_per_error_class_and_a_line_per_row() {
+        let mut f = Fold::new().keeping_agent_windows();
+        records().iter().for_each(|r| f.apply(r));
+        let mut out = Vec::new();
+        write_rows_csv(&window_rows(&f), &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 9);
+        let header: Vec<&str> = lines[0].split(',').collect();
+        let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+        let first: Vec<&str> = lines[1].split(',').collect();
+        assert_eq!(first.len(), header.len());
+        assert_eq!(first[col("errors_timeout")], "1");
+        assert_eq!(first[col("requests")], "11");
+    }
+
+    #[test]
+    fn records_become_json_with_their_fields() {
+        let all = records();
+        let line = serde_json::to_string(&record_json(1, &all[0])).unwrap();
+        assert!(
+            line.starts_with(r#"{"lsn":1,"logged_at_us":7,"kind":"run_started","#),
+            "{line}"
+        );
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["kind"], "run_started");
+        assert_eq!(v["lsn"], 1);
+        assert_eq!(v["started_at_us"], 1_000_000);
+        let w = serde_json::to_value(record_json(3, &all[2])).unwrap();
+        assert_eq!(w["kind"], "agent_event");
+        assert_eq!(w["event"], "window");
+        assert_eq!(w["window"]["ok"], 10);
+        assert_eq!(w["window"]["errors"]["timeout"], 1);
+        assert_eq!(w["window"]["latency_count"], 11);
+        let bytes = BASE64
+            .decode(
+                w["window"]["latency_histogram"]
+                    .as_str()
+                    .unwrap()
+                    .as_bytes(),
+            )
+            .unwrap();
+        assert_eq!(decode_histogram(&bytes).unwrap().len(), 11);
+    }
+}
