@@ -38,6 +38,9 @@ pub const TEST: &str = "two-sided Mann-Whitney U test on per-window values (norm
 pub enum Format {
     Table,
     Json,
+    /// Both runs overlaid on the same axes (`html::render_compare`, which
+    /// needs the two reports, not just this comparison).
+    Html,
 }
 
 impl std::str::FromStr for Format {
@@ -46,7 +49,8 @@ impl std::str::FromStr for Format {
         match s {
             "table" => Ok(Format::Table),
             "json" => Ok(Format::Json),
-            other => Err(format!("unknown format {other:?}: use table or json")),
+            "html" => Ok(Format::Html),
+            other => Err(format!("unknown format {other:?}: use table, json or html")),
         }
     }
 }
@@ -435,7 +439,9 @@ pub fn line_diff(a: &str, b: &str) -> Vec<String> {
 
 pub fn render(c: &Comparison, format: Format) -> String {
     match format {
-        Format::Table => table(c),
+        // The HTML page is drawn from the reports (see `Format::Html`); the
+        // comparison alone renders as its table.
+        Format::Table | Format::Html => table(c),
         Format::Json => {
             let mut s = serde_json::to_string_pretty(c).expect("comparison serializes: plain data");
             s.push('\n');

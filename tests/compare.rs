@@ -68,9 +68,15 @@ fn compare_of_a_run_with_itself_finds_no_change_and_exits_0() {
             assert_eq!(m["test"]["p"], 1.0, "{m}");
         }
     }
-    // html is not a compare format (yet): bad input.
+    // HTML: both runs overlaid, one self-contained page.
     let html = coordinator(dir.path(), &["compare", &id, &id, "--format", "html"]);
-    assert_eq!(html.status.code(), Some(2));
+    assert_eq!(html.status.code(), Some(0));
+    let page = text(&html.stdout);
+    assert!(
+        page.starts_with("<!DOCTYPE html>") && page.contains("<svg"),
+        "{}",
+        &page[..page.len().min(300)]
+    );
     // An unknown phase or metric is bad input too.
     let phase = coordinator(dir.path(), &["compare", &id, &id, "--phase", "nope"]);
     assert_eq!(phase.status.code(), Some(2), "{}", text(&phase.stderr));

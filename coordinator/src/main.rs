@@ -218,7 +218,7 @@ struct CompareArgs {
     /// percentage point.
     #[arg(long, value_parser = limits)]
     max_regression: Option<Limits>,
-    /// table or json (html comes with the HTML report).
+    /// table, json, or html (both runs overlaid on the same charts).
     #[arg(long, default_value = "table")]
     format: fleetbench::compare::Format,
 }
@@ -553,7 +553,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 ))
                 .into());
             }
-            print!("{}", fleetbench::compare::render(&comparison, a.format));
+            let text = match a.format {
+                fleetbench::compare::Format::Html => {
+                    fleetbench::html::render_compare(&base.1, &candidate.1)
+                }
+                format => fleetbench::compare::render(&comparison, format),
+            };
+            print!("{text}");
             Ok(if comparison.regressed {
                 ExitCode::FAILURE
             } else {
