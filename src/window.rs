@@ -50,7 +50,35 @@ pub fn decode_histogram(bytes: &[u8]) -> Result<Histogram<u64>, String> {
 /// encoder's precision (3 digits, lowest 1), so counts land in their own
 /// buckets. Returns the number of values added.
 pub fn merge_encoded(target: &mut Histogram<u64>, bytes: &[u8]) -> Result<u64, String> {
-    use std::io::Read;
+    thread_local! {
+        /// Reused across calls: an inflater's state is tens of KiB to set up.
+        static SCRATCH: std::cell::RefCell<(flate2::Decompress, Vec<u8>, Vec<(u64, u64)>)> =
+            std::cell::RefCell::new((flate2::Decompress::new(true), Vec::new(), Vec::new()));
+    }
+    SCRATCH.with(|scratch| {
+        let (inflater, inflated, counts) = &mut *scratch.borrow_mut();
+        counts.clear();
+        decode_counts(bytes, inflater, inflated, counts)?;
+        // Decoded whole before anything is recorded: a bad histogram changes
+        // nothing.
+        let mut added = 0;
+        for &(value, count) in counts.iter() {
+            target
+                .record_n(value, count)
+                .map_err(|e| format!("histogram value out of range: {e:?}"))?;
+            added += count;
+        }
+        Ok(added)
+    })
+}
+
+/// The (lowest equivalent value, count) pairs of an encoded histogram.
+fn decode_counts(
+    bytes: &[u8],
+    inflater: &mut flate2::Decompress,
+    inflated: &mut Vec<u8>,
+    counts: &mut Vec<(u64, u64)>,
+) -> Result<(), String> {
     const V2: u32 = 0x1c84_9303 | 0x10;
     const V2_DEFLATE: u32 = 0x1c84_9304 | 0x10;
     fn be32(b: &[u8], at: usize) -> Result<u32, String> {
@@ -64,22 +92,46 @@ pub fn merge_encoded(target: &mut Histogram<u64>, bytes: &[u8]) -> Result<u64, S
             .ok_or_else(|| "truncated histogram".to_string())
     }
     if bytes.is_empty() {
-        return Ok(0);
+        return Ok(());
     }
-    let inflated;
     let body: &[u8] = match be32(bytes, 0)? {
         V2 => &bytes[4..],
         V2_DEFLATE => {
             let len = be32(bytes, 4)? as usize;
             let zipped = bytes.get(8..8 + len).ok_or("truncated histogram")?;
-            let mut out = Vec::with_capacity(256);
-            flate2::read::ZlibDecoder::new(zipped)
-                .read_to_end(&mut out)
-                .map_err(|e| format!("bad histogram: {e}"))?;
-            if be32(&out, 0)? != V2 {
+            inflater.reset(true);
+            inflated.clear();
+            for round in 0.. {
+                if round > 16_384 {
+                    return Err("histogram does not inflate".into());
+                }
+                if inflated.capacity() - inflated.len() < 1024 {
+                    inflated.reserve(4096);
+                }
+                let before_in = inflater.total_in() as usize;
+                let status = inflater
+                    .decompress_vec(
+                        &zipped[before_in.min(zipped.len())..],
+                        inflated,
+                        flate2::FlushDecompress::Finish,
+                    )
+                    .map_err(|e| format!("bad histogram: {e}"))?;
+                match status {
+                    flate2::Status::StreamEnd => break,
+                    _ if inflater.total_in() as usize >= zipped.len()
+                        && inflated.capacity() > inflated.len() =>
+                    {
+                        return Err("truncated histogram".into());
+                    }
+                    _ => {}
+                }
+                if inflated.len() > 64 << 20 {
+                    return Err("histogram too large".into());
+                }
+            }
+            if be32(inflated, 0)? != V2 {
                 return Err("bad histogram cookie".into());
             }
-            inflated = out;
             &inflated[4..]
         }
         other => return Err(format!("bad histogram cookie {other:#x}")),
@@ -111,7 +163,6 @@ pub fn merge_encoded(target: &mut Histogram<u64>, bytes: &[u8]) -> Result<u64, S
         sub << (bucket + unit_magnitude)
     };
     let mut index = 0u64;
-    let mut added = 0u64;
     let mut at = 0;
     while at < payload.len() {
         // LEB128 with a 9th byte of 8 bits, zig-zag encoded.
@@ -135,15 +186,16 @@ pub fn merge_encoded(target: &mut Histogram<u64>, bytes: &[u8]) -> Result<u64, S
             index += v.unsigned_abs();
         } else {
             if v > 0 {
-                target
-                    .record_n(value_at(index), v as u64)
-                    .map_err(|e| format!("histogram value out of range: {e:?}"))?;
-                added += v as u64;
+                let value = value_at(index);
+                if index > 1 << 24 || value > MAX_LATENCY_US.saturating_mul(4) {
+                    return Err("histogram value out of range".into());
+                }
+                counts.push((value, v as u64));
             }
             index += 1;
         }
     }
-    Ok(added)
+    Ok(())
 }
 
 /// An empty, auto-resizing histogram of fleetbench's precision, as small as
