@@ -50,13 +50,25 @@ pub fn decode_histogram(bytes: &[u8]) -> Result<Histogram<u64>, String> {
 /// encoder's precision (3 digits, lowest 1), so counts land in their own
 /// buckets. Returns the number of values added.
 pub fn merge_encoded(target: &mut Histogram<u64>, bytes: &[u8]) -> Result<u64, String> {
+    /// Reused across calls: an inflater's state is tens of KiB to set up.
+    struct Scratch {
+        inflater: flate2::Decompress,
+        inflated: Vec<u8>,
+        counts: Vec<(u64, u64)>,
+    }
     thread_local! {
-        /// Reused across calls: an inflater's state is tens of KiB to set up.
-        static SCRATCH: std::cell::RefCell<(flate2::Decompress, Vec<u8>, Vec<(u64, u64)>)> =
-            std::cell::RefCell::new((flate2::Decompress::new(true), Vec::new(), Vec::new()));
+        static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch {
+            inflater: flate2::Decompress::new(true),
+            inflated: Vec::new(),
+            counts: Vec::new(),
+        });
     }
     SCRATCH.with(|scratch| {
-        let (inflater, inflated, counts) = &mut *scratch.borrow_mut();
+        let Scratch {
+            inflater,
+            inflated,
+            counts,
+        } = &mut *scratch.borrow_mut();
         counts.clear();
         decode_counts(bytes, inflater, inflated, counts)?;
         // Decoded whole before anything is recorded: a bad histogram changes
