@@ -149,7 +149,9 @@ fn compare_exits_1_on_a_run_made_slower_on_purpose() {
         .clone();
     assert_eq!(p99["significant"], true, "{p99}");
     assert!(p99["test"]["p"].as_f64().unwrap() < 0.05, "{p99}");
-    assert!(p99["change_pct"].as_f64().unwrap() > 100.0, "{p99}");
+    // 5 ms more per request; how much more in % depends on the machine's
+    // noise (a loaded CI box has a slow base too): above the 10 % limit.
+    assert!(p99["change_pct"].as_f64().unwrap() > 10.0, "{p99}");
     let tput = c["phases"][0]["metrics"][0].clone();
     assert_eq!(tput["metric"], "throughput");
     assert!(tput["change_pct"].as_f64().unwrap() < -50.0, "{tput}");
