@@ -46,7 +46,7 @@ pub struct LinkConfig {
     /// Exit when no coordinator could be reached for this long.
     pub give_up_after: Duration,
     /// Write the highest acked seq to this file on every ack (set from
-    /// $FLEETBENCH_ACK_TRACE/<agent id>; tests of durability read it).
+    /// `$FLEETBENCH_ACK_TRACE/<agent id>`; tests of durability read it).
     pub ack_trace: Option<std::path::PathBuf>,
 }
 
