@@ -15,19 +15,6 @@ use fleetbench::credentials::Credentials;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
-const WORKLOAD: &str = r#"
-[agents]
-local = 2
-
-[[phase]]
-name = "load"
-duration = "DURATION"
-
-[phase.synthetic]
-latency = "1ms"
-concurrency = 4
-"#;
-
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -47,7 +34,7 @@ fn run_dir(data: &Path) -> Option<PathBuf> {
 }
 
 fn start_run(dir: &TempDir, duration: &str) -> Child {
-    let w = dir.write("w.toml", &WORKLOAD.replace("DURATION", duration));
+    let w = dir.write("w.toml", &synthetic_workload(duration));
     Command::new(bin("coordinator"))
         .arg("--data-dir")
         .arg(dir.path())

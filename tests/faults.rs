@@ -98,19 +98,6 @@ fn free_port() -> SocketAddr {
         .unwrap()
 }
 
-const SYNTHETIC: &str = r#"
-[agents]
-local = 2
-
-[[phase]]
-name = "load"
-duration = "DURATION"
-
-[phase.synthetic]
-latency = "1ms"
-concurrency = 4
-"#;
-
 fn live_report(dir: &TempDir) -> Option<serde_json::Value> {
     let out = coordinator(dir.path(), &["report", "latest", "--format", "json"]);
     if !out.status.success() {
@@ -125,7 +112,7 @@ fn live_report(dir: &TempDir) -> Option<serde_json::Value> {
 #[test]
 fn cut_link_reconnects_and_logs_each_window_exactly_once() {
     let dir = TempDir::new("cut");
-    let w = dir.write("w.toml", &SYNTHETIC.replace("DURATION", "8s"));
+    let w = dir.write("w.toml", &synthetic_workload("8s"));
     let listen = free_port();
     let proxy = Proxy::start(listen);
     let child = std::process::Command::new(bin("coordinator"))
@@ -193,7 +180,7 @@ fn sigkill_of_the_coordinator_loses_no_acked_event() {
     let dir = TempDir::new("kill");
     let acks = dir.path().join("acks");
     std::fs::create_dir_all(&acks).unwrap();
-    let w = dir.write("w.toml", &SYNTHETIC.replace("DURATION", "60s"));
+    let w = dir.write("w.toml", &synthetic_workload("60s"));
     let mut child = std::process::Command::new(bin("coordinator"))
         .arg("--data-dir")
         .arg(dir.path())

@@ -85,8 +85,20 @@ fn runs_filters_by_name_status_and_start() {
         dir.path(),
         &["run", alpha.to_str().unwrap(), "--json"],
     ));
-    // Whole seconds later (`--since` below is an RFC 3339 time in seconds).
-    std::thread::sleep(std::time::Duration::from_millis(1100));
+    // Into the next whole second (`--since` below is an RFC 3339 time in
+    // seconds), so that it falls strictly between the two runs.
+    let secs = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let after_a = secs();
+    wait_for(
+        "the clock to reach the next second",
+        std::time::Duration::from_secs(5),
+        || (secs() > after_a).then_some(()),
+    );
     let between = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let b = run_id(&coordinator(
         dir.path(),

@@ -174,3 +174,11 @@ pub fn requests(report: &serde_json::Value, phase: usize) -> u64 {
         .as_u64()
         .expect("requests")
 }
+
+/// Two local agents, one synthetic closed-loop phase of `duration` (1 ms a
+/// request, 4 at a time): the workload of tests that hurt the run itself.
+pub fn synthetic_workload(duration: &str) -> String {
+    format!(
+        "[agents]\nlocal = 2\n\n[[phase]]\nname = \"load\"\nduration = \"{duration}\"\n\n[phase.synthetic]\nlatency = \"1ms\"\nconcurrency = 4\n"
+    )
+}
