@@ -628,6 +628,7 @@ mod tests {
             warmup_ms: 0,
             window_ms: 1000,
             agent_ids: vec!["a".into()],
+            ..Default::default()
         })));
         for (i, &(n, lat)) in per_window.iter().enumerate() {
             let mut w = WindowAcc::new();

@@ -244,6 +244,16 @@ pub fn record_json(lsn: u64, rec: &pb::LogRecord) -> RecordLine {
                 "agent_ids": p.agent_ids,
             }),
         ),
+        Some(Record::PhaseStopRequested(p)) => (
+            "phase_stop_requested",
+            json!({
+                "phase_index": p.phase_index,
+                "reason": p.reason,
+                "window_index": p.window_index,
+                "rate": p.rate,
+                "condition_met": p.condition_met,
+            }),
+        ),
         Some(Record::ServiceOutput(o)) => (
             "service_output",
             json!({
@@ -384,6 +394,7 @@ mod tests {
                 warmup_ms: 1000,
                 window_ms: 1000,
                 agent_ids: vec!["a".into(), "b".into()],
+                ..Default::default()
             })),
         ];
         for i in 0..4 {

@@ -309,6 +309,7 @@ impl Fold {
                     .push(format!("{}: {who}{}", n.level, n.message));
             }
             Record::ServiceOutput(_) | Record::ServiceState(_) => {}
+            Record::PhaseStopRequested(_) => {}
         }
     }
 
@@ -958,6 +959,7 @@ mod tests {
                 warmup_ms: 2_000,
                 window_ms: 1000,
                 agent_ids: vec!["a".into(), "b".into()],
+                ..Default::default()
             })),
         }
     }

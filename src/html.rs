@@ -1236,6 +1236,7 @@ mod tests {
                 warmup_ms: *warmup_ms,
                 window_ms: 1000,
                 agent_ids: agents.iter().map(|a| a.0.to_string()).collect(),
+                ..Default::default()
             })));
             for (a, (id, _)) in agents.iter().enumerate() {
                 for i in 0..*seconds {

@@ -290,6 +290,7 @@ impl Phase {
                     .collect(),
                 body: h.body.clone().into_bytes(),
                 timeout_ms: millis(h.timeout),
+                ..Default::default()
             }),
             WorkloadKind::Synthetic(s) => {
                 pb::phase_spec::Workload::Synthetic(pb::SyntheticWorkload {
@@ -305,6 +306,7 @@ impl Phase {
             warmup_ms: millis(self.warmup),
             window_ms: millis(WINDOW) as u32,
             workload: Some(workload),
+            ..Default::default()
         }
     }
 }
@@ -454,13 +456,13 @@ impl Number {
 // ---------------------------------------------------------------- validation
 
 /// Where validation errors point.
-struct Source<'a> {
-    path: &'a str,
+pub(crate) struct Source<'a> {
+    pub(crate) path: &'a str,
     text: &'a str,
 }
 
 impl Source<'_> {
-    fn error(&self, span: Range<usize>, message: impl Into<String>) -> SpecError {
+    pub(crate) fn error(&self, span: Range<usize>, message: impl Into<String>) -> SpecError {
         let start = span.start.min(self.text.len());
         let before = &self.text[..start];
         let line = before.matches('\n').count() + 1;
@@ -474,7 +476,11 @@ impl Source<'_> {
         }
     }
 
-    fn duration(&self, value: &Spanned<String>, what: &str) -> Result<Duration, SpecError> {
+    pub(crate) fn duration(
+        &self,
+        value: &Spanned<String>,
+        what: &str,
+    ) -> Result<Duration, SpecError> {
         parse_duration(value.get_ref()).map_err(|e| {
             self.error(
                 value.span(),

@@ -358,6 +358,7 @@ impl WindowAcc {
             latency_histogram: encode_histogram(&self.latency),
             latency_clamped: self.latency_clamped,
             max_send_lag_us: self.max_send_lag_us,
+            ..Default::default()
         }
     }
 }

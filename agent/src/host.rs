@@ -67,6 +67,8 @@ pub fn sample_metrics(outbox: Arc<Outbox>, every: Duration, stop: CancellationTo
     let mut networks = sysinfo::Networks::new_with_refreshed_list().ok();
     system.refresh_cpu_usage();
     let mut last = Instant::now();
+    let mut cpu_last = process_cpu_ms();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
     while !stop.is_cancelled() {
         std::thread::sleep(every.min(Duration::from_millis(250)));
         if last.elapsed() < every {
@@ -74,6 +76,10 @@ pub fn sample_metrics(outbox: Arc<Outbox>, every: Duration, stop: CancellationTo
         }
         let interval = last.elapsed();
         last = Instant::now();
+        let cpu_now = process_cpu_ms();
+        let agent_cpu_pct =
+            cpu_now.saturating_sub(cpu_last) as f32 * 100.0 / interval.as_millis().max(1) as f32;
+        cpu_last = cpu_now;
         system.refresh_cpu_usage();
         system.refresh_memory();
         let (mut rx, mut tx) = (0, 0);
@@ -93,6 +99,8 @@ pub fn sample_metrics(outbox: Arc<Outbox>, every: Duration, stop: CancellationTo
             net_tx_bytes: tx,
             load_1: load,
             interval_ms: interval.as_millis() as u32,
+            agent_cpu_pct,
+            cores,
         }));
     }
 }

@@ -418,6 +418,7 @@ async fn run_phase(
         stopped_early,
         cpu_ms,
         threads,
+        iterations_done: false,
     }));
 }
 

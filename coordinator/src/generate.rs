@@ -58,6 +58,7 @@ pub async fn run(data_dir: &Path, agents: u32, seconds: u32, seed: u64) -> Resul
             warmup_ms: 0,
             window_ms: 1000,
             agent_ids: ids.clone(),
+            ..Default::default()
         }),
     ));
     log.append(&batch)?;

@@ -557,6 +557,7 @@ async fn run_phase(
         warmup_ms: spec.warmup_ms,
         window_ms: spec.window_ms,
         agent_ids: ids.to_vec(),
+        ..Default::default()
     }))
     .await;
     hub.flush()
@@ -582,6 +583,7 @@ async fn run_phase(
                 agent_count: n,
                 concurrency,
                 rate,
+                ..Default::default()
             }),
         );
         if !sent {
