@@ -24,7 +24,9 @@
 mod host;
 mod link;
 mod load;
+mod ops;
 mod outbox;
+mod schedule;
 mod serve;
 
 use std::net::SocketAddr;
@@ -80,6 +82,10 @@ enum Cmd {
         /// Size of the response body in bytes.
         #[arg(long, default_value_t = 100)]
         body_size: usize,
+        /// Also serve a line echo over TCP on this address (each line sent
+        /// is answered with itself; counted in the stats as `echoed`).
+        #[arg(long)]
+        echo_listen: Option<SocketAddr>,
     },
 }
 
@@ -125,6 +131,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 delay,
                 stall,
                 body_size,
+                echo_listen,
             } => {
                 let body = bytes::Bytes::from(
                     "fleetbench\n".repeat(body_size / 11 + 1)[..body_size].to_string(),
@@ -135,6 +142,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         delay,
                         stall,
                         body,
+                        echo_listen,
                     },
                     stop,
                 )
