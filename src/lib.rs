@@ -11,6 +11,8 @@
 //!   latency histogram) as the agent accumulates it and the wire carries it.
 //! - [`fold`]: the one aggregation over a run's log records. The live view,
 //!   the end-of-run summary and `report` all call it.
+//! - [`generator`]: generated data: `[generator.NAME]` specs, `{{NAME}}`
+//!   templates, and their rendering per worker (seeded, allocation-free).
 //! - [`report`]: renders what the fold computed as a table, JSON, CSV or HTML.
 //! - [`html`]: the HTML report of a run and of two runs compared: one
 //!   self-contained page with SVG charts (plotters).

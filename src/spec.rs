@@ -342,7 +342,7 @@ impl Number {
 /// Where validation errors point.
 pub(crate) struct Source<'a> {
     pub(crate) path: &'a str,
-    text: &'a str,
+    pub(crate) text: &'a str,
 }
 
 impl Source<'_> {
