@@ -242,6 +242,15 @@ pub fn record_json(lsn: u64, rec: &pb::LogRecord) -> RecordLine {
                 "warmup_ms": p.warmup_ms,
                 "window_ms": p.window_ms,
                 "agent_ids": p.agent_ids,
+                "shares": p.shares.iter().map(|s| json!({
+                    "agent_id": s.agent_id,
+                    "share": s.share,
+                    "concurrency": s.concurrency,
+                    "rate": s.rate,
+                    "iterations": s.iterations,
+                })).collect::<Vec<_>>(),
+                "iterations": p.iterations,
+                "ops": p.ops,
             }),
         ),
         Some(Record::PhaseStopRequested(p)) => (

@@ -254,6 +254,7 @@ impl Phase {
             think: self.think.as_ref().map(Latency::to_pb),
             seed: self.seed,
             has_iterations: self.iterations.is_some(),
+            max_agent_concurrency: 0,
         }
     }
 
@@ -494,7 +495,12 @@ pub(crate) fn validate_phase(
     ];
     let single_count = singles.iter().flatten().count();
     if single_count > 1 {
-        let second = singles.iter().flatten().nth(1).cloned().unwrap_or(phase_span);
+        let second = singles
+            .iter()
+            .flatten()
+            .nth(1)
+            .cloned()
+            .unwrap_or(phase_span);
         return Err(src.error(
             second,
             q("has more than one of [phase.http], [phase.synthetic], [phase.tcp], [phase.exec]; give it one, or name several operations with [[phase.op]]"),
@@ -600,7 +606,12 @@ pub(crate) fn validate_phase(
         p.steps.as_ref().map(|r| r.span()),
     ];
     if shapes.iter().flatten().count() > 1 {
-        let second = shapes.iter().flatten().nth(1).cloned().unwrap_or(phase_span);
+        let second = shapes
+            .iter()
+            .flatten()
+            .nth(1)
+            .cloned()
+            .unwrap_or(phase_span);
         return Err(src.error(
             second,
             q("takes one of `rate`, `ramp` and `steps`, not several"),
@@ -634,7 +645,10 @@ pub(crate) fn validate_phase(
     }
     if let Some(steps) = &p.steps {
         if steps.get_ref().is_empty() {
-            return Err(src.error(steps.span(), q("steps is empty; write steps = [{ rate = 100, for = \"30s\" }, ...]")));
+            return Err(src.error(
+                steps.span(),
+                q("steps is empty; write steps = [{ rate = 100, for = \"30s\" }, ...]"),
+            ));
         }
         for s in steps.get_ref() {
             let step = s.get_ref();
@@ -788,7 +802,11 @@ fn rate_value(
 ) -> Result<f64, SpecError> {
     let v = r.get_ref().get();
     if !v.is_finite() || v < 0.0 || (v == 0.0 && !zero_ok) || v > 1e9 {
-        let lo = if zero_ok { "zero or more" } else { "above zero" };
+        let lo = if zero_ok {
+            "zero or more"
+        } else {
+            "above zero"
+        };
         return Err(src.error(
             r.span(),
             format!("{what} must be a number of requests per second {lo} (at most 1e9), not {v}"),
@@ -810,7 +828,11 @@ fn validate_until(src: &Source, u: Spanned<RawUntil>, phase: &str) -> Result<Unt
     ] {
         if let Some(v) = value {
             let d = positive(src, v, &format!("phase.until.{key}"))?;
-            latency.push((key.to_string(), q, u64::try_from(d.as_micros()).unwrap_or(u64::MAX)));
+            latency.push((
+                key.to_string(),
+                q,
+                u64::try_from(d.as_micros()).unwrap_or(u64::MAX),
+            ));
         }
     }
     let error_rate = match &u.error_rate {
@@ -859,7 +881,10 @@ fn validate_op(
         ));
     }
     if earlier.iter().any(|o| o.name == name) {
-        return Err(src.error(name_span, format!("op {name:?} is defined twice in this phase")));
+        return Err(src.error(
+            name_span,
+            format!("op {name:?} is defined twice in this phase"),
+        ));
     }
     let weight = match &raw.weight {
         Some(w) if *w.get_ref() < 1 || *w.get_ref() > 1_000_000 => {
@@ -979,7 +1004,13 @@ fn validate_http(
                 format!("{what}: header {name:?} holds a line break"),
             ));
         }
-        template(src, value.span(), value.get_ref(), &format!("{what}: header {name:?}"), cx)?;
+        template(
+            src,
+            value.span(),
+            value.get_ref(),
+            &format!("{what}: header {name:?}"),
+            cx,
+        )?;
         headers.push((name, value.into_inner()));
     }
     let body = match h.body {
@@ -1109,7 +1140,9 @@ fn validate_tcp(
     if reads > 1 {
         return Err(src.error(
             span,
-            format!("{what}: give one of `until` (a delimiter), `read_bytes` or `read_to_close = true`"),
+            format!(
+                "{what}: give one of `until` (a delimiter), `read_bytes` or `read_to_close = true`"
+            ),
         ));
     }
     let read = if let Some(u) = &t.until {
@@ -1121,7 +1154,10 @@ fn validate_tcp(
         if *n.get_ref() < 1 || *n.get_ref() > 1 << 30 {
             return Err(src.error(
                 n.span(),
-                format!("{what}: read_bytes must be from 1 to 1073741824, not {}", n.get_ref()),
+                format!(
+                    "{what}: read_bytes must be from 1 to 1073741824, not {}",
+                    n.get_ref()
+                ),
             ));
         }
         TcpRead::Bytes(*n.get_ref() as u64)

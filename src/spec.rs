@@ -461,7 +461,10 @@ impl Workload {
             if phases.iter().any(|q| q.name == phase.name) {
                 return Err(src.error(
                     span,
-                    format!("phase {:?} is defined twice; phases need distinct names", phase.name),
+                    format!(
+                        "phase {:?} is defined twice; phases need distinct names",
+                        phase.name
+                    ),
                 ));
             }
             for op in &phase.ops {
@@ -605,7 +608,8 @@ fn validate_agents(src: &Source, raw: Spanned<RawAgents>) -> Result<Agents, Spec
                 }
                 RawSplit::Weights(w) => {
                     let w: Vec<f64> = w.into_iter().map(Number::get).collect();
-                    if w.iter().any(|x| !x.is_finite() || *x < 0.0) || w.iter().sum::<f64>() <= 0.0 {
+                    if w.iter().any(|x| !x.is_finite() || *x < 0.0) || w.iter().sum::<f64>() <= 0.0
+                    {
                         return Err(src.error(
                             span,
                             "agents.split weights must be zero or more, and not all zero",

@@ -142,6 +142,8 @@ struct Plan {
     gens: Vec<GenSpec>,
     agent_index: u32,
     agent_count: u32,
+    /// Workers per agent that generator lanes are laid out by.
+    lanes: u32,
     threads: usize,
 }
 
@@ -262,6 +264,7 @@ async fn plan(s: pb::StartPhase, threads: usize) -> Result<Plan> {
         gens,
         agent_index: s.agent_index,
         agent_count: s.agent_count,
+        lanes: spec.max_agent_concurrency.max(s.concurrency),
         threads,
     })
 }
@@ -303,7 +306,11 @@ async fn run_phase(
     let mut joins = Vec::new();
     // Threads only when there are workers: an agent with no share of the
     // phase just reports its (empty) end.
-    let thread_count = if plan.concurrency == 0 { 0 } else { plan.threads };
+    let thread_count = if plan.concurrency == 0 {
+        0
+    } else {
+        plan.threads
+    };
     for t in 0..thread_count {
         let (plan, thread_halt, tx) = (plan.clone(), halt.clone(), tx.clone());
         let spawned = std::thread::Builder::new()
@@ -646,7 +653,7 @@ async fn worker(shared: Rc<Shared>, w: usize) {
         agent,
         agents: plan.agent_count,
         worker: w as u32,
-        workers: plan.concurrency,
+        workers: plan.lanes,
     };
     let values = WorkerGen::new(&plan.gens, plan.seed, lane);
     // Draws inside ops (synthetic latencies and errors).
@@ -706,8 +713,13 @@ async fn worker(shared: Rc<Shared>, w: usize) {
         }
         scratch.values.begin(iteration);
         iteration += 1;
-        let (sent, outcome, bytes) =
-            ops::execute(&plan.ops[op], &mut slots[op], &mut scratch, &shared.in_flight).await;
+        let (sent, outcome, bytes) = ops::execute(
+            &plan.ops[op],
+            &mut slots[op],
+            &mut scratch,
+            &shared.in_flight,
+        )
+        .await;
         let done = Instant::now();
         let from = intended.unwrap_or(sent);
         let latency = done.saturating_duration_since(from).as_micros() as u64;

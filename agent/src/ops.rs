@@ -45,18 +45,24 @@ impl Op {
         } else {
             format!("op {:?}", op.name)
         };
-        let kind = match op.kind.as_ref().with_context(|| format!("{what} has no kind"))? {
+        let kind = match op
+            .kind
+            .as_ref()
+            .with_context(|| format!("{what} has no kind"))?
+        {
             pb::operation::Kind::Http(h) => OpKind::Http(Box::new(
                 HttpOp::compile(h, gens)
                     .await
                     .with_context(|| what.clone())?,
             )),
             pb::operation::Kind::Tcp(t) => OpKind::Tcp(Box::new(
-                TcpOp::compile(t, gens).await.with_context(|| what.clone())?,
+                TcpOp::compile(t, gens)
+                    .await
+                    .with_context(|| what.clone())?,
             )),
-            pb::operation::Kind::Exec(e) => {
-                OpKind::Exec(Box::new(ExecOp::compile(e, gens).with_context(|| what.clone())?))
-            }
+            pb::operation::Kind::Exec(e) => OpKind::Exec(Box::new(
+                ExecOp::compile(e, gens).with_context(|| what.clone())?,
+            )),
             pb::operation::Kind::Synthetic(s) => OpKind::Synthetic {
                 latency: s
                     .latency
@@ -234,9 +240,9 @@ impl HttpOp {
                 http::Uri::try_from(format!("{origin}{}", String::from_utf8_lossy(p)))
                     .with_context(|| format!("URL {url:?}"))?,
             ),
-            Some(p) => Some(
-                http::Uri::try_from(p).with_context(|| format!("URL path {path_text:?}"))?,
-            ),
+            Some(p) => {
+                Some(http::Uri::try_from(p).with_context(|| format!("URL path {path_text:?}"))?)
+            }
             None => None,
         };
         let method = http::Method::from_bytes(h.method.as_bytes()).context("HTTP method")?;

@@ -219,7 +219,10 @@ mod tests {
 
     #[test]
     fn steps_and_zero_rates() {
-        let s = shape(&[(2000, 50.0, 50.0), (1000, 0.0, 0.0), (2000, 200.0, 200.0)], "uniform");
+        let s = shape(
+            &[(2000, 50.0, 50.0), (1000, 0.0, 0.0), (2000, 200.0, 200.0)],
+            "uniform",
+        );
         let got = per_second(&s, 3, 6);
         assert_eq!(got[0], 50);
         assert_eq!(got[1], 50);

@@ -148,6 +148,9 @@ pub async fn serve(cfg: ServeConfig, stop: CancellationToken) -> Result<u64> {
     let _ = tokio::time::timeout(Duration::from_secs(3), conns.wait()).await;
     let served = state.served.load(Ordering::SeqCst);
     eprintln!("served {served} requests");
+    // The target's own log of what it served, for tests and for runs whose
+    // service output is logged: one line, `stats {JSON}`.
+    eprintln!("stats {}", stats_json(&state));
     Ok(served)
 }
 
@@ -156,14 +159,7 @@ async fn handle(
     req: hyper::Request<hyper::body::Incoming>,
 ) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
     if req.uri().path() == STATS_PATH {
-        let routes = state.routes.lock().expect("never poisoned").clone();
-        let body = serde_json::json!({
-            "served": state.served.load(Ordering::SeqCst),
-            "h2": state.h2.load(Ordering::SeqCst),
-            "echoed": state.echoed.load(Ordering::SeqCst),
-            "routes": routes,
-        })
-        .to_string();
+        let body = stats_json(&state);
         return Ok(hyper::Response::builder()
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(body)))
@@ -186,6 +182,17 @@ async fn handle(
         .entry(route)
         .or_default() += 1;
     Ok(hyper::Response::new(Full::new(state.body.clone())))
+}
+
+fn stats_json(state: &State) -> String {
+    let routes = state.routes.lock().expect("never poisoned").clone();
+    serde_json::json!({
+        "served": state.served.load(Ordering::SeqCst),
+        "h2": state.h2.load(Ordering::SeqCst),
+        "echoed": state.echoed.load(Ordering::SeqCst),
+        "routes": routes,
+    })
+    .to_string()
 }
 
 /// The line echo: every line read is written back, until the peer closes.

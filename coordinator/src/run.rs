@@ -462,16 +462,7 @@ async fn drive(
         if stop.is_cancelled() {
             break;
         }
-        run_phase(
-            hub,
-            index as u32,
-            phase,
-            workload,
-            &ids,
-            &mut live,
-            stop,
-        )
-        .await?;
+        run_phase(hub, index as u32, phase, workload, &ids, &mut live, stop).await?;
     }
     live.finish();
     Ok(())
@@ -563,7 +554,11 @@ fn weights(workload: &Workload, ids: &[String], hub: &Hub) -> Vec<f64> {
         Split::Cores => {
             let states = hub.agents();
             ids.iter()
-                .map(|id| states.get(id).map_or(1.0, |s| f64::from(s.hello.cores.max(1))))
+                .map(|id| {
+                    states
+                        .get(id)
+                        .map_or(1.0, |s| f64::from(s.hello.cores.max(1)))
+                })
                 .collect()
         }
         Split::Weights(w) => {
@@ -720,6 +715,7 @@ async fn run_phase(
         .await
         .map_err(|e| anyhow!("the event log failed: {e}"))?;
     let n = ids.len() as u32;
+    spec.max_agent_concurrency = plans.iter().map(|p| p.concurrency).max().unwrap_or(0);
     for (i, (id, plan)) in ids.iter().zip(&plans).enumerate() {
         let mut agent_spec = spec.clone();
         if let Some(shape) = agent_spec.shape.as_mut() {
@@ -814,7 +810,11 @@ async fn run_phase(
             eprintln!(
                 "phase {:?}: stop condition met in window {w}{}: {why}",
                 phase.name,
-                if rate > 0.0 { format!(" (rate {rate:.0}/s)") } else { String::new() }
+                if rate > 0.0 {
+                    format!(" (rate {rate:.0}/s)")
+                } else {
+                    String::new()
+                }
             );
             for id in ids {
                 hub.send(id, Msg::StopPhase(pb::StopPhase { phase_index: index }));
@@ -1003,7 +1003,10 @@ mod tests {
                 let sum: f64 = weights.iter().sum();
                 for (p, w) in parts.iter().zip(&weights) {
                     let exact = total as f64 * w / sum;
-                    assert!((*p as f64 - exact).abs() < 1.0, "{total} by {weights:?}: {parts:?}");
+                    assert!(
+                        (*p as f64 - exact).abs() < 1.0,
+                        "{total} by {weights:?}: {parts:?}"
+                    );
                     if *w == 0.0 {
                         assert_eq!(*p, 0);
                     }
