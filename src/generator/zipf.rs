@@ -137,6 +137,7 @@ mod tests {
             chi2 < critical,
             "chi2 {chi2:.1} >= critical {critical:.1} (df {df})"
         );
+        eprintln!("chi2 {chi2:.1}, df {df}, critical {critical:.1}");
         // And the most frequent value is rank 1, by a wide margin.
         assert!(counts[1] > counts[2] && counts[2] > counts[3]);
     }
