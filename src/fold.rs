@@ -1123,6 +1123,135 @@ mod tests {
         assert_eq!(rest.phases[0].agents.len(), 1);
     }
 
+    /// A finished op-less run as logged before operations existed: run and
+    /// agent records, windows with errors, phase ends, host metrics, a
+    /// notice. Its reports are pinned in `src/testdata/`.
+    fn op_less_log() -> Vec<pb::LogRecord> {
+        let rec = |logged_at_us: i64, r: Record| pb::LogRecord {
+            logged_at_us,
+            record: Some(r),
+        };
+        let event = |agent: &str, seq: u64, agent_time_us: i64, kind: pb::event::Kind| {
+            rec(
+                9_000_000,
+                Record::AgentEvent(pb::AgentEvent {
+                    agent_id: agent.into(),
+                    clock_offset_us: 0,
+                    event: Some(pb::Event {
+                        seq,
+                        agent_time_us,
+                        kind: Some(kind),
+                    }),
+                }),
+            )
+        };
+        let mut out = vec![rec(
+            0,
+            Record::RunStarted(pb::RunStarted {
+                run_id: "old-run".into(),
+                name: "old".into(),
+                started_at_us: 1_000_000,
+                coordinator_version: "0.1.0".into(),
+                ..Default::default()
+            }),
+        )];
+        for id in ["a", "b"] {
+            out.push(rec(
+                1,
+                Record::AgentAttached(pb::AgentAttached {
+                    hello: Some(pb::Hello {
+                        agent_id: id.into(),
+                        hostname: format!("host-{id}"),
+                        cores: 2,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+            ));
+        }
+        out.push(scheduled());
+        let mut rng = Rng::new(77);
+        for (a, agent) in ["a", "b"].iter().enumerate() {
+            let mut seq = 0;
+            for i in 0..20u32 {
+                seq += 1;
+                let mut r = window_event(agent, seq, i, &mut rng);
+                if let Some(Record::AgentEvent(e)) = &mut r.record {
+                    e.event.as_mut().unwrap().agent_time_us = 1_000_000 * (i64::from(i) + 1);
+                }
+                out.push(r);
+                seq += 1;
+                out.push(event(
+                    agent,
+                    seq,
+                    1_000_000 * (i64::from(i) + 1),
+                    pb::event::Kind::HostMetrics(pb::HostMetrics {
+                        cpu_pct: 10.0 + a as f32 + i as f32,
+                        mem_used_bytes: 1 << 30,
+                        interval_ms: 1000,
+                        ..Default::default()
+                    }),
+                ));
+            }
+            seq += 1;
+            out.push(event(
+                agent,
+                seq,
+                21_000_000,
+                pb::event::Kind::PhaseEnded(pb::PhaseEnded {
+                    phase_index: 0,
+                    windows: 20,
+                    cpu_ms: 1500,
+                    threads: 1,
+                    ..Default::default()
+                }),
+            ));
+        }
+        out.push(rec(
+            9_500_000,
+            Record::Notice(pb::CoordinatorNotice {
+                level: "warn".into(),
+                message: "something".into(),
+                agent_id: "a".into(),
+            }),
+        ));
+        out.push(rec(
+            10_000_000,
+            Record::RunFinished(pb::RunFinished {
+                status: "completed".into(),
+                reason: String::new(),
+            }),
+        ));
+        out
+    }
+
+    /// An op-less log (every log written before operations existed) reports
+    /// byte for byte as it did then, in table, JSON and CSV.
+    #[test]
+    fn an_op_less_log_reports_exactly_as_before_operations() {
+        let mut f = Fold::new();
+        op_less_log().iter().for_each(|r| f.apply(r));
+        let report = f.report(&ReportOptions::default());
+        let pinned = [
+            (
+                crate::report::Format::Table,
+                include_str!("testdata/op-less.txt"),
+            ),
+            (
+                crate::report::Format::Json,
+                include_str!("testdata/op-less.json"),
+            ),
+            (
+                crate::report::Format::Csv,
+                include_str!("testdata/op-less.csv"),
+            ),
+        ];
+        for (format, want) in pinned {
+            let got = crate::report::render(&report, format);
+            assert_eq!(got, want, "{format:?}");
+        }
+    }
+
     #[test]
     fn seq_gaps_are_counted() {
         let records = stream(8);
