@@ -496,6 +496,49 @@ mod tests {
         assert_eq!(first[col("requests")], "11");
     }
 
+    /// A phase of two operations: one row per agent, window and op, with
+    /// the op named; the rows still add up to the report.
+    #[test]
+    fn each_operation_has_its_own_row() {
+        let mut records = records();
+        records.truncate(2);
+        for i in 0..4u32 {
+            for (k, op) in ["read", "write"].iter().enumerate() {
+                let mut r = window("a", u64::from(i) * 2 + k as u64 + 1, i, 5 + k as u64, 1);
+                if let Some(Record::AgentEvent(e)) = &mut r.record
+                    && let Some(pb::event::Kind::Window(w)) =
+                        e.event.as_mut().and_then(|ev| ev.kind.as_mut())
+                {
+                    w.op = (*op).into();
+                    w.scheduled = 7;
+                }
+                records.push(r);
+            }
+        }
+        let mut f = Fold::new().keeping_agent_windows();
+        records.iter().for_each(|r| f.apply(r));
+        let rows = window_rows(&f);
+        assert_eq!(rows.len(), 8, "4 windows x 2 ops");
+        assert_eq!(
+            (rows[0].op.as_str(), rows[1].op.as_str()),
+            ("read", "write")
+        );
+        assert_eq!(rows[0].window, rows[1].window);
+        let report = f.report(&ReportOptions::default());
+        let measured: u64 = rows.iter().filter(|r| !r.warmup).map(|r| r.requests).sum();
+        assert_eq!(measured, report.phases[0].requests);
+        let mut out = Vec::new();
+        write_rows_csv(&rows, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+        let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+        let second: Vec<&str> = text.lines().nth(2).unwrap().split(',').collect();
+        assert_eq!(second.len(), header.len());
+        assert_eq!(second[col("op")], "write");
+        assert_eq!(second[col("requests")], "7");
+        assert_eq!(second[col("scheduled")], "7");
+    }
+
     #[test]
     fn records_become_json_with_their_fields() {
         let all = records();
