@@ -1331,11 +1331,18 @@ where
                 STOP.stroke_width(2),
             ))
             .map_err(err)?;
-        // Below the phase-start labels, so the two never overlap.
+        // Below the phase-start labels, so the two never overlap; left of
+        // the line in the chart's right half, so the label stays inside.
+        let (x0, x1) = c.x_range;
+        let dx = if (at - x0) > (x1 - x0) / 2.0 {
+            -(name.chars().count() as i32 * 8 + 5)
+        } else {
+            5
+        };
         chart
             .draw_series(std::iter::once(
                 EmptyElement::at((*at, y_hi))
-                    + Text::new(name.clone(), (5, 22), stop_label.clone()),
+                    + Text::new(name.clone(), (dx, 22), stop_label.clone()),
             ))
             .map_err(err)?;
     }
