@@ -506,17 +506,22 @@ impl Fold {
             Kind::PhaseStarted(_) => {}
             Kind::HostMetrics(m) => {
                 if m.cores > 0 {
+                    // Two samples at one instant: the busier, whatever the order.
+                    let sample = CpuSample {
+                        pct: f64::from(m.agent_cpu_pct),
+                        cores: m.cores,
+                        interval_ms: m.interval_ms,
+                    };
                     self.agent_cpu
                         .entry(e.agent_id.clone())
                         .or_default()
-                        .insert(
-                            ev.agent_time_us - e.clock_offset_us,
-                            CpuSample {
-                                pct: f64::from(m.agent_cpu_pct),
-                                cores: m.cores,
-                                interval_ms: m.interval_ms,
-                            },
-                        );
+                        .entry(ev.agent_time_us - e.clock_offset_us)
+                        .and_modify(|s| {
+                            if (sample.pct, sample.cores) > (s.pct, s.cores) {
+                                *s = sample;
+                            }
+                        })
+                        .or_insert(sample);
                 }
                 let host = self
                     .agents
