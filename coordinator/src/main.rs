@@ -184,6 +184,9 @@ struct ReplayArgs {
     /// Only agents on these hosts (repeatable).
     #[arg(long = "host")]
     hosts: Vec<String>,
+    /// Only these operations of multi-operation phases (repeatable).
+    #[arg(long = "op")]
+    ops: Vec<String>,
     /// Count warm-up windows in the headline numbers.
     #[arg(long)]
     include_warmup: bool,
@@ -485,6 +488,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 agents: a.agents,
                 exclude_agents: a.exclude_agents,
                 hosts: a.hosts,
+                ops: a.ops,
             };
             let filtered = !filter.is_empty();
             let (fold, live) = if a.follow {
