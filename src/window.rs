@@ -283,6 +283,11 @@ pub struct WindowAcc {
     /// [`LATE_WAKE_US`] late, and the largest such lag.
     pub late_wakes: u64,
     pub max_wake_lag_us: u64,
+    /// Event-loop probes of the load thread, those more than
+    /// [`LATE_WAKE_US`] late, and the largest lag.
+    pub loop_probes: u64,
+    pub loop_late: u64,
+    pub max_loop_lag_us: u64,
 }
 
 /// A worker that waited for its intended send time and woke later than this
@@ -308,7 +313,20 @@ impl WindowAcc {
             scheduled: 0,
             late_wakes: 0,
             max_wake_lag_us: 0,
+            loop_probes: 0,
+            loop_late: 0,
+            max_loop_lag_us: 0,
         }
+    }
+
+    /// A load thread's timer that was due `us` ago fired now.
+    #[inline]
+    pub fn record_loop_lag(&mut self, us: u64) {
+        self.loop_probes += 1;
+        if us > LATE_WAKE_US {
+            self.loop_late += 1;
+        }
+        self.max_loop_lag_us = self.max_loop_lag_us.max(us);
     }
 
     /// A worker that slept until its intended send time woke `us` after it.
@@ -375,11 +393,14 @@ impl WindowAcc {
         self.scheduled += other.scheduled;
         self.late_wakes += other.late_wakes;
         self.max_wake_lag_us = self.max_wake_lag_us.max(other.max_wake_lag_us);
+        self.loop_probes += other.loop_probes;
+        self.loop_late += other.loop_late;
+        self.max_loop_lag_us = self.max_loop_lag_us.max(other.max_loop_lag_us);
     }
 
     /// Nothing recorded (an op no iteration picked in this window).
     pub fn is_empty(&self) -> bool {
-        self.requests() == 0 && self.scheduled == 0 && self.late_wakes == 0
+        self.requests() == 0 && self.scheduled == 0 && self.late_wakes == 0 && self.loop_probes == 0
     }
 
     pub fn to_pb(&self, phase_index: u32, index: u32, width_ms: u32) -> pb::ResultWindow {
@@ -402,6 +423,9 @@ impl WindowAcc {
             late_wakes: self.late_wakes,
             max_wake_lag_us: self.max_wake_lag_us,
             scheduled: self.scheduled,
+            loop_probes: self.loop_probes,
+            loop_late: self.loop_late,
+            max_loop_lag_us: self.max_loop_lag_us,
         }
     }
 }

@@ -312,3 +312,101 @@ latency = "1ms"
         "the phase ran to its cap"
     );
 }
+
+/// An agent that cannot keep its schedule is flagged: the numbers then
+/// describe the agent, not the target. The agent process is starved of CPU
+/// from outside (stopped 60 ms out of every 100, as a host overloaded by
+/// other work would preempt it), so workers waiting for their send times
+/// wake late; the report names the agent and says why.
+#[test]
+fn a_starved_agent_is_flagged_as_load_generator_limited() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+
+    let dir = TempDir::new("starved");
+    let w = dir.write(
+        "starved.toml",
+        r#"
+[agents]
+local = 1
+
+[[phase]]
+name = "load"
+duration = "5s"
+rate = 1000
+
+[phase.synthetic]
+latency = "1ms"
+"#,
+    );
+    let mut coordinator = Command::new(bin("coordinator"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["run", w.to_str().unwrap(), "--json"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start coordinator");
+    let stderr = coordinator.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.starts_with("all 1 agents attached") {
+                let _ = tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("the agent attaches");
+    // The local agent is the coordinator's child.
+    let children =
+        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", coordinator.id()))
+            .expect("children of the coordinator");
+    let agent: i32 = children
+        .split_whitespace()
+        .next()
+        .expect("an agent process")
+        .parse()
+        .unwrap();
+    let agent = Pid::from_raw(agent);
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while coordinator.try_wait().unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "the run never ended");
+        let _ = kill(agent, Signal::SIGSTOP);
+        std::thread::sleep(Duration::from_millis(60));
+        let _ = kill(agent, Signal::SIGCONT);
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    let _ = kill(agent, Signal::SIGCONT);
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(coordinator.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+    let status = coordinator.wait().unwrap();
+    let log = reader.join().unwrap();
+    assert!(status.success(), "run failed: {log}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("run --json");
+    let limited = report["phases"][0]["generator_limited"]
+        .as_array()
+        .unwrap_or_else(|| panic!("the starved agent is not flagged: {}", report["phases"][0]));
+    assert_eq!(limited.len(), 1, "{limited:?}");
+    assert_eq!(limited[0]["agent"], "local-1");
+    let reasons = limited[0]["reasons"].to_string();
+    assert!(reasons.contains("late"), "{reasons}");
+    // The table says so too.
+    let table = coordinator_text(dir.path(), &report);
+    assert!(table.contains("LOAD-GENERATOR-LIMITED"), "{table}");
+}
+
+fn coordinator_text(data: &Path, report: &serde_json::Value) -> String {
+    let run = report["run_id"].as_str().expect("run id in the report");
+    text(&coordinator(data, &["report", run]).stdout)
+}

@@ -339,8 +339,25 @@ async fn run_phase(
     let mut windows_sent = 0u32;
     let mut done = 0u32;
     let mut stopped_early = false;
-    let push_window = |index: u32, accs: &[WindowAcc]| {
-        for (op, acc) in plan.ops.iter().zip(accs) {
+    // What the schedule called for in each window (open loop), whether or
+    // not the workers got to it: sends due in [index·w, (index+1)·w), cut
+    // at the phase's end. Whole counts that add up over the phase.
+    let due = |index: u32| -> u64 {
+        let Some(schedule) = &plan.schedule else {
+            return 0;
+        };
+        let end = plan.duration.as_secs_f64();
+        let w = plan.width.as_secs_f64();
+        let from = (f64::from(index) * w).min(end);
+        let to = (f64::from(index + 1) * w).min(end);
+        let workers_due = |t: f64| schedule.count_at(t).ceil() as u64;
+        workers_due(to).saturating_sub(workers_due(from))
+    };
+    let push_window = |index: u32, accs: &mut [WindowAcc]| {
+        if let Some(first) = accs.first_mut() {
+            first.scheduled = due(index);
+        }
+        for (op, acc) in plan.ops.iter().zip(accs.iter()) {
             // A named op that no iteration picked in this window sends
             // nothing; the single op always sends (an empty window is a fact).
             if plan.ops.len() > 1 && acc.is_empty() {
@@ -400,8 +417,8 @@ async fn run_phase(
                         a.merge(b);
                     }
                     if entry.0 == threads {
-                        let (_, accs) = pending.remove(&index).expect("entry exists");
-                        push_window(index, &accs);
+                        let (_, mut accs) = pending.remove(&index).expect("entry exists");
+                        push_window(index, &mut accs);
                         windows_sent += 1;
                     }
                 }
@@ -420,8 +437,8 @@ async fn run_phase(
         }));
     }
     // Windows not every thread reached (a thread stopped a window early).
-    for (index, (_, accs)) in std::mem::take(&mut pending) {
-        push_window(index, &accs);
+    for (index, (_, mut accs)) in std::mem::take(&mut pending) {
+        push_window(index, &mut accs);
         windows_sent += 1;
     }
     for j in joins {
@@ -453,6 +470,9 @@ fn notice(level: pb::agent_notice::Level, message: String) -> pb::event::Kind {
 }
 
 // ---------------------------------------------------------------- one thread
+
+/// How often a load thread's event-loop probe fires.
+const PROBE: Duration = Duration::from_millis(10);
 
 /// Per-thread state shared by the thread's workers (never across threads).
 struct Shared {
@@ -574,7 +594,9 @@ async fn thread_loop(
         workers.spawn_local(worker(shared.clone(), w));
     }
 
-    // Tick: hand over each window as soon as it is over.
+    // Tick: hand over each window as soon as it is over. Every wake-up of
+    // this loop (at least every PROBE) also measures how late the thread's
+    // timer fired: the event-loop probe.
     let mut next = 1u32;
     loop {
         let now = Instant::now();
@@ -590,8 +612,15 @@ async fn thread_loop(
             next += 1;
             continue;
         }
-        let wake = tick.min(now + Duration::from_millis(50)).min(deadline);
+        let wake = tick.min(now + PROBE).min(deadline);
         tokio::time::sleep_until(tokio::time::Instant::from_std(wake)).await;
+        let woke = Instant::now();
+        let lag = woke.saturating_duration_since(wake).as_micros() as u64;
+        shared
+            .recorder
+            .borrow_mut()
+            .at(wake.min(deadline), 0)
+            .record_loop_lag(lag);
     }
 
     // Stop issuing; let requests in flight finish for a moment.
@@ -690,7 +719,6 @@ async fn worker(shared: Rc<Shared>, w: usize) {
         }
         let op = plan.pick(&mut rng);
         if let Some(at) = intended {
-            shared.recorder.borrow_mut().at(at, op).scheduled += 1;
             // Wait for the intended time, watching the idle connection so
             // that a server-side close is noticed before sending.
             let now = Instant::now();

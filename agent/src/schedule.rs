@@ -87,6 +87,18 @@ impl Schedule {
         self.tail
     }
 
+    /// Sends due in the first `t` seconds (A(t), fractional).
+    pub fn count_at(&self, t: f64) -> f64 {
+        for s in &self.segs {
+            if t < s.start + s.len {
+                let tau = (t - s.start).max(0.0);
+                let slope = (s.to - s.from) / s.len;
+                return s.count0 + s.from * tau + slope * tau * tau / 2.0;
+            }
+        }
+        self.tail_count0 + (t - self.tail_start).max(0.0) * self.tail
+    }
+
     /// Seconds from the start at which send `u` is due; `None` if never (the
     /// rate stays at zero from there on). `cursor` remembers the segment of
     /// the previous call (callers ask for increasing `u`).
