@@ -44,6 +44,7 @@ pub mod fold;
 pub mod generator;
 pub mod html;
 pub mod phase;
+pub mod preview;
 pub mod report;
 pub mod rng;
 pub mod spec;

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use fleetbench::generator::{GenSpec, Lane, WorkerGen};
 use fleetbench::pb;
+use fleetbench::phase::{OpPicker, STREAM_DRAWS, STREAM_OPS, STREAM_PACE, worker_seed};
 use fleetbench::rng::{Latency, Rng};
 use fleetbench::window::WindowAcc;
 use tokio::sync::{mpsc, watch};
@@ -129,8 +130,7 @@ struct Plan {
     width: Duration,
     windows: u32,
     ops: Vec<Op>,
-    /// Cumulative op weights (empty with a single op: no draw).
-    op_cumulative: Vec<u64>,
+    picker: OpPicker,
     /// Connections (closed: workers) on this agent.
     concurrency: u32,
     /// Open loop: when this agent's sends are due.
@@ -158,26 +158,6 @@ impl Plan {
                 .is_ok(),
         }
     }
-
-    /// Picks an op by weight.
-    #[inline]
-    fn pick(&self, rng: &mut Rng) -> usize {
-        match self.op_cumulative.last() {
-            None => 0,
-            Some(total) => {
-                let x = rng.next_u64() % total;
-                self.op_cumulative.partition_point(|c| *c <= x)
-            }
-        }
-    }
-}
-
-/// A seed for one purpose of one worker of one agent: the same inputs give
-/// the same stream in every run.
-fn worker_seed(seed: u64, agent: u32, worker: usize, purpose: u64) -> u64 {
-    let mut r = Rng::new(seed ^ purpose.wrapping_mul(0xA24B_AED4_963E_E407));
-    let a = r.next_u64() ^ (u64::from(agent) << 32) ^ worker as u64;
-    Rng::new(a).next_u64()
 }
 
 async fn plan(s: pb::StartPhase, threads: usize) -> Result<Plan> {
@@ -211,17 +191,7 @@ async fn plan(s: pb::StartPhase, threads: usize) -> Result<Plan> {
     for o in &op_specs {
         ops.push(Op::compile(o, &gens).await?);
     }
-    let op_cumulative = if ops.len() > 1 {
-        op_specs
-            .iter()
-            .scan(0u64, |acc, o| {
-                *acc += u64::from(o.weight.max(1));
-                Some(*acc)
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let picker = OpPicker::new(op_specs.iter().map(|o| o.weight));
     let schedule = match spec.shape.as_ref().and_then(Schedule::from_pb) {
         Some(sch) => Some(sch),
         None if s.rate.is_finite() && s.rate > 0.0 => Some(Schedule::constant(s.rate)),
@@ -255,7 +225,7 @@ async fn plan(s: pb::StartPhase, threads: usize) -> Result<Plan> {
         width,
         windows,
         ops,
-        op_cumulative,
+        picker,
         concurrency: s.concurrency,
         schedule,
         budget: spec.has_iterations.then(|| AtomicU64::new(s.iterations)),
@@ -676,8 +646,8 @@ async fn worker(shared: Rc<Shared>, w: usize) {
     let _guard = WorkerGuard(shared.clone());
     let plan = shared.plan.clone();
     let agent = plan.agent_index;
-    let mut rng = Rng::new(worker_seed(plan.seed, agent, w, 1));
-    let mut pace_rng = Rng::new(worker_seed(plan.seed, agent, w, 2));
+    let mut rng = Rng::new(worker_seed(plan.seed, agent, w, STREAM_OPS));
+    let mut pace_rng = Rng::new(worker_seed(plan.seed, agent, w, STREAM_PACE));
     let lane = Lane {
         agent,
         agents: plan.agent_count,
@@ -686,7 +656,7 @@ async fn worker(shared: Rc<Shared>, w: usize) {
     };
     let values = WorkerGen::new(&plan.gens, plan.seed, lane);
     // Draws inside ops (synthetic latencies and errors).
-    let op_rng = Rng::new(worker_seed(plan.seed, agent, w, 3));
+    let op_rng = Rng::new(worker_seed(plan.seed, agent, w, STREAM_DRAWS));
     let mut scratch = Scratch::new(values, op_rng);
     let mut slots: Vec<Slot> = plan.ops.iter().map(Op::slot).collect();
     let mut pace = match &plan.schedule {
@@ -717,7 +687,7 @@ async fn worker(shared: Rc<Shared>, w: usize) {
         if !plan.claim() {
             break;
         }
-        let op = plan.pick(&mut rng);
+        let op = plan.picker.pick(&mut rng);
         if let Some(at) = intended {
             // Wait for the intended time, watching the idle connection so
             // that a server-side close is noticed before sending.

@@ -86,6 +86,10 @@ enum Cmd {
         /// is answered with itself; counted in the stats as `echoed`).
         #[arg(long)]
         echo_listen: Option<SocketAddr>,
+        /// Write every request's method and path (in arrival order) to this
+        /// file on exit (for tests; keeps them all in memory).
+        #[arg(long)]
+        record: Option<std::path::PathBuf>,
     },
 }
 
@@ -132,6 +136,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 stall,
                 body_size,
                 echo_listen,
+                record,
             } => {
                 let body = bytes::Bytes::from(
                     "fleetbench\n".repeat(body_size / 11 + 1)[..body_size].to_string(),
@@ -143,6 +148,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         stall,
                         body,
                         echo_listen,
+                        record,
                     },
                     stop,
                 )

@@ -58,6 +58,7 @@ pub struct ServeConfig {
     pub stall: Option<Stall>,
     pub body: Bytes,
     pub echo_listen: Option<SocketAddr>,
+    pub record: Option<std::path::PathBuf>,
 }
 
 struct State {
@@ -65,6 +66,8 @@ struct State {
     h2: AtomicU64,
     echoed: AtomicU64,
     routes: Mutex<BTreeMap<String, u64>>,
+    /// `METHOD path?query` of every request, when recording.
+    recorded: Option<Mutex<Vec<String>>>,
     epoch: Instant,
     delay: Duration,
     stall: Option<Stall>,
@@ -101,6 +104,7 @@ pub async fn serve(cfg: ServeConfig, stop: CancellationToken) -> Result<u64> {
         h2: AtomicU64::new(0),
         echoed: AtomicU64::new(0),
         routes: Mutex::new(BTreeMap::new()),
+        recorded: cfg.record.as_ref().map(|_| Mutex::new(Vec::new())),
         epoch: Instant::now(),
         delay: cfg.delay,
         stall: cfg.stall,
@@ -151,6 +155,11 @@ pub async fn serve(cfg: ServeConfig, stop: CancellationToken) -> Result<u64> {
     // The target's own log of what it served, for tests and for runs whose
     // service output is logged: one line, `stats {JSON}`.
     eprintln!("stats {}", stats_json(&state));
+    if let (Some(path), Some(recorded)) = (&cfg.record, &state.recorded) {
+        let mut text = recorded.lock().expect("never poisoned").join("\n");
+        text.push('\n');
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
     Ok(served)
 }
 
@@ -172,6 +181,13 @@ async fn handle(
     state.served.fetch_add(1, Ordering::SeqCst);
     if req.version() == http::Version::HTTP_2 {
         state.h2.fetch_add(1, Ordering::SeqCst);
+    }
+    if let Some(recorded) = &state.recorded {
+        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        recorded
+            .lock()
+            .expect("never poisoned")
+            .push(format!("{} {path}", req.method()));
     }
     let segment = req.uri().path().split('/').nth(1).unwrap_or("");
     let route = format!("{} /{segment}", req.method());

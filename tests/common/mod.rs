@@ -139,6 +139,23 @@ impl Target {
     }
 }
 
+impl Target {
+    /// Stops the target with SIGTERM and waits for it to exit (so that it
+    /// writes what it was asked to record).
+    pub fn stop(mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.child.try_wait().expect("wait for target").is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "the target did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 impl Drop for Target {
     fn drop(&mut self) {
         let _ = self.child.kill();
