@@ -1467,11 +1467,17 @@ impl GenSpec {
                     exponent: positive("exponent")?,
                 }
             }
-            "normal" => GenKind::Normal {
-                mean: param("mean")?,
-                stddev: param("stddev")?.max(0.0),
-                precision: precision()?,
-            },
+            "normal" => {
+                let stddev = param("stddev")?;
+                if stddev < 0.0 {
+                    return Err(format!("{what}: stddev {stddev} < 0"));
+                }
+                GenKind::Normal {
+                    mean: param("mean")?,
+                    stddev,
+                    precision: precision()?,
+                }
+            }
             "exponential" => GenKind::Exponential {
                 mean: positive("mean")?,
                 precision: precision()?,
@@ -2013,6 +2019,8 @@ kind = "uuid"
             t.generators().collect::<Vec<_>>(),
             [gens.iter().position(|g| g.name == "key").unwrap()]
         );
+        let r = render_many(&[], 1, lane(0, 2), "é{{worker}}ü\\{{ñ", 1);
+        assert_eq!(r[0], "é2ü{{ñ");
         let r = render_many(&[], 1, lane(0, 2), "[{{{worker}}}] {\"w\":{{worker}}}", 1);
         assert_eq!(r[0], "[{2}] {\"w\":2}");
     }
