@@ -562,7 +562,7 @@ impl Draw {
                         scale * (1.0 - rng.next_f64()).powf(-inv_shape)
                     }
                 };
-                let _ = write!(out, "{v:.precision$}");
+                push_fixed(out, v, *precision);
             }
             Draw::Zipf(z) => push_u64(out, z.sample(rng)),
             Draw::Choice { values, cumulative } => {
@@ -583,8 +583,19 @@ impl Draw {
                 let n = length.sample(rng);
                 match alphabet {
                     Symbols::Ascii(a) => {
+                        // Two characters per draw, each from 32 bits by
+                        // multiply-shift (bias below span / 2^32).
                         let span = a.len() as u64;
-                        out.extend((0..n).map(|_| a[below(rng, span) as usize]));
+                        let pick = |bits: u64| a[(((bits & 0xffff_ffff) * span) >> 32) as usize];
+                        out.reserve(n);
+                        for _ in 0..n / 2 {
+                            let r = rng.next_u64();
+                            out.push(pick(r));
+                            out.push(pick(r >> 32));
+                        }
+                        if n % 2 == 1 {
+                            out.push(pick(rng.next_u64()));
+                        }
                     }
                     Symbols::Chars(c) => {
                         let mut buf = [0; 4];
@@ -669,6 +680,56 @@ fn push_u64(out: &mut Vec<u8>, mut v: u64) {
         }
     }
     out.extend_from_slice(&buf[i..]);
+}
+
+/// `v` with `precision` digits after the point. Values that fit an exact
+/// integer once scaled are printed by hand (the hot path: `fmt`'s exact
+/// float formatting costs more than the draw); others through `fmt`. The
+/// last digit may round differently from `fmt` on ties; it is always the
+/// same for the same value.
+fn push_fixed(out: &mut Vec<u8>, v: f64, precision: usize) {
+    const POW10: [u64; 13] = [
+        1,
+        10,
+        100,
+        1_000,
+        10_000,
+        100_000,
+        1_000_000,
+        10_000_000,
+        100_000_000,
+        1_000_000_000,
+        10_000_000_000,
+        100_000_000_000,
+        1_000_000_000_000,
+    ];
+    let Some(&unit) = POW10.get(precision) else {
+        let _ = write!(out, "{v:.precision$}");
+        return;
+    };
+    let scaled = (v * unit as f64).round();
+    // NaN and infinities fail this too.
+    if scaled.is_nan() || scaled.abs() >= (1u64 << 53) as f64 {
+        let _ = write!(out, "{v:.precision$}");
+        return;
+    }
+    let n = scaled as i64;
+    if n < 0 {
+        out.push(b'-');
+    }
+    let n = n.unsigned_abs();
+    push_u64(out, n / unit);
+    if precision > 0 {
+        out.push(b'.');
+        let frac = n % unit;
+        let mut digits = [b'0'; 12];
+        let mut f = frac;
+        for d in digits[..precision].iter_mut().rev() {
+            *d = b'0' + (f % 10) as u8;
+            f /= 10;
+        }
+        out.extend_from_slice(&digits[..precision]);
+    }
 }
 
 fn push_i64(out: &mut Vec<u8>, v: i64) {
@@ -801,6 +862,23 @@ const KINDS: &[(&str, &[&str])] = &[
     ("timestamp", &["format"]),
     ("file", &["file", "column", "order", "split"]),
 ];
+
+/// The top-level `generator` key of a workload file: its `[generator.NAME]`
+/// tables by name (a `Spanned` key points errors at the table header).
+pub(crate) type RawGenerators = std::collections::BTreeMap<Spanned<String>, RawGenerator>;
+
+/// Validates every `[generator.NAME]` table, in name order (the order
+/// templates are compiled against and `WorkerGen`s are built from).
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) fn validate_all(
+    src: &Source,
+    raw: RawGenerators,
+    base_dir: &Path,
+) -> Result<Vec<GenSpec>, SpecError> {
+    raw.into_iter()
+        .map(|(name, g)| validate(src, &name, g, base_dir))
+        .collect()
+}
 
 /// Validates one `[generator.NAME]` table. `name` is the table's key (its
 /// span points at the header); `base_dir` is the workload file's directory,
@@ -1593,11 +1671,10 @@ fn length_params(length: &Length, params: &mut Vec<(&str, f64)>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
     #[derive(Deserialize)]
     struct Doc {
-        generator: BTreeMap<Spanned<String>, RawGenerator>,
+        generator: RawGenerators,
     }
 
     /// Parses the `[generator.*]` tables of `text` as a workload in `dir`.
@@ -1607,10 +1684,7 @@ mod tests {
             text,
         };
         let doc: Doc = toml::from_str(text).map_err(|e| e.to_string())?;
-        doc.generator
-            .into_iter()
-            .map(|(name, raw)| validate(&src, &name, raw, dir).map_err(|e| e.to_string()))
-            .collect()
+        validate_all(&src, doc.generator, dir).map_err(|e| e.to_string())
     }
 
     fn parse(text: &str) -> Result<Vec<GenSpec>, String> {
@@ -1901,6 +1975,42 @@ kind = "uuid"
         let g = one("[generator.x]\nkind = \"exponential\"\nmean = 5\nprecision = 0\n");
         for v in render_many(&[g], 3, lane(0, 0), "{{x}}", 100) {
             assert!(!v.contains('.'), "{v}");
+        }
+    }
+
+    #[test]
+    fn fixed_point_printing_matches_fmt_within_the_last_digit() {
+        let mut rng = Rng::new(3);
+        let mut out = Vec::new();
+        for i in 0..20_000 {
+            let precision = i % 13;
+            let v = (rng.next_f64() - 0.5) * 10f64.powi((i % 17) as i32 - 4);
+            out.clear();
+            push_fixed(&mut out, v, precision);
+            let ours = std::str::from_utf8(&out).unwrap();
+            let theirs = format!("{v:.precision$}");
+            let frac = ours.split_once('.').map_or(0, |(_, f)| f.len());
+            assert_eq!(frac, precision, "{ours}");
+            // Same digits, or one unit apart in the last place.
+            let units = |t: &str| t.replace('.', "").parse::<i128>().unwrap();
+            let diff = (units(ours) - units(&theirs)).abs();
+            assert!(diff <= 1, "{v}: {ours} vs {theirs}");
+        }
+        for (v, p, text) in [
+            (1.5, 0, "2"),
+            (-2.25, 1, "-2.3"),
+            (0.0, 3, "0.000"),
+            (12.0, 2, "12.00"),
+            (-0.004, 2, "0.00"),
+            (1e300, 1, ""),
+        ] {
+            out.clear();
+            push_fixed(&mut out, v, p);
+            if text.is_empty() {
+                assert_eq!(out, format!("{v:.p$}").as_bytes());
+            } else {
+                assert_eq!(std::str::from_utf8(&out).unwrap(), text);
+            }
         }
     }
 
