@@ -13,8 +13,9 @@
 //! run's), a stable hash of its name (FNV-1a), the agent index and the worker
 //! index: the same seed gives the same values for the same agent and worker
 //! on every run and machine; another seed gives other values. The exceptions
-//! are `timestamp` (the current time) and a `file` in random order when the
-//! rows differ.
+//! are `timestamp` (the current time) and a `file` whose rows changed. The
+//! float draws use `ln`/`exp`/`cos` of the platform's libm; the agent binary
+//! is static, so every host runs the same code.
 //!
 //! # Per iteration
 //! Within one iteration ([`WorkerGen::begin`]), a generator referenced several
