@@ -2529,6 +2529,30 @@ kind = "uuid"
         assert!(e.contains("unknown field `rats`"), "{e}");
     }
 
+    #[test]
+    fn the_readme_example_parses_and_renders() {
+        let readme = include_str!("../README.md");
+        let start = readme
+            .find("```toml\n[generator.user]")
+            .expect("README has the example")
+            + 8;
+        let block = &readme[start..];
+        let block = &block[..block.find("```").unwrap()];
+        let (gens_text, phase) = block.split_once("[phase.http]").unwrap();
+        let dir = temp_dir("readme");
+        std::fs::write(dir.join("users.csv"), "id,email\n1,a@x\n2,b@x\n").unwrap();
+        let gens = parse_in(&dir, gens_text).unwrap();
+        assert_eq!(gens.len(), 8);
+        let body = phase
+            .lines()
+            .find_map(|l| l.strip_prefix("body = '"))
+            .unwrap();
+        let body = body.strip_suffix('\'').unwrap();
+        let r = render_many(&gens, 1, lane(0, 0), body, 1);
+        assert!(r[0].starts_with("{\"user\":"), "{}", r[0]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     // ------------------------------------------------------------ wire
 
     #[test]
