@@ -109,10 +109,12 @@ fn main() {
     };
 
     // Warm-up: the buffers grow to their largest size.
+    let warm_allocs = alloc_count::allocations();
     for i in 0..100_000 {
         request(&mut worker, i);
     }
     let (_, body_len) = request(&mut worker, 0);
+    let warm_allocs = alloc_count::allocations() - warm_allocs;
 
     let allocs_before = alloc_count::allocations();
     let bytes_before = alloc_count::allocated_bytes();
@@ -142,4 +144,46 @@ fn main() {
         "  allocations/request:   {:.6} ({allocs} allocations, {alloc_bytes} bytes, after warm-up)",
         allocs as f64 / n as f64
     );
+    println!("  warm-up allocations:   {warm_allocs} (100,000 requests: the buffers growing)");
+
+    // Each generator alone: one draw per iteration, `{{name}}` rendered.
+    let mut costs = Vec::new();
+    let mut alone = gens.clone();
+    alone.push(GenSpec {
+        name: "user_1e9".into(),
+        kind: GenKind::Zipf {
+            n: 1_000_000_000,
+            exponent: 0.99,
+        },
+        seed: None,
+    });
+    for g in &alone {
+        let t = Template::compile(&format!("{{{{{}}}}}", g.name), &alone)
+            .expect("every generator has a name");
+        let mut w = WorkerGen::new(
+            &alone,
+            42,
+            Lane {
+                agent: 0,
+                agents: 1,
+                worker: 0,
+                workers: 1,
+            },
+        );
+        let mut out = Vec::new();
+        let draws = n / 4;
+        let start = Instant::now();
+        for i in 0..draws {
+            w.begin(i);
+            out.clear();
+            w.render(&t, &mut out);
+            black_box(&out);
+        }
+        costs.push(format!(
+            "{} {:.0}",
+            g.name,
+            start.elapsed().as_nanos() as f64 / draws as f64
+        ));
+    }
+    println!("  ns per draw, alone:    {}", costs.join(", "));
 }

@@ -13,8 +13,9 @@
 //! run's), a stable hash of its name (FNV-1a), the agent index and the worker
 //! index: the same seed gives the same values for the same agent and worker
 //! on every run and machine; another seed gives other values. The exceptions
-//! are `timestamp` (the current time) and a `file` in random order when the
-//! rows differ.
+//! are `timestamp` (the current time) and a `file` whose rows changed. The
+//! float draws use `ln`/`exp`/`cos` of the platform's libm; the agent binary
+//! is static, so every host runs the same code.
 //!
 //! # Per iteration
 //! Within one iteration ([`WorkerGen::begin`]), a generator referenced several
@@ -562,7 +563,7 @@ impl Draw {
                         scale * (1.0 - rng.next_f64()).powf(-inv_shape)
                     }
                 };
-                let _ = write!(out, "{v:.precision$}");
+                push_fixed(out, v, *precision);
             }
             Draw::Zipf(z) => push_u64(out, z.sample(rng)),
             Draw::Choice { values, cumulative } => {
@@ -583,8 +584,19 @@ impl Draw {
                 let n = length.sample(rng);
                 match alphabet {
                     Symbols::Ascii(a) => {
+                        // Two characters per draw, each from 32 bits by
+                        // multiply-shift (bias below span / 2^32).
                         let span = a.len() as u64;
-                        out.extend((0..n).map(|_| a[below(rng, span) as usize]));
+                        let pick = |bits: u64| a[(((bits & 0xffff_ffff) * span) >> 32) as usize];
+                        out.reserve(n);
+                        for _ in 0..n / 2 {
+                            let r = rng.next_u64();
+                            out.push(pick(r));
+                            out.push(pick(r >> 32));
+                        }
+                        if n % 2 == 1 {
+                            out.push(pick(rng.next_u64()));
+                        }
                     }
                     Symbols::Chars(c) => {
                         let mut buf = [0; 4];
@@ -669,6 +681,56 @@ fn push_u64(out: &mut Vec<u8>, mut v: u64) {
         }
     }
     out.extend_from_slice(&buf[i..]);
+}
+
+/// `v` with `precision` digits after the point. Values that fit an exact
+/// integer once scaled are printed by hand (the hot path: `fmt`'s exact
+/// float formatting costs more than the draw); others through `fmt`. The
+/// last digit may round differently from `fmt` on ties; it is always the
+/// same for the same value.
+fn push_fixed(out: &mut Vec<u8>, v: f64, precision: usize) {
+    const POW10: [u64; 13] = [
+        1,
+        10,
+        100,
+        1_000,
+        10_000,
+        100_000,
+        1_000_000,
+        10_000_000,
+        100_000_000,
+        1_000_000_000,
+        10_000_000_000,
+        100_000_000_000,
+        1_000_000_000_000,
+    ];
+    let Some(&unit) = POW10.get(precision) else {
+        let _ = write!(out, "{v:.precision$}");
+        return;
+    };
+    let scaled = (v * unit as f64).round();
+    // NaN and infinities fail this too.
+    if scaled.is_nan() || scaled.abs() >= (1u64 << 53) as f64 {
+        let _ = write!(out, "{v:.precision$}");
+        return;
+    }
+    let n = scaled as i64;
+    if n < 0 {
+        out.push(b'-');
+    }
+    let n = n.unsigned_abs();
+    push_u64(out, n / unit);
+    if precision > 0 {
+        out.push(b'.');
+        let frac = n % unit;
+        let mut digits = [b'0'; 12];
+        let mut f = frac;
+        for d in digits[..precision].iter_mut().rev() {
+            *d = b'0' + (f % 10) as u8;
+            f /= 10;
+        }
+        out.extend_from_slice(&digits[..precision]);
+    }
 }
 
 fn push_i64(out: &mut Vec<u8>, v: i64) {
@@ -801,6 +863,23 @@ const KINDS: &[(&str, &[&str])] = &[
     ("timestamp", &["format"]),
     ("file", &["file", "column", "order", "split"]),
 ];
+
+/// The top-level `generator` key of a workload file: its `[generator.NAME]`
+/// tables by name (a `Spanned` key points errors at the table header).
+pub(crate) type RawGenerators = std::collections::BTreeMap<Spanned<String>, RawGenerator>;
+
+/// Validates every `[generator.NAME]` table, in name order (the order
+/// templates are compiled against and `WorkerGen`s are built from).
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) fn validate_all(
+    src: &Source,
+    raw: RawGenerators,
+    base_dir: &Path,
+) -> Result<Vec<GenSpec>, SpecError> {
+    raw.into_iter()
+        .map(|(name, g)| validate(src, &name, g, base_dir))
+        .collect()
+}
 
 /// Validates one `[generator.NAME]` table. `name` is the table's key (its
 /// span points at the header); `base_dir` is the workload file's directory,
@@ -1467,11 +1546,17 @@ impl GenSpec {
                     exponent: positive("exponent")?,
                 }
             }
-            "normal" => GenKind::Normal {
-                mean: param("mean")?,
-                stddev: param("stddev")?.max(0.0),
-                precision: precision()?,
-            },
+            "normal" => {
+                let stddev = param("stddev")?;
+                if stddev < 0.0 {
+                    return Err(format!("{what}: stddev {stddev} < 0"));
+                }
+                GenKind::Normal {
+                    mean: param("mean")?,
+                    stddev,
+                    precision: precision()?,
+                }
+            }
             "exponential" => GenKind::Exponential {
                 mean: positive("mean")?,
                 precision: precision()?,
@@ -1587,11 +1672,10 @@ fn length_params(length: &Length, params: &mut Vec<(&str, f64)>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
     #[derive(Deserialize)]
     struct Doc {
-        generator: BTreeMap<Spanned<String>, RawGenerator>,
+        generator: RawGenerators,
     }
 
     /// Parses the `[generator.*]` tables of `text` as a workload in `dir`.
@@ -1601,10 +1685,7 @@ mod tests {
             text,
         };
         let doc: Doc = toml::from_str(text).map_err(|e| e.to_string())?;
-        doc.generator
-            .into_iter()
-            .map(|(name, raw)| validate(&src, &name, raw, dir).map_err(|e| e.to_string()))
-            .collect()
+        validate_all(&src, doc.generator, dir).map_err(|e| e.to_string())
     }
 
     fn parse(text: &str) -> Result<Vec<GenSpec>, String> {
@@ -1759,9 +1840,11 @@ kind = "uuid"
         // shows here (runs must be re-runnable exactly across versions).
         let gens = parse(MANY).unwrap();
         let first = &render_many(&gens, 42, lane(0, 0), MANY_TEMPLATE, 1)[0];
-        let again = &render_many(&gens, 42, lane(0, 0), MANY_TEMPLATE, 1)[0];
-        assert_eq!(first, again);
-        assert_eq!(stream_seed(42, "key", 0, 0), stream_seed(42, "key", 0, 0));
+        assert_eq!(
+            first,
+            "/items/9707?id=100&a=0&w=0&i=0 8 65.10 36.020 0.224 2.021 scan zGUqigpTUe 9ee8033e-f07e-4b92-a420-384cb228a8ef key again 9707"
+        );
+        assert_eq!(stream_seed(42, "key", 0, 0), 0xef48_5ba9_4292_2c8c);
         assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
         assert_ne!(stream_seed(42, "key", 0, 0), stream_seed(42, "key", 0, 1));
         assert_ne!(stream_seed(42, "key", 0, 0), stream_seed(42, "key", 1, 0));
@@ -1899,6 +1982,42 @@ kind = "uuid"
     }
 
     #[test]
+    fn fixed_point_printing_matches_fmt_within_the_last_digit() {
+        let mut rng = Rng::new(3);
+        let mut out = Vec::new();
+        for i in 0..20_000 {
+            let precision = i % 13;
+            let v = (rng.next_f64() - 0.5) * 10f64.powi((i % 17) as i32 - 4);
+            out.clear();
+            push_fixed(&mut out, v, precision);
+            let ours = std::str::from_utf8(&out).unwrap();
+            let theirs = format!("{v:.precision$}");
+            let frac = ours.split_once('.').map_or(0, |(_, f)| f.len());
+            assert_eq!(frac, precision, "{ours}");
+            // Same digits, or one unit apart in the last place.
+            let units = |t: &str| t.replace('.', "").parse::<i128>().unwrap();
+            let diff = (units(ours) - units(&theirs)).abs();
+            assert!(diff <= 1, "{v}: {ours} vs {theirs}");
+        }
+        for (v, p, text) in [
+            (1.5, 0, "2"),
+            (-2.25, 1, "-2.3"),
+            (0.0, 3, "0.000"),
+            (12.0, 2, "12.00"),
+            (-0.004, 2, "0.00"),
+            (1e300, 1, ""),
+        ] {
+            out.clear();
+            push_fixed(&mut out, v, p);
+            if text.is_empty() {
+                assert_eq!(out, format!("{v:.p$}").as_bytes());
+            } else {
+                assert_eq!(std::str::from_utf8(&out).unwrap(), text);
+            }
+        }
+    }
+
+    #[test]
     fn choice_weights_hold() {
         let g = one(
             "[generator.op]\nkind = \"choice\"\nvalues = [\"read\", \"write\", \"scan\", \"never\"]\nweights = [70, 20, 10, 0]\n",
@@ -2013,6 +2132,8 @@ kind = "uuid"
             t.generators().collect::<Vec<_>>(),
             [gens.iter().position(|g| g.name == "key").unwrap()]
         );
+        let r = render_many(&[], 1, lane(0, 2), "é{{worker}}ü\\{{ñ", 1);
+        assert_eq!(r[0], "é2ü{{ñ");
         let r = render_many(&[], 1, lane(0, 2), "[{{{worker}}}] {\"w\":{{worker}}}", 1);
         assert_eq!(r[0], "[{2}] {\"w\":2}");
     }
@@ -2408,6 +2529,30 @@ kind = "uuid"
         );
         let e = reject("[generator.g]\nkind = \"uuid\"\nrats = 5\n");
         assert!(e.contains("unknown field `rats`"), "{e}");
+    }
+
+    #[test]
+    fn the_readme_example_parses_and_renders() {
+        let readme = include_str!("../README.md");
+        let start = readme
+            .find("```toml\n[generator.user]")
+            .expect("README has the example")
+            + 8;
+        let block = &readme[start..];
+        let block = &block[..block.find("```").unwrap()];
+        let (gens_text, phase) = block.split_once("[phase.http]").unwrap();
+        let dir = temp_dir("readme");
+        std::fs::write(dir.join("users.csv"), "id,email\n1,a@x\n2,b@x\n").unwrap();
+        let gens = parse_in(&dir, gens_text).unwrap();
+        assert_eq!(gens.len(), 8);
+        let body = phase
+            .lines()
+            .find_map(|l| l.strip_prefix("body = '"))
+            .unwrap();
+        let body = body.strip_suffix('\'').unwrap();
+        let r = render_many(&gens, 1, lane(0, 0), body, 1);
+        assert!(r[0].starts_with("{\"user\":"), "{}", r[0]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     // ------------------------------------------------------------ wire

@@ -90,14 +90,15 @@ impl Template {
                 t.parts.push(part);
                 i = inner_start + len + 2;
             } else {
-                // Up to the next `{{` or `\{{`, in one piece.
-                let next = text[i + 1..].find("{{").map_or(bytes.len(), |p| p + i + 1);
-                let end = if next < bytes.len() && next > i && bytes[next - 1] == b'\\' {
+                // Up to the next `{{` or `\{{`, in one piece. Neither starts
+                // at `i` (the branches above), so the piece is not empty, and
+                // both ends fall on ASCII bytes: char boundaries.
+                let next = text[i..].find("{{").map_or(bytes.len(), |p| i + p);
+                let end = if next < bytes.len() && bytes[next - 1] == b'\\' {
                     next - 1
                 } else {
                     next
                 };
-                let end = end.max(i + 1);
                 t.push_literal(&bytes[i..end]);
                 i = end;
             }
