@@ -633,7 +633,11 @@ fn validate_agents(src: &Source, raw: Spanned<RawAgents>) -> Result<Agents, Spec
     })
 }
 
-fn positive(src: &Source, value: &Spanned<String>, what: &str) -> Result<Duration, SpecError> {
+pub(crate) fn positive(
+    src: &Source,
+    value: &Spanned<String>,
+    what: &str,
+) -> Result<Duration, SpecError> {
     let d = src.duration(value, what)?;
     if d.is_zero() {
         return Err(src.error(value.span(), format!("{what} must be longer than zero")));
