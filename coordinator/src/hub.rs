@@ -18,6 +18,15 @@
 //!
 //! Run control (`run.rs`) commands agents through [`Hub::send`] and watches
 //! the fold; it never touches a stream directly.
+//!
+//! Pool agents ([`Hub::admit_pool`]) outlive runs, so their Hello may name an
+//! earlier run; they are let in only with the agent binary this coordinator
+//! ships ([`Hub::expect_binary`]; a stale one is refused with `retry` and
+//! listed by [`Hub::stale`]), not once the run [`Hub::close_doors`] (they
+//! would come straight back after being released), and not when the run
+//! [`Hub::bench`]es them. A look-only hub ([`Hub::look_only`], for `pool
+//! ls` and `pool upgrade`) checks an agent's secret, notes its Hello, and
+//! sends it away to dial again.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -75,6 +84,8 @@ pub struct AgentState {
     /// Highest seq durable in the log (acked).
     pub acked_through: u64,
     pub duplicates: u64,
+    /// When its last Hello passed (coordinator clock, Unix µs).
+    pub seen_at_us: i64,
     generation: u64,
 }
 
@@ -90,6 +101,18 @@ struct Registry {
     admitted: HashMap<String, String>,
     /// Agents that have attached at least once.
     slots: BTreeMap<String, Slot>,
+    /// Admitted agents that are pool agents.
+    pool: std::collections::HashSet<String>,
+    /// Pool agents this run does not use: sent away to dial again.
+    benched: std::collections::HashSet<String>,
+    /// The agent binary pool agents must run (hex SHA-256).
+    expected_hash: Option<String>,
+    /// Pool agents refused for running another binary, as last seen.
+    stale: BTreeMap<String, AgentState>,
+    /// The run is ending: no attach is welcomed any more.
+    closing: bool,
+    /// Check and note every Hello, welcome none.
+    look_only: bool,
 }
 
 /// Why an attach was refused.
@@ -100,6 +123,8 @@ struct Refusal {
     detail: String,
     /// The refusal may clear by itself: the agent should try again later.
     retry: bool,
+    /// A pool agent running another binary than the one expected.
+    stale: bool,
 }
 
 impl Refusal {
@@ -109,6 +134,7 @@ impl Refusal {
             detail: reason.clone(),
             reason,
             retry: false,
+            stale: false,
         }
     }
 }
@@ -189,6 +215,61 @@ impl Hub {
             .expect("never poisoned")
             .admitted
             .insert(agent_id.into(), secret);
+    }
+
+    /// Lets pool agent `agent_id` attach with this secret, whatever run its
+    /// Hello names.
+    pub fn admit_pool(&self, agent_id: impl Into<String>, secret: String) {
+        let agent_id = agent_id.into();
+        let mut registry = self.registry.lock().expect("never poisoned");
+        registry.pool.insert(agent_id.clone());
+        registry.admitted.insert(agent_id, secret);
+    }
+
+    /// Pool agents must run this agent binary (hex SHA-256) to get in.
+    pub fn expect_binary(&self, hash: &str) {
+        self.registry.lock().expect("never poisoned").expected_hash = Some(hash.to_string());
+    }
+
+    /// The agent binary pool agents must run, if set.
+    pub fn expected_binary(&self) -> Option<String> {
+        self.registry
+            .lock()
+            .expect("never poisoned")
+            .expected_hash
+            .clone()
+    }
+
+    /// This run does not use these pool agents: they are turned away (to
+    /// dial again later), and told to go if attached.
+    pub fn bench(&self, ids: &[String]) {
+        let mut registry = self.registry.lock().expect("never poisoned");
+        for id in ids {
+            registry.benched.insert(id.clone());
+            if let Some(tx) = registry.slots.get(id).and_then(|s| s.tx.clone()) {
+                let _ = tx.try_send(Ok(pb::CoordinatorMessage {
+                    msg: Some(pb::coordinator_message::Msg::Shutdown(pb::Shutdown {
+                        reason: format!("run {} does not use this agent", self.run_id),
+                    })),
+                }));
+            }
+        }
+    }
+
+    /// From now on every attach is refused, for the agent to retry later
+    /// (with another coordinator): the run is ending.
+    pub fn close_doors(&self) {
+        self.registry.lock().expect("never poisoned").closing = true;
+    }
+
+    /// Makes this hub check and note every Hello, and welcome none.
+    pub fn look_only(&self) {
+        self.registry.lock().expect("never poisoned").look_only = true;
+    }
+
+    /// Pool agents refused for running another binary, as last seen.
+    pub fn stale(&self) -> BTreeMap<String, AgentState> {
+        self.registry.lock().expect("never poisoned").stale.clone()
     }
 
     /// Logs a refusal as a notice, unless too many were logged lately.
@@ -432,6 +513,7 @@ impl Coordinator for Service {
         // secret at once, one gets in.
         let claimed = {
             let mut registry = hub.registry.lock().expect("never poisoned");
+            let look_only = registry.look_only;
             check_hello(&hub.run_id, &registry, &hello, &secret).map(|()| {
                 let slot = registry
                     .slots
@@ -443,21 +525,64 @@ impl Coordinator for Service {
                 slot.state.generation += 1;
                 slot.state.hello = hello.clone();
                 slot.state.peer = peer.clone();
+                slot.state.seen_at_us = fleetbench::clock::now_us();
+                if look_only {
+                    // Noted; not attached.
+                    return None;
+                }
                 slot.state.connected = true;
                 slot.state.synced = false;
                 slot.tx = Some(tx.clone());
-                (slot.state.generation, slot.state.acked_through)
+                Some((slot.state.generation, slot.state.acked_through))
             })
         };
         let (generation, acked_through) = match claimed {
-            Ok(claimed) => claimed,
+            Ok(Some(claimed)) => claimed,
+            Ok(None) => {
+                hub.changed.notify_waiters();
+                let _ = tx
+                    .send(Ok(pb::CoordinatorMessage {
+                        msg: Some(pb::coordinator_message::Msg::Refused(pb::Refused {
+                            reason: "only looked at (pool ls or pool upgrade): dial again".into(),
+                            retry: true,
+                        })),
+                    }))
+                    .await;
+                return reply;
+            }
             Err(refusal) => {
-                let known = hub
-                    .registry
-                    .lock()
-                    .expect("never poisoned")
-                    .admitted
-                    .contains_key(&agent_id);
+                let (known, seen_stale) = {
+                    let mut registry = hub.registry.lock().expect("never poisoned");
+                    let seen = refusal.stale
+                        && registry
+                            .stale
+                            .insert(
+                                agent_id.clone(),
+                                AgentState {
+                                    hello: hello.clone(),
+                                    peer: peer.clone(),
+                                    seen_at_us: fleetbench::clock::now_us(),
+                                    ..Default::default()
+                                },
+                            )
+                            .is_some();
+                    (registry.admitted.contains_key(&agent_id), seen)
+                };
+                if refusal.stale {
+                    hub.changed.notify_waiters();
+                }
+                if seen_stale {
+                    // Logged the first time; it redials every second.
+                    let _ = tx
+                        .send(Ok(pb::CoordinatorMessage {
+                            msg: Some(pb::coordinator_message::Msg::Refused(pb::Refused {
+                                reason: refusal.reason,
+                                retry: refusal.retry,
+                            })),
+                        }))
+                        .await;
+                    return reply;
+                }
                 let who = format!("agent {} from {peer}", quoted(&agent_id));
                 refuse(&hub, &tx, if known { &agent_id } else { "" }, &who, refusal).await;
                 // `inbound` is dropped unread: nothing a refused agent sent
@@ -592,6 +717,7 @@ fn check_hello(
         reason: "unknown agent id or wrong secret".into(),
         detail: detail.into(),
         retry: false,
+        stale: false,
     };
     match registry.admitted.get(&hello.agent_id) {
         None => return Err(denied("no agent of that id is admitted to this run")),
@@ -601,7 +727,32 @@ fn check_hello(
         }
         Some(_) => {}
     }
-    if !hello.run_id.is_empty() && hello.run_id != run_id {
+    let later = |reason: String| Refusal {
+        detail: reason.clone(),
+        reason,
+        retry: true,
+        stale: false,
+    };
+    if registry.closing {
+        return Err(later(format!("run {run_id} is ending")));
+    }
+    if registry.pool.contains(&hello.agent_id) {
+        if registry.benched.contains(&hello.agent_id) {
+            return Err(later(format!("run {run_id} does not use this agent")));
+        }
+        if let Some(expected) = &registry.expected_hash
+            && &hello.binary_hash != expected
+        {
+            return Err(Refusal {
+                stale: true,
+                ..later(format!(
+                    "stale agent: it runs agent binary {}, this coordinator ships {expected}; upgrade the pool (coordinator pool upgrade {})",
+                    short(&hello.binary_hash),
+                    hello.pool
+                ))
+            });
+        }
+    } else if !hello.run_id.is_empty() && hello.run_id != run_id {
         return Err(Refusal::new(format!(
             "agent was started for run {}, this is run {run_id}",
             hello.run_id
@@ -620,6 +771,7 @@ fn check_hello(
             detail: reason.clone(),
             reason,
             retry: true,
+            stale: false,
         });
     }
     Ok(())
@@ -638,6 +790,11 @@ async fn refuse(hub: &Hub, tx: &Outgoing, agent_id: &str, who: &str, refusal: Re
             })),
         }))
         .await;
+}
+
+/// The first 12 hex digits of a hash, as people compare them.
+pub fn short(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
 }
 
 /// An agent id someone sent, fit for a log line: escaped, and cut short.
