@@ -134,6 +134,11 @@ pub async fn run(
                 backoff = Duration::from_millis(100);
                 last_contact = Instant::now();
             }
+            // A pool agent hears this whenever another run holds the pool's
+            // coordinator, or `pool ls` looks: not worth a line a second.
+            Ok(Attached::Deferred(why)) if cfg.pool => {
+                tracing::debug!("coordinator {} says try again: {why}", cfg.coordinator)
+            }
             Ok(Attached::Deferred(why)) => {
                 tracing::warn!("coordinator {} says try again: {why}", cfg.coordinator)
             }

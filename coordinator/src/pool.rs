@@ -258,7 +258,7 @@ impl Pool {
     }
 
     fn lease(&self) -> String {
-        format!("{}ms", self.record.lease_ms)
+        format!("{:?}", Duration::from_millis(self.record.lease_ms))
     }
 
     /// Takes the pool's holder lock (see the module doc).

@@ -75,6 +75,7 @@ const PHASE_GRACE: Duration = Duration::from_secs(15);
 const START_LEAD: Duration = Duration::from_millis(300);
 
 pub async fn run(args: RunArgs, stop: CancellationToken) -> Result<Outcome> {
+    let started = std::time::Instant::now();
     let (workload, text) = Workload::load(&args.workload).map_err(|e| BadInput(e.into()))?;
     let agent_binary = find_agent_binary(args.agent_binary.as_deref()).map_err(BadInput)?;
     let agent_hash = {
@@ -225,6 +226,7 @@ pub async fn run(args: RunArgs, stop: CancellationToken) -> Result<Outcome> {
             fingerprint: trust.fingerprint(),
             ssh: &ssh,
             pool: pool.as_ref().map(|(p, _)| p),
+            started,
         },
         &mut running_services,
         &mut agents,
@@ -298,6 +300,8 @@ struct Attach<'a> {
     ssh: &'a ssh::Options,
     /// The pool the run takes its agents from.
     pool: Option<&'a crate::pool::Pool>,
+    /// When `run` started.
+    started: std::time::Instant,
 }
 
 /// What runs on SSH hosts for this run.
@@ -515,6 +519,12 @@ async fn drive(
         everyone.len(),
         deploying.elapsed().as_secs_f64()
     );
+    if attach.pool.is_some() {
+        eprintln!(
+            "pool agents attached {:.2}s after the run started",
+            attach.started.elapsed().as_secs_f64()
+        );
+    }
 
     let mut live = LiveView::new(workload.phases.len());
     for (index, phase) in workload.phases.iter().enumerate() {
