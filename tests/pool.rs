@@ -163,6 +163,13 @@ fn pool_runs_need_no_ssh() {
             std::net::TcpStream::connect_timeout(&hosts.addr(n), Duration::from_secs(2)).is_err(),
             "port 22 of {n} still answers"
         );
+        // Count from zero: the probe above was the only knock so far.
+        assert!(
+            hosts
+                .run_in(n, &["iptables", "-Z", "INPUT"])
+                .status
+                .success()
+        );
     }
     let w = dir.write("pool.toml", &pool_workload("p", 3, "2s", ""));
     for round in 1..=2 {

@@ -20,7 +20,7 @@
 //!
 //! A pool agent (its credentials name a pool) outlives runs: it never gives
 //! up dialing (backoff capped at [`POOL_BACKOFF_CAP`], so it attaches within
-//! about a second of a coordinator starting), and a Shutdown only releases it:
+//! half a second of a coordinator starting), and a Shutdown only releases it:
 //! once every event is acked it closes the stream and dials again for the next
 //! run. Its Hello names the run its outbox belongs to; the Welcome names the
 //! run it joins, and a different run moves the outbox to a fresh sequence
@@ -47,7 +47,7 @@ const SEND_BATCH: usize = 256;
 /// Longest wait between dials of a run's agent.
 const BACKOFF_CAP: Duration = Duration::from_secs(2);
 /// Longest wait between dials of a pool agent.
-pub const POOL_BACKOFF_CAP: Duration = Duration::from_secs(1);
+pub const POOL_BACKOFF_CAP: Duration = Duration::from_millis(500);
 /// Events of earlier runs kept aside at most (oldest dropped first).
 const PARKED_MAX: usize = crate::outbox::DEFAULT_CAPACITY;
 

@@ -6,7 +6,7 @@
 //! HTTP target for demos and tests.
 //!
 //! Credentials that name a pool make a pool agent: it outlives runs, dials
-//! forever (at most a second apart), sends host metrics only while a run
+//! forever (at most half a second apart), sends host metrics only while a run
 //! holds it, and goes back to waiting when a run releases it (see `link`).
 //!
 //! Exit codes of `attach`: 0 shut down with every event acked, 1 an error,
