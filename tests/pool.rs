@@ -355,13 +355,35 @@ fn wait_line(rx: &std::sync::mpsc::Receiver<String>, needle: &str, seen: &mut Ve
     }
 }
 
-/// A run is SIGKILLed mid-phase; the next run, started right after, finds
-/// every agent of the pool back on its own (the same processes), and the
-/// events the dead run never acked are kept aside, not logged into it.
+/// `agent serve` on every interface of this machine (the hosts reach it at
+/// the bridge's address), on `port`.
+fn target_for_hosts(port: u16) -> Target {
+    let mut child = Command::new(bin("agent"))
+        .args(["serve", "--listen", &format!("0.0.0.0:{port}")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start agent serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("listening on"), "{line:?}");
+    Target {
+        child,
+        addr: ([127, 0, 0, 1], port).into(),
+    }
+}
+
+/// A run is SIGKILLed mid-phase: the pool agents stop loading the target
+/// within their lease (5 s), and the next run, started after, finds every
+/// agent of the pool back on its own (the same processes); the events the
+/// dead run never acked are kept aside, not logged into the new run.
 #[test]
 fn pool_reattaches_after_the_coordinator_is_killed() {
     let hosts = Hosts::up(2);
     let dir = TempDir::new("pool-restart");
+    let target = target_for_hosts(17816);
     ok(
         &pool_up(&hosts, dir.path(), "r", &["h1", "h2"], 17813),
         "pool up",
@@ -371,7 +393,13 @@ fn pool_reattaches_after_the_coordinator_is_killed() {
         .map(|n| agent_processes(&hosts, n))
         .collect();
 
-    let long = dir.write("long.toml", &pool_workload("r", 2, "60s", ""));
+    let long = dir.write(
+        "long.toml",
+        &format!(
+            "[agents]\npool = \"r\"\ncount = 2\n\n[[phase]]\nname = \"load\"\nduration = \"60s\"\n\n[phase.http]\nurl = \"http://{}:17816/\"\nconcurrency = 2\n",
+            hosts.coordinator_ip
+        ),
+    );
     let (mut doomed, rx) = spawn_run(dir.path(), &long);
     let mut seen = Vec::new();
     wait_line(&rx, "pool agents attached", &mut seen);
@@ -379,7 +407,27 @@ fn pool_reattaches_after_the_coordinator_is_killed() {
     wait_line(&rx, "[load 1/1] 5s/", &mut seen);
     doomed.kill().unwrap();
     doomed.wait().unwrap();
+    let killed = Instant::now();
     let dead_run = run_id(&seen.join("\n"));
+    // No coordinator: the load stops within the lease (plus the grace of
+    // requests in flight), and stays stopped.
+    let mut last = target.served();
+    let stopped = wait_for("the load to stop", Duration::from_secs(15), || {
+        std::thread::sleep(Duration::from_millis(500)); // the sampling interval of a counter
+        let now = target.served();
+        let quiet = now == last;
+        last = now;
+        quiet.then(|| killed.elapsed())
+    });
+    println!(
+        "load stopped {:.1}s after the coordinator was killed",
+        stopped.as_secs_f64()
+    );
+    assert!(
+        stopped < Duration::from_secs(9),
+        "the lease is 5 s: {stopped:?}"
+    );
+    assert!(last > 0, "the target was loaded");
 
     let w = dir.write("short.toml", &pool_workload("r", 2, "2s", ""));
     let out = coord(dir.path(), &["run", w.to_str().unwrap(), "--json"], None);

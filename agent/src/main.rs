@@ -60,9 +60,9 @@ enum Cmd {
         #[arg(long)]
         credentials: PathBuf,
         /// Stop generating load after the coordinator has been unreachable
-        /// this long.
-        #[arg(long, default_value = "15s", value_parser = duration)]
-        lease: Duration,
+        /// this long (default 15s; 5s for a pool agent).
+        #[arg(long, value_parser = duration)]
+        lease: Option<Duration>,
         /// Exit after failing to reach any coordinator for this long
         /// (a pool agent never gives up).
         #[arg(long, default_value = "2m", value_parser = duration)]
@@ -153,6 +153,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 threads,
             } => {
                 let creds = read_credentials(&credentials)?;
+                let lease = lease.unwrap_or(if creds.pool.is_empty() {
+                    Duration::from_secs(15)
+                } else {
+                    Duration::from_secs(5)
+                });
                 attach(creds, lease, give_up_after, threads, stop).await
             }
         }
