@@ -1428,4 +1428,67 @@ mod tests {
         assert_eq!(notices.len(), REFUSALS_PER_WINDOW as usize, "{notices:?}");
         h.finish().await;
     }
+
+    /// Pool agents: one whose Hello names an earlier run gets in; one on
+    /// another agent binary is refused as stale (to retry) and listed; a
+    /// benched one and, once the doors close, any is sent away to retry. A
+    /// look-only hub checks the secret, notes the Hello and welcomes none.
+    #[tokio::test]
+    async fn pool_agents_are_admitted_by_binary_bench_and_doors() {
+        let h = Harness::start().await;
+        let (s1, s2, s3) = (
+            new_secret().unwrap(),
+            new_secret().unwrap(),
+            new_secret().unwrap(),
+        );
+        h.hub.admit_pool("p1", s1.clone());
+        h.hub.admit_pool("p2", s2.clone());
+        h.hub.admit_pool("p3", s3.clone());
+        h.hub.expect_binary("aa");
+        h.hub.bench(&["p3".to_string()]);
+        let pooled = |id: &str, secret: &str, hash: &str| {
+            let mut m = hello(id, "an-earlier-run", secret);
+            if let Some(pb::agent_message::Msg::Hello(hello)) = m.msg.as_mut() {
+                hello.binary_hash = hash.into();
+                hello.pool = "p".into();
+            }
+            m
+        };
+        let mut client = h.client().await;
+        let (tx, inbound, answer) = attach(&mut client, pooled("p1", &s1, "aa"), &[]).await;
+        match answer {
+            pb::coordinator_message::Msg::Welcome(w) => assert_eq!(w.run_id, h.run_id),
+            other => panic!("expected Welcome, got {other:?}"),
+        }
+        drop((tx, inbound));
+        let (_tx, _in, answer) = attach(&mut client, pooled("p2", &s2, "bb"), &[]).await;
+        let r = refused(answer);
+        assert!(r.retry && r.reason.contains("stale agent"), "{r:?}");
+        assert_eq!(h.hub.stale()["p2"].hello.binary_hash, "bb");
+        let (_tx, _in, answer) = attach(&mut client, pooled("p3", &s3, "aa"), &[]).await;
+        let r = refused(answer);
+        assert!(r.retry && r.reason.contains("does not use"), "{r:?}");
+        let (_tx, _in, answer) = attach(&mut client, pooled("p1", &s2, "aa"), &[]).await;
+        assert!(!refused(answer).retry, "a wrong secret is refused for good");
+        h.hub.close_doors();
+        let (_tx, _in, answer) = attach(&mut client, pooled("p1", &s1, "aa"), &[]).await;
+        let r = refused(answer);
+        assert!(r.retry && r.reason.contains("is ending"), "{r:?}");
+        drop((_tx, _in, client));
+        h.finish().await;
+
+        let h = Harness::start().await;
+        h.hub.admit_pool("p1", s1.clone());
+        h.hub.look_only();
+        let mut client = h.client().await;
+        let (_tx, _in, answer) = attach(&mut client, pooled("p1", &s1, "cc"), &[]).await;
+        assert!(refused(answer).retry);
+        let seen = &h.hub.agents()["p1"];
+        assert!(!seen.connected && seen.seen_at_us > 0);
+        assert_eq!(seen.hello.binary_hash, "cc");
+        let (_tx2, _in2, answer) = attach(&mut client, pooled("p1", &s2, "cc"), &[]).await;
+        assert!(!refused(answer).retry, "look-only still checks the secret");
+        drop((_tx, _in, _tx2, _in2, client));
+        h.finish().await;
+    }
 }
