@@ -969,7 +969,7 @@ pub async fn ls(data_dir: &Path, name: Option<&str>, wait: Duration) -> Result<(
     };
     let trust = load_trust(data_dir)?;
     for name in names {
-        let pool = Pool::load(data_dir, &name)?;
+        let pool = Pool::load(data_dir, &name).map_err(crate::run::BadInput)?;
         let (live, held_by) = match pool.hold("pool ls") {
             Ok(holder) => {
                 let lookout = Lookout::start(data_dir, &pool, &trust).await?;
@@ -1053,7 +1053,7 @@ pub async fn upgrade(
     agent_binary: Option<&Path>,
     accept_new_host_keys: bool,
 ) -> Result<bool> {
-    let mut pool = Pool::load(data_dir, name)?;
+    let mut pool = Pool::load(data_dir, name).map_err(crate::run::BadInput)?;
     let _holder = pool.hold("pool upgrade")?;
     let trust = load_trust(data_dir)?;
     let binary = local_agent(agent_binary).await?;
@@ -1267,7 +1267,7 @@ async fn upgrade_host(
 /// fails is reported and stays in the record (run it again). Returns false
 /// if a host failed.
 pub async fn down(data_dir: &Path, name: &str, accept_new_host_keys: bool) -> Result<bool> {
-    let mut pool = Pool::load(data_dir, name)?;
+    let mut pool = Pool::load(data_dir, name).map_err(crate::run::BadInput)?;
     let holder = pool.hold("pool down")?;
     let binary = local_agent(None).await?;
     let hosts = pool.hosts()?;
