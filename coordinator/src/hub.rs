@@ -111,6 +111,8 @@ struct Registry {
     stale: BTreeMap<String, AgentState>,
     /// The run is ending: no attach is welcomed any more.
     closing: bool,
+    /// (pool agent, kind of refusal) already logged.
+    told: std::collections::HashSet<(String, String)>,
     /// Check and note every Hello, welcome none.
     look_only: bool,
 }
@@ -125,6 +127,11 @@ struct Refusal {
     retry: bool,
     /// A pool agent running another binary than the one expected.
     stale: bool,
+    /// Not logged (an expected turn-away, like a released agent redialing
+    /// a run that is ending).
+    quiet: bool,
+    /// Which rule refused, for logging a pool agent's refusal once per kind.
+    kind: String,
 }
 
 impl Refusal {
@@ -135,6 +142,8 @@ impl Refusal {
             reason,
             retry: false,
             stale: false,
+            quiet: false,
+            kind: String::new(),
         }
     }
 }
@@ -551,28 +560,32 @@ impl Coordinator for Service {
                 return reply;
             }
             Err(refusal) => {
-                let (known, seen_stale) = {
+                let (known, told) = {
                     let mut registry = hub.registry.lock().expect("never poisoned");
-                    let seen = refusal.stale
-                        && registry
-                            .stale
-                            .insert(
-                                agent_id.clone(),
-                                AgentState {
-                                    hello: hello.clone(),
-                                    peer: peer.clone(),
-                                    seen_at_us: fleetbench::clock::now_us(),
-                                    ..Default::default()
-                                },
-                            )
-                            .is_some();
-                    (registry.admitted.contains_key(&agent_id), seen)
+                    if refusal.stale {
+                        registry.stale.insert(
+                            agent_id.clone(),
+                            AgentState {
+                                hello: hello.clone(),
+                                peer: peer.clone(),
+                                seen_at_us: fleetbench::clock::now_us(),
+                                ..Default::default()
+                            },
+                        );
+                    }
+                    // A pool agent told to retry redials twice a second:
+                    // the log hears each reason once per agent.
+                    let told = refusal.retry
+                        && registry.pool.contains(&agent_id)
+                        && !registry
+                            .told
+                            .insert((agent_id.clone(), refusal.kind.clone()));
+                    (registry.admitted.contains_key(&agent_id), told)
                 };
                 if refusal.stale {
                     hub.changed.notify_waiters();
                 }
-                if seen_stale {
-                    // Logged the first time; it redials every second.
+                if told || refusal.quiet {
                     let _ = tx
                         .send(Ok(pb::CoordinatorMessage {
                             msg: Some(pb::coordinator_message::Msg::Refused(pb::Refused {
@@ -714,10 +727,8 @@ fn check_hello(
     }
     // The agent is told only that it is not let in; the log says why.
     let denied = |detail: &str| Refusal {
-        reason: "unknown agent id or wrong secret".into(),
         detail: detail.into(),
-        retry: false,
-        stale: false,
+        ..Refusal::new("unknown agent id or wrong secret")
     };
     match registry.admitted.get(&hello.agent_id) {
         None => return Err(denied("no agent of that id is admitted to this run")),
@@ -727,29 +738,39 @@ fn check_hello(
         }
         Some(_) => {}
     }
-    let later = |reason: String| Refusal {
-        detail: reason.clone(),
-        reason,
+    let later = |kind: &str, reason: String| Refusal {
         retry: true,
-        stale: false,
+        kind: kind.into(),
+        ..Refusal::new(reason)
     };
     if registry.closing {
-        return Err(later(format!("run {run_id} is ending")));
+        return Err(Refusal {
+            quiet: true,
+            ..later("closing", format!("run {run_id} is ending"))
+        });
     }
     if registry.pool.contains(&hello.agent_id) {
         if registry.benched.contains(&hello.agent_id) {
-            return Err(later(format!("run {run_id} does not use this agent")));
+            // The run knows whom it took: nothing to log.
+            return Err(Refusal {
+                quiet: true,
+                ..later("benched", format!("run {run_id} does not use this agent"))
+            });
         }
         if let Some(expected) = &registry.expected_hash
             && &hello.binary_hash != expected
         {
             return Err(Refusal {
                 stale: true,
-                ..later(format!(
-                    "stale agent: it runs agent binary {}, this coordinator ships {expected}; upgrade the pool (coordinator pool upgrade {})",
-                    short(&hello.binary_hash),
-                    hello.pool
-                ))
+                ..later(
+                    "stale",
+                    format!(
+                        "stale agent: it runs agent binary {}, this coordinator ships {}; upgrade the pool (coordinator pool upgrade {})",
+                        short(&hello.binary_hash),
+                        short(expected),
+                        hello.pool
+                    ),
+                )
             });
         }
     } else if !hello.run_id.is_empty() && hello.run_id != run_id {
@@ -768,10 +789,9 @@ fn check_hello(
             hello.agent_id, live.state.peer
         );
         return Err(Refusal {
-            detail: reason.clone(),
-            reason,
             retry: true,
-            stale: false,
+            kind: "attached".into(),
+            ..Refusal::new(reason)
         });
     }
     Ok(())
@@ -910,6 +930,9 @@ async fn serve_agent(
     let mut pings = tokio::time::interval(Duration::from_millis(20));
     let mut sent_pings = 0u32;
     let mut pongs = 0u32;
+    // Whether this link's AgentAttached is logged: a link that ends before
+    // (a pool agent benched right after its Welcome) logs no detach either.
+    let mut attach_logged = false;
     let end = loop {
         tokio::select! {
             _ = pings.tick() => {
@@ -968,6 +991,7 @@ async fn serve_agent(
                             first.then_some((slot.state.offset_us, slot.state.rtt_us))
                         }).flatten();
                         if let Some((offset, rtt)) = first_sync {
+                            attach_logged = true;
                             hub.log(pb::log_record::Record::AgentAttached(pb::AgentAttached {
                                 hello: Some(hello.clone()),
                                 peer: peer.clone(),
@@ -996,7 +1020,10 @@ async fn serve_agent(
             current
         })
         .unwrap_or(false);
-    if current {
+    if current && !attach_logged {
+        hub.changed.notify_waiters();
+    }
+    if current && attach_logged {
         tracing::info!("agent {agent_id} detached: {end}");
         hub.log(pb::log_record::Record::AgentDetached(pb::AgentDetached {
             agent_id: agent_id.clone(),

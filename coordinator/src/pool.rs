@@ -1010,7 +1010,7 @@ pub async fn ls(data_dir: &Path, name: Option<&str>, wait: Duration) -> Result<(
                         "not seen"
                     }
                 }
-                None => "in use?",
+                None => "?",
             };
             let hash = s
                 .map(|s| s.binary_hash.as_str())
