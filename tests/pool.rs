@@ -378,7 +378,8 @@ fn target_for_hosts(port: u16) -> Target {
 /// A run is SIGKILLed mid-phase: the pool agents stop loading the target
 /// within their lease (5 s), and the next run, started after, finds every
 /// agent of the pool back on its own (the same processes); the events the
-/// dead run never acked are kept aside, not logged into the new run.
+/// dead run never acked are not logged into the new run but delivered into
+/// the dead run's own log.
 #[test]
 fn pool_reattaches_after_the_coordinator_is_killed() {
     let hosts = Hosts::up(2);
@@ -455,7 +456,24 @@ fn pool_reattaches_after_the_coordinator_is_killed() {
         "the agents say they keep the dead run's events aside:\n{}",
         &events[..events.len().min(4000)]
     );
-    // The dead run's log opens, and reads as incomplete.
+    // ... and were delivered into the dead run's own log: the phase's end,
+    // which only happened after the kill, is there for both agents.
+    assert!(
+        events.contains(&format!("into the log of run {dead_run}")),
+        "{}",
+        &events[..events.len().min(4000)]
+    );
+    let dead_events = text(&coord(dir.path(), &["export", &dead_run, "--events"], None).stdout);
+    assert_eq!(
+        dead_events.matches("\"event\":\"phase_ended\"").count(),
+        2,
+        "both agents' PhaseEnded reached the dead run's log"
+    );
+    assert!(
+        dead_events.contains(&format!("delivered by the coordinator of run {new_run}")),
+        "the dead run's log says who delivered them"
+    );
+    // The dead run's log opens, and reads as incomplete (no RunFinished).
     let dead = report_json(dir.path(), &dead_run);
     assert_eq!(dead["status"], "incomplete", "{dead}");
 }

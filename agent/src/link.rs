@@ -25,7 +25,9 @@
 //! run. Its Hello names the run its outbox belongs to; the Welcome names the
 //! run it joins, and a different run moves the outbox to a fresh sequence
 //! space (`Outbox::start_run`). Events a dead coordinator never acked are
-//! kept aside, never sent into another run's log, and said so in a notice.
+//! kept aside (and said so in a notice), never sent as the new run's events:
+//! they go to the new coordinator as `LateEvents` of their own run, which it
+//! appends to that run's log, and leave only when it acks them (`LateAck`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +52,8 @@ const BACKOFF_CAP: Duration = Duration::from_secs(2);
 pub const POOL_BACKOFF_CAP: Duration = Duration::from_millis(500);
 /// Events of earlier runs kept aside at most (oldest dropped first).
 const PARKED_MAX: usize = crate::outbox::DEFAULT_CAPACITY;
+/// Late events per LateEvents message at most.
+const LATE_BATCH: usize = 1000;
 
 pub struct LinkConfig {
     /// `host:port` of the coordinator.
@@ -183,6 +187,33 @@ impl Parked {
         }
         total
     }
+
+    /// Drops the kept events of `run` up to `through`.
+    fn ack(&mut self, run: &str, through: u64) -> usize {
+        let mut dropped = 0;
+        for (_, events) in self.runs.iter_mut().filter(|(r, _)| r == run) {
+            let before = events.len();
+            events.retain(|e| e.seq > through);
+            dropped += before - events.len();
+        }
+        self.runs.retain(|(_, e)| !e.is_empty());
+        dropped
+    }
+
+    /// The kept events as LateEvents messages.
+    fn messages(&self) -> Vec<pb::AgentMessage> {
+        self.runs
+            .iter()
+            .flat_map(|(run, events)| {
+                events.chunks(LATE_BATCH).map(|chunk| {
+                    msg(pb::agent_message::Msg::LateEvents(pb::LateEvents {
+                        run_id: run.clone(),
+                        events: chunk.to_vec(),
+                    }))
+                })
+            })
+            .collect()
+    }
 }
 
 enum Attached {
@@ -258,7 +289,7 @@ async fn attach_once(
         let n = left.len();
         let kept = parked.keep(old_run.clone(), left);
         let message = format!(
-            "holding {n} event(s) of run {old_run} that its coordinator never acked; they are kept aside ({kept} in all), not logged into run {}",
+            "holding {n} event(s) of run {old_run} that its coordinator never acked; kept aside ({kept} in all) for run {old_run}'s own log, never logged into run {}",
             welcome.run_id
         );
         tracing::warn!("{message}");
@@ -269,6 +300,13 @@ async fn attach_once(
     }
     outbox.ack(welcome.acked_through);
     connected.send_replace(true);
+    // Whatever earlier runs left unacked goes to their own logs through
+    // this coordinator.
+    for late in parked.messages() {
+        if tx.send(late).await.is_err() {
+            return Ok(Attached::Lost(anyhow::anyhow!("outgoing stream closed")));
+        }
+    }
     tracing::info!(
         "attached to {} (run {}), resending from seq {}",
         cfg.coordinator,
@@ -348,6 +386,17 @@ async fn attach_once(
                         *shutting_down = Some(s.reason);
                     }
                     Some(Msg::Refused(r)) => return Ok(Attached::Ended(LinkEnd::Refused(r.reason))),
+                    Some(Msg::LateAck(a)) if a.error.is_empty() => {
+                        let n = parked.ack(&a.run_id, a.through);
+                        tracing::info!("{n} late event(s) of run {} are in its log now", a.run_id);
+                        outbox.push(pb::event::Kind::Notice(pb::AgentNotice {
+                            level: pb::agent_notice::Level::Info as i32,
+                            message: format!("delivered {n} late event(s) into the log of run {}", a.run_id),
+                        }));
+                    }
+                    Some(Msg::LateAck(a)) => {
+                        tracing::warn!("late events of run {} not taken (kept): {}", a.run_id, a.error);
+                    }
                     Some(Msg::Welcome(_)) | None => {}
                 }
             }

@@ -26,7 +26,10 @@
 //! would come straight back after being released), and not when the run
 //! [`Hub::bench`]es them. A look-only hub ([`Hub::look_only`], for `pool
 //! ls` and `pool upgrade`) checks an agent's secret, notes its Hello, and
-//! sends it away to dial again.
+//! sends it away to dial again. A run's hub set to [`Hub::accept_late`]
+//! takes a pool agent's `LateEvents` (events of an earlier run whose
+//! coordinator died before acking them) and appends them to that run's own
+//! log, which opens now that its coordinator is gone.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -181,6 +184,10 @@ pub struct Hub {
     reader: LogReader,
     /// Set once the run has ended; ReadLog followers then finish.
     finished: watch::Sender<bool>,
+    /// The data directory whose other runs' logs take late events.
+    late_dir: Mutex<Option<std::path::PathBuf>>,
+    /// One late delivery at a time (sled locks a log per open).
+    late_lock: tokio::sync::Mutex<()>,
 }
 
 impl Hub {
@@ -207,6 +214,8 @@ impl Hub {
             durable_lsn: watch::Sender::new(log.next_lsn().saturating_sub(1)),
             reader,
             finished: watch::Sender::new(false),
+            late_dir: Mutex::new(None),
+            late_lock: tokio::sync::Mutex::new(()),
         });
         let writer = tokio::spawn(write_loop(hub.clone(), log, rx, stop));
         (hub, writer)
@@ -269,6 +278,95 @@ impl Hub {
     /// (with another coordinator): the run is ending.
     pub fn close_doors(&self) {
         self.registry.lock().expect("never poisoned").closing = true;
+    }
+
+    /// Takes pool agents' late events of other runs under `data_dir` into
+    /// those runs' logs.
+    pub fn accept_late(&self, data_dir: &std::path::Path) {
+        *self.late_dir.lock().expect("never poisoned") = Some(data_dir.to_path_buf());
+    }
+
+    /// Appends `events` of `agent_id` for run `run_id` (not this one) to that
+    /// run's log, leaving out those it holds already; returns the highest
+    /// seq now durable there.
+    async fn deliver_late(&self, agent_id: &str, late: pb::LateEvents) -> Result<u64, String> {
+        let dir = self.late_dir.lock().expect("never poisoned").clone();
+        let pooled = self
+            .registry
+            .lock()
+            .expect("never poisoned")
+            .pool
+            .contains(agent_id);
+        let (Some(dir), true) = (dir, pooled) else {
+            return Err("this coordinator takes no late events from this agent".into());
+        };
+        if late.run_id == self.run_id || uuid::Uuid::parse_str(&late.run_id).is_err() {
+            return Err(format!("{:?} is not another run", late.run_id));
+        }
+        if !crate::log::run_dir(&dir, &late.run_id).join("log").exists() {
+            return Err(format!("there is no run {} here", late.run_id));
+        }
+        let _one = self.late_lock.lock().await;
+        let (agent, by) = (agent_id.to_string(), self.run_id.clone());
+        let handle = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            let fail = |e: LogError| format!("run {}: {:#}", late.run_id, anyhow::Error::new(e));
+            let mut log = EventLog::open(&dir, &late.run_id).map_err(fail)?;
+            // What the log holds of this agent already, and its clock offset.
+            let (mut have, mut offset, mut attached) = (0u64, 0i64, false);
+            for item in log.scan() {
+                match item.map_err(fail)?.1.record {
+                    Some(pb::log_record::Record::AgentEvent(e)) if e.agent_id == agent => {
+                        have = have.max(e.event.map_or(0, |e| e.seq));
+                        offset = e.clock_offset_us;
+                    }
+                    Some(pb::log_record::Record::AgentAttached(a))
+                        if a.hello.as_ref().is_some_and(|h| h.agent_id == agent) =>
+                    {
+                        offset = a.clock_offset_us;
+                        attached = true;
+                    }
+                    _ => {}
+                }
+            }
+            if !attached {
+                return Err(format!("agent {agent} never attached to run {}", late.run_id));
+            }
+            let through = late.events.iter().map(|e| e.seq).max().unwrap_or(0).max(have);
+            let now = fleetbench::clock::now_us();
+            let mut records: Vec<pb::LogRecord> = late
+                .events
+                .into_iter()
+                .filter(|e| e.seq > have)
+                .map(|event| pb::LogRecord {
+                    logged_at_us: now,
+                    record: Some(pb::log_record::Record::AgentEvent(pb::AgentEvent {
+                        agent_id: agent.clone(),
+                        event: Some(event),
+                        clock_offset_us: offset,
+                    })),
+                })
+                .collect();
+            if records.is_empty() {
+                return Ok(through);
+            }
+            let n = records.len();
+            records.push(pb::LogRecord {
+                logged_at_us: now,
+                record: Some(pb::log_record::Record::Notice(pb::CoordinatorNotice {
+                    level: "info".into(),
+                    message: format!(
+                        "{n} late event(s) of agent {agent} (never acked: this run's coordinator went away) delivered by the coordinator of run {by}"
+                    ),
+                    agent_id: agent.clone(),
+                })),
+            });
+            log.append(&records).map_err(fail)?;
+            handle.block_on(log.flush()).map_err(fail)?;
+            Ok(through)
+        })
+        .await
+        .map_err(|e| format!("delivering late events: {e}"))?
     }
 
     /// Makes this hub check and note every Hello, and welcome none.
@@ -1001,6 +1099,23 @@ async fn serve_agent(
                             tracing::info!("agent {agent_id} attached from {peer} (clock offset {offset} us, rtt {rtt} us)");
                             hub.changed.notify_waiters();
                         }
+                    }
+                    Some(pb::agent_message::Msg::LateEvents(late)) => {
+                        let run_id = late.run_id.clone();
+                        let n = late.events.len();
+                        let ack = match hub.deliver_late(&agent_id, late).await {
+                            Ok(through) => {
+                                tracing::info!("agent {agent_id}: {n} late event(s) of run {run_id} are in its log (through seq {through})");
+                                pb::LateAck { run_id, through, error: String::new() }
+                            }
+                            Err(error) => {
+                                tracing::warn!("agent {agent_id}: late events of run {run_id} not taken: {error}");
+                                pb::LateAck { run_id, through: 0, error }
+                            }
+                        };
+                        let _ = tx.try_send(Ok(pb::CoordinatorMessage {
+                            msg: Some(pb::coordinator_message::Msg::LateAck(ack)),
+                        }));
                     }
                     Some(pb::agent_message::Msg::Hello(_)) | None => {}
                 },

@@ -168,6 +168,7 @@ pub async fn run(args: RunArgs, stop: CancellationToken) -> Result<Outcome> {
             hub.admit_pool(id.clone(), secret.clone());
         }
         hub.expect_binary(&agent_hash);
+        hub.accept_late(&args.data_dir);
         let others: Vec<String> = pool
             .record
             .agents
