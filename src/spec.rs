@@ -81,6 +81,9 @@ pub struct Agents {
     pub attach_timeout: Duration,
     /// How each phase's load is split over the agents.
     pub split: Split,
+    /// Agents taken from a long-lived pool instead (no local or SSH agents).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pool: Option<PoolUse>,
 }
 
 /// How load is split across agents: each agent's share is its weight over
@@ -94,6 +97,16 @@ pub enum Split {
     /// Explicit weights, one per agent in order: local agents first, then
     /// each host's `per_host` agents in the order of `hosts`.
     Weights(Vec<f64>),
+}
+
+/// `[agents] pool = "NAME"`, with `count` and `labels`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PoolUse {
+    pub name: String,
+    /// Agents to take; None: every agent of the pool that matches.
+    pub count: Option<u32>,
+    /// Only agents carrying every one of these labels.
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// `user@host[:port]`: an SSH host.
@@ -274,6 +287,9 @@ struct RawAgents {
     min_hosts: Option<Spanned<i64>>,
     attach_timeout: Option<Spanned<String>>,
     split: Option<Spanned<RawSplit>>,
+    pool: Option<Spanned<String>>,
+    count: Option<Spanned<i64>>,
+    labels: Option<Spanned<std::collections::BTreeMap<String, String>>>,
 }
 
 #[derive(Deserialize)]
@@ -378,9 +394,14 @@ impl Source<'_> {
 }
 
 impl Agents {
-    /// Agents the run asks for: local ones plus per_host on every host.
+    /// Agents the run asks for: local ones plus per_host on every host, or
+    /// the pool's `count` (1 when it takes every matching agent: the real
+    /// number is known once they attach).
     pub fn count(&self) -> u32 {
-        self.local + self.per_host * self.hosts.len() as u32
+        match &self.pool {
+            Some(p) => p.count.unwrap_or(1),
+            None => self.local + self.per_host * self.hosts.len() as u32,
+        }
     }
 }
 
@@ -509,6 +530,7 @@ impl Workload {
 fn validate_agents(src: &Source, raw: Spanned<RawAgents>) -> Result<Agents, SpecError> {
     let span = raw.span();
     let raw = raw.into_inner();
+    let pool = validate_pool(src, &raw, raw.hosts.as_ref().is_none_or(Vec::is_empty))?;
     let mut hosts = Vec::new();
     for h in raw.hosts.unwrap_or_default() {
         let host: SshHost = h
@@ -526,10 +548,11 @@ fn validate_agents(src: &Source, raw: Spanned<RawAgents>) -> Result<Agents, Spec
         hosts.push(host);
     }
     let local = match raw.local {
+        None if pool.is_some() => 0,
         None if hosts.is_empty() => {
             return Err(src.error(
                 span,
-                "[agents] needs `local = N` (agent processes on this machine) or `hosts = [\"user@host\", ...]` (SSH hosts)",
+                "[agents] needs `local = N` (agent processes on this machine), `hosts = [\"user@host\", ...]` (SSH hosts) or `pool = \"NAME\"` (a pool's agents)",
             ));
         }
         None => 0,
@@ -630,7 +653,74 @@ fn validate_agents(src: &Source, raw: Spanned<RawAgents>) -> Result<Agents, Spec
         remote_dir,
         min_hosts,
         attach_timeout,
+        pool,
     })
+}
+
+/// `pool`, `count` and `labels` of `[agents]`.
+fn validate_pool(
+    src: &Source,
+    raw: &RawAgents,
+    no_hosts: bool,
+) -> Result<Option<PoolUse>, SpecError> {
+    let Some(name) = &raw.pool else {
+        if let Some(c) = &raw.count {
+            return Err(src.error(c.span(), "agents.count needs `pool = \"NAME\"`"));
+        }
+        if let Some(l) = &raw.labels {
+            return Err(src.error(l.span(), "agents.labels needs `pool = \"NAME\"`"));
+        }
+        return Ok(None);
+    };
+    if !valid_pool_name(name.get_ref()) {
+        return Err(src.error(
+            name.span(),
+            "agents.pool must be a pool name: 1 to 64 letters, digits, '.', '-' or '_'",
+        ));
+    }
+    if let Some(l) = &raw.local {
+        return Err(src.error(
+            l.span(),
+            "agents.local cannot be used with agents.pool: a run takes its agents from the pool",
+        ));
+    }
+    if !no_hosts {
+        return Err(src.error(
+            name.span(),
+            "agents.hosts cannot be used with agents.pool: the pool's hosts are set by `coordinator pool up`",
+        ));
+    }
+    let count = match &raw.count {
+        Some(n) if !(1..=100_000).contains(n.get_ref()) => {
+            return Err(src.error(
+                n.span(),
+                format!(
+                    "agents.count must be between 1 and 100000, not {}",
+                    n.get_ref()
+                ),
+            ));
+        }
+        Some(n) => Some(*n.get_ref() as u32),
+        None => None,
+    };
+    Ok(Some(PoolUse {
+        name: name.get_ref().clone(),
+        count,
+        labels: raw
+            .labels
+            .as_ref()
+            .map(|l| l.get_ref().clone())
+            .unwrap_or_default(),
+    }))
+}
+
+/// A pool's name: it names a directory and shows in agent ids.
+pub fn valid_pool_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && !name.starts_with('.')
 }
 
 pub(crate) fn positive(
@@ -931,6 +1021,39 @@ concurrency = 16
         assert!(e.contains("remote_dir"), "{e}");
         let e = reject(&GOOD.replace("local = 2", "local = 0"));
         assert!(e.contains("between 1 and 1024"), "{e}");
+    }
+
+    #[test]
+    fn pool_agents_parse_and_bad_ones_are_named() {
+        let text = GOOD.replace(
+            "local = 2",
+            "pool = \"nightly\"\ncount = 3\nlabels = { zone = \"a\" }",
+        );
+        let w = Workload::parse("w.toml", &text).unwrap();
+        let pool = w.agents.pool.as_ref().unwrap();
+        assert_eq!(pool.name, "nightly");
+        assert_eq!(pool.count, Some(3));
+        assert_eq!(pool.labels["zone"], "a");
+        assert_eq!(w.agents.count(), 3);
+        let e = reject(&GOOD.replace("local = 2", "pool = \"a/b\""));
+        assert!(e.contains("agents.pool must be a pool name"), "{e}");
+        let e = reject(&GOOD.replace("local = 2", "local = 2\npool = \"p\""));
+        assert!(
+            e.contains("agents.local cannot be used with agents.pool"),
+            "{e}"
+        );
+        let e = reject(&GOOD.replace("local = 2", "hosts = [\"a@h\"]\npool = \"p\""));
+        assert!(
+            e.contains("agents.hosts cannot be used with agents.pool"),
+            "{e}"
+        );
+        let e = reject(&GOOD.replace("local = 2", "pool = \"p\"\ncount = 0"));
+        assert!(
+            e.contains("agents.count must be between 1 and 100000, not 0"),
+            "{e}"
+        );
+        let e = reject(&GOOD.replace("local = 2", "local = 2\ncount = 2"));
+        assert!(e.contains("agents.count needs `pool"), "{e}");
     }
 
     #[test]

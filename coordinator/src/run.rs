@@ -13,6 +13,13 @@
 //! 5. Shut the agents down (each exits once all its events are acked), stop
 //!    the services, log the run's end and print the summary: the same fold,
 //!    so the same numbers `report` prints later.
+//!
+//! A run with `[agents] pool = "NAME"` starts no agent: it holds the pool
+//! (its `holder` lock), serves the pool's fixed port, admits the pool's
+//! agents, waits for `count` of those matching `labels` to dial in (stale
+//! ones, on another agent binary, are named and never used), and at the end
+//! releases them (Shutdown: a pool agent acks out and goes back to waiting)
+//! instead of stopping them.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -68,6 +75,7 @@ const PHASE_GRACE: Duration = Duration::from_secs(15);
 const START_LEAD: Duration = Duration::from_millis(300);
 
 pub async fn run(args: RunArgs, stop: CancellationToken) -> Result<Outcome> {
+    let started = std::time::Instant::now();
     let (workload, text) = Workload::load(&args.workload).map_err(|e| BadInput(e.into()))?;
     let agent_binary = find_agent_binary(args.agent_binary.as_deref()).map_err(BadInput)?;
     let agent_hash = {
@@ -84,6 +92,25 @@ pub async fn run(args: RunArgs, stop: CancellationToken) -> Result<Outcome> {
     })?;
 
     let run_id = uuid::Uuid::now_v7().to_string();
+    // A pool is held (one run at a time) before anything of the run exists.
+    let pool = match &workload.agents.pool {
+        Some(want) => {
+            let pool = crate::pool::Pool::load(&args.data_dir, &want.name).map_err(BadInput)?;
+            if let Some(l) = args.listen
+                && l != pool.record.listen
+            {
+                return Err(BadInput(anyhow!(
+                    "pool {} is served on its own address {}, not --listen {l}",
+                    want.name,
+                    pool.record.listen
+                ))
+                .into());
+            }
+            let holder = pool.hold(&format!("run {run_id}"))?;
+            Some((pool, holder))
+        }
+        None => None,
+    };
     let dir = run_dir(&args.data_dir, &run_id);
     std::fs::create_dir_all(dir.join("agents"))
         .with_context(|| format!("creating run directory {}", dir.display()))?;
@@ -130,9 +157,27 @@ pub async fn run(args: RunArgs, stop: CancellationToken) -> Result<Outcome> {
         };
         std::net::SocketAddr::from((ip, 0))
     });
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("binding the coordinator's gRPC address {listen}"))?;
+    let listener = match &pool {
+        Some((pool, _)) => crate::pool::bind(&pool.record).await?,
+        None => tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("binding the coordinator's gRPC address {listen}"))?,
+    };
+    if let (Some((pool, _)), Some(want)) = (&pool, &workload.agents.pool) {
+        for (id, secret) in &pool.secrets {
+            hub.admit_pool(id.clone(), secret.clone());
+        }
+        hub.expect_binary(&agent_hash);
+        hub.accept_late(&args.data_dir);
+        let others: Vec<String> = pool
+            .record
+            .agents
+            .iter()
+            .filter(|m| !pool.matching(&want.labels).contains(m))
+            .map(|m| m.id.clone())
+            .collect();
+        hub.bench(&others);
+    }
     let local = listener.local_addr()?;
     // Local agents dial loopback when we listen on every interface.
     let local_dial = if local.ip().is_unspecified() {
@@ -166,7 +211,10 @@ pub async fn run(args: RunArgs, stop: CancellationToken) -> Result<Outcome> {
     let ssh = ssh_options(&workload, args.accept_new_host_keys);
     let mut running_services = Vec::new();
     let mut agents: Vec<(String, Child)> = Vec::new();
-    let mut remote_parts = Remote::default();
+    let mut remote_parts = Remote {
+        pool: pool.is_some(),
+        ..Remote::default()
+    };
     let result = drive(
         &hub,
         &workload,
@@ -178,6 +226,8 @@ pub async fn run(args: RunArgs, stop: CancellationToken) -> Result<Outcome> {
             grpc_port: local.port(),
             fingerprint: trust.fingerprint(),
             ssh: &ssh,
+            pool: pool.as_ref().map(|(p, _)| p),
+            started,
         },
         &mut running_services,
         &mut agents,
@@ -209,6 +259,10 @@ pub async fn run(args: RunArgs, stop: CancellationToken) -> Result<Outcome> {
     writer_stop.cancel();
     let _ = writer.await;
     let _ = std::fs::remove_file(&addr_file);
+    if let Some((pool, holder)) = pool {
+        pool.note_seen(&hub.agents());
+        drop(holder);
+    }
 
     let report = hub
         .fold
@@ -245,6 +299,10 @@ struct Attach<'a> {
     /// Of the coordinator's certificate.
     fingerprint: &'a str,
     ssh: &'a ssh::Options,
+    /// The pool the run takes its agents from.
+    pool: Option<&'a crate::pool::Pool>,
+    /// When `run` started.
+    started: std::time::Instant,
 }
 
 /// What runs on SSH hosts for this run.
@@ -252,9 +310,11 @@ struct Attach<'a> {
 struct Remote {
     services: Vec<services::RemoteRunning>,
     fleet: Option<Fleet>,
+    /// The agents come from a pool: released at the end, not stopped.
+    pool: bool,
 }
 
-fn expand_home(path: &str) -> PathBuf {
+pub(crate) fn expand_home(path: &str) -> PathBuf {
     match path.strip_prefix("~/") {
         Some(rest) => crate::known_hosts::home().join(rest),
         None => PathBuf::from(path),
@@ -276,7 +336,7 @@ fn ssh_options(workload: &Workload, accept_new_host_keys: bool) -> ssh::Options 
 
 /// The id of agent `i` on `host`: `user@host#i`, or `user@host:port#i`
 /// off port 22 (unique per host entry; `#` and `@` never occur in local ids).
-fn remote_agent_id(host: &ssh::Target, i: u32) -> String {
+pub(crate) fn remote_agent_id(host: &ssh::Target, i: u32) -> String {
     let clean = |s: &str| -> String {
         s.chars()
             .map(|c| {
@@ -338,6 +398,7 @@ async fn drive(
             agent_id: id.clone(),
             secret: secret.clone(),
             run_id: hub.run_id().to_string(),
+            pool: String::new(),
         };
         trust::write_private(&creds_path, &creds.to_json())
             .with_context(|| format!("writing the credentials of local agent {id}"))?;
@@ -438,6 +499,9 @@ async fn drive(
             );
         }
     }
+    if let (Some(pool), Some(want)) = (attach.pool, &workload.agents.pool) {
+        ids.extend(wait_pool(hub, pool, want, workload.agents.attach_timeout, stop).await?);
+    }
     if ids.is_empty() {
         return Err(anyhow!("no agent to run the workload"));
     }
@@ -456,6 +520,12 @@ async fn drive(
         everyone.len(),
         deploying.elapsed().as_secs_f64()
     );
+    if attach.pool.is_some() {
+        eprintln!(
+            "pool agents attached {:.2}s after the run started",
+            attach.started.elapsed().as_secs_f64()
+        );
+    }
 
     let mut live = LiveView::new(workload.phases.len());
     for (index, phase) in workload.phases.iter().enumerate() {
@@ -506,6 +576,148 @@ async fn wait_attached(
                 names.join(", "),
                 dir.join("agents").display()
             ));
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(100), hub.changed.notified()).await;
+    }
+}
+
+/// Waits until `count` agents of the pool that match the labels are
+/// attached (every matching one without `count`), takes them, and benches
+/// the others; fails at `timeout` naming who is missing and who is stale.
+async fn wait_pool(
+    hub: &Arc<Hub>,
+    pool: &crate::pool::Pool,
+    want: &fleetbench::spec::PoolUse,
+    timeout: Duration,
+    stop: &CancellationToken,
+) -> Result<Vec<String>> {
+    let name = pool.name();
+    let candidates: Vec<&crate::pool::Member> = pool.matching(&want.labels);
+    let labels: Vec<String> = want
+        .labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let which = if labels.is_empty() {
+        String::new()
+    } else {
+        format!(" with labels {}", labels.join(","))
+    };
+    let need = want.count.map_or(candidates.len(), |c| c as usize);
+    if candidates.is_empty() || need > candidates.len() {
+        return Err(anyhow!(
+            "pool {name} has {} agent(s){which}, and the workload asks for {need}",
+            candidates.len()
+        ));
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut told_stale = std::collections::BTreeSet::new();
+    loop {
+        check_log(hub)?;
+        let states = hub.agents();
+        let stale = hub.stale();
+        for m in &candidates {
+            if let Some(s) = stale.get(&m.id)
+                && told_stale.insert(m.id.clone())
+            {
+                let message = format!(
+                    "pool {name}: agent {} is stale (it runs agent binary {}, this run ships {}): not used; `coordinator pool upgrade {name}` replaces it",
+                    m.id,
+                    crate::hub::short(&s.hello.binary_hash),
+                    crate::hub::short(&pool_hash(hub))
+                );
+                eprintln!("{message}");
+                hub.notice("warn", &m.id, message).await;
+            }
+        }
+        let attached: Vec<String> = candidates
+            .iter()
+            .filter(|m| states.get(&m.id).is_some_and(|s| s.connected && s.synced))
+            .map(|m| m.id.clone())
+            .collect();
+        if attached.len() >= need {
+            let chosen: Vec<String> = attached[..need].to_vec();
+            let others: Vec<String> = pool
+                .record
+                .agents
+                .iter()
+                .map(|m| m.id.clone())
+                .filter(|id| !chosen.contains(id))
+                .collect();
+            hub.bench(&others);
+            return Ok(chosen);
+        }
+        if tokio::time::Instant::now() >= deadline || stop.is_cancelled() {
+            let missing: Vec<String> = candidates
+                .iter()
+                .filter(|m| !attached.contains(&m.id))
+                .map(|m| {
+                    let host = m.host.as_deref().unwrap_or("enrolled");
+                    match stale.get(&m.id) {
+                        Some(s) => format!(
+                            "{} ({host}; stale: runs agent binary {})",
+                            m.id,
+                            crate::hub::short(&s.hello.binary_hash)
+                        ),
+                        None => format!("{} ({host})", m.id),
+                    }
+                })
+                .collect();
+            return Err(anyhow!(
+                "pool {name}: {} of the {need} agent(s){which} the run needs attached within {:.0}s; not attached: {}",
+                attached.len(),
+                timeout.as_secs_f64(),
+                missing.join(", ")
+            ));
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(100), hub.changed.notified()).await;
+    }
+}
+
+/// The agent binary hash the hub expects of pool agents.
+fn pool_hash(hub: &Hub) -> String {
+    hub.expected_binary().unwrap_or_default()
+}
+
+/// Releases a pool's agents: no more attaches, Shutdown to each attached
+/// one (a pool agent acks out, closes its link and waits for the next run),
+/// and waits until they have left.
+async fn release_pool(hub: &Arc<Hub>) {
+    hub.close_doors();
+    let attached: Vec<String> = hub
+        .agents()
+        .into_iter()
+        .filter(|(_, s)| s.connected)
+        .map(|(id, _)| id)
+        .collect();
+    for id in &attached {
+        hub.send(
+            id,
+            Msg::Shutdown(pb::Shutdown {
+                reason: "run ended: released to the pool".into(),
+            }),
+        );
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let states = hub.agents();
+        let lingering: Vec<&String> = attached
+            .iter()
+            .filter(|id| states.get(*id).is_some_and(|s| s.connected))
+            .collect();
+        if lingering.is_empty() {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            for id in lingering {
+                hub.notice(
+                    "warn",
+                    id,
+                    format!("pool agent {id} did not ack out within 15s of the run's end"),
+                )
+                .await;
+            }
+            return;
         }
         let _ = tokio::time::timeout(Duration::from_millis(100), hub.changed.notified()).await;
     }
@@ -867,6 +1079,9 @@ async fn shutdown_agents(
     remote: &mut Remote,
     keep_remote: bool,
 ) {
+    if remote.pool {
+        release_pool(hub).await;
+    }
     let remote_ids: Vec<String> = remote
         .fleet
         .as_ref()
@@ -953,7 +1168,7 @@ async fn shutdown_agents(
 
 /// The agent binary: the flag, $FLEETBENCH_AGENT, or `agent` beside this
 /// executable.
-fn find_agent_binary(flag: Option<&Path>) -> Result<PathBuf> {
+pub(crate) fn find_agent_binary(flag: Option<&Path>) -> Result<PathBuf> {
     let path = match flag {
         Some(p) => p.to_path_buf(),
         None => match std::env::var_os("FLEETBENCH_AGENT") {
