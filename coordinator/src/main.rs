@@ -151,7 +151,7 @@ enum PoolCmd {
     /// record the pool; again with the same hosts, it changes nothing.
     Up {
         name: String,
-        /// SSH hosts (user@host[:port]), or files listing one per line.
+        /// SSH hosts (`user@host[:port]`), or files listing one per line.
         #[arg(long, num_args = 1.., required = false)]
         hosts: Vec<String>,
         /// Agents per host.
