@@ -9,6 +9,13 @@
 //! index), counts add, histograms merge, and a repeated `(agent, seq)` is
 //! ignored. Percentiles are read from merged HDR histograms, never averaged.
 //!
+//! Per phase it keeps every window index's results (all agents and all
+//! operations merged) and, for phases of named operations, each operation's
+//! own; per agent, its counts per window. From these the report says, per
+//! phase, whether an agent rather than the target set the numbers
+//! ([`limited_reasons`]), where run control stopped the phase, and what
+//! rate the load shape intended per window ([`intended_rate`]).
+//!
 //! This module owns no I/O: it neither reads the log nor prints.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -368,9 +375,15 @@ impl Fold {
                 // Of several requests, the earliest window counts (then the
                 // reason, so that arrival order does not matter).
                 let phase = self.phase_mut(s.phase_index);
-                let earlier = phase.stop.as_ref().is_none_or(|old| {
-                    (s.window_index, &s.reason) < (old.window_index, &old.reason)
-                });
+                let key = |s: &pb::PhaseStopRequested| {
+                    (
+                        s.window_index,
+                        s.reason.clone(),
+                        s.condition_met,
+                        s.rate.to_bits(),
+                    )
+                };
+                let earlier = phase.stop.as_ref().is_none_or(|old| key(s) < key(old));
                 if earlier {
                     phase.stop = Some(s.clone());
                 }
