@@ -2244,9 +2244,29 @@ mod tests {
                     ..Default::default()
                 }),
             ));
+            // Busy after the phase's 20 s: samples outside it do not count.
+            for t in 21..30i64 {
+                seq += 1;
+                records.push(agent_event(
+                    agent,
+                    seq,
+                    t * 1_000_000,
+                    pb::event::Kind::HostMetrics(pb::HostMetrics {
+                        agent_cpu_pct: 100.0,
+                        cores: 2,
+                        interval_ms: 1000,
+                        ..Default::default()
+                    }),
+                ));
+            }
         }
         let report = fold_of(&records).report(&ReportOptions::default());
         let p = &report.phases[0];
+        assert_eq!(
+            p.agents[1].agent_cpu_pct,
+            Some(30.0),
+            "samples inside the phase"
+        );
         assert_eq!(p.generator_limited.len(), 1, "{:?}", p.generator_limited);
         let a = &p.generator_limited[0];
         assert_eq!(a.agent, "a");
