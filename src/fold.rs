@@ -1540,7 +1540,7 @@ pub struct AgentEvents {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::rng::Rng;
     use crate::window::WindowAcc;
@@ -2335,7 +2335,8 @@ mod tests {
         assert!(crate::report::json(&report).contains("\"stopped\": {"));
     }
 
-    fn shape(segments: &[(u64, f64, f64)]) -> pb::LoadShape {
+    /// A load shape of (duration_ms, from, to) segments.
+    pub(crate) fn shape(segments: &[(u64, f64, f64)], arrival: &str) -> pb::LoadShape {
         pb::LoadShape {
             segments: segments
                 .iter()
@@ -2345,19 +2346,19 @@ mod tests {
                     to,
                 })
                 .collect(),
-            arrival: "uniform".into(),
+            arrival: arrival.into(),
         }
     }
 
     #[test]
     fn the_intended_rate_follows_the_segments_and_holds_the_last() {
-        let ramp = shape(&[(10_000, 100.0, 1100.0), (5_000, 500.0, 500.0)]);
+        let ramp = shape(&[(10_000, 100.0, 1100.0), (5_000, 500.0, 500.0)], "uniform");
         assert_eq!(intended_rate(&ramp, 0.0), 100.0);
         assert_eq!(intended_rate(&ramp, 5.0), 600.0);
         assert_eq!(intended_rate(&ramp, 9.999_999), 1099.9999);
         assert_eq!(intended_rate(&ramp, 10.0), 500.0);
         assert_eq!(intended_rate(&ramp, 60.0), 500.0, "the last `to` holds");
-        assert_eq!(intended_rate(&shape(&[]), 3.0), 0.0);
+        assert_eq!(intended_rate(&shape(&[], "uniform"), 3.0), 0.0);
         // A window's mean: linear pieces average at their middle, and a
         // window across a step averages both sides.
         assert_eq!(intended_mean(&ramp, 2.0, 3.0), 350.0);
@@ -2367,7 +2368,7 @@ mod tests {
     #[test]
     fn the_timeline_carries_the_intended_and_the_offered_rate() {
         let mut records = vec![scheduled_with(|p| {
-            p.shape = Some(shape(&[(20_000, 100.0, 2100.0)]));
+            p.shape = Some(shape(&[(20_000, 100.0, 2100.0)], "uniform"));
         })];
         for i in 0..20u32 {
             let want = 100 + 100 * u64::from(i) + 50;

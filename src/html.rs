@@ -1580,6 +1580,40 @@ mod tests {
             .collect()
     }
 
+    /// Every series of every chart of `r` has its points, and the svg draws
+    /// them: a solid segment is one polyline of its colour with all its
+    /// points.
+    fn assert_every_series_drawn(r: &Report, charts: &[Figure]) {
+        for model in run_charts(r) {
+            let Figure { svg, .. } = charts
+                .iter()
+                .find(|c| c.id == format!("chart-{}", model.id))
+                .unwrap_or_else(|| panic!("chart-{} not on the page", model.id));
+            for s in &model.series {
+                assert!(
+                    s.points().count() >= 2,
+                    "{}: {} has no line",
+                    model.id,
+                    s.name
+                );
+                let RGBColor(r, g, b) = s.color;
+                let drawn = polylines(*svg, &format!("#{r:02X}{g:02X}{b:02X}"));
+                assert!(!drawn.is_empty(), "{}: {} not drawn", model.id, s.name);
+                if !s.dashed {
+                    for seg in &s.segments {
+                        assert!(
+                            drawn.iter().any(|p| p.len() == seg.len()),
+                            "{}: a segment of {} with {} points is not drawn",
+                            model.id,
+                            s.name,
+                            seg.len()
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn run_report_is_well_formed_and_fetches_nothing() {
         let html = render(&report(1, false));
@@ -1627,36 +1661,7 @@ mod tests {
         for (chart, (id, series)) in charts.iter().zip(&expected) {
             assert_eq!(names(chart), *series, "{id}");
         }
-        // Every series of every chart has its points, and the svg draws them:
-        // a solid segment is one polyline of its colour with all its points.
-        for model in run_charts(&r) {
-            let Figure { svg, .. } = charts
-                .iter()
-                .find(|c| c.id == format!("chart-{}", model.id))
-                .unwrap();
-            for s in &model.series {
-                assert!(
-                    s.points().count() >= 2,
-                    "{}: {} has no line",
-                    model.id,
-                    s.name
-                );
-                let RGBColor(r, g, b) = s.color;
-                let drawn = polylines(*svg, &format!("#{r:02X}{g:02X}{b:02X}"));
-                assert!(!drawn.is_empty(), "{}: {} not drawn", model.id, s.name);
-                if !s.dashed {
-                    for seg in &s.segments {
-                        assert!(
-                            drawn.iter().any(|p| p.len() == seg.len()),
-                            "{}: a segment of {} with {} points is not drawn",
-                            model.id,
-                            s.name,
-                            seg.len()
-                        );
-                    }
-                }
-            }
-        }
+        assert_every_series_drawn(&r, &charts);
         // Two phases: each series of a run-time chart is drawn in two pieces.
         let throughput = &run_charts(&r)[0];
         assert_eq!(throughput.series[0].segments.len(), 2);
@@ -1809,17 +1814,7 @@ mod tests {
             window_ms: 1000,
             agent_ids: agents.iter().map(|a| a.0.to_string()).collect(),
             ops: vec!["read".into(), "write".into()],
-            shape: Some(pb::LoadShape {
-                segments: steps
-                    .iter()
-                    .map(|&(duration_ms, from, to)| pb::RateSegment {
-                        duration_ms,
-                        from,
-                        to,
-                    })
-                    .collect(),
-                arrival: "poisson".into(),
-            }),
+            shape: Some(crate::fold::tests::shape(&steps, "poisson")),
             ..Default::default()
         })));
         let mut rng = Rng::new(9);
@@ -1886,30 +1881,7 @@ mod tests {
         );
         assert_eq!(legend("chart-ops"), ["read", "write"]);
         assert_eq!(legend("chart-op-latency"), ["read", "write"]);
-        // Every series is drawn as polylines of its colour with its points.
-        for model in run_charts(&r) {
-            let svg = charts
-                .iter()
-                .find(|c| c.id == format!("chart-{}", model.id))
-                .unwrap()
-                .svg;
-            for s in &model.series {
-                let RGBColor(r, g, b) = s.color;
-                let drawn = polylines(svg, &format!("#{r:02X}{g:02X}{b:02X}"));
-                assert!(!drawn.is_empty(), "{}: {} not drawn", model.id, s.name);
-                if !s.dashed {
-                    for seg in &s.segments {
-                        assert!(
-                            drawn.iter().any(|p| p.len() == seg.len()),
-                            "{}: {} segment of {} points",
-                            model.id,
-                            s.name,
-                            seg.len()
-                        );
-                    }
-                }
-            }
-        }
+        assert_every_series_drawn(&r, &charts);
         // The intended rate is the steps, the offered rate what was scheduled.
         let throughput = &run_charts(&r)[0];
         let intended: Vec<f64> = throughput.series[3].points().map(|p| p.1).collect();
