@@ -1751,20 +1751,6 @@ pub(crate) mod tests {
             logged_at_us,
             record: Some(r),
         };
-        let event = |agent: &str, seq: u64, agent_time_us: i64, kind: pb::event::Kind| {
-            rec(
-                9_000_000,
-                Record::AgentEvent(pb::AgentEvent {
-                    agent_id: agent.into(),
-                    clock_offset_us: 0,
-                    event: Some(pb::Event {
-                        seq,
-                        agent_time_us,
-                        kind: Some(kind),
-                    }),
-                }),
-            )
-        };
         let mut out = vec![rec(
             0,
             Record::RunStarted(pb::RunStarted {
@@ -1801,7 +1787,7 @@ pub(crate) mod tests {
                 }
                 out.push(r);
                 seq += 1;
-                out.push(event(
+                out.push(agent_event(
                     agent,
                     seq,
                     1_000_000 * (i64::from(i) + 1),
@@ -1814,7 +1800,7 @@ pub(crate) mod tests {
                 ));
             }
             seq += 1;
-            out.push(event(
+            out.push(agent_event(
                 agent,
                 seq,
                 21_000_000,

@@ -1564,6 +1564,14 @@ mod tests {
             .collect()
     }
 
+    /// The texts an svg shows.
+    fn texts(svg: roxmltree::Node) -> Vec<String> {
+        svg.descendants()
+            .filter(|n| n.has_tag_name("text"))
+            .map(|n| n.text().unwrap_or_default().trim().to_string())
+            .collect()
+    }
+
     fn polylines<'a>(svg: roxmltree::Node<'a, 'a>, color: &str) -> Vec<Vec<(f64, f64)>> {
         svg.descendants()
             .filter(|n| n.has_tag_name("polyline") && n.attribute("stroke") == Some(color))
@@ -1676,11 +1684,7 @@ mod tests {
         let doc = parse(&html);
         let charts = charts(&doc);
         for Figure { id, svg, .. } in charts.iter().filter(|c| c.id != "chart-distribution") {
-            let texts: Vec<String> = svg
-                .descendants()
-                .filter(|n| n.has_tag_name("text"))
-                .map(|n| n.text().unwrap_or_default().trim().to_string())
-                .collect();
+            let texts = texts(*svg);
             for phase in ["warm & up", "load"] {
                 assert!(texts.iter().any(|t| t == phase), "{id}: {phase} not marked");
             }
@@ -1898,11 +1902,7 @@ mod tests {
             [(8.0, "stopped: p99 8.1ms > 5ms".to_string())]
         );
         for Figure { id, svg, .. } in charts.iter().filter(|c| c.id != "chart-distribution") {
-            let texts: Vec<String> = svg
-                .descendants()
-                .filter(|n| n.has_tag_name("text"))
-                .map(|n| n.text().unwrap_or_default().trim().to_string())
-                .collect();
+            let texts = texts(*svg);
             assert!(
                 texts.iter().any(|t| t == "stopped: p99 8.1ms > 5ms"),
                 "{id}: stop not labelled"
