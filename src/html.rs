@@ -29,7 +29,7 @@ use plotters::prelude::*;
 
 use crate::clock::format_us;
 use crate::fold::{HostPoint, LatencyReport, PhaseReport, Report, TimelinePoint};
-use crate::report::{latency_cells, latency_of, offered_line, stop_text};
+use crate::report::{latency_cells, latency_of, limited_text, offered_line, stop_text};
 
 /// Size of every chart, in SVG pixels (the page scales them down to fit).
 const WIDTH: u32 = 960;
@@ -350,12 +350,9 @@ fn limited_banner(p: &PhaseReport, run: &str) -> String {
     for l in &p.generator_limited {
         let _ = writeln!(
             out,
-            "<div class=\"limited\"><strong>LOAD-GENERATOR-LIMITED</strong>: {}in phase {} \
-             the numbers describe agent {}, not the target: {}.</div>",
+            "<div class=\"limited\"><strong>LOAD-GENERATOR-LIMITED</strong>: {}{}.</div>",
             esc(run),
-            esc(&p.name),
-            esc(&l.agent),
-            esc(&l.reasons.join("; "))
+            esc(&limited_text(&p.name, l))
         );
     }
     out
