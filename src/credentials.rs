@@ -21,6 +21,11 @@ pub struct Credentials {
     /// The run the agent is started for; empty for a pool agent.
     #[serde(default)]
     pub run_id: String,
+    /// The pool the agent belongs to (empty: started for one run). A pool
+    /// agent outlives runs: it never gives up dialing and serves whichever
+    /// run of its pool welcomes it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pool: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,7 +74,21 @@ mod tests {
             agent_id: "h1-1".into(),
             secret: "cd".repeat(32),
             run_id: "r".into(),
+            pool: String::new(),
         };
+        assert!(
+            !c.to_json().contains("pool"),
+            "run agents' files stay as they were"
+        );
+        let pooled = Credentials {
+            pool: "nightly".into(),
+            run_id: String::new(),
+            ..c.clone()
+        };
+        assert_eq!(
+            Credentials::from_json("x", &pooled.to_json()).unwrap(),
+            pooled
+        );
         assert_eq!(Credentials::from_json("x", &c.to_json()).unwrap(), c);
         let e = Credentials::from_json("creds", r#"{"coordinator":"a","bogus":1}"#).unwrap_err();
         assert!(e.to_string().contains("creds"), "{e}");

@@ -147,6 +147,9 @@ pub struct AgentWindow {
     pub scheduled: u64,
     pub late_wakes: u64,
     pub max_wake_lag_us: u64,
+    pub loop_probes: u64,
+    pub loop_late: u64,
+    pub max_loop_lag_us: u64,
 }
 
 impl AgentWindow {
@@ -508,6 +511,9 @@ impl Fold {
                 slot.scheduled += w.scheduled;
                 slot.late_wakes += w.late_wakes;
                 slot.max_wake_lag_us = slot.max_wake_lag_us.max(w.max_wake_lag_us);
+                slot.loop_probes += w.loop_probes;
+                slot.loop_late += w.loop_late;
+                slot.max_loop_lag_us = slot.max_loop_lag_us.max(w.max_loop_lag_us);
             }
             Kind::PhaseEnded(p) => {
                 self.phase_mut(p.phase_index)
@@ -1017,6 +1023,9 @@ fn agent_report(
             load.scheduled += w.scheduled;
             load.late_wakes += w.late_wakes;
             load.max_wake_lag_us = load.max_wake_lag_us.max(w.max_wake_lag_us);
+            load.loop_probes += w.loop_probes;
+            load.loop_late += w.loop_late;
+            load.max_loop_lag_us = load.max_loop_lag_us.max(w.max_loop_lag_us);
             load.sent += w.requests();
         }
     }
@@ -1152,6 +1161,11 @@ pub struct AgentLoad {
     pub sent: u64,
     pub late_wakes: u64,
     pub max_wake_lag_us: u64,
+    /// Event-loop probes of the agent's load threads (one per 10 ms per
+    /// thread), those that fired more than 5 ms late, the largest lag.
+    pub loop_probes: u64,
+    pub loop_late: u64,
+    pub max_loop_lag_us: u64,
     /// The agent process's CPU averaged over the phase, percent of one core
     /// (None: the agent reported none).
     pub cpu_pct_mean: Option<f64>,
@@ -1172,7 +1186,12 @@ pub struct AgentLoad {
 ///     [`AGENT_CPU_SATURATED`] (90 %) of min(threads, cores) × 100 %: it had
 ///     no CPU left to send faster or time requests accurately;
 /// (c) open loop, it sent fewer than (1 − [`SEND_SHORTFALL`]) (95 %) of the
-///     scheduled requests while late wakes were seen: it fell behind.
+///     scheduled requests while late wakes were seen: it fell behind;
+/// (d) its load threads' event-loop probes (a timer every 10 ms) fired more
+///     than 5 ms late in over [`LATE_WAKE_SHARE`] (1 %) of at least
+///     [`LATE_WAKE_MIN_SCHEDULED`] (100) probes: the agent's threads were
+///     not running when due (CPU starvation, preemption), open or closed
+///     loop alike, so its latencies include its own delays.
 ///
 /// An empty list: not limited.
 pub fn limited_reasons(load: &AgentLoad) -> Vec<String> {
@@ -1211,6 +1230,16 @@ pub fn limited_reasons(load: &AgentLoad) -> Vec<String> {
             load.sent,
             load.scheduled,
             percent(load.scheduled.saturating_sub(load.sent) as f64 / load.scheduled as f64)
+        ));
+    }
+    if load.loop_probes >= LATE_WAKE_MIN_SCHEDULED
+        && load.loop_late as f64 > LATE_WAKE_SHARE * load.loop_probes as f64
+    {
+        reasons.push(format!(
+            "its event loop ran late: {} of its 10 ms probes fired more than {} late (max {})",
+            percent(load.loop_late as f64 / load.loop_probes as f64),
+            format_ms(LATE_WAKE_US),
+            format_ms(load.max_loop_lag_us)
         ));
     }
     reasons
@@ -2081,10 +2110,38 @@ pub(crate) mod tests {
             sent: 10_000,
             late_wakes: 0,
             max_wake_lag_us: 0,
+            loop_probes: 500,
+            loop_late: 2,
+            max_loop_lag_us: 7_000,
             cpu_pct_mean: Some(40.0),
             threads: 1,
             cores: 4,
         }
+    }
+
+    #[test]
+    fn a_late_event_loop_limits_the_agent() {
+        // 2 late probes of 500: 0.4%, under the 1% bar (the base case).
+        assert!(limited_reasons(&load()).is_empty());
+        let starved = AgentLoad {
+            loop_late: 40,
+            max_loop_lag_us: 60_000,
+            ..load()
+        };
+        let reasons = limited_reasons(&starved);
+        assert_eq!(reasons.len(), 1, "{reasons:?}");
+        assert!(
+            reasons[0].contains("event loop ran late: 8.0%"),
+            "{reasons:?}"
+        );
+        assert!(reasons[0].contains("max 60"), "{reasons:?}");
+        // Too few probes to judge.
+        let short = AgentLoad {
+            loop_probes: 99,
+            loop_late: 50,
+            ..load()
+        };
+        assert!(limited_reasons(&short).is_empty());
     }
 
     #[test]

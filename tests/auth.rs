@@ -261,6 +261,7 @@ fn agent_refuses_credentials_readable_by_others() {
         agent_id: "a1".into(),
         secret: "cd".repeat(32),
         run_id: String::new(),
+        pool: String::new(),
     };
     let path = dir.write("a1.creds", &creds.to_json());
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();

@@ -59,7 +59,15 @@ pub fn process_cpu_ms() -> u64 {
 }
 
 /// Samples host metrics every `every` until `stop`, pushing each sample.
-pub fn sample_metrics(outbox: Arc<Outbox>, every: Duration, stop: CancellationToken) {
+///
+/// With `active`, samples only while it reads true (a pool agent: while a
+/// run holds it); the first sample after a pause covers at most `every`.
+pub fn sample_metrics(
+    outbox: Arc<Outbox>,
+    every: Duration,
+    active: Option<tokio::sync::watch::Receiver<bool>>,
+    stop: CancellationToken,
+) {
     let Ok(mut system) = sysinfo::System::new() else {
         tracing::warn!("host metrics unavailable on this system");
         return;
@@ -69,8 +77,21 @@ pub fn sample_metrics(outbox: Arc<Outbox>, every: Duration, stop: CancellationTo
     let mut last = Instant::now();
     let mut cpu_last = process_cpu_ms();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    let mut paused = false;
     while !stop.is_cancelled() {
         std::thread::sleep(every.min(Duration::from_millis(250)));
+        if active.as_ref().is_some_and(|a| !*a.borrow()) {
+            paused = true;
+            continue;
+        }
+        if paused {
+            // Resumed: start the interval (and the CPU baselines) now.
+            paused = false;
+            last = Instant::now();
+            cpu_last = process_cpu_ms();
+            system.refresh_cpu_usage();
+            continue;
+        }
         if last.elapsed() < every {
             continue;
         }

@@ -17,6 +17,17 @@
 //!
 //! Commands (start/stop phase, shutdown) are handed to the load engine;
 //! pings are answered here, on the same stream, at once.
+//!
+//! A pool agent (its credentials name a pool) outlives runs: it never gives
+//! up dialing (backoff capped at [`POOL_BACKOFF_CAP`], so it attaches within
+//! half a second of a coordinator starting), and a Shutdown only releases it:
+//! once every event is acked it closes the stream and dials again for the next
+//! run. Its Hello names the run its outbox belongs to; the Welcome names the
+//! run it joins, and a different run moves the outbox to a fresh sequence
+//! space (`Outbox::start_run`). Events a dead coordinator never acked are
+//! kept aside (and said so in a notice), never sent as the new run's events:
+//! they go to the new coordinator as `LateEvents` of their own run, which it
+//! appends to that run's log, and leave only when it acks them (`LateAck`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +46,14 @@ use crate::outbox::Outbox;
 /// Events sent per wake-up of the sender; keeps one reconnect from cloning
 /// the whole outbox at once.
 const SEND_BATCH: usize = 256;
+/// Longest wait between dials of a run's agent.
+const BACKOFF_CAP: Duration = Duration::from_secs(2);
+/// Longest wait between dials of a pool agent.
+pub const POOL_BACKOFF_CAP: Duration = Duration::from_millis(500);
+/// Events of earlier runs kept aside at most (oldest dropped first).
+const PARKED_MAX: usize = crate::outbox::DEFAULT_CAPACITY;
+/// Late events per LateEvents message at most.
+const LATE_BATCH: usize = 1000;
 
 pub struct LinkConfig {
     /// `host:port` of the coordinator.
@@ -43,8 +62,11 @@ pub struct LinkConfig {
     pub dialer: fleetbench::tls::Dialer,
     /// Hello without the outbox bounds (filled in per attach).
     pub hello: pb::Hello,
-    /// Exit when no coordinator could be reached for this long.
+    /// Exit when no coordinator could be reached for this long (never, for
+    /// a pool agent).
     pub give_up_after: Duration,
+    /// A pool agent: it outlives runs (see the module's doc).
+    pub pool: bool,
     /// Write the highest acked seq to this file on every ack (set from
     /// `$FLEETBENCH_ACK_TRACE/<agent id>`; tests of durability read it).
     pub ack_trace: Option<std::path::PathBuf>,
@@ -80,6 +102,12 @@ pub async fn run(
     let mut backoff = Duration::from_millis(100);
     let mut last_contact = Instant::now();
     let mut shutting_down: Option<String> = None;
+    let mut parked = Parked::default();
+    let cap = if cfg.pool {
+        POOL_BACKOFF_CAP
+    } else {
+        BACKOFF_CAP
+    };
     loop {
         let attempt = attach_once(
             &cfg,
@@ -88,6 +116,7 @@ pub async fn run(
             &state,
             &connected,
             &mut shutting_down,
+            &mut parked,
             &stop,
         );
         let result = tokio::select! {
@@ -97,6 +126,11 @@ pub async fn run(
         };
         connected.send_replace(false);
         match result {
+            Ok(Attached::Ended(LinkEnd::Shutdown(reason))) if cfg.pool => {
+                tracing::info!("released by the coordinator ({reason}); waiting for the next run");
+                backoff = Duration::from_millis(100);
+                last_contact = Instant::now();
+            }
             Ok(Attached::Ended(end)) => return end,
             Ok(Attached::Lost(why)) => {
                 // We were attached: start backing off from scratch.
@@ -104,12 +138,17 @@ pub async fn run(
                 backoff = Duration::from_millis(100);
                 last_contact = Instant::now();
             }
+            // A pool agent hears this whenever another run holds the pool's
+            // coordinator, or `pool ls` looks: not worth a line a second.
+            Ok(Attached::Deferred(why)) if cfg.pool => {
+                tracing::debug!("coordinator {} says try again: {why}", cfg.coordinator)
+            }
             Ok(Attached::Deferred(why)) => {
                 tracing::warn!("coordinator {} says try again: {why}", cfg.coordinator)
             }
             Err(e) => tracing::debug!("dialing coordinator {}: {e:#}", cfg.coordinator),
         }
-        if last_contact.elapsed() > cfg.give_up_after {
+        if !cfg.pool && last_contact.elapsed() > cfg.give_up_after {
             tracing::error!(
                 "no coordinator at {} for {:?}: giving up",
                 cfg.coordinator,
@@ -122,7 +161,58 @@ pub async fn run(
             () = stop.cancelled() => return LinkEnd::Cancelled,
             () = tokio::time::sleep(backoff) => {}
         }
-        backoff = (backoff * 2).min(Duration::from_secs(2));
+        backoff = (backoff * 2).min(cap);
+    }
+}
+
+/// Events of earlier runs that their coordinator never acked, kept aside.
+#[derive(Default)]
+struct Parked {
+    /// (run, events), oldest run first.
+    runs: Vec<(String, Vec<pb::Event>)>,
+}
+
+impl Parked {
+    fn keep(&mut self, run: String, events: Vec<pb::Event>) -> usize {
+        self.runs.push((run, events));
+        let mut total: usize = self.runs.iter().map(|(_, e)| e.len()).sum();
+        while total > PARKED_MAX {
+            let (_, oldest) = &mut self.runs[0];
+            let cut = (total - PARKED_MAX).min(oldest.len());
+            oldest.drain(..cut);
+            total -= cut;
+            if oldest.is_empty() {
+                self.runs.remove(0);
+            }
+        }
+        total
+    }
+
+    /// Drops the kept events of `run` up to `through`.
+    fn ack(&mut self, run: &str, through: u64) -> usize {
+        let mut dropped = 0;
+        for (_, events) in self.runs.iter_mut().filter(|(r, _)| r == run) {
+            let before = events.len();
+            events.retain(|e| e.seq > through);
+            dropped += before - events.len();
+        }
+        self.runs.retain(|(_, e)| !e.is_empty());
+        dropped
+    }
+
+    /// The kept events as LateEvents messages.
+    fn messages(&self) -> Vec<pb::AgentMessage> {
+        self.runs
+            .iter()
+            .flat_map(|(run, events)| {
+                events.chunks(LATE_BATCH).map(|chunk| {
+                    msg(pb::agent_message::Msg::LateEvents(pb::LateEvents {
+                        run_id: run.clone(),
+                        events: chunk.to_vec(),
+                    }))
+                })
+            })
+            .collect()
     }
 }
 
@@ -134,6 +224,7 @@ enum Attached {
     Ended(LinkEnd),
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn attach_once(
     cfg: &LinkConfig,
     outbox: &Arc<Outbox>,
@@ -141,6 +232,7 @@ async fn attach_once(
     state: &EngineState,
     connected: &watch::Sender<bool>,
     shutting_down: &mut Option<String>,
+    parked: &mut Parked,
     stop: &CancellationToken,
 ) -> Result<Attached> {
     let endpoint = fleetbench::tls::Dialer::endpoint(&cfg.coordinator)
@@ -156,6 +248,9 @@ async fn attach_once(
     let (tx, rx) = mpsc::channel::<pb::AgentMessage>(1024);
     let mut hello = cfg.hello.clone();
     (hello.lowest_unacked, hello.highest_seq) = outbox.bounds();
+    if cfg.pool {
+        hello.run_id = outbox.run_id();
+    }
     tx.send(msg(pb::agent_message::Msg::Hello(hello)))
         .await
         .expect("receiver is alive: held below");
@@ -177,8 +272,41 @@ async fn attach_once(
         }) => return Ok(Attached::Ended(LinkEnd::Refused(r.reason))),
         other => bail!("coordinator did not welcome us: {other:?}"),
     };
+    if cfg.pool {
+        let current = outbox.run_id();
+        if !current.is_empty() && current != welcome.run_id {
+            // A phase of the old run may still be running (its coordinator
+            // died less than a lease ago): it ends here, before the switch,
+            // so none of its windows lands in the new run.
+            let _ = engine.send(Command::StopAll).await;
+            let mut idle = state.idle.clone();
+            let _ = tokio::time::timeout(Duration::from_secs(10), idle.wait_for(|i| *i)).await;
+        }
+    }
+    if cfg.pool
+        && let Some((old_run, left)) = outbox.start_run(&welcome.run_id)
+    {
+        let n = left.len();
+        let kept = parked.keep(old_run.clone(), left);
+        let message = format!(
+            "holding {n} event(s) of run {old_run} that its coordinator never acked; kept aside ({kept} in all) for run {old_run}'s own log, never logged into run {}",
+            welcome.run_id
+        );
+        tracing::warn!("{message}");
+        outbox.push(pb::event::Kind::Notice(pb::AgentNotice {
+            level: pb::agent_notice::Level::Warn as i32,
+            message,
+        }));
+    }
     outbox.ack(welcome.acked_through);
     connected.send_replace(true);
+    // Whatever earlier runs left unacked goes to their own logs through
+    // this coordinator.
+    for late in parked.messages() {
+        if tx.send(late).await.is_err() {
+            return Ok(Attached::Lost(anyhow::anyhow!("outgoing stream closed")));
+        }
+    }
     tracing::info!(
         "attached to {} (run {}), resending from seq {}",
         cfg.coordinator,
@@ -251,9 +379,24 @@ async fn attach_once(
                     Some(Msg::Shutdown(s)) => {
                         tracing::info!("coordinator asks us to shut down: {}", s.reason);
                         let _ = engine.send(Command::StopAll).await;
+                        if cfg.pool {
+                            // Released: no more host metrics for this run.
+                            connected.send_replace(false);
+                        }
                         *shutting_down = Some(s.reason);
                     }
                     Some(Msg::Refused(r)) => return Ok(Attached::Ended(LinkEnd::Refused(r.reason))),
+                    Some(Msg::LateAck(a)) if a.error.is_empty() => {
+                        let n = parked.ack(&a.run_id, a.through);
+                        tracing::info!("{n} late event(s) of run {} are in its log now", a.run_id);
+                        outbox.push(pb::event::Kind::Notice(pb::AgentNotice {
+                            level: pb::agent_notice::Level::Info as i32,
+                            message: format!("delivered {n} late event(s) into the log of run {}", a.run_id),
+                        }));
+                    }
+                    Some(Msg::LateAck(a)) => {
+                        tracing::warn!("late events of run {} not taken (kept): {}", a.run_id, a.error);
+                    }
                     Some(Msg::Welcome(_)) | None => {}
                 }
             }

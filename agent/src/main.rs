@@ -5,9 +5,13 @@
 //! and streams back result windows and host metrics. `agent serve` is a small
 //! HTTP target for demos and tests.
 //!
+//! Credentials that name a pool make a pool agent: it outlives runs, dials
+//! forever (at most half a second apart), sends host metrics only while a run
+//! holds it, and goes back to waiting when a run releases it (see `link`).
+//!
 //! Exit codes of `attach`: 0 shut down with every event acked, 1 an error,
-//! 3 refused by the coordinator, 4 no coordinator for `--give-up-after`,
-//! 130 stopped by a signal.
+//! 3 refused by the coordinator, 4 no coordinator for `--give-up-after`
+//! (never, for a pool agent), 130 stopped by a signal.
 //!
 //! # Layout
 //! - `link`: the gRPC stream to the coordinator (pinned TLS, attach, resend,
@@ -24,7 +28,9 @@
 mod host;
 mod link;
 mod load;
+mod ops;
 mod outbox;
+mod schedule;
 mod serve;
 
 use std::net::SocketAddr;
@@ -56,10 +62,11 @@ enum Cmd {
         #[arg(long)]
         credentials: PathBuf,
         /// Stop generating load after the coordinator has been unreachable
-        /// this long.
-        #[arg(long, default_value = "15s", value_parser = duration)]
-        lease: Duration,
-        /// Exit after failing to reach any coordinator for this long.
+        /// this long (default 15s; 5s for a pool agent).
+        #[arg(long, value_parser = duration)]
+        lease: Option<Duration>,
+        /// Exit after failing to reach any coordinator for this long
+        /// (a pool agent never gives up).
         #[arg(long, default_value = "2m", value_parser = duration)]
         give_up_after: Duration,
         /// Load threads per phase (0 = one per core).
@@ -80,6 +87,14 @@ enum Cmd {
         /// Size of the response body in bytes.
         #[arg(long, default_value_t = 100)]
         body_size: usize,
+        /// Also serve a line echo over TCP on this address (each line sent
+        /// is answered with itself; counted in the stats as `echoed`).
+        #[arg(long)]
+        echo_listen: Option<SocketAddr>,
+        /// Write every request's method and path (in arrival order) to this
+        /// file on exit (for tests; keeps them all in memory).
+        #[arg(long)]
+        record: Option<std::path::PathBuf>,
     },
 }
 
@@ -125,6 +140,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 delay,
                 stall,
                 body_size,
+                echo_listen,
+                record,
             } => {
                 let body = bytes::Bytes::from(
                     "fleetbench\n".repeat(body_size / 11 + 1)[..body_size].to_string(),
@@ -135,6 +152,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         delay,
                         stall,
                         body,
+                        echo_listen,
+                        record,
                     },
                     stop,
                 )
@@ -148,6 +167,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 threads,
             } => {
                 let creds = read_credentials(&credentials)?;
+                let lease = lease.unwrap_or(if creds.pool.is_empty() {
+                    Duration::from_secs(15)
+                } else {
+                    Duration::from_secs(5)
+                });
                 attach(creds, lease, give_up_after, threads, stop).await
             }
         }
@@ -178,6 +202,7 @@ async fn attach(
     threads: usize,
     stop: CancellationToken,
 ) -> Result<ExitCode> {
+    let started_at_us = fleetbench::clock::now_us();
     let mut hello = tokio::task::spawn_blocking(host::facts)
         .await
         .context("reading host facts")?;
@@ -186,21 +211,27 @@ async fn attach(
     hello.agent_id = creds.agent_id;
     hello.run_id = creds.run_id;
     hello.secret = creds.secret;
+    hello.started_at_us = started_at_us;
+    let pool = !creds.pool.is_empty();
+    hello.pool = creds.pool;
     let dialer = fleetbench::tls::Dialer::new(&creds.fingerprint)
         .context("the certificate fingerprint in the credentials file")?;
     let outbox = Arc::new(outbox::Outbox::new(outbox::DEFAULT_CAPACITY));
 
+    let (commands_tx, commands_rx) = tokio::sync::mpsc::channel(16);
+    let (connected_tx, connected_rx) = tokio::sync::watch::channel(false);
     let metrics_stop = stop.child_token();
     let metrics = std::thread::Builder::new()
         .name("host-metrics".into())
         .spawn({
             let (outbox, stop) = (outbox.clone(), metrics_stop.clone());
-            move || host::sample_metrics(outbox, Duration::from_secs(1), stop)
+            // A pool agent samples only while a run holds it: idle, it
+            // queues nothing and does next to nothing.
+            let active = pool.then(|| connected_rx.clone());
+            move || host::sample_metrics(outbox, Duration::from_secs(1), active, stop)
         })
         .context("starting the host-metrics thread")?;
 
-    let (commands_tx, commands_rx) = tokio::sync::mpsc::channel(16);
-    let (connected_tx, connected_rx) = tokio::sync::watch::channel(false);
     let (idle_tx, idle_rx) = tokio::sync::watch::channel(true);
     let engine_stop = stop.child_token();
     let engine = tokio::spawn(load::run(
@@ -218,6 +249,7 @@ async fn attach(
             dialer,
             hello,
             give_up_after,
+            pool,
             ack_trace,
         },
         outbox.clone(),

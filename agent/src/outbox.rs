@@ -9,6 +9,12 @@
 //! coordinator stays away long enough for the outbox to fill, the oldest
 //! events are dropped and the drop is itself reported as an event: never
 //! silently.
+//!
+//! A pool agent serves one run after another. Sequence numbers are per run:
+//! the outbox belongs to one run at a time ([`Outbox::run_id`]), and
+//! [`Outbox::start_run`] moves it to the next run with a fresh sequence space,
+//! handing back whatever was still unacked for the previous one so that it is
+//! never sent into another run's log.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -33,6 +39,8 @@ struct Inner {
     acked_through: u64,
     capacity: usize,
     dropped: u64,
+    /// The run these events belong to (empty until a pool agent's first run).
+    run_id: String,
 }
 
 impl Outbox {
@@ -44,6 +52,7 @@ impl Outbox {
                 acked_through: 0,
                 capacity: capacity.max(2),
                 dropped: 0,
+                run_id: String::new(),
             }),
             latest: watch::Sender::new(0),
             acked: watch::Sender::new(0),
@@ -108,6 +117,38 @@ impl Outbox {
         }
     }
 
+    /// The run the queued events belong to.
+    pub fn run_id(&self) -> String {
+        let inner = self.inner.lock().expect("outbox lock is never poisoned");
+        inner.run_id.clone()
+    }
+
+    /// Moves the outbox to `run_id`. The same run, or a first run with
+    /// nothing queued from another, changes nothing but the name. Another
+    /// run starts a fresh sequence space (from 1) and returns the events still
+    /// unacked for the previous run (its coordinator went away before acking
+    /// them): they must not reach the new run's log.
+    pub fn start_run(&self, run_id: &str) -> Option<(String, Vec<pb::Event>)> {
+        let mut inner = self.inner.lock().expect("outbox lock is never poisoned");
+        if inner.run_id == run_id {
+            return None;
+        }
+        if inner.run_id.is_empty() {
+            // Events from before the first run (notices at most) join it.
+            inner.run_id = run_id.to_string();
+            return None;
+        }
+        let old_run = std::mem::replace(&mut inner.run_id, run_id.to_string());
+        let left: Vec<pb::Event> = inner.events.drain(..).collect();
+        inner.next_seq = 1;
+        inner.acked_through = 0;
+        inner.dropped = 0;
+        drop(inner);
+        self.latest.send_replace(0);
+        self.acked.send_replace(0);
+        (!left.is_empty()).then_some((old_run, left))
+    }
+
     /// Highest sequence number pushed so far.
     pub fn latest(&self) -> u64 {
         *self.latest.borrow()
@@ -170,6 +211,31 @@ mod tests {
         assert_eq!(o.after(4, 10)[0].seq, 5);
         o.ack(2); // a late, smaller ack changes nothing
         assert_eq!(o.bounds(), (4, 5));
+    }
+
+    #[test]
+    fn a_new_run_starts_a_fresh_sequence_and_hands_back_the_old_runs_events() {
+        let o = Outbox::new(100);
+        o.push(notice("before any run"));
+        assert_eq!(o.start_run("a"), None, "a first run adopts what is queued");
+        o.push(notice("a2"));
+        o.push(notice("a3"));
+        o.ack(2);
+        assert_eq!(o.start_run("a"), None, "the same run changes nothing");
+        assert_eq!(o.bounds(), (3, 3));
+        let (old, left) = o.start_run("b").expect("run a left one event unacked");
+        assert_eq!(old, "a");
+        assert_eq!(left.iter().map(|e| e.seq).collect::<Vec<_>>(), [3]);
+        assert_eq!(o.bounds(), (0, 0));
+        assert_eq!(o.run_id(), "b");
+        assert_eq!(o.push(notice("b1")), 1, "run b numbers from 1");
+        o.ack(1);
+        assert_eq!(
+            o.start_run("c"),
+            None,
+            "nothing unacked: nothing handed back"
+        );
+        assert_eq!(o.push(notice("c1")), 1);
     }
 
     #[test]

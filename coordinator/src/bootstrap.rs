@@ -257,6 +257,7 @@ async fn start_agents(
             agent_id: id.clone(),
             secret: secret.clone(),
             run_id: job.run_id.clone(),
+            pool: String::new(),
         };
         let base = format!("{run_dir}/{}", sh_quote(id));
         // The start is the last, backgrounded command: `cat` before it reads

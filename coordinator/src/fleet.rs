@@ -1,7 +1,8 @@
 //! The SSH fleet of a run: every host bootstrapped in parallel (with a
 //! bound), one progress bar per host, and the agents started there kept
 //! track of so that a failed or interrupted run leaves no stray agent
-//! process behind.
+//! process behind. [`each_host`] is the same parallel, progress-barred walk
+//! over hosts for the pool commands (`pool.rs`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -22,13 +23,7 @@ pub struct Fleet {
 impl Fleet {
     /// Deploys every job; never fails as a whole: failed hosts are listed.
     pub async fn deploy(jobs: Vec<HostJob>, binary: &AgentBinary) -> Fleet {
-        let progress = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-            MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(8))
-        } else {
-            MultiProgress::with_draw_target(ProgressDrawTarget::hidden())
-        };
-        let style = ProgressStyle::with_template("{spinner} {msg} {bytes}/{total_bytes}")
-            .expect("static template is valid");
+        let (progress, style) = progress();
         let limit = Arc::new(Semaphore::new(PARALLEL));
         let binary = Arc::new(binary.clone());
         let mut tasks = tokio::task::JoinSet::new();
@@ -111,4 +106,70 @@ impl Fleet {
             d.session.close().await;
         }
     }
+}
+
+/// Progress bars on stderr when it is a terminal, hidden otherwise.
+fn progress() -> (MultiProgress, ProgressStyle) {
+    let progress = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(8))
+    } else {
+        MultiProgress::with_draw_target(ProgressDrawTarget::hidden())
+    };
+    let style = ProgressStyle::with_template("{spinner} {msg} {bytes}/{total_bytes}")
+        .expect("static template is valid");
+    (progress, style)
+}
+
+/// Runs `work` on every host, at most `parallel` at once, each with a
+/// progress bar; results in the order of `targets`.
+pub async fn each_host<T, F, Fut>(
+    targets: Vec<crate::ssh::Target>,
+    parallel: usize,
+    work: F,
+) -> Vec<(crate::ssh::Target, Result<T, BootstrapError>)>
+where
+    T: Send + 'static,
+    F: Fn(crate::ssh::Target, ProgressBar) -> Fut,
+    Fut: std::future::Future<Output = Result<T, BootstrapError>> + Send + 'static,
+{
+    let (progress, style) = progress();
+    let limit = Arc::new(Semaphore::new(parallel.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, target) in targets.iter().enumerate() {
+        let bar = progress.add(ProgressBar::new(0).with_style(style.clone()));
+        bar.set_message(format!("{target}: queued"));
+        let limit = limit.clone();
+        let job = work(target.clone(), bar.clone());
+        tasks.spawn(async move {
+            let _permit = limit
+                .acquire_owned()
+                .await
+                .expect("semaphore is never closed");
+            let result = job.await;
+            bar.finish_and_clear();
+            (i, result)
+        });
+    }
+    let mut results: Vec<Option<Result<T, BootstrapError>>> =
+        targets.iter().map(|_| None).collect();
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok((i, r)) => results[i] = Some(r),
+            Err(e) => tracing::error!("a host task failed: {e}"),
+        }
+    }
+    targets
+        .into_iter()
+        .zip(results)
+        .map(|(t, r)| {
+            let r = r.unwrap_or_else(|| {
+                Err(BootstrapError {
+                    host: t.to_string(),
+                    step: bootstrap::Step::Connect,
+                    reason: "the host's task failed".into(),
+                })
+            });
+            (t, r)
+        })
+        .collect()
 }

@@ -18,6 +18,18 @@
 //!
 //! Run control (`run.rs`) commands agents through [`Hub::send`] and watches
 //! the fold; it never touches a stream directly.
+//!
+//! Pool agents ([`Hub::admit_pool`]) outlive runs, so their Hello may name an
+//! earlier run; they are let in only with the agent binary this coordinator
+//! ships ([`Hub::expect_binary`]; a stale one is refused with `retry` and
+//! listed by [`Hub::stale`]), not once the run [`Hub::close_doors`] (they
+//! would come straight back after being released), and not when the run
+//! [`Hub::bench`]es them. A look-only hub ([`Hub::look_only`], for `pool
+//! ls` and `pool upgrade`) checks an agent's secret, notes its Hello, and
+//! sends it away to dial again. A run's hub set to [`Hub::accept_late`]
+//! takes a pool agent's `LateEvents` (events of an earlier run whose
+//! coordinator died before acking them) and appends them to that run's own
+//! log, which opens now that its coordinator is gone.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -75,6 +87,8 @@ pub struct AgentState {
     /// Highest seq durable in the log (acked).
     pub acked_through: u64,
     pub duplicates: u64,
+    /// When its last Hello passed (coordinator clock, Unix µs).
+    pub seen_at_us: i64,
     generation: u64,
 }
 
@@ -90,6 +104,20 @@ struct Registry {
     admitted: HashMap<String, String>,
     /// Agents that have attached at least once.
     slots: BTreeMap<String, Slot>,
+    /// Admitted agents that are pool agents.
+    pool: std::collections::HashSet<String>,
+    /// Pool agents this run does not use: sent away to dial again.
+    benched: std::collections::HashSet<String>,
+    /// The agent binary pool agents must run (hex SHA-256).
+    expected_hash: Option<String>,
+    /// Pool agents refused for running another binary, as last seen.
+    stale: BTreeMap<String, AgentState>,
+    /// The run is ending: no attach is welcomed any more.
+    closing: bool,
+    /// (pool agent, kind of refusal) already logged.
+    told: std::collections::HashSet<(String, String)>,
+    /// Check and note every Hello, welcome none.
+    look_only: bool,
 }
 
 /// Why an attach was refused.
@@ -100,6 +128,13 @@ struct Refusal {
     detail: String,
     /// The refusal may clear by itself: the agent should try again later.
     retry: bool,
+    /// A pool agent running another binary than the one expected.
+    stale: bool,
+    /// Not logged (an expected turn-away, like a released agent redialing
+    /// a run that is ending).
+    quiet: bool,
+    /// Which rule refused, for logging a pool agent's refusal once per kind.
+    kind: String,
 }
 
 impl Refusal {
@@ -109,6 +144,9 @@ impl Refusal {
             detail: reason.clone(),
             reason,
             retry: false,
+            stale: false,
+            quiet: false,
+            kind: String::new(),
         }
     }
 }
@@ -146,6 +184,10 @@ pub struct Hub {
     reader: LogReader,
     /// Set once the run has ended; ReadLog followers then finish.
     finished: watch::Sender<bool>,
+    /// The data directory whose other runs' logs take late events.
+    late_dir: Mutex<Option<std::path::PathBuf>>,
+    /// One late delivery at a time (sled locks a log per open).
+    late_lock: tokio::sync::Mutex<()>,
 }
 
 impl Hub {
@@ -172,6 +214,8 @@ impl Hub {
             durable_lsn: watch::Sender::new(log.next_lsn().saturating_sub(1)),
             reader,
             finished: watch::Sender::new(false),
+            late_dir: Mutex::new(None),
+            late_lock: tokio::sync::Mutex::new(()),
         });
         let writer = tokio::spawn(write_loop(hub.clone(), log, rx, stop));
         (hub, writer)
@@ -189,6 +233,150 @@ impl Hub {
             .expect("never poisoned")
             .admitted
             .insert(agent_id.into(), secret);
+    }
+
+    /// Lets pool agent `agent_id` attach with this secret, whatever run its
+    /// Hello names.
+    pub fn admit_pool(&self, agent_id: impl Into<String>, secret: String) {
+        let agent_id = agent_id.into();
+        let mut registry = self.registry.lock().expect("never poisoned");
+        registry.pool.insert(agent_id.clone());
+        registry.admitted.insert(agent_id, secret);
+    }
+
+    /// Pool agents must run this agent binary (hex SHA-256) to get in.
+    pub fn expect_binary(&self, hash: &str) {
+        self.registry.lock().expect("never poisoned").expected_hash = Some(hash.to_string());
+    }
+
+    /// The agent binary pool agents must run, if set.
+    pub fn expected_binary(&self) -> Option<String> {
+        self.registry
+            .lock()
+            .expect("never poisoned")
+            .expected_hash
+            .clone()
+    }
+
+    /// This run does not use these pool agents: they are turned away (to
+    /// dial again later), and told to go if attached.
+    pub fn bench(&self, ids: &[String]) {
+        let mut registry = self.registry.lock().expect("never poisoned");
+        for id in ids {
+            registry.benched.insert(id.clone());
+            if let Some(tx) = registry.slots.get(id).and_then(|s| s.tx.clone()) {
+                let _ = tx.try_send(Ok(pb::CoordinatorMessage {
+                    msg: Some(pb::coordinator_message::Msg::Shutdown(pb::Shutdown {
+                        reason: format!("run {} does not use this agent", self.run_id),
+                    })),
+                }));
+            }
+        }
+    }
+
+    /// From now on every attach is refused, for the agent to retry later
+    /// (with another coordinator): the run is ending.
+    pub fn close_doors(&self) {
+        self.registry.lock().expect("never poisoned").closing = true;
+    }
+
+    /// Takes pool agents' late events of other runs under `data_dir` into
+    /// those runs' logs.
+    pub fn accept_late(&self, data_dir: &std::path::Path) {
+        *self.late_dir.lock().expect("never poisoned") = Some(data_dir.to_path_buf());
+    }
+
+    /// Appends `events` of `agent_id` for run `run_id` (not this one) to that
+    /// run's log, leaving out those it holds already; returns the highest
+    /// seq now durable there.
+    async fn deliver_late(&self, agent_id: &str, late: pb::LateEvents) -> Result<u64, String> {
+        let dir = self.late_dir.lock().expect("never poisoned").clone();
+        let pooled = self
+            .registry
+            .lock()
+            .expect("never poisoned")
+            .pool
+            .contains(agent_id);
+        let (Some(dir), true) = (dir, pooled) else {
+            return Err("this coordinator takes no late events from this agent".into());
+        };
+        if late.run_id == self.run_id || uuid::Uuid::parse_str(&late.run_id).is_err() {
+            return Err(format!("{:?} is not another run", late.run_id));
+        }
+        if !crate::log::run_dir(&dir, &late.run_id).join("log").exists() {
+            return Err(format!("there is no run {} here", late.run_id));
+        }
+        let _one = self.late_lock.lock().await;
+        let (agent, by) = (agent_id.to_string(), self.run_id.clone());
+        let handle = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            let fail = |e: LogError| format!("run {}: {:#}", late.run_id, anyhow::Error::new(e));
+            let mut log = EventLog::open(&dir, &late.run_id).map_err(fail)?;
+            // What the log holds of this agent already, and its clock offset.
+            let (mut have, mut offset, mut attached) = (0u64, 0i64, false);
+            for item in log.scan() {
+                match item.map_err(fail)?.1.record {
+                    Some(pb::log_record::Record::AgentEvent(e)) if e.agent_id == agent => {
+                        have = have.max(e.event.map_or(0, |e| e.seq));
+                        offset = e.clock_offset_us;
+                    }
+                    Some(pb::log_record::Record::AgentAttached(a))
+                        if a.hello.as_ref().is_some_and(|h| h.agent_id == agent) =>
+                    {
+                        offset = a.clock_offset_us;
+                        attached = true;
+                    }
+                    _ => {}
+                }
+            }
+            if !attached {
+                return Err(format!("agent {agent} never attached to run {}", late.run_id));
+            }
+            let through = late.events.iter().map(|e| e.seq).max().unwrap_or(0).max(have);
+            let now = fleetbench::clock::now_us();
+            let mut records: Vec<pb::LogRecord> = late
+                .events
+                .into_iter()
+                .filter(|e| e.seq > have)
+                .map(|event| pb::LogRecord {
+                    logged_at_us: now,
+                    record: Some(pb::log_record::Record::AgentEvent(pb::AgentEvent {
+                        agent_id: agent.clone(),
+                        event: Some(event),
+                        clock_offset_us: offset,
+                    })),
+                })
+                .collect();
+            if records.is_empty() {
+                return Ok(through);
+            }
+            let n = records.len();
+            records.push(pb::LogRecord {
+                logged_at_us: now,
+                record: Some(pb::log_record::Record::Notice(pb::CoordinatorNotice {
+                    level: "info".into(),
+                    message: format!(
+                        "{n} late event(s) of agent {agent} (never acked: this run's coordinator went away) delivered by the coordinator of run {by}"
+                    ),
+                    agent_id: agent.clone(),
+                })),
+            });
+            log.append(&records).map_err(fail)?;
+            handle.block_on(log.flush()).map_err(fail)?;
+            Ok(through)
+        })
+        .await
+        .map_err(|e| format!("delivering late events: {e}"))?
+    }
+
+    /// Makes this hub check and note every Hello, and welcome none.
+    pub fn look_only(&self) {
+        self.registry.lock().expect("never poisoned").look_only = true;
+    }
+
+    /// Pool agents refused for running another binary, as last seen.
+    pub fn stale(&self) -> BTreeMap<String, AgentState> {
+        self.registry.lock().expect("never poisoned").stale.clone()
     }
 
     /// Logs a refusal as a notice, unless too many were logged lately.
@@ -432,6 +620,7 @@ impl Coordinator for Service {
         // secret at once, one gets in.
         let claimed = {
             let mut registry = hub.registry.lock().expect("never poisoned");
+            let look_only = registry.look_only;
             check_hello(&hub.run_id, &registry, &hello, &secret).map(|()| {
                 let slot = registry
                     .slots
@@ -443,21 +632,68 @@ impl Coordinator for Service {
                 slot.state.generation += 1;
                 slot.state.hello = hello.clone();
                 slot.state.peer = peer.clone();
+                slot.state.seen_at_us = fleetbench::clock::now_us();
+                if look_only {
+                    // Noted; not attached.
+                    return None;
+                }
                 slot.state.connected = true;
                 slot.state.synced = false;
                 slot.tx = Some(tx.clone());
-                (slot.state.generation, slot.state.acked_through)
+                Some((slot.state.generation, slot.state.acked_through))
             })
         };
         let (generation, acked_through) = match claimed {
-            Ok(claimed) => claimed,
+            Ok(Some(claimed)) => claimed,
+            Ok(None) => {
+                hub.changed.notify_waiters();
+                let _ = tx
+                    .send(Ok(pb::CoordinatorMessage {
+                        msg: Some(pb::coordinator_message::Msg::Refused(pb::Refused {
+                            reason: "only looked at (pool ls or pool upgrade): dial again".into(),
+                            retry: true,
+                        })),
+                    }))
+                    .await;
+                return reply;
+            }
             Err(refusal) => {
-                let known = hub
-                    .registry
-                    .lock()
-                    .expect("never poisoned")
-                    .admitted
-                    .contains_key(&agent_id);
+                let (known, told) = {
+                    let mut registry = hub.registry.lock().expect("never poisoned");
+                    if refusal.stale {
+                        registry.stale.insert(
+                            agent_id.clone(),
+                            AgentState {
+                                hello: hello.clone(),
+                                peer: peer.clone(),
+                                seen_at_us: fleetbench::clock::now_us(),
+                                ..Default::default()
+                            },
+                        );
+                    }
+                    // A pool agent told to retry redials twice a second:
+                    // the log hears each reason once per agent.
+                    let told = refusal.retry
+                        && registry.pool.contains(&agent_id)
+                        && !registry
+                            .told
+                            .insert((agent_id.clone(), refusal.kind.clone()));
+                    (registry.admitted.contains_key(&agent_id), told)
+                };
+                if refusal.stale {
+                    hub.changed.notify_waiters();
+                }
+                if told || refusal.quiet {
+                    let _ = tx
+                        .send(Ok(pb::CoordinatorMessage {
+                            msg: Some(pb::coordinator_message::Msg::Refused(pb::Refused {
+                                reason: refusal.reason,
+                                retry: refusal.retry,
+                            })),
+                        }))
+                        .await;
+                    return reply;
+                }
                 let who = format!("agent {} from {peer}", quoted(&agent_id));
                 refuse(&hub, &tx, if known { &agent_id } else { "" }, &who, refusal).await;
                 // `inbound` is dropped unread: nothing a refused agent sent
@@ -589,9 +825,8 @@ fn check_hello(
     }
     // The agent is told only that it is not let in; the log says why.
     let denied = |detail: &str| Refusal {
-        reason: "unknown agent id or wrong secret".into(),
         detail: detail.into(),
-        retry: false,
+        ..Refusal::new("unknown agent id or wrong secret")
     };
     match registry.admitted.get(&hello.agent_id) {
         None => return Err(denied("no agent of that id is admitted to this run")),
@@ -601,7 +836,42 @@ fn check_hello(
         }
         Some(_) => {}
     }
-    if !hello.run_id.is_empty() && hello.run_id != run_id {
+    let later = |kind: &str, reason: String| Refusal {
+        retry: true,
+        kind: kind.into(),
+        ..Refusal::new(reason)
+    };
+    if registry.closing {
+        return Err(Refusal {
+            quiet: true,
+            ..later("closing", format!("run {run_id} is ending"))
+        });
+    }
+    if registry.pool.contains(&hello.agent_id) {
+        if registry.benched.contains(&hello.agent_id) {
+            // The run knows whom it took: nothing to log.
+            return Err(Refusal {
+                quiet: true,
+                ..later("benched", format!("run {run_id} does not use this agent"))
+            });
+        }
+        if let Some(expected) = &registry.expected_hash
+            && &hello.binary_hash != expected
+        {
+            return Err(Refusal {
+                stale: true,
+                ..later(
+                    "stale",
+                    format!(
+                        "stale agent: it runs agent binary {}, this coordinator ships {}; upgrade the pool (coordinator pool upgrade {})",
+                        short(&hello.binary_hash),
+                        short(expected),
+                        hello.pool
+                    ),
+                )
+            });
+        }
+    } else if !hello.run_id.is_empty() && hello.run_id != run_id {
         return Err(Refusal::new(format!(
             "agent was started for run {}, this is run {run_id}",
             hello.run_id
@@ -617,9 +887,9 @@ fn check_hello(
             hello.agent_id, live.state.peer
         );
         return Err(Refusal {
-            detail: reason.clone(),
-            reason,
             retry: true,
+            kind: "attached".into(),
+            ..Refusal::new(reason)
         });
     }
     Ok(())
@@ -638,6 +908,11 @@ async fn refuse(hub: &Hub, tx: &Outgoing, agent_id: &str, who: &str, refusal: Re
             })),
         }))
         .await;
+}
+
+/// The first 12 hex digits of a hash, as people compare them.
+pub fn short(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
 }
 
 /// An agent id someone sent, fit for a log line: escaped, and cut short.
@@ -753,6 +1028,9 @@ async fn serve_agent(
     let mut pings = tokio::time::interval(Duration::from_millis(20));
     let mut sent_pings = 0u32;
     let mut pongs = 0u32;
+    // Whether this link's AgentAttached is logged: a link that ends before
+    // (a pool agent benched right after its Welcome) logs no detach either.
+    let mut attach_logged = false;
     let end = loop {
         tokio::select! {
             _ = pings.tick() => {
@@ -811,6 +1089,7 @@ async fn serve_agent(
                             first.then_some((slot.state.offset_us, slot.state.rtt_us))
                         }).flatten();
                         if let Some((offset, rtt)) = first_sync {
+                            attach_logged = true;
                             hub.log(pb::log_record::Record::AgentAttached(pb::AgentAttached {
                                 hello: Some(hello.clone()),
                                 peer: peer.clone(),
@@ -820,6 +1099,23 @@ async fn serve_agent(
                             tracing::info!("agent {agent_id} attached from {peer} (clock offset {offset} us, rtt {rtt} us)");
                             hub.changed.notify_waiters();
                         }
+                    }
+                    Some(pb::agent_message::Msg::LateEvents(late)) => {
+                        let run_id = late.run_id.clone();
+                        let n = late.events.len();
+                        let ack = match hub.deliver_late(&agent_id, late).await {
+                            Ok(through) => {
+                                tracing::info!("agent {agent_id}: {n} late event(s) of run {run_id} are in its log (through seq {through})");
+                                pb::LateAck { run_id, through, error: String::new() }
+                            }
+                            Err(error) => {
+                                tracing::warn!("agent {agent_id}: late events of run {run_id} not taken: {error}");
+                                pb::LateAck { run_id, through: 0, error }
+                            }
+                        };
+                        let _ = tx.try_send(Ok(pb::CoordinatorMessage {
+                            msg: Some(pb::coordinator_message::Msg::LateAck(ack)),
+                        }));
                     }
                     Some(pb::agent_message::Msg::Hello(_)) | None => {}
                 },
@@ -839,7 +1135,10 @@ async fn serve_agent(
             current
         })
         .unwrap_or(false);
-    if current {
+    if current && !attach_logged {
+        hub.changed.notify_waiters();
+    }
+    if current && attach_logged {
         tracing::info!("agent {agent_id} detached: {end}");
         hub.log(pb::log_record::Record::AgentDetached(pb::AgentDetached {
             agent_id: agent_id.clone(),
@@ -1269,6 +1568,69 @@ mod tests {
         h.hub.flush().await.unwrap();
         let notices = h.hub.fold.lock().unwrap().notices.clone();
         assert_eq!(notices.len(), REFUSALS_PER_WINDOW as usize, "{notices:?}");
+        h.finish().await;
+    }
+
+    /// Pool agents: one whose Hello names an earlier run gets in; one on
+    /// another agent binary is refused as stale (to retry) and listed; a
+    /// benched one and, once the doors close, any is sent away to retry. A
+    /// look-only hub checks the secret, notes the Hello and welcomes none.
+    #[tokio::test]
+    async fn pool_agents_are_admitted_by_binary_bench_and_doors() {
+        let h = Harness::start().await;
+        let (s1, s2, s3) = (
+            new_secret().unwrap(),
+            new_secret().unwrap(),
+            new_secret().unwrap(),
+        );
+        h.hub.admit_pool("p1", s1.clone());
+        h.hub.admit_pool("p2", s2.clone());
+        h.hub.admit_pool("p3", s3.clone());
+        h.hub.expect_binary("aa");
+        h.hub.bench(&["p3".to_string()]);
+        let pooled = |id: &str, secret: &str, hash: &str| {
+            let mut m = hello(id, "an-earlier-run", secret);
+            if let Some(pb::agent_message::Msg::Hello(hello)) = m.msg.as_mut() {
+                hello.binary_hash = hash.into();
+                hello.pool = "p".into();
+            }
+            m
+        };
+        let mut client = h.client().await;
+        let (tx, inbound, answer) = attach(&mut client, pooled("p1", &s1, "aa"), &[]).await;
+        match answer {
+            pb::coordinator_message::Msg::Welcome(w) => assert_eq!(w.run_id, h.run_id),
+            other => panic!("expected Welcome, got {other:?}"),
+        }
+        drop((tx, inbound));
+        let (_tx, _in, answer) = attach(&mut client, pooled("p2", &s2, "bb"), &[]).await;
+        let r = refused(answer);
+        assert!(r.retry && r.reason.contains("stale agent"), "{r:?}");
+        assert_eq!(h.hub.stale()["p2"].hello.binary_hash, "bb");
+        let (_tx, _in, answer) = attach(&mut client, pooled("p3", &s3, "aa"), &[]).await;
+        let r = refused(answer);
+        assert!(r.retry && r.reason.contains("does not use"), "{r:?}");
+        let (_tx, _in, answer) = attach(&mut client, pooled("p1", &s2, "aa"), &[]).await;
+        assert!(!refused(answer).retry, "a wrong secret is refused for good");
+        h.hub.close_doors();
+        let (_tx, _in, answer) = attach(&mut client, pooled("p1", &s1, "aa"), &[]).await;
+        let r = refused(answer);
+        assert!(r.retry && r.reason.contains("is ending"), "{r:?}");
+        drop((_tx, _in, client));
+        h.finish().await;
+
+        let h = Harness::start().await;
+        h.hub.admit_pool("p1", s1.clone());
+        h.hub.look_only();
+        let mut client = h.client().await;
+        let (_tx, _in, answer) = attach(&mut client, pooled("p1", &s1, "cc"), &[]).await;
+        assert!(refused(answer).retry);
+        let seen = &h.hub.agents()["p1"];
+        assert!(!seen.connected && seen.seen_at_us > 0);
+        assert_eq!(seen.hello.binary_hash, "cc");
+        let (_tx2, _in2, answer) = attach(&mut client, pooled("p1", &s2, "cc"), &[]).await;
+        assert!(!refused(answer).retry, "look-only still checks the secret");
+        drop((_tx, _in, _tx2, _in2, client));
         h.finish().await;
     }
 }

@@ -11,6 +11,7 @@
 //! - `history`: reading runs back (directly, or through a running coordinator).
 //! - `services`: `[[service]]` processes around a run.
 //! - `live`: the live progress line.
+//! - `pool`: long-lived agent pools (`pool up|ls|upgrade|down`, `enroll`).
 //!
 //! Reading runs again (`runs`, `report`, `replay`, `compare`, `export`,
 //! `rerun`) is a fold over the log through `history`; the numbers and their
@@ -31,6 +32,7 @@ mod hub;
 mod known_hosts;
 mod live;
 mod log;
+mod pool;
 mod replay;
 mod run;
 mod services;
@@ -94,6 +96,9 @@ enum Cmd {
     /// Write a run's windows (per agent), or every raw log record, as JSON
     /// Lines or CSV.
     Export(ExportArgs),
+    /// Print the requests one worker of one agent would send (templates
+    /// rendered from the seeded generators), without sending anything.
+    Preview(PreviewArgs),
     /// Write a synthetic run straight into the log (for replay benchmarks).
     #[command(hide = true)]
     GenerateRun {
@@ -103,6 +108,30 @@ enum Cmd {
         seconds: u32,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+    },
+    /// Long-lived agent pools: bootstrap once, then runs need no SSH.
+    Pool {
+        #[command(subcommand)]
+        command: PoolCmd,
+    },
+    /// Admit an agent started by something else (Kubernetes, systemd,
+    /// cloud-init) to a pool: writes the credentials it needs.
+    Enroll {
+        /// The pool.
+        name: String,
+        /// The agent's id (default: enrolled-N).
+        #[arg(long)]
+        id: Option<String>,
+        /// Labels of the agent, like zone=a,tier=big.
+        #[arg(long, value_parser = labels, default_value = "")]
+        labels: Labels,
+        /// host:port the agent dials (default: the pool's --advertise, or
+        /// its listen address).
+        #[arg(long)]
+        advertise: Option<String>,
+        /// Write the credentials file here (mode 0600) instead of stdout.
+        #[arg(long)]
+        output: Option<PathBuf>,
     },
     /// Report on a run, from its log alone.
     Report {
@@ -114,6 +143,109 @@ enum Cmd {
         #[arg(long)]
         include_warmup: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum PoolCmd {
+    /// Bootstrap pool agents on hosts (those not running already) and
+    /// record the pool; again with the same hosts, it changes nothing.
+    Up {
+        name: String,
+        /// SSH hosts (user@host[:port]), or files listing one per line.
+        #[arg(long, num_args = 1.., required = false)]
+        hosts: Vec<String>,
+        /// Agents per host.
+        #[arg(long, default_value_t = 1)]
+        per_host: u32,
+        /// Labels of these hosts' agents, like zone=a,tier=big.
+        #[arg(long, value_parser = labels, default_value = "")]
+        labels: Labels,
+        /// Private key file for SSH (else ssh-agent, else the default keys).
+        #[arg(long)]
+        identity: Option<PathBuf>,
+        /// known_hosts file (default ~/.ssh/known_hosts).
+        #[arg(long)]
+        known_hosts: Option<PathBuf>,
+        /// Record the host key of hosts not yet in known_hosts.
+        #[arg(long)]
+        accept_new_host_keys: bool,
+        /// The pool's fixed address: every coordinator serving the pool
+        /// listens here (default 0.0.0.0:7717; set once, when the pool is made).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// host:port agents dial (default: our address as each host sees it,
+        /// with the listen port).
+        #[arg(long)]
+        advertise: Option<String>,
+        /// Where fleetbench keeps its files on the hosts (default ~/.fleetbench).
+        #[arg(long)]
+        remote_dir: Option<String>,
+        /// Agents stop load this long after losing their coordinator (default 5s).
+        #[arg(long, value_parser = duration)]
+        lease: Option<std::time::Duration>,
+        /// The agent binary (default: `agent` beside this binary, or $FLEETBENCH_AGENT).
+        #[arg(long)]
+        agent_binary: Option<PathBuf>,
+    },
+    /// Each pool and agent: host, labels, version and binary (STALE when it
+    /// is not the local agent's), attached or not, last seen, uptime.
+    Ls {
+        name: Option<String>,
+        /// How long to wait for agents to dial in.
+        #[arg(long, default_value = "3s", value_parser = duration)]
+        wait: std::time::Duration,
+    },
+    /// Replace agents that run another binary than the local agent, host by
+    /// host; a host that fails keeps its old agent.
+    Upgrade {
+        name: String,
+        /// Hosts upgraded at once.
+        #[arg(long, default_value_t = pool::UPGRADE_PARALLEL)]
+        parallel: usize,
+        #[arg(long)]
+        agent_binary: Option<PathBuf>,
+        #[arg(long)]
+        accept_new_host_keys: bool,
+    },
+    /// Stop the pool's agents, remove fleetbench's files from its hosts, and
+    /// forget the pool.
+    Down {
+        name: String,
+        #[arg(long)]
+        accept_new_host_keys: bool,
+    },
+}
+
+#[derive(Clone)]
+struct Labels(std::collections::BTreeMap<String, String>);
+
+fn labels(s: &str) -> Result<Labels, String> {
+    pool::parse_labels(s).map(Labels)
+}
+
+fn duration(s: &str) -> Result<std::time::Duration, String> {
+    fleetbench::clock::parse_duration(s)
+}
+
+#[derive(clap::Args)]
+struct PreviewArgs {
+    /// The workload file (TOML).
+    workload: PathBuf,
+    /// The phase, by name (default: the first).
+    #[arg(long)]
+    phase: Option<String>,
+    /// The agent's index (0 = the first agent of the run).
+    #[arg(long, default_value_t = 0)]
+    agent: u32,
+    /// The worker's index on that agent.
+    #[arg(long, default_value_t = 0)]
+    worker: u32,
+    /// How many iterations.
+    #[arg(short = 'n', long, default_value_t = 10)]
+    count: u64,
+    /// One JSON object per line instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -570,6 +702,51 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
+        Cmd::Preview(a) => {
+            let (workload, _) = fleetbench::spec::Workload::load(&a.workload)
+                .map_err(|e| run::BadInput(e.into()))?;
+            let phase = match &a.phase {
+                None => &workload.phases[0],
+                Some(name) => workload
+                    .phases
+                    .iter()
+                    .find(|p| &p.name == name)
+                    .ok_or_else(|| {
+                        let names: Vec<&str> =
+                            workload.phases.iter().map(|p| p.name.as_str()).collect();
+                        run::BadInput(anyhow::anyhow!(
+                            "{} has no phase {name:?} (it has: {})",
+                            a.workload.display(),
+                            names.join(", ")
+                        ))
+                    })?,
+            };
+            let agents = workload.agents.count().max(1);
+            if a.agent >= agents {
+                return Err(run::BadInput(anyhow::anyhow!(
+                    "--agent {} is past the workload's {agents} agent(s) (indexes from 0)",
+                    a.agent
+                ))
+                .into());
+            }
+            let seat = fleetbench::preview::Seat {
+                agent: a.agent,
+                agents,
+                worker: a.worker,
+            };
+            let mut out = std::io::stdout().lock();
+            for r in fleetbench::preview::render(&workload, phase, seat, a.count) {
+                let line = if a.json {
+                    format!("{}\n", serde_json::to_string(&r).expect("plain data"))
+                } else {
+                    fleetbench::preview::to_text(&r)
+                };
+                if std::io::Write::write_all(&mut out, line.as_bytes()).is_err() {
+                    break;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Export(a) => {
             if a.events && a.format == ExportFormat::Csv {
                 return Err(run::BadInput(anyhow::anyhow!(
@@ -608,6 +785,91 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .context("writing the export")?;
             }
             out.flush().context("writing the export")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Pool { command } => {
+            let ok = match command {
+                PoolCmd::Up {
+                    name,
+                    hosts,
+                    per_host,
+                    labels,
+                    identity,
+                    known_hosts,
+                    accept_new_host_keys,
+                    listen,
+                    advertise,
+                    remote_dir,
+                    lease,
+                    agent_binary,
+                } => {
+                    pool::up(
+                        &cli.data_dir,
+                        pool::UpArgs {
+                            name,
+                            hosts,
+                            per_host,
+                            labels: labels.0,
+                            identity,
+                            known_hosts,
+                            accept_new_host_keys,
+                            listen,
+                            advertise,
+                            remote_dir,
+                            lease,
+                            agent_binary,
+                        },
+                    )
+                    .await?
+                }
+                PoolCmd::Ls { name, wait } => {
+                    pool::ls(&cli.data_dir, name.as_deref(), wait).await?;
+                    true
+                }
+                PoolCmd::Upgrade {
+                    name,
+                    parallel,
+                    agent_binary,
+                    accept_new_host_keys,
+                } => {
+                    pool::upgrade(
+                        &cli.data_dir,
+                        &name,
+                        parallel,
+                        agent_binary.as_deref(),
+                        accept_new_host_keys,
+                    )
+                    .await?
+                }
+                PoolCmd::Down {
+                    name,
+                    accept_new_host_keys,
+                } => pool::down(&cli.data_dir, &name, accept_new_host_keys).await?,
+            };
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Cmd::Enroll {
+            name,
+            id,
+            labels,
+            advertise,
+            output,
+        } => {
+            pool::enroll(
+                &cli.data_dir,
+                pool::EnrollArgs {
+                    name,
+                    id,
+                    labels: labels.0,
+                    advertise,
+                    output,
+                },
+            )
+            .await?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Report {
