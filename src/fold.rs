@@ -1018,8 +1018,11 @@ fn agent_report(
             errors += w.errors;
         }
         // The limited rule looks at the measured windows, warm-up or not
-        // asked for: a warm-up is where an agent may still be settling.
-        if !p.is_warmup(index) {
+        // asked for: a warm-up is where an agent may still be settling. Nor
+        // at windows after the one a stop request names: run control cut
+        // them short, so what they lack against the schedule is the stop's.
+        let cut = p.stop.as_ref().is_some_and(|s| index > s.window_index);
+        if !p.is_warmup(index) && !cut {
             load.scheduled += w.scheduled;
             load.late_wakes += w.late_wakes;
             load.max_wake_lag_us = load.max_wake_lag_us.max(w.max_wake_lag_us);
@@ -2376,6 +2379,37 @@ pub(crate) mod tests {
             "{table}"
         );
         assert!(crate::report::json(&report).contains("\"stopped\": {"));
+    }
+
+    /// A window cut short by a stop (the phase ended during it) lacks
+    /// its schedule because of the stop, not the agent: it is left out of
+    /// the limited rule.
+    #[test]
+    fn windows_after_a_stop_do_not_make_an_agent_limited() {
+        let mut records = vec![scheduled_with(|p| p.warmup_ms = 0)];
+        for i in 0..10u32 {
+            // Window 9 is cut by the stop after window 8: 5 of 100 sent.
+            let n = if i == 9 { 5 } else { 100 };
+            let late = u64::from(i == 9);
+            records.push(op_window(
+                "a",
+                u64::from(i) + 1,
+                i,
+                "",
+                n,
+                500,
+                0,
+                (100, late, 6_000),
+            ));
+        }
+        let limited = |records: &[pb::LogRecord]| {
+            fold_of(records).report(&ReportOptions::default()).phases[0]
+                .generator_limited
+                .len()
+        };
+        assert_eq!(limited(&records), 1, "without the stop, window 9 is short");
+        records.push(stop(8, "p99 60ms > 50ms"));
+        assert_eq!(limited(&records), 0, "window 9 came after the stop");
     }
 
     /// A load shape of (duration_ms, from, to) segments.
