@@ -25,6 +25,7 @@ use serde::Serialize;
 
 use crate::clock::format_us;
 use crate::fold::{LimitedAgent, PhaseReport, Report, RunInfo, TimelinePoint};
+use crate::report::limited_text;
 use crate::stats::{MannWhitney, mann_whitney_u, smallest_p};
 
 /// Significance level of the noise test.
@@ -571,11 +572,9 @@ pub fn table(c: &Comparison) -> String {
         for a in &l.agents {
             let _ = writeln!(
                 out,
-                "LOAD-GENERATOR-LIMITED: in the {} run, phase {}'s numbers describe agent {}, not the target: {}",
+                "LOAD-GENERATOR-LIMITED: {} run: {}",
                 l.run,
-                l.phase,
-                a.agent,
-                a.reasons.join("; ")
+                limited_text(&l.phase, a)
             );
         }
     }
@@ -796,7 +795,7 @@ mod tests {
         let text = table(&cmp);
         assert!(
             text.contains(
-                "LOAD-GENERATOR-LIMITED: in the candidate run, phase load's numbers describe agent a, \
+                "LOAD-GENERATOR-LIMITED: candidate run: in phase load the numbers describe agent a, \
                  not the target: agent CPU 97% of its 1 thread"
             ),
             "{text}"

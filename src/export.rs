@@ -557,6 +557,8 @@ mod tests {
         assert_eq!(w["window"]["ok"], 10);
         assert_eq!(w["window"]["errors"]["timeout"], 1);
         assert_eq!(w["window"]["latency_count"], 11);
+        assert_eq!(w["window"]["op"], "", "a single-workload window");
+        assert_eq!(w["window"]["scheduled"], 0);
         let bytes = BASE64
             .decode(
                 w["window"]["latency_histogram"]

@@ -9,6 +9,13 @@
 //! index), counts add, histograms merge, and a repeated `(agent, seq)` is
 //! ignored. Percentiles are read from merged HDR histograms, never averaged.
 //!
+//! Per phase it keeps every window index's results (all agents and all
+//! operations merged) and, for phases of named operations, each operation's
+//! own; per agent, its counts per window. From these the report says, per
+//! phase, whether an agent rather than the target set the numbers
+//! ([`limited_reasons`]), where run control stopped the phase, and what
+//! rate the load shape intended per window ([`intended_rate`]).
+//!
 //! This module owns no I/O: it neither reads the log nor prints.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -371,9 +378,15 @@ impl Fold {
                 // Of several requests, the earliest window counts (then the
                 // reason, so that arrival order does not matter).
                 let phase = self.phase_mut(s.phase_index);
-                let earlier = phase.stop.as_ref().is_none_or(|old| {
-                    (s.window_index, &s.reason) < (old.window_index, &old.reason)
-                });
+                let key = |s: &pb::PhaseStopRequested| {
+                    (
+                        s.window_index,
+                        s.reason.clone(),
+                        s.condition_met,
+                        s.rate.to_bits(),
+                    )
+                };
+                let earlier = phase.stop.as_ref().is_none_or(|old| key(s) < key(old));
                 if earlier {
                     phase.stop = Some(s.clone());
                 }
@@ -1005,8 +1018,11 @@ fn agent_report(
             errors += w.errors;
         }
         // The limited rule looks at the measured windows, warm-up or not
-        // asked for: a warm-up is where an agent may still be settling.
-        if !p.is_warmup(index) {
+        // asked for: a warm-up is where an agent may still be settling. Nor
+        // at windows after the one a stop request names: run control cut
+        // them short, so what they lack against the schedule is the stop's.
+        let cut = p.stop.as_ref().is_some_and(|s| index > s.window_index);
+        if !p.is_warmup(index) && !cut {
             load.scheduled += w.scheduled;
             load.late_wakes += w.late_wakes;
             load.max_wake_lag_us = load.max_wake_lag_us.max(w.max_wake_lag_us);
@@ -1556,7 +1572,7 @@ pub struct AgentEvents {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::rng::Rng;
     use crate::window::WindowAcc;
@@ -1767,20 +1783,6 @@ mod tests {
             logged_at_us,
             record: Some(r),
         };
-        let event = |agent: &str, seq: u64, agent_time_us: i64, kind: pb::event::Kind| {
-            rec(
-                9_000_000,
-                Record::AgentEvent(pb::AgentEvent {
-                    agent_id: agent.into(),
-                    clock_offset_us: 0,
-                    event: Some(pb::Event {
-                        seq,
-                        agent_time_us,
-                        kind: Some(kind),
-                    }),
-                }),
-            )
-        };
         let mut out = vec![rec(
             0,
             Record::RunStarted(pb::RunStarted {
@@ -1817,7 +1819,7 @@ mod tests {
                 }
                 out.push(r);
                 seq += 1;
-                out.push(event(
+                out.push(agent_event(
                     agent,
                     seq,
                     1_000_000 * (i64::from(i) + 1),
@@ -1830,7 +1832,7 @@ mod tests {
                 ));
             }
             seq += 1;
-            out.push(event(
+            out.push(agent_event(
                 agent,
                 seq,
                 21_000_000,
@@ -2288,9 +2290,29 @@ mod tests {
                     ..Default::default()
                 }),
             ));
+            // Busy after the phase's 20 s: samples outside it do not count.
+            for t in 21..30i64 {
+                seq += 1;
+                records.push(agent_event(
+                    agent,
+                    seq,
+                    t * 1_000_000,
+                    pb::event::Kind::HostMetrics(pb::HostMetrics {
+                        agent_cpu_pct: 100.0,
+                        cores: 2,
+                        interval_ms: 1000,
+                        ..Default::default()
+                    }),
+                ));
+            }
         }
         let report = fold_of(&records).report(&ReportOptions::default());
         let p = &report.phases[0];
+        assert_eq!(
+            p.agents[1].agent_cpu_pct,
+            Some(30.0),
+            "samples inside the phase"
+        );
         assert_eq!(p.generator_limited.len(), 1, "{:?}", p.generator_limited);
         let a = &p.generator_limited[0];
         assert_eq!(a.agent, "a");
@@ -2359,7 +2381,39 @@ mod tests {
         assert!(crate::report::json(&report).contains("\"stopped\": {"));
     }
 
-    fn shape(segments: &[(u64, f64, f64)]) -> pb::LoadShape {
+    /// A window cut short by a stop (the phase ended during it) lacks
+    /// its schedule because of the stop, not the agent: it is left out of
+    /// the limited rule.
+    #[test]
+    fn windows_after_a_stop_do_not_make_an_agent_limited() {
+        let mut records = vec![scheduled_with(|p| p.warmup_ms = 0)];
+        for i in 0..10u32 {
+            // Window 9 is cut by the stop after window 8: 5 of 100 sent.
+            let n = if i == 9 { 5 } else { 100 };
+            let late = u64::from(i == 9);
+            records.push(op_window(
+                "a",
+                u64::from(i) + 1,
+                i,
+                "",
+                n,
+                500,
+                0,
+                (100, late, 6_000),
+            ));
+        }
+        let limited = |records: &[pb::LogRecord]| {
+            fold_of(records).report(&ReportOptions::default()).phases[0]
+                .generator_limited
+                .len()
+        };
+        assert_eq!(limited(&records), 1, "without the stop, window 9 is short");
+        records.push(stop(8, "p99 60ms > 50ms"));
+        assert_eq!(limited(&records), 0, "window 9 came after the stop");
+    }
+
+    /// A load shape of (duration_ms, from, to) segments.
+    pub(crate) fn shape(segments: &[(u64, f64, f64)], arrival: &str) -> pb::LoadShape {
         pb::LoadShape {
             segments: segments
                 .iter()
@@ -2369,19 +2423,19 @@ mod tests {
                     to,
                 })
                 .collect(),
-            arrival: "uniform".into(),
+            arrival: arrival.into(),
         }
     }
 
     #[test]
     fn the_intended_rate_follows_the_segments_and_holds_the_last() {
-        let ramp = shape(&[(10_000, 100.0, 1100.0), (5_000, 500.0, 500.0)]);
+        let ramp = shape(&[(10_000, 100.0, 1100.0), (5_000, 500.0, 500.0)], "uniform");
         assert_eq!(intended_rate(&ramp, 0.0), 100.0);
         assert_eq!(intended_rate(&ramp, 5.0), 600.0);
         assert_eq!(intended_rate(&ramp, 9.999_999), 1099.9999);
         assert_eq!(intended_rate(&ramp, 10.0), 500.0);
         assert_eq!(intended_rate(&ramp, 60.0), 500.0, "the last `to` holds");
-        assert_eq!(intended_rate(&shape(&[]), 3.0), 0.0);
+        assert_eq!(intended_rate(&shape(&[], "uniform"), 3.0), 0.0);
         // A window's mean: linear pieces average at their middle, and a
         // window across a step averages both sides.
         assert_eq!(intended_mean(&ramp, 2.0, 3.0), 350.0);
@@ -2391,7 +2445,7 @@ mod tests {
     #[test]
     fn the_timeline_carries_the_intended_and_the_offered_rate() {
         let mut records = vec![scheduled_with(|p| {
-            p.shape = Some(shape(&[(20_000, 100.0, 2100.0)]));
+            p.shape = Some(shape(&[(20_000, 100.0, 2100.0)], "uniform"));
         })];
         for i in 0..20u32 {
             let want = 100 + 100 * u64::from(i) + 50;

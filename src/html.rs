@@ -29,7 +29,7 @@ use plotters::prelude::*;
 
 use crate::clock::format_us;
 use crate::fold::{HostPoint, LatencyReport, PhaseReport, Report, TimelinePoint};
-use crate::report::{latency_cells, latency_of, offered_line, stop_text};
+use crate::report::{latency_cells, latency_of, limited_text, offered_line, stop_text};
 
 /// Size of every chart, in SVG pixels (the page scales them down to fit).
 const WIDTH: u32 = 960;
@@ -350,12 +350,9 @@ fn limited_banner(p: &PhaseReport, run: &str) -> String {
     for l in &p.generator_limited {
         let _ = writeln!(
             out,
-            "<div class=\"limited\"><strong>LOAD-GENERATOR-LIMITED</strong>: {}in phase {} \
-             the numbers describe agent {}, not the target: {}.</div>",
+            "<div class=\"limited\"><strong>LOAD-GENERATOR-LIMITED</strong>: {}{}.</div>",
             esc(run),
-            esc(&p.name),
-            esc(&l.agent),
-            esc(&l.reasons.join("; "))
+            esc(&limited_text(&p.name, l))
         );
     }
     out
@@ -1564,6 +1561,14 @@ mod tests {
             .collect()
     }
 
+    /// The texts an svg shows.
+    fn texts(svg: roxmltree::Node) -> Vec<String> {
+        svg.descendants()
+            .filter(|n| n.has_tag_name("text"))
+            .map(|n| n.text().unwrap_or_default().trim().to_string())
+            .collect()
+    }
+
     fn polylines<'a>(svg: roxmltree::Node<'a, 'a>, color: &str) -> Vec<Vec<(f64, f64)>> {
         svg.descendants()
             .filter(|n| n.has_tag_name("polyline") && n.attribute("stroke") == Some(color))
@@ -1578,6 +1583,40 @@ mod tests {
                     .collect()
             })
             .collect()
+    }
+
+    /// Every series of every chart of `r` has its points, and the svg draws
+    /// them: a solid segment is one polyline of its colour with all its
+    /// points.
+    fn assert_every_series_drawn(r: &Report, charts: &[Figure]) {
+        for model in run_charts(r) {
+            let Figure { svg, .. } = charts
+                .iter()
+                .find(|c| c.id == format!("chart-{}", model.id))
+                .unwrap_or_else(|| panic!("chart-{} not on the page", model.id));
+            for s in &model.series {
+                assert!(
+                    s.points().count() >= 2,
+                    "{}: {} has no line",
+                    model.id,
+                    s.name
+                );
+                let RGBColor(r, g, b) = s.color;
+                let drawn = polylines(*svg, &format!("#{r:02X}{g:02X}{b:02X}"));
+                assert!(!drawn.is_empty(), "{}: {} not drawn", model.id, s.name);
+                if !s.dashed {
+                    for seg in &s.segments {
+                        assert!(
+                            drawn.iter().any(|p| p.len() == seg.len()),
+                            "{}: a segment of {} with {} points is not drawn",
+                            model.id,
+                            s.name,
+                            seg.len()
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]
@@ -1627,36 +1666,7 @@ mod tests {
         for (chart, (id, series)) in charts.iter().zip(&expected) {
             assert_eq!(names(chart), *series, "{id}");
         }
-        // Every series of every chart has its points, and the svg draws them:
-        // a solid segment is one polyline of its colour with all its points.
-        for model in run_charts(&r) {
-            let Figure { svg, .. } = charts
-                .iter()
-                .find(|c| c.id == format!("chart-{}", model.id))
-                .unwrap();
-            for s in &model.series {
-                assert!(
-                    s.points().count() >= 2,
-                    "{}: {} has no line",
-                    model.id,
-                    s.name
-                );
-                let RGBColor(r, g, b) = s.color;
-                let drawn = polylines(*svg, &format!("#{r:02X}{g:02X}{b:02X}"));
-                assert!(!drawn.is_empty(), "{}: {} not drawn", model.id, s.name);
-                if !s.dashed {
-                    for seg in &s.segments {
-                        assert!(
-                            drawn.iter().any(|p| p.len() == seg.len()),
-                            "{}: a segment of {} with {} points is not drawn",
-                            model.id,
-                            s.name,
-                            seg.len()
-                        );
-                    }
-                }
-            }
-        }
+        assert_every_series_drawn(&r, &charts);
         // Two phases: each series of a run-time chart is drawn in two pieces.
         let throughput = &run_charts(&r)[0];
         assert_eq!(throughput.series[0].segments.len(), 2);
@@ -1671,11 +1681,7 @@ mod tests {
         let doc = parse(&html);
         let charts = charts(&doc);
         for Figure { id, svg, .. } in charts.iter().filter(|c| c.id != "chart-distribution") {
-            let texts: Vec<String> = svg
-                .descendants()
-                .filter(|n| n.has_tag_name("text"))
-                .map(|n| n.text().unwrap_or_default().trim().to_string())
-                .collect();
+            let texts = texts(*svg);
             for phase in ["warm & up", "load"] {
                 assert!(texts.iter().any(|t| t == phase), "{id}: {phase} not marked");
             }
@@ -1809,17 +1815,7 @@ mod tests {
             window_ms: 1000,
             agent_ids: agents.iter().map(|a| a.0.to_string()).collect(),
             ops: vec!["read".into(), "write".into()],
-            shape: Some(pb::LoadShape {
-                segments: steps
-                    .iter()
-                    .map(|&(duration_ms, from, to)| pb::RateSegment {
-                        duration_ms,
-                        from,
-                        to,
-                    })
-                    .collect(),
-                arrival: "poisson".into(),
-            }),
+            shape: Some(crate::fold::tests::shape(&steps, "poisson")),
             ..Default::default()
         })));
         let mut rng = Rng::new(9);
@@ -1886,30 +1882,7 @@ mod tests {
         );
         assert_eq!(legend("chart-ops"), ["read", "write"]);
         assert_eq!(legend("chart-op-latency"), ["read", "write"]);
-        // Every series is drawn as polylines of its colour with its points.
-        for model in run_charts(&r) {
-            let svg = charts
-                .iter()
-                .find(|c| c.id == format!("chart-{}", model.id))
-                .unwrap()
-                .svg;
-            for s in &model.series {
-                let RGBColor(r, g, b) = s.color;
-                let drawn = polylines(svg, &format!("#{r:02X}{g:02X}{b:02X}"));
-                assert!(!drawn.is_empty(), "{}: {} not drawn", model.id, s.name);
-                if !s.dashed {
-                    for seg in &s.segments {
-                        assert!(
-                            drawn.iter().any(|p| p.len() == seg.len()),
-                            "{}: {} segment of {} points",
-                            model.id,
-                            s.name,
-                            seg.len()
-                        );
-                    }
-                }
-            }
-        }
+        assert_every_series_drawn(&r, &charts);
         // The intended rate is the steps, the offered rate what was scheduled.
         let throughput = &run_charts(&r)[0];
         let intended: Vec<f64> = throughput.series[3].points().map(|p| p.1).collect();
@@ -1926,11 +1899,7 @@ mod tests {
             [(8.0, "stopped: p99 8.1ms > 5ms".to_string())]
         );
         for Figure { id, svg, .. } in charts.iter().filter(|c| c.id != "chart-distribution") {
-            let texts: Vec<String> = svg
-                .descendants()
-                .filter(|n| n.has_tag_name("text"))
-                .map(|n| n.text().unwrap_or_default().trim().to_string())
-                .collect();
+            let texts = texts(*svg);
             assert!(
                 texts.iter().any(|t| t == "stopped: p99 8.1ms > 5ms"),
                 "{id}: stop not labelled"

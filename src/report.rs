@@ -9,7 +9,7 @@ use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{CellAlignment, ContentArrangement, Table};
 
 use crate::clock::format_us;
-use crate::fold::{LatencyReport, OpReport, PhaseReport, Report};
+use crate::fold::{LatencyReport, LimitedAgent, OpReport, PhaseReport, Report};
 
 /// Output formats of `report` and `run`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,19 +183,22 @@ pub(crate) fn loud_lines(p: &PhaseReport) -> Vec<String> {
     let mut out: Vec<String> = p
         .generator_limited
         .iter()
-        .map(|l| {
-            format!(
-                "LOAD-GENERATOR-LIMITED: in phase {} the numbers describe agent {}, not the target: {}",
-                p.name,
-                l.agent,
-                l.reasons.join("; ")
-            )
-        })
+        .map(|l| format!("LOAD-GENERATOR-LIMITED: {}", limited_text(&p.name, l)))
         .collect();
     if let Some(s) = &p.stopped {
         out.push(format!("{}: {}", p.name, stop_text(s)));
     }
     out
+}
+
+/// "in phase P the numbers describe agent A, not the target: REASONS", as
+/// every format says it.
+pub(crate) fn limited_text(phase: &str, l: &LimitedAgent) -> String {
+    format!(
+        "in phase {phase} the numbers describe agent {}, not the target: {}",
+        l.agent,
+        l.reasons.join("; ")
+    )
 }
 
 /// "stopped at window 12 (t=12s, rate 1200/s): p99 23ms > 20ms".
