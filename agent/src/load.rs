@@ -312,11 +312,23 @@ async fn run_phase(
     // What the schedule called for in each window (open loop), whether or
     // not the workers got to it: sends due in [index·w, (index+1)·w), cut
     // at the phase's end. Whole counts that add up over the phase.
+    // A stop (by run control, a lease, a budget spent) cuts the schedule
+    // where it happened: nothing after it was asked of the agent.
+    // (µs since the phase start; u64::MAX: not stopped)
+    let cut_at = AtomicU64::new(u64::MAX);
+    let cut = || {
+        let since = Instant::now().saturating_duration_since(plan.start);
+        cut_at.store(since.as_micros() as u64, Ordering::Relaxed);
+    };
     let due = |index: u32| -> u64 {
         let Some(schedule) = &plan.schedule else {
             return 0;
         };
-        let end = plan.duration.as_secs_f64();
+        let planned = plan.duration.as_secs_f64();
+        let end = match cut_at.load(Ordering::Relaxed) {
+            u64::MAX => planned,
+            us => (us as f64 / 1e6).min(planned),
+        };
         let w = plan.width.as_secs_f64();
         let from = (f64::from(index) * w).min(end);
         let to = (f64::from(index + 1) * w).min(end);
@@ -359,10 +371,12 @@ async fn run_phase(
             biased;
             () = stop.cancelled(), if !stopped_early => {
                 stopped_early = true;
+                cut();
                 halt.store(true, Ordering::Relaxed);
             }
             () = &mut lease_expired, if !stopped_early => {
                 stopped_early = true;
+                cut();
                 halt.store(true, Ordering::Relaxed);
                 outbox.push(notice(
                     pb::agent_notice::Level::Error,
@@ -405,6 +419,10 @@ async fn run_phase(
             phase_index: plan.phase_index,
             started_at_us: fleetbench::clock::now_us(),
         }));
+    }
+    // Ended before the deadline (a budget spent): the schedule ends here.
+    if !stopped_early && Instant::now() < plan.start + plan.duration {
+        cut();
     }
     // Windows not every thread reached (a thread stopped a window early).
     for (index, (_, mut accs)) in std::mem::take(&mut pending) {
