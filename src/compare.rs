@@ -24,7 +24,7 @@ use comfy_table::{CellAlignment, ContentArrangement, Table};
 use serde::Serialize;
 
 use crate::clock::format_us;
-use crate::fold::{PhaseReport, Report, RunInfo, TimelinePoint};
+use crate::fold::{LimitedAgent, PhaseReport, Report, RunInfo, TimelinePoint};
 use crate::stats::{MannWhitney, mann_whitney_u, smallest_p};
 
 /// Significance level of the noise test.
@@ -207,6 +207,19 @@ pub struct Comparison {
     pub limits: Vec<LimitCheck>,
     /// Some limit was crossed.
     pub regressed: bool,
+    /// Compared phases whose numbers, in either run, describe an agent
+    /// rather than the target: such a comparison is not trustworthy.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub generator_limited: Vec<LimitedPhase>,
+}
+
+/// A compared phase that a load generator limited in one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct LimitedPhase {
+    pub phase: String,
+    /// "base" or "candidate".
+    pub run: &'static str,
+    pub agents: Vec<LimitedAgent>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -297,6 +310,7 @@ pub fn compare(
     let mut phases = Vec::new();
     let mut unmatched = Vec::new();
     let mut checks = Vec::new();
+    let mut limited = Vec::new();
     for b in base.report.phases.iter().filter(|p| wanted(&p.name)) {
         let Some(c) = candidate.report.phases.iter().find(|c| c.name == b.name) else {
             unmatched.push(Unmatched {
@@ -305,6 +319,15 @@ pub fn compare(
             });
             continue;
         };
+        for (run, p) in [("base", b), ("candidate", c)] {
+            if !p.generator_limited.is_empty() {
+                limited.push(LimitedPhase {
+                    phase: p.name.clone(),
+                    run,
+                    agents: p.generator_limited.clone(),
+                });
+            }
+        }
         let metrics: Vec<MetricComparison> = Metric::ALL.iter().map(|m| metric(*m, b, c)).collect();
         for limit in limits {
             let m = metrics
@@ -350,6 +373,7 @@ pub fn compare(
         phases,
         unmatched,
         limits: checks,
+        generator_limited: limited,
     }
 }
 
@@ -543,6 +567,30 @@ pub fn table(c: &Comparison) -> String {
     for u in &c.unmatched {
         let _ = writeln!(out, "phase {} is only in the {} run", u.phase, u.only_in);
     }
+    for l in &c.generator_limited {
+        for a in &l.agents {
+            let _ = writeln!(
+                out,
+                "LOAD-GENERATOR-LIMITED: in the {} run, phase {}'s numbers describe agent {}, not the target: {}",
+                l.run,
+                l.phase,
+                a.agent,
+                a.reasons.join("; ")
+            );
+        }
+    }
+    if !c.generator_limited.is_empty() {
+        let phases: Vec<String> = c
+            .generator_limited
+            .iter()
+            .map(|l| format!("{} ({})", l.phase, l.run))
+            .collect();
+        let _ = writeln!(
+            out,
+            "this comparison is not trustworthy for {}: a load generator, not the target, set those numbers",
+            phases.join(", ")
+        );
+    }
     let _ = writeln!(out, "noise test: {}", c.test);
     let significant: Vec<String> = c
         .phases
@@ -722,6 +770,49 @@ mod tests {
             text.contains("significant change in: load throughput"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_limited_run_makes_the_comparison_untrustworthy() {
+        let (bi, br) = run("b", &windows(10, 100, 1000), "x\n");
+        let (ci, mut cr) = run("c", &windows(10, 100, 1000), "x\n");
+        cr.phases[0].generator_limited = vec![LimitedAgent {
+            agent: "a".into(),
+            reasons: vec!["agent CPU 97% of its 1 thread".into()],
+        }];
+        let (b, c) = (
+            Side {
+                run: &bi,
+                report: &br,
+            },
+            Side {
+                run: &ci,
+                report: &cr,
+            },
+        );
+        let cmp = compare(&b, &c, None, &[]);
+        assert_eq!(cmp.generator_limited.len(), 1);
+        assert_eq!(cmp.generator_limited[0].run, "candidate");
+        let text = table(&cmp);
+        assert!(
+            text.contains(
+                "LOAD-GENERATOR-LIMITED: in the candidate run, phase load's numbers describe agent a, \
+                 not the target: agent CPU 97% of its 1 thread"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("this comparison is not trustworthy for load (candidate)"),
+            "{text}"
+        );
+        assert!(render(&cmp, Format::Json).contains("\"generator_limited\""));
+        // Either side: the same holds with the runs swapped.
+        let swapped = compare(&c, &b, None, &[]);
+        assert_eq!(swapped.generator_limited[0].run, "base");
+        // Neither limited: nothing said, nothing in the JSON.
+        let clean = compare(&b, &b, None, &[]);
+        assert!(!table(&clean).contains("LIMITED"));
+        assert!(!render(&clean, Format::Json).contains("generator_limited"));
     }
 
     #[test]

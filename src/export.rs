@@ -37,6 +37,9 @@ pub struct WindowRow {
     pub warmup: bool,
     pub agent: String,
     pub host: String,
+    /// The operation ("" for a single-workload phase): an agent has one row
+    /// per operation per window.
+    pub op: String,
     pub requests: u64,
     pub ok: u64,
     pub errors: BTreeMap<String, u64>,
@@ -47,6 +50,11 @@ pub struct WindowRow {
     pub p99_us: Option<u64>,
     pub max_us: Option<u64>,
     pub latency_clamped: u64,
+    /// Open loop: sends the schedule called for, sends whose worker woke
+    /// more than 5 ms late, and the largest such lag.
+    pub scheduled: u64,
+    pub late_wakes: u64,
+    pub max_wake_lag_us: u64,
 }
 
 impl WindowRow {
@@ -69,7 +77,8 @@ pub fn window_rows(fold: &Fold) -> Vec<WindowRow> {
         let phase_start_us = p.start_at_us - run.started_at_us;
         for (agent, a) in &p.agents {
             let host = fold.agents.get(agent).map(|i| i.host.clone());
-            for (&index, w) in &a.kept {
+            for ((index, op), w) in &a.kept {
+                let index = *index;
                 let q = |q: f64| (!w.latency.is_empty()).then(|| w.latency.value_at_quantile(q));
                 let t_us = phase_start_us + i64::from(index) * i64::from(p.window_ms) * 1000;
                 rows.push(WindowRow {
@@ -82,6 +91,7 @@ pub fn window_rows(fold: &Fold) -> Vec<WindowRow> {
                     warmup: u64::from(index) * u64::from(p.window_ms) < p.warmup_ms,
                     agent: agent.clone(),
                     host: host.clone().unwrap_or_default(),
+                    op: op.clone(),
                     requests: w.requests(),
                     ok: w.ok,
                     errors: w.errors.clone(),
@@ -92,12 +102,15 @@ pub fn window_rows(fold: &Fold) -> Vec<WindowRow> {
                     p99_us: q(0.99),
                     max_us: (!w.latency.is_empty()).then(|| w.latency.max()),
                     latency_clamped: w.latency_clamped,
+                    scheduled: w.scheduled,
+                    late_wakes: w.late_wakes,
+                    max_wake_lag_us: w.max_wake_lag_us,
                 });
             }
         }
     }
     rows.sort_by(|a, b| {
-        (a.phase_index, a.window, &a.agent).cmp(&(b.phase_index, b.window, &b.agent))
+        (a.phase_index, a.window, &a.agent, &a.op).cmp(&(b.phase_index, b.window, &b.agent, &b.op))
     });
     rows
 }
@@ -125,17 +138,20 @@ pub fn write_rows_csv(rows: &[WindowRow], out: &mut impl Write) -> io::Result<()
         .collect();
     let classes: Vec<&String> = known.iter().chain(extra).collect();
     let mut header = String::from(
-        "run_id,t_s,phase,phase_index,window,window_s,warmup,agent,host,requests,ok,errors",
+        "run_id,t_s,phase,phase_index,window,window_s,warmup,agent,host,op,requests,ok,errors",
     );
     for c in &classes {
         header.push_str(&format!(",errors_{}", csv_field(c)));
     }
-    header.push_str(",bytes_sent,bytes_received,p50_us,p90_us,p99_us,max_us,latency_clamped\n");
+    header.push_str(
+        ",bytes_sent,bytes_received,p50_us,p90_us,p99_us,max_us,latency_clamped,\
+         scheduled,late_wakes,max_wake_lag_us\n",
+    );
     out.write_all(header.as_bytes())?;
     let opt = |v: Option<u64>| v.map_or_else(String::new, |v| v.to_string());
     for r in rows {
         let mut line = format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{}",
             r.run_id,
             r.t_s,
             csv_field(&r.phase),
@@ -145,6 +161,7 @@ pub fn write_rows_csv(rows: &[WindowRow], out: &mut impl Write) -> io::Result<()
             r.warmup,
             csv_field(&r.agent),
             csv_field(&r.host),
+            csv_field(&r.op),
             r.requests,
             r.ok,
             r.error_count()
@@ -153,14 +170,17 @@ pub fn write_rows_csv(rows: &[WindowRow], out: &mut impl Write) -> io::Result<()
             line.push_str(&format!(",{}", r.errors.get(*c).copied().unwrap_or(0)));
         }
         line.push_str(&format!(
-            ",{},{},{},{},{},{},{}\n",
+            ",{},{},{},{},{},{},{},{},{},{}\n",
             r.bytes_sent,
             r.bytes_received,
             opt(r.p50_us),
             opt(r.p90_us),
             opt(r.p99_us),
             opt(r.max_us),
-            r.latency_clamped
+            r.latency_clamped,
+            r.scheduled,
+            r.late_wakes,
+            r.max_wake_lag_us
         ));
         out.write_all(line.as_bytes())?;
     }
@@ -242,6 +262,23 @@ pub fn record_json(lsn: u64, rec: &pb::LogRecord) -> RecordLine {
                 "warmup_ms": p.warmup_ms,
                 "window_ms": p.window_ms,
                 "agent_ids": p.agent_ids,
+                "shares": p.shares.iter().map(|s| json!({
+                    "agent_id": s.agent_id,
+                    "share": s.share,
+                    "concurrency": s.concurrency,
+                    "rate": s.rate,
+                    "iterations": s.iterations,
+                })).collect::<Vec<_>>(),
+                "iterations": p.iterations,
+                "shape": p.shape.as_ref().map(|s| json!({
+                    "segments": s.segments.iter().map(|g| json!({
+                        "duration_ms": g.duration_ms,
+                        "from": g.from,
+                        "to": g.to,
+                    })).collect::<Vec<_>>(),
+                    "arrival": s.arrival,
+                })),
+                "ops": p.ops,
             }),
         ),
         Some(Record::PhaseStopRequested(p)) => (
@@ -303,6 +340,10 @@ fn agent_event_json(e: &pb::AgentEvent) -> Value {
                 "latency_histogram": BASE64.encode(&w.latency_histogram),
                 "latency_clamped": w.latency_clamped,
                 "max_send_lag_us": w.max_send_lag_us,
+                "op": w.op,
+                "late_wakes": w.late_wakes,
+                "max_wake_lag_us": w.max_wake_lag_us,
+                "scheduled": w.scheduled,
             }),
         ),
         Some(Kind::HostMetrics(m)) => (
@@ -315,6 +356,8 @@ fn agent_event_json(e: &pb::AgentEvent) -> Value {
                 "net_tx_bytes": m.net_tx_bytes,
                 "load_1": m.load_1,
                 "interval_ms": m.interval_ms,
+                "agent_cpu_pct": m.agent_cpu_pct,
+                "cores": m.cores,
             }),
         ),
         Some(Kind::PhaseStarted(p)) => (
@@ -331,6 +374,7 @@ fn agent_event_json(e: &pb::AgentEvent) -> Value {
                 "stopped_early": p.stopped_early,
                 "cpu_ms": p.cpu_ms,
                 "threads": p.threads,
+                "iterations_done": p.iterations_done,
             }),
         ),
         Some(Kind::Notice(n)) => (
@@ -450,6 +494,49 @@ mod tests {
         assert_eq!(first.len(), header.len());
         assert_eq!(first[col("errors_timeout")], "1");
         assert_eq!(first[col("requests")], "11");
+    }
+
+    /// A phase of two operations: one row per agent, window and op, with
+    /// the op named; the rows still add up to the report.
+    #[test]
+    fn each_operation_has_its_own_row() {
+        let mut records = records();
+        records.truncate(2);
+        for i in 0..4u32 {
+            for (k, op) in ["read", "write"].iter().enumerate() {
+                let mut r = window("a", u64::from(i) * 2 + k as u64 + 1, i, 5 + k as u64, 1);
+                if let Some(Record::AgentEvent(e)) = &mut r.record
+                    && let Some(pb::event::Kind::Window(w)) =
+                        e.event.as_mut().and_then(|ev| ev.kind.as_mut())
+                {
+                    w.op = (*op).into();
+                    w.scheduled = 7;
+                }
+                records.push(r);
+            }
+        }
+        let mut f = Fold::new().keeping_agent_windows();
+        records.iter().for_each(|r| f.apply(r));
+        let rows = window_rows(&f);
+        assert_eq!(rows.len(), 8, "4 windows x 2 ops");
+        assert_eq!(
+            (rows[0].op.as_str(), rows[1].op.as_str()),
+            ("read", "write")
+        );
+        assert_eq!(rows[0].window, rows[1].window);
+        let report = f.report(&ReportOptions::default());
+        let measured: u64 = rows.iter().filter(|r| !r.warmup).map(|r| r.requests).sum();
+        assert_eq!(measured, report.phases[0].requests);
+        let mut out = Vec::new();
+        write_rows_csv(&rows, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+        let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+        let second: Vec<&str> = text.lines().nth(2).unwrap().split(',').collect();
+        assert_eq!(second.len(), header.len());
+        assert_eq!(second[col("op")], "write");
+        assert_eq!(second[col("requests")], "7");
+        assert_eq!(second[col("scheduled")], "7");
     }
 
     #[test]

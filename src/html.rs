@@ -2,12 +2,16 @@
 //! pair of runs ([`render_compare`]), with the headline tables on top, the
 //! notices listed, and SVG charts drawn inline by plotters' SVG backend.
 //!
-//! A run's page charts throughput and errors, latency percentiles
-//! (p50/p90/p99/max), the latency distribution (the percentile spectrum on a
-//! log axis, x = 1/(1-p), as HdrHistogram plots it), per-agent throughput,
-//! and CPU, memory and network per host, on the run's time axis with phase
-//! starts and warm-ups marked. The compare page overlays two runs per phase
-//! (matched by name) on the same axes, time measured from each phase's start.
+//! A run's page charts throughput and errors (with the offered and the
+//! intended rate of open-loop phases), latency percentiles (p50/p90/p99/max),
+//! the latency distribution (the percentile spectrum on a log axis,
+//! x = 1/(1-p), as HdrHistogram plots it), per-agent throughput, throughput
+//! and p99 per operation (phases with named operations), and CPU, memory and
+//! network per host, on the run's time axis with phase starts, warm-ups and
+//! phase stops marked. A phase whose numbers describe a load generator
+//! rather than the target gets a warning banner. The compare page overlays
+//! two runs per phase (matched by name) on the same axes, time measured from
+//! each phase's start.
 //!
 //! This module only draws a [`Report`]: the numbers come from the fold, and
 //! judging whether a difference between runs matters is `compare`'s job.
@@ -25,7 +29,7 @@ use plotters::prelude::*;
 
 use crate::clock::format_us;
 use crate::fold::{HostPoint, LatencyReport, PhaseReport, Report, TimelinePoint};
-use crate::report::latency_cells;
+use crate::report::{latency_cells, latency_of, offered_line, stop_text};
 
 /// Size of every chart, in SVG pixels (the page scales them down to fit).
 const WIDTH: u32 = 960;
@@ -51,6 +55,9 @@ const RED: RGBColor = PALETTE[3];
 const MARK: RGBColor = RGBColor(0x70, 0x70, 0x70);
 /// Warm-up spans.
 const SHADE: RGBColor = RGBColor(0xe4, 0xe4, 0xe4);
+/// Where run control stopped a phase (dashed), and its label.
+const STOP: RGBColor = RGBColor(0x30, 0x30, 0x30);
+const PURPLE: RGBColor = PALETTE[4];
 
 fn palette(i: usize) -> RGBColor {
     PALETTE[i % PALETTE.len()]
@@ -72,7 +79,11 @@ pub fn render(report: &Report) -> String {
         );
     }
     out.push_str(&headline_table(report));
+    for p in &report.phases {
+        out.push_str(&limited_banner(p, ""));
+    }
     out.push_str(&phase_notes(report));
+    out.push_str(&ops_table(report));
     out.push_str(&hosts_table(report));
     out.push_str(&log_integrity(report));
     out.push_str(&notices("Notices", &report.notices));
@@ -168,6 +179,14 @@ pub fn render_compare(base: &Report, candidate: &Report) -> String {
     }
     for (i, (b, c)) in in_both.iter().enumerate() {
         let _ = writeln!(out, "<h2>Phase {}</h2>", esc(&b.name));
+        out.push_str(&limited_banner(b, "base run: "));
+        out.push_str(&limited_banner(c, "candidate run: "));
+        if !b.generator_limited.is_empty() || !c.generator_limited.is_empty() {
+            out.push_str(
+                "<p class=\"reason\">This comparison is not trustworthy: a load generator, \
+                 not the target, set the numbers of this phase.</p>\n",
+            );
+        }
         out.push_str(&compare_table(b, c));
         for chart in compare_charts(i, b, c) {
             out.push_str(&figure(&chart));
@@ -222,7 +241,11 @@ vertical-align: middle; border-top: 3px solid #999; }
 .swatch.dashed { border-top-style: dashed; }
 .swatch.shade { height: 10px; border: 0; background: #e4e4e4; }
 .swatch.mark { border-top: 1px solid #707070; }
+.swatch.stop { border-top: 2px dashed #303030; }
 .empty, .note { color: #555; font-style: italic; }
+.limited { background: #fdecea; border: 2px solid #c62828; color: #8e0000; \
+padding: 0.5em 0.8em; margin: 0.6em 0; }
+.limited strong { letter-spacing: 0.03em; }
 footer { margin-top: 2em; font-size: 0.85em; }
 ";
 
@@ -308,8 +331,67 @@ fn phase_notes(r: &Report) -> String {
                 p.warmup_s
             ));
         }
+        if let Some(s) = &p.stopped {
+            items.push(format!(
+                "{name}: {} (marked on the charts)",
+                esc(&stop_text(s))
+            ));
+        }
+        if let Some(line) = offered_line(p) {
+            items.push(esc(&line));
+        }
     }
     list("notes", &items)
+}
+
+/// The warning a load-generator-limited phase must not be read without.
+fn limited_banner(p: &PhaseReport, run: &str) -> String {
+    let mut out = String::new();
+    for l in &p.generator_limited {
+        let _ = writeln!(
+            out,
+            "<div class=\"limited\"><strong>LOAD-GENERATOR-LIMITED</strong>: {}in phase {} \
+             the numbers describe agent {}, not the target: {}.</div>",
+            esc(run),
+            esc(&p.name),
+            esc(&l.agent),
+            esc(&l.reasons.join("; "))
+        );
+    }
+    out
+}
+
+/// Per phase with named operations, each operation's numbers.
+fn ops_table(r: &Report) -> String {
+    if r.phases.iter().all(|p| p.ops.is_empty()) {
+        return String::new();
+    }
+    let mut out = String::from(
+        "<h2>Operations</h2>\n<table class=\"ops\">\n<tr><th>phase</th><th>op</th>\
+         <th>requests</th><th>share</th><th>req/s</th><th>errors</th><th>p50</th><th>p90</th>\
+         <th>p99</th><th>max</th></tr>\n",
+    );
+    for p in &r.phases {
+        for op in &p.ops {
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.1}%</td><td>{:.1}</td><td>{}</td>",
+                esc(&p.name),
+                esc(&op.name),
+                op.requests,
+                op.share_pct,
+                op.throughput_rps,
+                op.error_count()
+            );
+            let [p50, p90, p99, _, max] = latency_of(op.latency_us.as_ref());
+            for cell in [p50, p90, p99, max] {
+                let _ = write!(out, "<td>{}</td>", esc(&cell));
+            }
+            out.push_str("</tr>\n");
+        }
+    }
+    out.push_str("</table>\n");
+    out
 }
 
 fn hosts_table(r: &Report) -> String {
@@ -497,6 +579,8 @@ struct Marks {
     lines: Vec<(f64, String)>,
     /// Warm-ups: (from, to).
     shaded: Vec<(f64, f64)>,
+    /// Where run control stopped a phase: (x, label).
+    stops: Vec<(f64, String)>,
 }
 
 struct Chart {
@@ -656,6 +740,15 @@ fn run_charts(r: &Report) -> Vec<Chart> {
             .filter(|p| p.warmup_s > 0.0)
             .map(|p| (p.start_s, p.start_s + p.warmup_s))
             .collect(),
+        stops: r
+            .phases
+            .iter()
+            .filter_map(|p| {
+                p.stopped
+                    .as_ref()
+                    .map(|s| (p.start_s + s.at_s, stop_label(s)))
+            })
+            .collect(),
     };
     let timeline = |id: &str, title: &str, y_desc: &str, y_axis, series| Chart {
         id: id.into(),
@@ -690,12 +783,34 @@ fn run_charts(r: &Report) -> Vec<Chart> {
                 .collect(),
         );
     }
+    // Open loop: what the schedule offered and what the load shape intended.
+    let (mut offered, mut intended) = (
+        Series::new("offered/s", PURPLE),
+        Series::new("intended rate", GREEN).dashed(true),
+    );
+    for p in r.phases.iter() {
+        let at = |t: f64| p.start_s + mid(p, t);
+        if p.timeline.iter().any(|w| w.scheduled > 0) {
+            offered.segment(
+                p.timeline
+                    .iter()
+                    .map(|w| (at(w.t_s), per_second(p, w.scheduled)))
+                    .collect(),
+            );
+        }
+        intended.segment(
+            p.timeline
+                .iter()
+                .filter_map(|w| w.intended_rps.map(|v| (at(w.t_s), v)))
+                .collect(),
+        );
+    }
     charts.push(timeline(
         "throughput",
         "Throughput and errors",
         "per second",
         YAxis::Rate,
-        vec![requests, errors],
+        vec![requests, errors, offered, intended],
     ));
 
     let mut latency = Vec::new();
@@ -763,6 +878,48 @@ fn run_charts(r: &Report) -> Vec<Chart> {
         agents,
     ));
 
+    // One line per operation across phases, in the order ops first appear.
+    let (mut ops, mut op_p99): (Vec<Series>, Vec<Series>) = (Vec::new(), Vec::new());
+    for p in &r.phases {
+        for op in &p.ops {
+            let i = match ops.iter().position(|s| s.name == op.name) {
+                Some(i) => i,
+                None => {
+                    ops.push(Series::new(op.name.clone(), palette(ops.len())));
+                    op_p99.push(Series::new(op.name.clone(), palette(op_p99.len())));
+                    ops.len() - 1
+                }
+            };
+            let at = |t: f64| p.start_s + mid(p, t);
+            ops[i].segment(
+                op.timeline
+                    .iter()
+                    .map(|w| (at(w.t_s), per_second(p, w.requests)))
+                    .collect(),
+            );
+            op_p99[i].segment(
+                op.timeline
+                    .iter()
+                    .filter_map(|w| w.p99_us.map(|v| (at(w.t_s), v as f64)))
+                    .collect(),
+            );
+        }
+    }
+    charts.push(timeline(
+        "ops",
+        "Throughput per operation",
+        "requests/s",
+        YAxis::Rate,
+        ops,
+    ));
+    charts.push(timeline(
+        "op-latency",
+        "p99 latency per operation",
+        "p99 (log scale)",
+        YAxis::LatencyLog,
+        op_p99,
+    ));
+
     let mut cpu = Vec::new();
     let mut mem = Vec::new();
     let mut net = Vec::new();
@@ -816,6 +973,15 @@ fn drawn(mut charts: Vec<Chart>) -> Vec<Chart> {
     }
     charts.retain(|c| !c.series.is_empty());
     charts
+}
+
+/// A stop mark's label: "stopped: p99 23ms > 20ms".
+fn stop_label(s: &crate::fold::StopReport) -> String {
+    if s.reason.is_empty() {
+        "stopped".into()
+    } else {
+        format!("stopped: {}", s.reason)
+    }
 }
 
 fn agent_label(id: &str, host: &str) -> String {
@@ -904,6 +1070,14 @@ fn compare_charts(i: usize, b: &PhaseReport, c: &PhaseReport) -> Vec<Chart> {
         marks: Marks {
             lines: Vec::new(),
             shaded: shaded.clone(),
+            stops: runs
+                .iter()
+                .filter_map(|(run, p, _)| {
+                    p.stopped
+                        .as_ref()
+                        .map(|s| (s.at_s, format!("{run} {}", stop_label(s))))
+                })
+                .collect(),
         },
     };
 
@@ -1008,6 +1182,9 @@ fn figure(c: &Chart) -> String {
     }
     if !c.marks.lines.is_empty() {
         out.push_str("<li><span class=\"swatch mark\"></span>phase start</li>\n");
+    }
+    if !c.marks.stops.is_empty() {
+        out.push_str("<li><span class=\"swatch stop\"></span>phase stopped</li>\n");
     }
     out.push_str("</ul>\n</figure>\n");
     out
@@ -1141,6 +1318,31 @@ where
         chart
             .draw_series(std::iter::once(
                 EmptyElement::at((*at, y_hi)) + Text::new(name.clone(), (5, 4), label.clone()),
+            ))
+            .map_err(err)?;
+    }
+    let stop_label = ("sans-serif", 14).into_font().color(&STOP);
+    for (at, name) in &c.marks.stops {
+        chart
+            .draw_series(DashedLineSeries::new(
+                [(*at, y_lo), (*at, y_hi)],
+                6,
+                4,
+                STOP.stroke_width(2),
+            ))
+            .map_err(err)?;
+        // Below the phase-start labels, so the two never overlap; left of
+        // the line in the chart's right half, so the label stays inside.
+        let (x0, x1) = c.x_range;
+        let dx = if (at - x0) > (x1 - x0) / 2.0 {
+            -(name.chars().count() as i32 * 8 + 5)
+        } else {
+            5
+        };
+        chart
+            .draw_series(std::iter::once(
+                EmptyElement::at((*at, y_hi))
+                    + Text::new(name.clone(), (dx, 22), stop_label.clone()),
             ))
             .map_err(err)?;
     }
@@ -1581,6 +1783,210 @@ mod tests {
             0
         );
         assert!(html.contains("logged no results"));
+    }
+
+    /// A step-load run: one open-loop phase of two operations on two
+    /// agents, rate stepping 100 -> 200 -> 400/s, stopped at window 7; agent
+    /// a1 wakes late (limited), a2 keeps up.
+    fn step_report() -> Report {
+        let agents = [("a1", "host-1"), ("a2", "host-2")];
+        let mut records = vec![record(Record::RunStarted(pb::RunStarted {
+            run_id: "run-2".into(),
+            name: "steps".into(),
+            started_at_us: T0,
+            ..Default::default()
+        }))];
+        let steps = [
+            (3_000, 100.0, 100.0),
+            (3_000, 200.0, 200.0),
+            (4_000, 400.0, 400.0),
+        ];
+        records.push(record(Record::PhaseScheduled(pb::PhaseScheduled {
+            phase_index: 0,
+            name: "step <load>".into(),
+            start_at_us: T0 + 1_000_000,
+            duration_ms: 10_000,
+            window_ms: 1000,
+            agent_ids: agents.iter().map(|a| a.0.to_string()).collect(),
+            ops: vec!["read".into(), "write".into()],
+            shape: Some(pb::LoadShape {
+                segments: steps
+                    .iter()
+                    .map(|&(duration_ms, from, to)| pb::RateSegment {
+                        duration_ms,
+                        from,
+                        to,
+                    })
+                    .collect(),
+                arrival: "poisson".into(),
+            }),
+            ..Default::default()
+        })));
+        let mut rng = Rng::new(9);
+        let mut seq = [0u64; 2];
+        for i in 0..8u32 {
+            let rate = if i < 3 {
+                100
+            } else if i < 6 {
+                200
+            } else {
+                400
+            };
+            for (a, (id, _)) in agents.iter().enumerate() {
+                for (op, share, latency) in [("read", 4, 300), ("write", 1, 2_000)] {
+                    let n = rate / 2 * share / 5;
+                    let mut w = WindowAcc::new();
+                    for _ in 0..n {
+                        w.record_ok(latency * (1 + u64::from(i) / 3) + rng.next_u64() % 100);
+                    }
+                    let mut w = w.to_pb(0, i, 1000);
+                    w.op = op.into();
+                    w.scheduled = n;
+                    if a == 0 {
+                        w.late_wakes = n / 5;
+                        w.max_wake_lag_us = 40_000;
+                    }
+                    seq[a] += 1;
+                    records.push(event(id, seq[a], 0, pb::event::Kind::Window(w)));
+                }
+            }
+        }
+        records.push(record(Record::PhaseStopRequested(pb::PhaseStopRequested {
+            phase_index: 0,
+            reason: "p99 8.1ms > 5ms".into(),
+            window_index: 7,
+            rate: 400.0,
+            condition_met: true,
+        })));
+        let mut fold = Fold::new();
+        records.iter().for_each(|r| fold.apply(r));
+        fold.report(&ReportOptions::default())
+    }
+
+    #[test]
+    fn operations_offered_load_and_stops_are_drawn() {
+        let r = step_report();
+        let html = render(&r);
+        let doc = parse(&html);
+        assert_self_contained(&doc);
+        let charts = charts(&doc);
+        let legend = |id: &str| -> Vec<String> {
+            charts
+                .iter()
+                .find(|c| c.id == id)
+                .unwrap_or_else(|| panic!("no {id}"))
+                .legend
+                .iter()
+                .map(|l| l.0.clone())
+                .collect()
+        };
+        assert_eq!(
+            legend("chart-throughput"),
+            ["requests/s", "errors/s", "offered/s", "intended rate"]
+        );
+        assert_eq!(legend("chart-ops"), ["read", "write"]);
+        assert_eq!(legend("chart-op-latency"), ["read", "write"]);
+        // Every series is drawn as polylines of its colour with its points.
+        for model in run_charts(&r) {
+            let svg = charts
+                .iter()
+                .find(|c| c.id == format!("chart-{}", model.id))
+                .unwrap()
+                .svg;
+            for s in &model.series {
+                let RGBColor(r, g, b) = s.color;
+                let drawn = polylines(svg, &format!("#{r:02X}{g:02X}{b:02X}"));
+                assert!(!drawn.is_empty(), "{}: {} not drawn", model.id, s.name);
+                if !s.dashed {
+                    for seg in &s.segments {
+                        assert!(
+                            drawn.iter().any(|p| p.len() == seg.len()),
+                            "{}: {} segment of {} points",
+                            model.id,
+                            s.name,
+                            seg.len()
+                        );
+                    }
+                }
+            }
+        }
+        // The intended rate is the steps, the offered rate what was scheduled.
+        let throughput = &run_charts(&r)[0];
+        let intended: Vec<f64> = throughput.series[3].points().map(|p| p.1).collect();
+        assert_eq!(
+            intended,
+            [100.0, 100.0, 100.0, 200.0, 200.0, 200.0, 400.0, 400.0]
+        );
+        let offered: Vec<f64> = throughput.series[2].points().map(|p| p.1).collect();
+        assert_eq!(offered[0], 100.0);
+        // The stop is marked on every time-axis chart, labelled, at the
+        // start of window 7 (phase start 1 s + 7 s).
+        assert_eq!(
+            throughput.marks.stops,
+            [(8.0, "stopped: p99 8.1ms > 5ms".to_string())]
+        );
+        for Figure { id, svg, .. } in charts.iter().filter(|c| c.id != "chart-distribution") {
+            let texts: Vec<String> = svg
+                .descendants()
+                .filter(|n| n.has_tag_name("text"))
+                .map(|n| n.text().unwrap_or_default().trim().to_string())
+                .collect();
+            assert!(
+                texts.iter().any(|t| t == "stopped: p99 8.1ms > 5ms"),
+                "{id}: stop not labelled"
+            );
+            assert!(!polylines(*svg, "#303030").is_empty(), "{id}: no stop line");
+        }
+        // The banner names the limited agent; the other is not named.
+        let banners: Vec<String> = doc
+            .descendants()
+            .filter(|n| n.attribute("class") == Some("limited"))
+            .map(|n| {
+                n.descendants()
+                    .filter(|t| t.is_text())
+                    .filter_map(|t| t.text())
+                    .collect()
+            })
+            .collect();
+        assert_eq!(banners.len(), 1, "{banners:?}");
+        assert!(
+            banners[0].starts_with(
+                "LOAD-GENERATOR-LIMITED: in phase step <load> the numbers describe agent a1, \
+                 not the target: 20% of sends woke more than 5 ms late (max 40 ms)"
+            ),
+            "{}",
+            banners[0]
+        );
+        // The operations table: one row per op, shares adding up.
+        let table = doc
+            .descendants()
+            .find(|n| n.attribute("class") == Some("ops"))
+            .expect("ops table");
+        let rows: Vec<Vec<&str>> = table
+            .children()
+            .filter(|n| n.has_tag_name("tr"))
+            .skip(1)
+            .map(|tr| tr.children().filter_map(|td| td.text()).collect())
+            .collect();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(&rows[0][..4], ["step <load>", "read", "1360", "80.0%"]);
+        assert_eq!(&rows[1][..4], ["step <load>", "write", "340", "20.0%"]);
+        assert!(html.contains("stopped at window 7 (t=7s, rate 400/s): p99 8.1ms &gt; 5ms"));
+    }
+
+    #[test]
+    fn compare_warns_about_a_limited_run_and_marks_stops() {
+        let (base, candidate) = (report(1, false), step_report());
+        let mut limited = candidate.clone();
+        limited.phases[0].name = "load".into();
+        let html = render_compare(&base, &limited);
+        let doc = parse(&html);
+        assert_self_contained(&doc);
+        assert!(html.contains("candidate run: in phase load the numbers describe agent a1"));
+        assert!(html.contains("This comparison is not trustworthy"));
+        let model = compare_charts(0, &base.phases[1], &limited.phases[0]);
+        assert_eq!(model[0].marks.stops.len(), 1);
+        assert_eq!(model[0].marks.stops[0].0, 7.0);
     }
 
     #[test]

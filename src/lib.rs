@@ -11,6 +11,8 @@
 //!   latency histogram) as the agent accumulates it and the wire carries it.
 //! - [`fold`]: the one aggregation over a run's log records. The live view,
 //!   the end-of-run summary and `report` all call it.
+//! - [`generator`]: generated data: `[generator.NAME]` specs, `{{NAME}}`
+//!   templates, and their rendering per worker (seeded, allocation-free).
 //! - [`report`]: renders what the fold computed as a table, JSON, CSV or HTML.
 //! - [`html`]: the HTML report of a run and of two runs compared: one
 //!   self-contained page with SVG charts (plotters).
@@ -39,7 +41,10 @@ pub mod compare;
 pub mod credentials;
 pub mod export;
 pub mod fold;
+pub mod generator;
 pub mod html;
+pub mod phase;
+pub mod preview;
 pub mod report;
 pub mod rng;
 pub mod spec;

@@ -9,7 +9,7 @@ use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{CellAlignment, ContentArrangement, Table};
 
 use crate::clock::format_us;
-use crate::fold::{PhaseReport, Report};
+use crate::fold::{LatencyReport, OpReport, PhaseReport, Report};
 
 /// Output formats of `report` and `run`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +54,12 @@ pub fn json(report: &Report) -> String {
 /// p50, p90, p99, p99.9 and max of a phase, as people read them ("-" when
 /// the phase has no latency).
 pub(crate) fn latency_cells(p: &PhaseReport) -> [String; 5] {
-    match &p.latency_us {
+    latency_of(p.latency_us.as_ref())
+}
+
+/// p50, p90, p99, p99.9 and max, as people read them ("-" without latency).
+pub(crate) fn latency_of(l: Option<&LatencyReport>) -> [String; 5] {
+    match l {
         Some(l) => [
             format_us(l.p50 as f64),
             format_us(l.p90 as f64),
@@ -106,6 +111,16 @@ pub fn table(report: &Report) -> String {
     }
     let _ = writeln!(out, "{t}");
     for p in &report.phases {
+        for line in loud_lines(p) {
+            let _ = writeln!(out, "{line}");
+        }
+        if !p.ops.is_empty() {
+            let _ = writeln!(out, "operations of {}:", p.name);
+            let _ = writeln!(out, "{}", ops_table(&p.ops));
+        }
+        if let Some(line) = offered_line(p) {
+            let _ = writeln!(out, "{line}");
+        }
         if let Some(l) = &p.latency_us
             && !l.percentiles.is_empty()
         {
@@ -162,34 +177,172 @@ pub fn table(report: &Report) -> String {
     out
 }
 
-/// One CSV row per phase.
+/// The lines a phase must not be read without: an agent that limited it
+/// (one line per agent) and where run control stopped it.
+pub(crate) fn loud_lines(p: &PhaseReport) -> Vec<String> {
+    let mut out: Vec<String> = p
+        .generator_limited
+        .iter()
+        .map(|l| {
+            format!(
+                "LOAD-GENERATOR-LIMITED: in phase {} the numbers describe agent {}, not the target: {}",
+                p.name,
+                l.agent,
+                l.reasons.join("; ")
+            )
+        })
+        .collect();
+    if let Some(s) = &p.stopped {
+        out.push(format!("{}: {}", p.name, stop_text(s)));
+    }
+    out
+}
+
+/// "stopped at window 12 (t=12s, rate 1200/s): p99 23ms > 20ms".
+pub(crate) fn stop_text(s: &crate::fold::StopReport) -> String {
+    let rate = if s.rate > 0.0 {
+        format!(", rate {}/s", trim_number(s.rate))
+    } else {
+        String::new()
+    };
+    format!(
+        "stopped at window {} (t={}s{rate}): {}",
+        s.window_index,
+        trim_number(s.at_s),
+        if s.reason.is_empty() {
+            "no reason given"
+        } else {
+            &s.reason
+        }
+    )
+}
+
+/// Open loop: what the schedule offered against what was sent.
+pub(crate) fn offered_line(p: &PhaseReport) -> Option<String> {
+    (p.scheduled > 0).then(|| {
+        format!(
+            "{}: offered {} requests (the schedule), achieved {} ({:.1}%)",
+            p.name,
+            p.scheduled,
+            p.requests,
+            p.requests as f64 * 100.0 / p.scheduled as f64
+        )
+    })
+}
+
+/// `12.0` -> "12", `12.5` -> "12.5".
+fn trim_number(v: f64) -> String {
+    let s = format!("{v:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// A phase's operations: requests, share, throughput, errors, latency.
+fn ops_table(ops: &[OpReport]) -> Table {
+    let mut t = Table::new();
+    t.load_style(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header([
+            "op", "requests", "share", "req/s", "errors", "p50", "p90", "p99", "max",
+        ]);
+    for op in ops {
+        let [p50, p90, p99, _, max] = latency_of(op.latency_us.as_ref());
+        t.add_row([
+            op.name.clone(),
+            op.requests.to_string(),
+            format!("{:.1}%", op.share_pct),
+            format!("{:.1}", op.throughput_rps),
+            op.error_count().to_string(),
+            p50,
+            p90,
+            p99,
+            max,
+        ]);
+    }
+    for i in 1..9 {
+        if let Some(c) = t.column_mut(i) {
+            c.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    t
+}
+
+/// One CSV row per phase. A report with operations, a load-generator-limited
+/// phase or a stopped phase gets three more columns (`op`,
+/// `generator_limited`, `stopped_at_window`) and a row per operation after
+/// its phase's row (`op` empty on phase rows); other reports keep the
+/// columns they always had.
 pub fn csv(report: &Report) -> String {
+    let extended = report
+        .phases
+        .iter()
+        .any(|p| !p.ops.is_empty() || !p.generator_limited.is_empty() || p.stopped.is_some());
     let mut out = String::from(
-        "run_id,name,status,phase,requests,ok,errors,duration_s,throughput_rps,p50_us,p90_us,p99_us,p999_us,max_us\n",
+        "run_id,name,status,phase,requests,ok,errors,duration_s,throughput_rps,p50_us,p90_us,p99_us,p999_us,max_us",
     );
+    out.push_str(if extended {
+        ",op,generator_limited,stopped_at_window\n"
+    } else {
+        "\n"
+    });
     for p in &report.phases {
-        let l = p.latency_us.as_ref();
-        let cell = |f: fn(&crate::fold::LatencyReport) -> u64| {
-            l.map_or(String::new(), |l| f(l).to_string())
+        let limited: Vec<&str> = p
+            .generator_limited
+            .iter()
+            .map(|l| l.agent.as_str())
+            .collect();
+        let stopped = p
+            .stopped
+            .as_ref()
+            .map_or(String::new(), |s| s.window_index.to_string());
+        let mut row = |op: &str, requests, ok, errors, throughput, l: Option<&LatencyReport>| {
+            let cell = |f: fn(&LatencyReport) -> u64| l.map_or(String::new(), |l| f(l).to_string());
+            let _ = write!(
+                out,
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                report.run_id,
+                csv_field(&report.name),
+                report.status,
+                csv_field(&p.name),
+                requests,
+                ok,
+                errors,
+                p.duration_s,
+                throughput,
+                cell(|l| l.p50),
+                cell(|l| l.p90),
+                cell(|l| l.p99),
+                cell(|l| l.p999),
+                cell(|l| l.max),
+            );
+            if extended {
+                let _ = write!(
+                    out,
+                    ",{},{},{}",
+                    csv_field(op),
+                    csv_field(&limited.join(" ")),
+                    stopped
+                );
+            }
+            out.push('\n');
         };
-        let _ = writeln!(
-            out,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-            report.run_id,
-            csv_field(&report.name),
-            report.status,
-            csv_field(&p.name),
+        row(
+            "",
             p.requests,
             p.ok,
             p.error_count(),
-            p.duration_s,
             p.throughput_rps,
-            cell(|l| l.p50),
-            cell(|l| l.p90),
-            cell(|l| l.p99),
-            cell(|l| l.p999),
-            cell(|l| l.max),
+            p.latency_us.as_ref(),
         );
+        for op in &p.ops {
+            row(
+                &op.name,
+                op.requests,
+                op.ok,
+                op.error_count(),
+                op.throughput_rps,
+                op.latency_us.as_ref(),
+            );
+        }
     }
     out
 }

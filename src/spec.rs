@@ -18,8 +18,12 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::clock::parse_duration;
-use crate::pb;
-use crate::rng::Latency;
+use crate::generator::{GenSpec, RawGenerator};
+use crate::phase::RawPhase;
+pub use crate::phase::{
+    Arrival, Exec, Http, HttpVersion, Load, Op, OpKind, Phase, Segment, Shape, Synthetic, Tcp,
+    TcpRead, Until,
+};
 
 /// Width of a result window. Fixed for now; replay can re-window later.
 pub const WINDOW: Duration = Duration::from_secs(1);
@@ -48,6 +52,11 @@ pub struct Workload {
     pub name: String,
     pub agents: Agents,
     pub services: Vec<Service>,
+    /// `[generator.NAME]` tables, by name.
+    pub generators: Vec<GenSpec>,
+    /// `[run] seed`: the default seed of every phase's generators and op
+    /// choice (0 when not given, so a file always means the same stream).
+    pub seed: u64,
     pub phases: Vec<Phase>,
 }
 
@@ -73,6 +82,8 @@ pub struct Agents {
     /// Agents taken from a long-lived pool instead (no local or SSH agents).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pool: Option<PoolUse>,
+    /// How each phase's load is split over the agents.
+    pub split: Split,
 }
 
 /// `[agents] pool = "NAME"`, with `count` and `labels`.
@@ -83,6 +94,19 @@ pub struct PoolUse {
     pub count: Option<u32>,
     /// Only agents carrying every one of these labels.
     pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// How load is split across agents: each agent's share is its weight over
+/// the sum of the weights. The share is logged with every phase.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Split {
+    /// Equal shares.
+    Even,
+    /// Weighted by each agent's logical cores (from its Hello).
+    Cores,
+    /// Explicit weights, one per agent in order: local agents first, then
+    /// each host's `per_host` agents in the order of `hosts`.
+    Weights(Vec<f64>),
 }
 
 /// `user@host[:port]`: an SSH host.
@@ -221,62 +245,6 @@ pub enum Command {
     Argv(Vec<String>),
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Phase {
-    pub name: String,
-    #[serde(with = "duration_text")]
-    pub duration: Duration,
-    /// Recorded in the log, left out of the headline numbers. A whole number
-    /// of windows.
-    #[serde(with = "duration_text")]
-    pub warmup: Duration,
-    pub load: Load,
-    pub workload: WorkloadKind,
-}
-
-/// How load is offered, in totals across all agents.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub enum Load {
-    /// Closed loop: `concurrency` workers, each sending its next request when
-    /// the previous one completes.
-    Closed { concurrency: u32 },
-    /// Open loop: `rate` requests per second on a fixed schedule over
-    /// `concurrency` connections; latency counts from the intended send time.
-    Open { rate: f64, concurrency: u32 },
-}
-
-impl Load {
-    pub fn concurrency(&self) -> u32 {
-        match *self {
-            Load::Closed { concurrency } | Load::Open { concurrency, .. } => concurrency,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub enum WorkloadKind {
-    Http(Http),
-    Synthetic(Synthetic),
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Http {
-    pub method: String,
-    pub url: String,
-    pub headers: Vec<(String, String)>,
-    pub body: String,
-    #[serde(with = "duration_text")]
-    pub timeout: Duration,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Synthetic {
-    #[serde(skip)]
-    pub latency: Latency,
-    pub error_ratio: f64,
-    pub seed: u64,
-}
-
 mod duration_text {
     use serde::Serializer;
     use std::time::Duration;
@@ -284,48 +252,6 @@ mod duration_text {
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&humantime::format_duration(*d).to_string())
     }
-}
-
-impl Phase {
-    /// The phase as the agents receive it.
-    pub fn to_pb(&self) -> pb::PhaseSpec {
-        let workload = match &self.workload {
-            WorkloadKind::Http(h) => pb::phase_spec::Workload::Http(pb::HttpWorkload {
-                method: h.method.clone(),
-                url: h.url.clone(),
-                headers: h
-                    .headers
-                    .iter()
-                    .map(|(name, value)| pb::Header {
-                        name: name.clone(),
-                        value: value.clone(),
-                    })
-                    .collect(),
-                body: h.body.clone().into_bytes(),
-                timeout_ms: millis(h.timeout),
-                ..Default::default()
-            }),
-            WorkloadKind::Synthetic(s) => {
-                pb::phase_spec::Workload::Synthetic(pb::SyntheticWorkload {
-                    latency: Some(s.latency.to_pb()),
-                    error_ratio: s.error_ratio,
-                    seed: s.seed,
-                })
-            }
-        };
-        pb::PhaseSpec {
-            name: self.name.clone(),
-            duration_ms: millis(self.duration),
-            warmup_ms: millis(self.warmup),
-            window_ms: millis(WINDOW) as u32,
-            workload: Some(workload),
-            ..Default::default()
-        }
-    }
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 // ---------------------------------------------------------------- raw TOML
@@ -337,6 +263,8 @@ struct RawWorkload {
     agents: Spanned<RawAgents>,
     #[serde(default)]
     service: Vec<RawService>,
+    #[serde(default)]
+    generator: std::collections::BTreeMap<Spanned<String>, RawGenerator>,
     phase: Option<Spanned<Vec<Spanned<RawPhase>>>>,
 }
 
@@ -344,6 +272,7 @@ struct RawWorkload {
 #[serde(deny_unknown_fields)]
 struct RawRun {
     name: Option<Spanned<String>>,
+    seed: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -360,6 +289,14 @@ struct RawAgents {
     pool: Option<Spanned<String>>,
     count: Option<Spanned<i64>>,
     labels: Option<Spanned<std::collections::BTreeMap<String, String>>>,
+    split: Option<Spanned<RawSplit>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawSplit {
+    Named(String),
+    Weights(Vec<Number>),
 }
 
 #[derive(Deserialize)]
@@ -400,68 +337,15 @@ enum RawTcp {
     Addr(String),
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPhase {
-    name: Spanned<String>,
-    duration: Spanned<String>,
-    warmup: Option<Spanned<String>>,
-    http: Option<Spanned<RawHttp>>,
-    synthetic: Option<Spanned<RawSynthetic>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawHttp {
-    url: Spanned<String>,
-    method: Option<Spanned<String>>,
-    #[serde(default)]
-    headers: std::collections::BTreeMap<String, String>,
-    body: Option<String>,
-    timeout: Option<Spanned<String>>,
-    concurrency: Option<Spanned<i64>>,
-    rate: Option<Spanned<Number>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSynthetic {
-    latency: Spanned<RawLatency>,
-    error_ratio: Option<Spanned<Number>>,
-    seed: Option<u64>,
-    concurrency: Option<Spanned<i64>>,
-    rate: Option<Spanned<Number>>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum RawLatency {
-    Constant(String),
-    Dist(RawDist),
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawDist {
-    dist: String,
-    value: Option<String>,
-    min: Option<String>,
-    max: Option<String>,
-    mean: Option<String>,
-    stddev: Option<String>,
-    median: Option<String>,
-    sigma: Option<f64>,
-}
-
 #[derive(Deserialize, Clone, Copy)]
 #[serde(untagged)]
-enum Number {
+pub(crate) enum Number {
     Int(i64),
     Float(f64),
 }
 
 impl Number {
-    fn get(self) -> f64 {
+    pub(crate) fn get(self) -> f64 {
         match self {
             Number::Int(i) => i as f64,
             Number::Float(f) => f,
@@ -474,7 +358,7 @@ impl Number {
 /// Where validation errors point.
 pub(crate) struct Source<'a> {
     pub(crate) path: &'a str,
-    text: &'a str,
+    pub(crate) text: &'a str,
 }
 
 impl Source<'_> {
@@ -541,7 +425,18 @@ impl Workload {
             src.error(span, e.message().trim().to_string())
         })?;
 
-        let name = match raw.run.and_then(|r| r.name) {
+        let (run_name, run_seed) = match raw.run {
+            Some(r) => (r.name, r.seed),
+            None => (None, None),
+        };
+        let seed = match &run_seed {
+            Some(s) if *s.get_ref() < 0 => {
+                return Err(src.error(s.span(), "run.seed must be zero or more"));
+            }
+            Some(s) => *s.get_ref() as u64,
+            None => 0,
+        };
+        let name = match run_name {
             Some(n) if n.get_ref().trim().is_empty() => {
                 return Err(src.error(n.span(), "run.name must not be empty"));
             }
@@ -551,6 +446,7 @@ impl Workload {
                 .map_or_else(|| "run".to_string(), |s| s.to_string_lossy().into_owned()),
         };
 
+        let agents_span = raw.agents.span();
         let agents = validate_agents(&src, raw.agents)?;
 
         let mut services = Vec::new();
@@ -569,19 +465,58 @@ impl Workload {
         if raw_phases.is_empty() {
             return Err(src.error(phases_span, "`phase` must hold at least one phase"));
         }
+        let base_dir = Path::new(path).parent().unwrap_or(Path::new("."));
+        let mut generators = Vec::new();
+        for (name, g) in raw.generator {
+            generators.push(crate::generator::validate(&src, &name, g, base_dir)?);
+        }
+        let cx = crate::phase::Context {
+            agents: agents.count(),
+            generators: &generators,
+            seed,
+        };
         let mut phases: Vec<Phase> = Vec::new();
         for p in raw_phases {
             let span = p.span();
-            let phase = validate_phase(&src, p, agents.count())?;
-            if let WorkloadKind::Http(h) = &phase.workload {
-                check_service_refs(&src, span, &h.url, &services)?;
+            let phase = crate::phase::validate_phase(&src, p, &cx)?;
+            if phases.iter().any(|q| q.name == phase.name) {
+                return Err(src.error(
+                    span,
+                    format!(
+                        "phase {:?} is defined twice; phases need distinct names",
+                        phase.name
+                    ),
+                ));
+            }
+            for op in &phase.ops {
+                match &op.kind {
+                    OpKind::Http(h) => check_service_refs(&src, span.clone(), &h.url, &services)?,
+                    OpKind::Tcp(t) => {
+                        check_service_refs(&src, span.clone(), &t.address, &services)?
+                    }
+                    OpKind::Exec(_) | OpKind::Synthetic(_) => {}
+                }
             }
             phases.push(phase);
+        }
+        if let Split::Weights(w) = &agents.split
+            && w.len() != agents.count() as usize
+        {
+            return Err(src.error(
+                agents_span,
+                format!(
+                    "agents.split lists {} weights for {} agents; give one per agent (local agents first, then per_host per host in order)",
+                    w.len(),
+                    agents.count()
+                ),
+            ));
         }
         Ok(Workload {
             name,
             agents,
             services,
+            generators,
+            seed,
             phases,
         })
     }
@@ -681,7 +616,35 @@ fn validate_agents(src: &Source, raw: Spanned<RawAgents>) -> Result<Agents, Spec
         Some(t) => positive(src, t, "agents.attach_timeout")?,
         None => Duration::from_secs(30),
     };
+    let split = match raw.split {
+        None => Split::Even,
+        Some(s) => {
+            let span = s.span();
+            match s.into_inner() {
+                RawSplit::Named(n) if n == "even" => Split::Even,
+                RawSplit::Named(n) if n == "cores" => Split::Cores,
+                RawSplit::Named(n) => {
+                    return Err(src.error(
+                        span,
+                        format!("agents.split {n:?} is not \"even\", \"cores\" or a list of weights like [1, 2, 1]"),
+                    ));
+                }
+                RawSplit::Weights(w) => {
+                    let w: Vec<f64> = w.into_iter().map(Number::get).collect();
+                    if w.iter().any(|x| !x.is_finite() || *x < 0.0) || w.iter().sum::<f64>() <= 0.0
+                    {
+                        return Err(src.error(
+                            span,
+                            "agents.split weights must be zero or more, and not all zero",
+                        ));
+                    }
+                    Split::Weights(w)
+                }
+            }
+        }
+    };
     Ok(Agents {
+        split,
         local,
         hosts,
         per_host,
@@ -865,7 +828,7 @@ fn validate_service(
                     }
                 }
                 (None, Some(u)) => {
-                    check_url(u.get_ref()).map_err(|why| {
+                    crate::phase::check_url(u.get_ref()).map_err(|why| {
                         src.error(u.span(), format!("ready.http {:?} {why}", u.get_ref()))
                     })?;
                     Some(Ready::Http(u.into_inner()))
@@ -907,160 +870,6 @@ fn validate_service(
     })
 }
 
-fn validate_phase(src: &Source, p: Spanned<RawPhase>, agents: u32) -> Result<Phase, SpecError> {
-    let phase_span = p.span();
-    let p = p.into_inner();
-    let name_span = p.name.span();
-    let name = p.name.into_inner();
-    if name.trim().is_empty() {
-        return Err(src.error(name_span, "phase name must not be empty"));
-    }
-    let duration = positive(src, &p.duration, "phase.duration")?;
-    let warmup = match &p.warmup {
-        Some(w) => {
-            let d = src.duration(w, "phase.warmup")?;
-            if d.as_millis() % WINDOW.as_millis() != 0 {
-                return Err(src.error(
-                    w.span(),
-                    format!(
-                        "phase.warmup must be a whole number of {}s windows, like \"2s\"",
-                        WINDOW.as_secs()
-                    ),
-                ));
-            }
-            if d >= duration {
-                return Err(src.error(
-                    w.span(),
-                    format!(
-                        "phase.warmup ({}) must be shorter than phase.duration ({})",
-                        humantime::format_duration(d),
-                        humantime::format_duration(duration)
-                    ),
-                ));
-            }
-            d
-        }
-        None => Duration::ZERO,
-    };
-    let (load, workload) = match (p.http, p.synthetic) {
-        (Some(h), None) => validate_http(src, h, agents)?,
-        (None, Some(s)) => validate_synthetic(src, s, agents)?,
-        (Some(h), Some(_)) => {
-            return Err(src.error(
-                h.span(),
-                format!("phase {name:?} has both [phase.http] and [phase.synthetic]; give it one workload"),
-            ));
-        }
-        (None, None) => {
-            return Err(src.error(
-                phase_span,
-                format!("phase {name:?} has no workload: add a [phase.http] or a [phase.synthetic] table"),
-            ));
-        }
-    };
-    Ok(Phase {
-        name,
-        duration,
-        warmup,
-        load,
-        workload,
-    })
-}
-
-/// `concurrency` and `rate`, as both workloads take them.
-fn validate_load(
-    src: &Source,
-    table_span: Range<usize>,
-    table: &str,
-    concurrency: Option<Spanned<i64>>,
-    rate: Option<Spanned<Number>>,
-    agents: u32,
-) -> Result<Load, SpecError> {
-    let concurrency = match concurrency {
-        Some(c) if *c.get_ref() < 1 || *c.get_ref() > 1_000_000 => {
-            return Err(src.error(
-                c.span(),
-                format!(
-                    "{table}.concurrency must be a whole number from 1 to 1000000, not {}",
-                    c.get_ref()
-                ),
-            ));
-        }
-        Some(c) => Some(*c.get_ref() as u32),
-        None => None,
-    };
-    match rate {
-        Some(r) => {
-            let v = r.get_ref().get();
-            if !v.is_finite() || v <= 0.0 {
-                return Err(src.error(
-                    r.span(),
-                    format!("{table}.rate must be a number of requests per second above zero, not {v}"),
-                ));
-            }
-            // Enough connections for ~2 ms of service time per request, at
-            // least 4 per agent; the user can set it.
-            let default = ((v / 500.0).ceil() as u32).clamp(4 * agents, 1024.max(4 * agents));
-            Ok(Load::Open {
-                rate: v,
-                concurrency: concurrency.unwrap_or(default),
-            })
-        }
-        None => match concurrency {
-            Some(c) => Ok(Load::Closed { concurrency: c }),
-            None => Err(src.error(
-                table_span,
-                format!(
-                    "[{table}] needs `concurrency = N` (closed loop) or `rate = R` requests per second (open loop)"
-                ),
-            )),
-        },
-    }
-}
-
-fn validate_http(
-    src: &Source,
-    h: Spanned<RawHttp>,
-    agents: u32,
-) -> Result<(Load, WorkloadKind), SpecError> {
-    let span = h.span();
-    let h = h.into_inner();
-    let url = h.url.get_ref().trim().to_string();
-    check_url(&url)
-        .map_err(|why| src.error(h.url.span(), format!("phase.http.url {url:?} {why}")))?;
-    let method = match &h.method {
-        Some(m) => {
-            let text = m.get_ref().to_ascii_uppercase();
-            if text.is_empty() || !text.bytes().all(|b| b.is_ascii_uppercase()) {
-                return Err(src.error(
-                    m.span(),
-                    format!(
-                        "phase.http.method {:?} is not an HTTP method like GET or POST",
-                        m.get_ref()
-                    ),
-                ));
-            }
-            text
-        }
-        None => "GET".to_string(),
-    };
-    let timeout = match &h.timeout {
-        Some(t) => positive(src, t, "phase.http.timeout")?,
-        None => Duration::from_secs(10),
-    };
-    let load = validate_load(src, span, "phase.http", h.concurrency, h.rate, agents)?;
-    Ok((
-        load,
-        WorkloadKind::Http(Http {
-            method,
-            url,
-            headers: h.headers.into_iter().collect(),
-            body: h.body.unwrap_or_default(),
-            timeout,
-        }),
-    ))
-}
-
 /// Every `{service.NAME.host}` in `text` names a defined service.
 fn check_service_refs(
     src: &Source,
@@ -1087,122 +896,6 @@ fn check_service_refs(
         rest = &tail[end..];
     }
     Ok(())
-}
-
-/// Why a URL cannot be dialed by the agent's HTTP client, if it cannot.
-fn check_url(url: &str) -> Result<(), String> {
-    let rest = if let Some(rest) = url.strip_prefix("http://") {
-        rest
-    } else if url.starts_with("https://") {
-        return Err("uses https, which this version does not support yet: use http://".into());
-    } else {
-        return Err("must start with http://, like \"http://127.0.0.1:8080/\"".into());
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if authority.is_empty() {
-        return Err("has no host".into());
-    }
-    if authority.contains('@') {
-        return Err("must not hold credentials".into());
-    }
-    if let Some((host, port)) = authority.rsplit_once(':')
-        && !host.ends_with(']')
-    {
-        if host.is_empty() {
-            return Err("has no host".into());
-        }
-        if port.parse::<u16>().map_or(true, |p| p == 0) {
-            return Err(format!("has a bad port {port:?}"));
-        }
-    }
-    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("contains spaces or control characters".into());
-    }
-    Ok(())
-}
-
-fn validate_synthetic(
-    src: &Source,
-    s: Spanned<RawSynthetic>,
-    agents: u32,
-) -> Result<(Load, WorkloadKind), SpecError> {
-    let span = s.span();
-    let s = s.into_inner();
-    let latency_span = s.latency.span();
-    let latency = validate_latency(s.latency.into_inner())
-        .map_err(|why| src.error(latency_span, format!("phase.synthetic.latency: {why}")))?;
-    let error_ratio = match s.error_ratio {
-        Some(r) => {
-            let v = r.get_ref().get();
-            if !(0.0..=1.0).contains(&v) {
-                return Err(src.error(
-                    r.span(),
-                    format!("phase.synthetic.error_ratio must be between 0 and 1, not {v}"),
-                ));
-            }
-            v
-        }
-        None => 0.0,
-    };
-    let load = validate_load(src, span, "phase.synthetic", s.concurrency, s.rate, agents)?;
-    Ok((
-        load,
-        WorkloadKind::Synthetic(Synthetic {
-            latency,
-            error_ratio,
-            seed: s.seed.unwrap_or(1),
-        }),
-    ))
-}
-
-fn validate_latency(raw: RawLatency) -> Result<Latency, String> {
-    fn us(field: &str, v: Option<&String>) -> Result<u64, String> {
-        let text = v.ok_or_else(|| format!("needs `{field}`, a duration like \"2ms\""))?;
-        let d = parse_duration(text)
-            .map_err(|e| format!("{field} {text:?} is not a duration ({e})"))?;
-        Ok(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-    }
-    match raw {
-        RawLatency::Constant(text) => {
-            let d = parse_duration(&text)
-                .map_err(|e| format!("{text:?} is not a duration ({e}); write \"2ms\" or a table like {{ dist = \"exponential\", mean = \"2ms\" }}"))?;
-            Ok(Latency::Constant(
-                u64::try_from(d.as_micros()).unwrap_or(u64::MAX),
-            ))
-        }
-        RawLatency::Dist(d) => match d.dist.as_str() {
-            "constant" => Ok(Latency::Constant(us("value", d.value.as_ref())?)),
-            "uniform" => {
-                let (min, max) = (us("min", d.min.as_ref())?, us("max", d.max.as_ref())?);
-                if min > max {
-                    return Err("uniform needs min <= max".into());
-                }
-                Ok(Latency::Uniform { min, max })
-            }
-            "exponential" => Ok(Latency::Exponential {
-                mean: us("mean", d.mean.as_ref())?,
-            }),
-            "normal" => Ok(Latency::Normal {
-                mean: us("mean", d.mean.as_ref())?,
-                stddev: us("stddev", d.stddev.as_ref())?,
-            }),
-            "lognormal" => {
-                let sigma = d
-                    .sigma
-                    .ok_or("lognormal needs `sigma`, a number like 0.5")?;
-                if !sigma.is_finite() || sigma < 0.0 {
-                    return Err(format!("lognormal sigma must be zero or more, not {sigma}"));
-                }
-                Ok(Latency::LogNormal {
-                    median: us("median", d.median.as_ref())?,
-                    sigma,
-                })
-            }
-            other => Err(format!(
-                "unknown dist {other:?}; expected constant, uniform, exponential, normal or lognormal"
-            )),
-        },
-    }
 }
 
 #[cfg(test)]
@@ -1255,7 +948,7 @@ concurrency = 16
         let e = reject(&GOOD.replace("concurrency = 16", "rate = 0"));
         assert_eq!(
             e,
-            "w.toml:15:8: phase.http.rate must be a number of requests per second above zero, not 0"
+            "w.toml:15:8: phase \"load\": rate must be a number of requests per second above zero (at most 1e9), not 0"
         );
     }
 
@@ -1390,7 +1083,7 @@ concurrency = 16
                 "0.0.0.0:8080".into()
             ])
         );
-        let WorkloadKind::Http(h) = &w.phases[0].workload else {
+        let OpKind::Http(h) = &w.phases[0].ops[0].kind else {
             panic!()
         };
         assert_eq!(
@@ -1415,13 +1108,15 @@ concurrency = 16
             "[phase.synthetic]\nlatency = { dist = \"exponential\", mean = \"2ms\" }\nerror_ratio = 0.01\nrate = 1000",
         );
         let w = Workload::parse("w.toml", &text).unwrap();
-        match &w.phases[0].workload {
-            WorkloadKind::Synthetic(s) => {
-                assert_eq!(s.latency, Latency::Exponential { mean: 2000 });
+        match &w.phases[0].ops[0].kind {
+            OpKind::Synthetic(s) => {
+                assert_eq!(s.latency, crate::rng::Latency::Exponential { mean: 2000 });
                 assert_eq!(s.error_ratio, 0.01);
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(w.phases[0].load, Load::Open { rate, .. } if rate == 1000.0));
+        assert!(
+            matches!(&w.phases[0].load, Load::Open { shape, .. } if shape.rate_at(3.0) == 1000.0)
+        );
     }
 }

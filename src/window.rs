@@ -233,16 +233,24 @@ pub enum ErrorClass {
     Io,
     /// An error drawn by the synthetic workload.
     Synthetic,
+    /// An `exec` operation's command exited with a non-zero status (or could
+    /// not be started).
+    Exit,
+    /// A response whose status is not in the operation's `expect_status`
+    /// (and not a 4xx or 5xx, which keep their own classes).
+    StatusOther,
 }
 
 impl ErrorClass {
-    pub const ALL: [ErrorClass; 6] = [
+    pub const ALL: [ErrorClass; 8] = [
         ErrorClass::Connect,
         ErrorClass::Timeout,
         ErrorClass::Status4xx,
         ErrorClass::Status5xx,
         ErrorClass::Io,
         ErrorClass::Synthetic,
+        ErrorClass::Exit,
+        ErrorClass::StatusOther,
     ];
 
     pub fn name(self) -> &'static str {
@@ -253,6 +261,8 @@ impl ErrorClass {
             ErrorClass::Status5xx => "status_5xx",
             ErrorClass::Io => "io",
             ErrorClass::Synthetic => "synthetic",
+            ErrorClass::Exit => "exit_status",
+            ErrorClass::StatusOther => "status_other",
         }
     }
 }
@@ -267,7 +277,22 @@ pub struct WindowAcc {
     pub latency: Histogram<u64>,
     pub latency_clamped: u64,
     pub max_send_lag_us: u64,
+    /// Open loop: sends the schedule called for in this window.
+    pub scheduled: u64,
+    /// Open loop: waits for an intended time that woke more than
+    /// [`LATE_WAKE_US`] late, and the largest such lag.
+    pub late_wakes: u64,
+    pub max_wake_lag_us: u64,
+    /// Event-loop probes of the load thread, those more than
+    /// [`LATE_WAKE_US`] late, and the largest lag.
+    pub loop_probes: u64,
+    pub loop_late: u64,
+    pub max_loop_lag_us: u64,
 }
+
+/// A worker that waited for its intended send time and woke later than this
+/// was held up by the agent itself (CPU, scheduler), not by the target.
+pub const LATE_WAKE_US: u64 = 5_000;
 
 impl Default for WindowAcc {
     fn default() -> Self {
@@ -285,6 +310,31 @@ impl WindowAcc {
             latency: new_histogram(),
             latency_clamped: 0,
             max_send_lag_us: 0,
+            scheduled: 0,
+            late_wakes: 0,
+            max_wake_lag_us: 0,
+            loop_probes: 0,
+            loop_late: 0,
+            max_loop_lag_us: 0,
+        }
+    }
+
+    /// A load thread's timer that was due `us` ago fired now.
+    #[inline]
+    pub fn record_loop_lag(&mut self, us: u64) {
+        self.loop_probes += 1;
+        if us > LATE_WAKE_US {
+            self.loop_late += 1;
+        }
+        self.max_loop_lag_us = self.max_loop_lag_us.max(us);
+    }
+
+    /// A worker that slept until its intended send time woke `us` after it.
+    #[inline]
+    pub fn record_wake_lag(&mut self, us: u64) {
+        if us > LATE_WAKE_US {
+            self.late_wakes += 1;
+            self.max_wake_lag_us = self.max_wake_lag_us.max(us);
         }
     }
 
@@ -340,6 +390,17 @@ impl WindowAcc {
             .expect("histograms share bounds");
         self.latency_clamped += other.latency_clamped;
         self.max_send_lag_us = self.max_send_lag_us.max(other.max_send_lag_us);
+        self.scheduled += other.scheduled;
+        self.late_wakes += other.late_wakes;
+        self.max_wake_lag_us = self.max_wake_lag_us.max(other.max_wake_lag_us);
+        self.loop_probes += other.loop_probes;
+        self.loop_late += other.loop_late;
+        self.max_loop_lag_us = self.max_loop_lag_us.max(other.max_loop_lag_us);
+    }
+
+    /// Nothing recorded (an op no iteration picked in this window).
+    pub fn is_empty(&self) -> bool {
+        self.requests() == 0 && self.scheduled == 0 && self.late_wakes == 0 && self.loop_probes == 0
     }
 
     pub fn to_pb(&self, phase_index: u32, index: u32, width_ms: u32) -> pb::ResultWindow {
@@ -358,7 +419,13 @@ impl WindowAcc {
             latency_histogram: encode_histogram(&self.latency),
             latency_clamped: self.latency_clamped,
             max_send_lag_us: self.max_send_lag_us,
-            ..Default::default()
+            op: String::new(),
+            late_wakes: self.late_wakes,
+            max_wake_lag_us: self.max_wake_lag_us,
+            scheduled: self.scheduled,
+            loop_probes: self.loop_probes,
+            loop_late: self.loop_late,
+            max_loop_lag_us: self.max_loop_lag_us,
         }
     }
 }

@@ -282,7 +282,7 @@ fn bad_workload_is_rejected_with_file_line_and_column() {
         ),
         (
             "[agents]\nlocal = 1\n[[phase]]\nname = \"x\"\nduration = \"5s\"\n[phase.http]\nurl = \"http://127.0.0.1:1/\"\nrate = -3\n",
-            ":8:8: phase.http.rate must be a number of requests per second above zero, not -3",
+            ":8:8: phase \"x\": rate must be a number of requests per second above zero (at most 1e9), not -3",
         ),
         (
             "[agents]\nlocal = 1\n[[phase]]\nname = \"x\"\nduration = \"fast\"\n[phase.synthetic]\nlatency = \"1ms\"\nconcurrency = 1\n",
@@ -290,7 +290,7 @@ fn bad_workload_is_rejected_with_file_line_and_column() {
         ),
         (
             "[agents]\nlocal = 1\n[[phase]]\nname = \"x\"\nduration = \"5s\"\n[phase.http]\nurl = \"ftp://example\"\nconcurrency = 1\n",
-            ":7:7: phase.http.url \"ftp://example\" must start with http://",
+            ":7:7: phase.http: url \"ftp://example\" must start with http://",
         ),
         (
             "[agents]\nlocal = 0\n[[phase]]\nname = \"x\"\nduration = \"5s\"\n[phase.synthetic]\nlatency = \"1ms\"\nconcurrency = 1\n",

@@ -20,27 +20,24 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
-use std::net::SocketAddr;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::Poll;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
-use bytes::Bytes;
+use anyhow::{Context, Result, bail};
+use fleetbench::generator::{GenSpec, Lane, WorkerGen};
 use fleetbench::pb;
+use fleetbench::phase::{OpPicker, STREAM_DRAWS, STREAM_OPS, STREAM_PACE, worker_seed};
 use fleetbench::rng::{Latency, Rng};
-use fleetbench::window::{ErrorClass, WindowAcc};
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use fleetbench::window::WindowAcc;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::host::process_cpu_ms;
+use crate::ops::{self, Op, OpKind, Scratch, Slot};
 use crate::outbox::Outbox;
+use crate::schedule::{Schedule, Walk};
 
 /// What the link hands the engine.
 #[derive(Debug)]
@@ -132,33 +129,35 @@ struct Plan {
     duration: Duration,
     width: Duration,
     windows: u32,
-    workload: Arc<Workload>,
+    ops: Vec<Op>,
+    picker: OpPicker,
     /// Connections (closed: workers) on this agent.
     concurrency: u32,
-    /// Requests per second on this agent; 0 for closed loop.
-    rate: f64,
+    /// Open loop: when this agent's sends are due.
+    schedule: Option<Schedule>,
+    /// Iterations this agent may still start (its share of the phase's).
+    budget: Option<AtomicU64>,
+    think: Option<Latency>,
+    seed: u64,
+    gens: Vec<GenSpec>,
     agent_index: u32,
+    agent_count: u32,
+    /// Workers per agent that generator lanes are laid out by.
+    lanes: u32,
     threads: usize,
 }
 
-enum Workload {
-    Http(Box<HttpTarget>),
-    Synthetic {
-        latency: Latency,
-        error_ratio: f64,
-        seed: u64,
-    },
-}
-
-struct HttpTarget {
-    addr: SocketAddr,
-    method: http::Method,
-    path: http::Uri,
-    headers: http::HeaderMap,
-    body: Bytes,
-    timeout: Duration,
-    /// Request line + headers + body, as sent.
-    request_bytes: u64,
+impl Plan {
+    /// Claims one iteration of the budget; false when it is spent.
+    #[inline]
+    fn claim(&self) -> bool {
+        match &self.budget {
+            None => true,
+            Some(b) => b
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok(),
+        }
+    }
 }
 
 async fn plan(s: pb::StartPhase, threads: usize) -> Result<Plan> {
@@ -169,17 +168,34 @@ async fn plan(s: pb::StartPhase, threads: usize) -> Result<Plan> {
         bail!("phase {:?} has a zero duration", spec.name);
     }
     let windows = duration.as_micros().div_ceil(width.as_micros()) as u32;
-    let workload = match spec.workload.context("phase without a workload")? {
-        pb::phase_spec::Workload::Http(h) => Workload::Http(Box::new(http_target(&h).await?)),
-        pb::phase_spec::Workload::Synthetic(syn) => Workload::Synthetic {
-            latency: syn
-                .latency
-                .as_ref()
-                .and_then(Latency::from_pb)
-                .context("synthetic workload without a valid latency distribution")?,
-            error_ratio: syn.error_ratio,
-            seed: syn.seed,
-        },
+    let gens = s
+        .generators
+        .iter()
+        .map(GenSpec::from_pb)
+        .collect::<std::result::Result<Vec<_>, String>>()
+        .map_err(|e| anyhow::anyhow!("generators: {e}"))?;
+    // The original single-workload form, from an older coordinator.
+    let mut op_specs = spec.ops.clone();
+    if op_specs.is_empty() {
+        let kind = match spec.workload.clone().context("phase without a workload")? {
+            pb::phase_spec::Workload::Http(h) => pb::operation::Kind::Http(h),
+            pb::phase_spec::Workload::Synthetic(s) => pb::operation::Kind::Synthetic(s),
+        };
+        op_specs.push(pb::Operation {
+            name: String::new(),
+            weight: 1,
+            kind: Some(kind),
+        });
+    }
+    let mut ops = Vec::with_capacity(op_specs.len());
+    for o in &op_specs {
+        ops.push(Op::compile(o, &gens).await?);
+    }
+    let picker = OpPicker::new(op_specs.iter().map(|o| o.weight));
+    let schedule = match spec.shape.as_ref().and_then(Schedule::from_pb) {
+        Some(sch) => Some(sch),
+        None if s.rate.is_finite() && s.rate > 0.0 => Some(Schedule::constant(s.rate)),
+        None => None,
     };
     let now_us = fleetbench::clock::now_us();
     let now = Instant::now();
@@ -192,11 +208,14 @@ async fn plan(s: pb::StartPhase, threads: usize) -> Result<Plan> {
             .unwrap_or(now)
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = match &workload {
+    let io = ops
+        .iter()
+        .any(|o| !matches!(o.kind, OpKind::Synthetic { .. }));
+    let threads = match () {
         // Sleeping tasks cost nothing: one thread drives any number.
-        Workload::Synthetic { .. } => 1,
-        Workload::Http(_) if threads > 0 => threads,
-        Workload::Http(_) => cores,
+        () if !io => 1,
+        () if threads > 0 => threads,
+        () => cores,
     }
     .clamp(1, s.concurrency.max(1) as usize);
     Ok(Plan {
@@ -205,81 +224,24 @@ async fn plan(s: pb::StartPhase, threads: usize) -> Result<Plan> {
         duration,
         width,
         windows,
-        workload: Arc::new(workload),
+        ops,
+        picker,
         concurrency: s.concurrency,
-        rate: if s.rate.is_finite() {
-            s.rate.max(0.0)
-        } else {
-            0.0
-        },
+        schedule,
+        budget: spec.has_iterations.then(|| AtomicU64::new(s.iterations)),
+        think: spec.think.as_ref().and_then(Latency::from_pb),
+        seed: spec.seed,
+        gens,
         agent_index: s.agent_index,
+        agent_count: s.agent_count,
+        lanes: spec.max_agent_concurrency.max(s.concurrency),
         threads,
-    })
-}
-
-async fn http_target(h: &pb::HttpWorkload) -> Result<HttpTarget> {
-    let uri: http::Uri = h
-        .url
-        .parse()
-        .with_context(|| format!("bad URL {:?}", h.url))?;
-    let authority = uri
-        .authority()
-        .with_context(|| format!("URL {:?} has no host", h.url))?
-        .clone();
-    let port = authority.port_u16().unwrap_or(80);
-    let host = authority
-        .host()
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    let addr = tokio::net::lookup_host((host, port))
-        .await
-        .with_context(|| format!("resolving {host}"))?
-        .next()
-        .ok_or_else(|| anyhow!("{host} has no address"))?;
-    let path: http::Uri = uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .parse()
-        .context("URL path")?;
-    let method = http::Method::from_bytes(h.method.as_bytes()).context("HTTP method")?;
-    let mut headers = http::HeaderMap::new();
-    headers.insert(
-        http::header::HOST,
-        http::HeaderValue::from_str(authority.as_str()).context("host header")?,
-    );
-    for hd in &h.headers {
-        headers.append(
-            http::HeaderName::from_bytes(hd.name.as_bytes())
-                .with_context(|| format!("header name {:?}", hd.name))?,
-            http::HeaderValue::from_str(&hd.value)
-                .with_context(|| format!("header value of {:?}", hd.name))?,
-        );
-    }
-    let body = Bytes::from(h.body.clone());
-    if !body.is_empty() && !headers.contains_key(http::header::CONTENT_LENGTH) {
-        headers.insert(http::header::CONTENT_LENGTH, body.len().into());
-    }
-    let request_bytes = (method.as_str().len() + path.to_string().len() + 12) as u64
-        + headers
-            .iter()
-            .map(|(k, v)| (k.as_str().len() + v.len() + 4) as u64)
-            .sum::<u64>()
-        + 2
-        + body.len() as u64;
-    Ok(HttpTarget {
-        addr,
-        method,
-        path,
-        headers,
-        body,
-        timeout: Duration::from_millis(h.timeout_ms.max(1)),
-        request_bytes,
     })
 }
 
 /// What a worker thread reports to the phase task.
 enum ThreadMsg {
-    Window(u32, Box<WindowAcc>),
+    Window(u32, Vec<WindowAcc>),
     Done { abandoned: u64 },
 }
 
@@ -312,7 +274,14 @@ async fn run_phase(
     let (tx, mut rx) = mpsc::unbounded_channel::<ThreadMsg>();
     let cpu_before = process_cpu_ms();
     let mut joins = Vec::new();
-    for t in 0..plan.threads {
+    // Threads only when there are workers: an agent with no share of the
+    // phase just reports its (empty) end.
+    let thread_count = if plan.concurrency == 0 {
+        0
+    } else {
+        plan.threads
+    };
+    for t in 0..thread_count {
         let (plan, thread_halt, tx) = (plan.clone(), halt.clone(), tx.clone());
         let spawned = std::thread::Builder::new()
             .name(format!("load-{t}"))
@@ -334,18 +303,40 @@ async fn run_phase(
 
     // Merge the threads' windows; push each once all threads reported it.
     let threads = joins.len() as u32;
-    let mut pending: BTreeMap<u32, (u32, WindowAcc)> = BTreeMap::new();
+    let mut pending: BTreeMap<u32, (u32, Vec<WindowAcc>)> = BTreeMap::new();
     let mut abandoned = 0u64;
     let mut requests = 0u64;
     let mut windows_sent = 0u32;
     let mut done = 0u32;
     let mut stopped_early = false;
-    let push_window = |index: u32, acc: &WindowAcc| {
-        outbox.push(pb::event::Kind::Window(acc.to_pb(
-            plan.phase_index,
-            index,
-            plan.width.as_millis() as u32,
-        )));
+    // What the schedule called for in each window (open loop), whether or
+    // not the workers got to it: sends due in [index·w, (index+1)·w), cut
+    // at the phase's end. Whole counts that add up over the phase.
+    let due = |index: u32| -> u64 {
+        let Some(schedule) = &plan.schedule else {
+            return 0;
+        };
+        let end = plan.duration.as_secs_f64();
+        let w = plan.width.as_secs_f64();
+        let from = (f64::from(index) * w).min(end);
+        let to = (f64::from(index + 1) * w).min(end);
+        let workers_due = |t: f64| schedule.count_at(t).ceil() as u64;
+        workers_due(to).saturating_sub(workers_due(from))
+    };
+    let push_window = |index: u32, accs: &mut [WindowAcc]| {
+        if let Some(first) = accs.first_mut() {
+            first.scheduled = due(index);
+        }
+        for (op, acc) in plan.ops.iter().zip(accs.iter()) {
+            // A named op that no iteration picked in this window sends
+            // nothing; the single op always sends (an empty window is a fact).
+            if plan.ops.len() > 1 && acc.is_empty() {
+                continue;
+            }
+            let mut w = acc.to_pb(plan.phase_index, index, plan.width.as_millis() as u32);
+            w.op = op.name.clone();
+            outbox.push(pb::event::Kind::Window(w));
+        }
     };
     let lease_expired = async {
         loop {
@@ -359,6 +350,10 @@ async fn run_phase(
         }
     };
     tokio::pin!(lease_expired);
+    if threads == 0 {
+        // Nothing to run; still wait for the start so the end follows it.
+        tokio::time::sleep_until(started).await;
+    }
     while done < threads {
         tokio::select! {
             biased;
@@ -382,14 +377,18 @@ async fn run_phase(
                 }));
             }
             m = rx.recv() => match m {
-                Some(ThreadMsg::Window(index, acc)) => {
-                    requests += acc.requests();
-                    let entry = pending.entry(index).or_insert_with(|| (0, WindowAcc::new()));
+                Some(ThreadMsg::Window(index, accs)) => {
+                    requests += accs.iter().map(WindowAcc::requests).sum::<u64>();
+                    let entry = pending
+                        .entry(index)
+                        .or_insert_with(|| (0, plan.ops.iter().map(|_| WindowAcc::new()).collect()));
                     entry.0 += 1;
-                    entry.1.merge(&acc);
+                    for (a, b) in entry.1.iter_mut().zip(accs.iter()) {
+                        a.merge(b);
+                    }
                     if entry.0 == threads {
-                        let (_, acc) = pending.remove(&index).expect("entry exists");
-                        push_window(index, &acc);
+                        let (_, mut accs) = pending.remove(&index).expect("entry exists");
+                        push_window(index, &mut accs);
                         windows_sent += 1;
                     }
                 }
@@ -401,15 +400,25 @@ async fn run_phase(
             }
         }
     }
+    if !reported_start {
+        outbox.push(pb::event::Kind::PhaseStarted(pb::PhaseStarted {
+            phase_index: plan.phase_index,
+            started_at_us: fleetbench::clock::now_us(),
+        }));
+    }
     // Windows not every thread reached (a thread stopped a window early).
-    for (index, (_, acc)) in std::mem::take(&mut pending) {
-        push_window(index, &acc);
+    for (index, (_, mut accs)) in std::mem::take(&mut pending) {
+        push_window(index, &mut accs);
         windows_sent += 1;
     }
     for j in joins {
         let _ = tokio::task::spawn_blocking(move || j.join()).await;
     }
     let cpu_ms = process_cpu_ms().saturating_sub(cpu_before);
+    let iterations_done = plan
+        .budget
+        .as_ref()
+        .is_some_and(|b| b.load(Ordering::Relaxed) == 0);
     outbox.push(pb::event::Kind::PhaseEnded(pb::PhaseEnded {
         phase_index: plan.phase_index,
         windows: windows_sent,
@@ -418,7 +427,7 @@ async fn run_phase(
         stopped_early,
         cpu_ms,
         threads,
-        iterations_done: false,
+        iterations_done,
     }));
 }
 
@@ -432,6 +441,9 @@ fn notice(level: pb::agent_notice::Level, message: String) -> pb::event::Kind {
 
 // ---------------------------------------------------------------- one thread
 
+/// How often a load thread's event-loop probe fires.
+const PROBE: Duration = Duration::from_millis(10);
+
 /// Per-thread state shared by the thread's workers (never across threads).
 struct Shared {
     plan: Arc<Plan>,
@@ -440,6 +452,8 @@ struct Shared {
     /// Set when the thread stops issuing requests.
     stopping: Cell<bool>,
     in_flight: Cell<u64>,
+    /// Workers still running (an iteration budget can end them early).
+    workers: Cell<usize>,
     recorder: RefCell<Recorder>,
 }
 
@@ -450,14 +464,16 @@ impl Shared {
     }
 }
 
-/// Windows of one thread, indexed from the phase start.
+/// Windows of one thread, indexed from the phase start; one accumulator per
+/// op in each.
 struct Recorder {
     start: Instant,
     width_us: u128,
     last: u32,
+    ops: usize,
     /// Index of `windows[0]`.
     base: u32,
-    windows: VecDeque<WindowAcc>,
+    windows: VecDeque<Vec<WindowAcc>>,
 }
 
 impl Recorder {
@@ -466,24 +482,28 @@ impl Recorder {
         ((since / self.width_us) as u32).min(self.last)
     }
 
-    /// The window that holds instant `at` (completions after the phase end
-    /// land in the last window).
+    /// The accumulator of `op` in the window that holds instant `at`
+    /// (completions after the phase end land in the last window).
     #[inline]
-    fn at(&mut self, at: Instant) -> &mut WindowAcc {
+    fn at(&mut self, at: Instant, op: usize) -> &mut WindowAcc {
         let index = self.index_at(at).max(self.base);
         let slot = (index - self.base) as usize;
         while self.windows.len() <= slot {
-            self.windows.push_back(WindowAcc::new());
+            let fresh = (0..self.ops).map(|_| WindowAcc::new()).collect();
+            self.windows.push_back(fresh);
         }
-        &mut self.windows[slot]
+        &mut self.windows[slot][op]
     }
 
     /// Takes every window before `index`, empty ones included.
-    fn take_before(&mut self, index: u32) -> Vec<(u32, WindowAcc)> {
+    fn take_before(&mut self, index: u32) -> Vec<(u32, Vec<WindowAcc>)> {
         let mut out = Vec::new();
         while self.base < index {
-            let acc = self.windows.pop_front().unwrap_or_default();
-            out.push((self.base, acc));
+            let accs = self
+                .windows
+                .pop_front()
+                .unwrap_or_else(|| (0..self.ops).map(|_| WindowAcc::new()).collect());
+            out.push((self.base, accs));
             self.base += 1;
         }
         out
@@ -524,10 +544,12 @@ async fn thread_loop(
         deadline,
         stopping: Cell::new(false),
         in_flight: Cell::new(0),
+        workers: Cell::new(0),
         recorder: RefCell::new(Recorder {
             start: plan.start,
             width_us: plan.width.as_micros().max(1),
             last: plan.windows.saturating_sub(1),
+            ops: plan.ops.len(),
             base: 0,
             windows: VecDeque::new(),
         }),
@@ -537,54 +559,48 @@ async fn thread_loop(
     // This thread's workers: every threads-th of the agent's connections.
     let mut workers = tokio::task::JoinSet::new();
     let total = plan.concurrency as usize;
-    let per_worker_interval =
-        (plan.rate > 0.0).then(|| Duration::from_secs_f64(total.max(1) as f64 / plan.rate));
     for w in (thread..total).step_by(plan.threads) {
-        // Open loop: stagger the workers' schedules evenly over one interval.
-        let pace = match per_worker_interval {
-            Some(interval) => Pace::Open {
-                next: plan.start + interval.mul_f64(w as f64 / total as f64),
-                interval,
-            },
-            None => Pace::Closed,
-        };
-        let seed = (u64::from(plan.agent_index) << 32) ^ (w as u64);
-        match plan.workload.as_ref() {
-            Workload::Http(_) => {
-                workers.spawn_local(http_worker(shared.clone(), pace));
-            }
-            Workload::Synthetic { .. } => {
-                workers.spawn_local(synthetic_worker(shared.clone(), pace, seed));
-            }
-        }
+        shared.workers.set(shared.workers.get() + 1);
+        workers.spawn_local(worker(shared.clone(), w));
     }
 
-    // Tick: hand over each window as soon as it is over.
+    // Tick: hand over each window as soon as it is over. Every wake-up of
+    // this loop (at least every PROBE) also measures how late the thread's
+    // timer fired: the event-loop probe.
     let mut next = 1u32;
     loop {
         let now = Instant::now();
-        if shared.should_stop(now) {
+        if shared.should_stop(now) || shared.workers.get() == 0 {
             break;
         }
         let tick = plan.start + plan.width * next;
         if now >= tick {
             let closed = shared.recorder.borrow_mut().take_before(next);
-            for (i, acc) in closed {
-                let _ = tx.send(ThreadMsg::Window(i, Box::new(acc)));
+            for (i, accs) in closed {
+                let _ = tx.send(ThreadMsg::Window(i, accs));
             }
             next += 1;
             continue;
         }
-        let wake = tick.min(now + Duration::from_millis(50)).min(deadline);
+        let wake = tick.min(now + PROBE).min(deadline);
         tokio::time::sleep_until(tokio::time::Instant::from_std(wake)).await;
+        let woke = Instant::now();
+        let lag = woke.saturating_duration_since(wake).as_micros() as u64;
+        shared
+            .recorder
+            .borrow_mut()
+            .at(wake.min(deadline), 0)
+            .record_loop_lag(lag);
     }
 
     // Stop issuing; let requests in flight finish for a moment.
     shared.stopping.set(true);
-    let grace = match plan.workload.as_ref() {
-        Workload::Http(h) => h.timeout.min(Duration::from_secs(2)),
-        Workload::Synthetic { .. } => Duration::from_secs(2),
-    };
+    let grace = plan
+        .ops
+        .iter()
+        .map(Op::grace)
+        .max()
+        .unwrap_or(Duration::from_secs(2));
     let _ = tokio::time::timeout(grace, async {
         while workers.join_next().await.is_some() {}
     })
@@ -592,18 +608,16 @@ async fn thread_loop(
     let abandoned = shared.in_flight.get();
     workers.abort_all();
 
-    let stopped_at = shared
-        .recorder
-        .borrow()
-        .index_at(Instant::now().min(deadline));
-    let last = if Instant::now() >= deadline {
+    let now = Instant::now();
+    let stopped_at = shared.recorder.borrow().index_at(now.min(deadline));
+    let last = if now >= deadline {
         plan.windows.saturating_sub(1)
     } else {
         stopped_at
     };
     let rest = shared.recorder.borrow_mut().take_before(last + 1);
-    for (i, acc) in rest {
-        let _ = tx.send(ThreadMsg::Window(i, Box::new(acc)));
+    for (i, accs) in rest {
+        let _ = tx.send(ThreadMsg::Window(i, accs));
     }
     let _ = tx.send(ThreadMsg::Done { abandoned });
 }
@@ -611,246 +625,122 @@ async fn thread_loop(
 /// When a worker sends.
 enum Pace {
     Closed,
-    Open { next: Instant, interval: Duration },
+    Open(Walk),
 }
 
-impl Pace {
-    /// The next send: `Some(None)` now (closed loop), `Some(Some(t))` at
-    /// intended time `t` (open loop; the caller waits for it), or `None` to
-    /// stop.
-    #[inline]
-    fn next(&mut self, shared: &Shared) -> Option<Option<Instant>> {
-        match self {
-            Pace::Closed => (!shared.should_stop(Instant::now())).then_some(None),
-            Pace::Open { next, interval } => {
-                let intended = *next;
-                if intended >= shared.deadline || shared.should_stop(Instant::now()) {
-                    return None;
-                }
-                *next += *interval;
-                Some(Some(intended))
-            }
-        }
+/// Decrements the thread's worker count when a worker ends (even aborted).
+struct WorkerGuard(Rc<Shared>);
+
+impl Drop for WorkerGuard {
+    fn drop(&mut self) {
+        self.0.workers.set(self.0.workers.get().saturating_sub(1));
     }
 }
 
-/// Sleeps until `intended`, if that is in the future.
-async fn wait_until(intended: Option<Instant>) {
-    if let Some(t) = intended
-        && t > Instant::now()
-    {
-        tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await;
-    }
-}
-
-/// Records one finished operation.
-#[inline]
-fn record(
-    shared: &Shared,
-    intended: Option<Instant>,
-    sent: Instant,
-    outcome: Result<u64, (ErrorClass, bool)>,
-    bytes_sent: u64,
-) {
-    let done = Instant::now();
-    let from = intended.unwrap_or(sent);
-    let latency = done.saturating_duration_since(from).as_micros() as u64;
-    let mut rec = shared.recorder.borrow_mut();
-    let w = rec.at(done);
-    if let Some(intended) = intended {
-        w.record_send_lag(sent.saturating_duration_since(intended).as_micros() as u64);
-    }
-    w.bytes_sent += bytes_sent;
-    match outcome {
-        Ok(received) => {
-            w.bytes_received += received;
-            w.record_ok(latency);
-        }
-        Err((class, timed)) => w.record_error(class, timed.then_some(latency)),
-    }
-}
-
-/// One HTTP/1.1 connection of a worker. The connection future is driven
-/// inline by the worker's own task (no task per connection, no cross-task
-/// wake-up per request).
-struct Conn {
-    sender: http1::SendRequest<Full<Bytes>>,
-    driver: Pin<Box<http1::Connection<TokioIo<tokio::net::TcpStream>, Full<Bytes>>>>,
-    /// The driver finished: the server closed the connection.
-    closed: bool,
-}
-
-/// Runs one exchange on `c`, driving its connection in the same poll: hand
-/// the request over, let the connection write and read, then look at the
-/// exchange again, so a response that has arrived completes it in this very
-/// poll instead of after another wake-up. `Err` on timeout.
-async fn drive(
-    c: &mut Conn,
-    req: hyper::Request<Full<Bytes>>,
-    mut timer: Pin<&mut tokio::time::Sleep>,
-) -> Result<Result<(http::StatusCode, u64), ()>, ()> {
-    let Conn {
-        sender,
-        driver,
-        closed,
-    } = c;
-    let exchange = exchange(sender, req);
-    tokio::pin!(exchange);
-    std::future::poll_fn(|cx| {
-        if let Poll::Ready(r) = exchange.as_mut().poll(cx) {
-            return Poll::Ready(Ok(r));
-        }
-        if !*closed && driver.as_mut().poll(cx).is_ready() {
-            *closed = true;
-        }
-        if let Poll::Ready(r) = exchange.as_mut().poll(cx) {
-            return Poll::Ready(Ok(r));
-        }
-        if *closed {
-            // No driver any more: the exchange can only fail now.
-            return Poll::Ready(Ok(Err(())));
-        }
-        if timer.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(Err(()));
-        }
-        Poll::Pending
-    })
-    .await
-}
-
-async fn http_worker(shared: Rc<Shared>, mut pace: Pace) {
-    let Workload::Http(target) = shared.plan.workload.as_ref() else {
-        return;
+/// One worker: picks an op per iteration, runs it, records it. Closed loop:
+/// the next iteration starts when this one is done (plus the think time).
+/// Open loop: each send has an intended time from the schedule; latency
+/// counts from it, and a worker that waited for it but woke late records
+/// that the agent, not the target, was behind.
+async fn worker(shared: Rc<Shared>, w: usize) {
+    let _guard = WorkerGuard(shared.clone());
+    let plan = shared.plan.clone();
+    let agent = plan.agent_index;
+    let mut rng = Rng::new(worker_seed(plan.seed, agent, w, STREAM_OPS));
+    let mut pace_rng = Rng::new(worker_seed(plan.seed, agent, w, STREAM_PACE));
+    let lane = Lane {
+        agent,
+        agents: plan.agent_count,
+        worker: w as u32,
+        workers: plan.lanes,
     };
-    let mut conn: Option<Conn> = None;
-    // One timer per worker, re-armed per request: no allocation per request.
-    let timer = tokio::time::sleep(Duration::ZERO);
-    tokio::pin!(timer);
-    while let Some(intended) = pace.next(&shared) {
-        // Open loop: wait for the intended time, watching the idle
-        // connection so that a server-side close is noticed before sending.
-        match conn.as_mut() {
-            Some(c) => tokio::select! {
-                biased;
-                () = wait_until(intended) => {}
-                _ = c.driver.as_mut(), if !c.closed => conn = None,
-            },
-            None => wait_until(intended).await,
-        }
-        if intended.is_some() && shared.should_stop(Instant::now()) {
+    let values = WorkerGen::new(&plan.gens, plan.seed, lane);
+    // Draws inside ops (synthetic latencies and errors).
+    let op_rng = Rng::new(worker_seed(plan.seed, agent, w, STREAM_DRAWS));
+    let mut scratch = Scratch::new(values, op_rng);
+    let mut slots: Vec<Slot> = plan.ops.iter().map(Op::slot).collect();
+    let mut pace = match &plan.schedule {
+        Some(s) => Pace::Open(Walk::new(s, w, plan.concurrency as usize, &mut pace_rng)),
+        None => Pace::Closed,
+    };
+    let mut iteration = 0u64;
+    loop {
+        let intended = match &mut pace {
+            Pace::Closed => {
+                if shared.should_stop(Instant::now()) {
+                    break;
+                }
+                None
+            }
+            Pace::Open(walk) => {
+                let schedule = plan.schedule.as_ref().expect("open loop has a schedule");
+                let Some(t) = walk.next(schedule, &mut pace_rng) else {
+                    break;
+                };
+                let at = plan.start + Duration::from_secs_f64(t);
+                if at >= shared.deadline || shared.should_stop(Instant::now()) {
+                    break;
+                }
+                Some(at)
+            }
+        };
+        if !plan.claim() {
             break;
         }
-        let c = match conn.as_mut() {
-            Some(c) => c,
-            None => match connect(target).await {
-                Ok(c) => conn.insert(c),
-                Err(()) => {
-                    let now = Instant::now();
-                    record(&shared, intended, now, Err((ErrorClass::Connect, false)), 0);
-                    // Do not spin on a dead target.
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
+        let op = plan.picker.pick(&mut rng);
+        if let Some(at) = intended {
+            // Wait for the intended time, watching the idle connection so
+            // that a server-side close is noticed before sending.
+            let now = Instant::now();
+            if at > now {
+                let slot = &mut slots[op];
+                tokio::select! {
+                    biased;
+                    () = tokio::time::sleep_until(tokio::time::Instant::from_std(at)) => {}
+                    () = slot.closed() => {
+                        tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
+                    }
                 }
-            },
-        };
-        let mut req = hyper::Request::new(Full::new(target.body.clone()));
-        *req.method_mut() = target.method.clone();
-        *req.uri_mut() = target.path.clone();
-        *req.headers_mut() = target.headers.clone();
-        let sent = Instant::now();
-        timer
-            .as_mut()
-            .reset(tokio::time::Instant::from_std(sent + target.timeout));
-        shared.in_flight.set(shared.in_flight.get() + 1);
-        let result = drive(c, req, timer.as_mut()).await;
-        shared.in_flight.set(shared.in_flight.get() - 1);
-        let outcome = match result {
-            Ok(Ok((status, received))) => {
-                if status.is_success() || status.is_redirection() || status.is_informational() {
-                    Ok(received)
-                } else if status.is_client_error() {
-                    Err((ErrorClass::Status4xx, true))
-                } else {
-                    Err((ErrorClass::Status5xx, true))
+                let woke = Instant::now();
+                let lag = woke.saturating_duration_since(at).as_micros() as u64;
+                shared.recorder.borrow_mut().at(at, op).record_wake_lag(lag);
+            }
+            if shared.should_stop(Instant::now()) {
+                break;
+            }
+        }
+        scratch.values.begin(iteration);
+        iteration += 1;
+        let (sent, outcome, bytes) = ops::execute(
+            &plan.ops[op],
+            &mut slots[op],
+            &mut scratch,
+            &shared.in_flight,
+        )
+        .await;
+        let done = Instant::now();
+        let from = intended.unwrap_or(sent);
+        let latency = done.saturating_duration_since(from).as_micros() as u64;
+        {
+            let mut rec = shared.recorder.borrow_mut();
+            let acc = rec.at(done, op);
+            if let Some(at) = intended {
+                acc.record_send_lag(sent.saturating_duration_since(at).as_micros() as u64);
+            }
+            acc.bytes_sent += bytes;
+            match outcome {
+                Ok(received) => {
+                    acc.bytes_received += received;
+                    acc.record_ok(latency);
                 }
+                Err((class, timed)) => acc.record_error(class, timed.then_some(latency)),
             }
-            Ok(Err(())) => {
-                conn = None;
-                Err((ErrorClass::Io, false))
+        }
+        if let Some(think) = &plan.think {
+            let pause = Duration::from_micros(think.sample(&mut rng));
+            if !pause.is_zero() {
+                tokio::time::sleep(pause).await;
             }
-            Err(()) => {
-                // The response may still come: this connection is unusable.
-                conn = None;
-                Err((ErrorClass::Timeout, true))
-            }
-        };
-        if conn.as_ref().is_some_and(|c| c.closed) {
-            conn = None;
         }
-        record(&shared, intended, sent, outcome, target.request_bytes);
-    }
-}
-
-async fn connect(target: &HttpTarget) -> Result<Conn, ()> {
-    let stream = tokio::time::timeout(target.timeout, tokio::net::TcpStream::connect(target.addr))
-        .await
-        .map_err(|_| ())?
-        .map_err(|_| ())?;
-    let _ = stream.set_nodelay(true);
-    let (sender, driver) = http1::Builder::new()
-        .writev(false)
-        .handshake(TokioIo::new(stream))
-        .await
-        .map_err(|_| ())?;
-    Ok(Conn {
-        sender,
-        driver: Box::pin(driver),
-        closed: false,
-    })
-}
-
-async fn exchange(
-    sender: &mut http1::SendRequest<Full<Bytes>>,
-    req: hyper::Request<Full<Bytes>>,
-) -> Result<(http::StatusCode, u64), ()> {
-    sender.ready().await.map_err(|_| ())?;
-    let resp = sender.send_request(req).await.map_err(|_| ())?;
-    let status = resp.status();
-    let mut body = resp.into_body();
-    let mut received = 0u64;
-    while let Some(frame) = body.frame().await {
-        if let Some(data) = frame.map_err(|_| ())?.data_ref() {
-            received += data.len() as u64;
-        }
-    }
-    Ok((status, received))
-}
-
-async fn synthetic_worker(shared: Rc<Shared>, mut pace: Pace, worker_seed: u64) {
-    let Workload::Synthetic {
-        latency,
-        error_ratio,
-        seed,
-    } = shared.plan.workload.as_ref()
-    else {
-        return;
-    };
-    let mut rng = Rng::new(seed ^ worker_seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    while let Some(intended) = pace.next(&shared) {
-        wait_until(intended).await;
-        if intended.is_some() && shared.should_stop(Instant::now()) {
-            break;
-        }
-        let sent = Instant::now();
-        let wait = Duration::from_micros(latency.sample(&mut rng));
-        shared.in_flight.set(shared.in_flight.get() + 1);
-        tokio::time::sleep(wait).await;
-        shared.in_flight.set(shared.in_flight.get() - 1);
-        let outcome = if rng.next_f64() < *error_ratio {
-            Err((ErrorClass::Synthetic, true))
-        } else {
-            Ok(0)
-        };
-        record(&shared, intended, sent, outcome, 0);
     }
 }

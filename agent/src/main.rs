@@ -28,7 +28,9 @@
 mod host;
 mod link;
 mod load;
+mod ops;
 mod outbox;
+mod schedule;
 mod serve;
 
 use std::net::SocketAddr;
@@ -85,6 +87,14 @@ enum Cmd {
         /// Size of the response body in bytes.
         #[arg(long, default_value_t = 100)]
         body_size: usize,
+        /// Also serve a line echo over TCP on this address (each line sent
+        /// is answered with itself; counted in the stats as `echoed`).
+        #[arg(long)]
+        echo_listen: Option<SocketAddr>,
+        /// Write every request's method and path (in arrival order) to this
+        /// file on exit (for tests; keeps them all in memory).
+        #[arg(long)]
+        record: Option<std::path::PathBuf>,
     },
 }
 
@@ -130,6 +140,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 delay,
                 stall,
                 body_size,
+                echo_listen,
+                record,
             } => {
                 let body = bytes::Bytes::from(
                     "fleetbench\n".repeat(body_size / 11 + 1)[..body_size].to_string(),
@@ -140,6 +152,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         delay,
                         stall,
                         body,
+                        echo_listen,
+                        record,
                     },
                     stop,
                 )

@@ -1,9 +1,13 @@
 //! `agent serve`: a small HTTP target for demos and tests (in the spirit of
-//! fortio's server). Every request gets `200` and a fixed body, after an
+//! fortio's server). It speaks HTTP/1.1 and HTTP/2 over cleartext (h2c with
+//! prior knowledge). Every request gets `200` and a fixed body, after an
 //! optional delay; an optional stall freezes the server for FOR out of every
 //! EVERY, the way a GC pause or a lock convoy would. It counts the requests it
-//! served: `GET /__fleetbench/stats` answers `{"served": N}` (not counted),
-//! and the count is printed on exit.
+//! served, in total, over HTTP/2, and by method and first path segment:
+//! `GET /__fleetbench/stats` answers `{"served": N, "h2": N, "routes":
+//! {"GET /kv": N, ...}, "echoed": N}` (not counted), and the total is
+//! printed on exit. With `--echo-listen` it also answers each line sent to
+//! a TCP port with the same line.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -14,9 +18,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::server::conn::http1;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -49,10 +57,17 @@ pub struct ServeConfig {
     pub delay: Duration,
     pub stall: Option<Stall>,
     pub body: Bytes,
+    pub echo_listen: Option<SocketAddr>,
+    pub record: Option<std::path::PathBuf>,
 }
 
 struct State {
     served: AtomicU64,
+    h2: AtomicU64,
+    echoed: AtomicU64,
+    routes: Mutex<BTreeMap<String, u64>>,
+    /// `METHOD path?query` of every request, when recording.
+    recorded: Option<Mutex<Vec<String>>>,
     epoch: Instant,
     delay: Duration,
     stall: Option<Stall>,
@@ -86,12 +101,23 @@ pub async fn serve(cfg: ServeConfig, stop: CancellationToken) -> Result<u64> {
     println!("listening on {local}");
     let state = Arc::new(State {
         served: AtomicU64::new(0),
+        h2: AtomicU64::new(0),
+        echoed: AtomicU64::new(0),
+        routes: Mutex::new(BTreeMap::new()),
+        recorded: cfg.record.as_ref().map(|_| Mutex::new(Vec::new())),
         epoch: Instant::now(),
         delay: cfg.delay,
         stall: cfg.stall,
         body: cfg.body,
     });
     let conns = tokio_util::task::TaskTracker::new();
+    if let Some(addr) = cfg.echo_listen {
+        let echo = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        println!("echo listening on {}", echo.local_addr()?);
+        conns.spawn(echo_loop(echo, state.clone(), stop.clone()));
+    }
     loop {
         let (stream, _) = tokio::select! {
             biased;
@@ -110,9 +136,8 @@ pub async fn serve(cfg: ServeConfig, stop: CancellationToken) -> Result<u64> {
         let stop = stop.clone();
         conns.spawn(async move {
             let service = service_fn(move |req| handle(state.clone(), req));
-            let conn = http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service);
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
             tokio::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => {}
@@ -127,6 +152,14 @@ pub async fn serve(cfg: ServeConfig, stop: CancellationToken) -> Result<u64> {
     let _ = tokio::time::timeout(Duration::from_secs(3), conns.wait()).await;
     let served = state.served.load(Ordering::SeqCst);
     eprintln!("served {served} requests");
+    // The target's own log of what it served, for tests and for runs whose
+    // service output is logged: one line, `stats {JSON}`.
+    eprintln!("stats {}", stats_json(&state));
+    if let (Some(path), Some(recorded)) = (&cfg.record, &state.recorded) {
+        let mut text = recorded.lock().expect("never poisoned").join("\n");
+        text.push('\n');
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
     Ok(served)
 }
 
@@ -135,7 +168,7 @@ async fn handle(
     req: hyper::Request<hyper::body::Incoming>,
 ) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
     if req.uri().path() == STATS_PATH {
-        let body = format!("{{\"served\": {}}}\n", state.served.load(Ordering::SeqCst));
+        let body = stats_json(&state);
         return Ok(hyper::Response::builder()
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(body)))
@@ -146,7 +179,73 @@ async fn handle(
         tokio::time::sleep(wait).await;
     }
     state.served.fetch_add(1, Ordering::SeqCst);
+    if req.version() == http::Version::HTTP_2 {
+        state.h2.fetch_add(1, Ordering::SeqCst);
+    }
+    if let Some(recorded) = &state.recorded {
+        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        recorded
+            .lock()
+            .expect("never poisoned")
+            .push(format!("{} {path}", req.method()));
+    }
+    let segment = req.uri().path().split('/').nth(1).unwrap_or("");
+    let route = format!("{} /{segment}", req.method());
+    *state
+        .routes
+        .lock()
+        .expect("never poisoned")
+        .entry(route)
+        .or_default() += 1;
     Ok(hyper::Response::new(Full::new(state.body.clone())))
+}
+
+fn stats_json(state: &State) -> String {
+    let routes = state.routes.lock().expect("never poisoned").clone();
+    serde_json::json!({
+        "served": state.served.load(Ordering::SeqCst),
+        "h2": state.h2.load(Ordering::SeqCst),
+        "echoed": state.echoed.load(Ordering::SeqCst),
+        "routes": routes,
+    })
+    .to_string()
+}
+
+/// The line echo: every line read is written back, until the peer closes.
+async fn echo_loop(listener: TcpListener, state: Arc<State>, stop: CancellationToken) {
+    loop {
+        let stream = tokio::select! {
+            () = stop.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((s, _)) => s,
+                Err(_) => continue,
+            },
+        };
+        let state = state.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            let (read, mut write) = stream.into_split();
+            let mut lines = tokio::io::BufReader::new(read);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                let n = tokio::select! {
+                    () = stop.cancelled() => return,
+                    n = lines.read_until(b'\n', &mut line) => n,
+                };
+                match n {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {
+                        if write.write_all(&line).await.is_err() {
+                            return;
+                        }
+                        state.echoed.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            }
+        });
+    }
 }
 
 #[cfg(test)]

@@ -96,6 +96,9 @@ enum Cmd {
     /// Write a run's windows (per agent), or every raw log record, as JSON
     /// Lines or CSV.
     Export(ExportArgs),
+    /// Print the requests one worker of one agent would send (templates
+    /// rendered from the seeded generators), without sending anything.
+    Preview(PreviewArgs),
     /// Write a synthetic run straight into the log (for replay benchmarks).
     #[command(hide = true)]
     GenerateRun {
@@ -225,6 +228,27 @@ fn duration(s: &str) -> Result<std::time::Duration, String> {
 }
 
 #[derive(clap::Args)]
+struct PreviewArgs {
+    /// The workload file (TOML).
+    workload: PathBuf,
+    /// The phase, by name (default: the first).
+    #[arg(long)]
+    phase: Option<String>,
+    /// The agent's index (0 = the first agent of the run).
+    #[arg(long, default_value_t = 0)]
+    agent: u32,
+    /// The worker's index on that agent.
+    #[arg(long, default_value_t = 0)]
+    worker: u32,
+    /// How many iterations.
+    #[arg(short = 'n', long, default_value_t = 10)]
+    count: u64,
+    /// One JSON object per line instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
 struct RunsArgs {
     /// Only runs whose name contains this.
     #[arg(long)]
@@ -292,6 +316,9 @@ struct ReplayArgs {
     /// Only agents on these hosts (repeatable).
     #[arg(long = "host")]
     hosts: Vec<String>,
+    /// Only these operations of multi-operation phases (repeatable).
+    #[arg(long = "op")]
+    ops: Vec<String>,
     /// Count warm-up windows in the headline numbers.
     #[arg(long)]
     include_warmup: bool,
@@ -593,6 +620,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 agents: a.agents,
                 exclude_agents: a.exclude_agents,
                 hosts: a.hosts,
+                ops: a.ops,
             };
             let filtered = !filter.is_empty();
             let (fold, live) = if a.follow {
@@ -673,6 +701,51 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 ExitCode::SUCCESS
             })
+        }
+        Cmd::Preview(a) => {
+            let (workload, _) = fleetbench::spec::Workload::load(&a.workload)
+                .map_err(|e| run::BadInput(e.into()))?;
+            let phase = match &a.phase {
+                None => &workload.phases[0],
+                Some(name) => workload
+                    .phases
+                    .iter()
+                    .find(|p| &p.name == name)
+                    .ok_or_else(|| {
+                        let names: Vec<&str> =
+                            workload.phases.iter().map(|p| p.name.as_str()).collect();
+                        run::BadInput(anyhow::anyhow!(
+                            "{} has no phase {name:?} (it has: {})",
+                            a.workload.display(),
+                            names.join(", ")
+                        ))
+                    })?,
+            };
+            let agents = workload.agents.count().max(1);
+            if a.agent >= agents {
+                return Err(run::BadInput(anyhow::anyhow!(
+                    "--agent {} is past the workload's {agents} agent(s) (indexes from 0)",
+                    a.agent
+                ))
+                .into());
+            }
+            let seat = fleetbench::preview::Seat {
+                agent: a.agent,
+                agents,
+                worker: a.worker,
+            };
+            let mut out = std::io::stdout().lock();
+            for r in fleetbench::preview::render(&workload, phase, seat, a.count) {
+                let line = if a.json {
+                    format!("{}\n", serde_json::to_string(&r).expect("plain data"))
+                } else {
+                    fleetbench::preview::to_text(&r)
+                };
+                if std::io::Write::write_all(&mut out, line.as_bytes()).is_err() {
+                    break;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Export(a) => {
             if a.events && a.format == ExportFormat::Csv {

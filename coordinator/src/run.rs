@@ -30,7 +30,7 @@ use fleetbench::credentials::Credentials;
 use fleetbench::fold::ReportOptions;
 use fleetbench::pb;
 use fleetbench::pb::coordinator_message::Msg;
-use fleetbench::spec::{Load, Phase, Workload};
+use fleetbench::spec::{Load, Phase, Split, Until, Workload};
 use tokio::process::Child;
 use tokio_util::sync::CancellationToken;
 
@@ -532,16 +532,7 @@ async fn drive(
         if stop.is_cancelled() {
             break;
         }
-        run_phase(
-            hub,
-            index as u32,
-            phase,
-            &workload.services,
-            &ids,
-            &mut live,
-            stop,
-        )
-        .await?;
+        run_phase(hub, index as u32, phase, workload, &ids, &mut live, stop).await?;
     }
     live.finish();
     Ok(())
@@ -739,28 +730,175 @@ fn check_log(hub: &Hub) -> Result<()> {
     }
 }
 
-/// Splits a total evenly over `n` agents; the first ones take the remainder.
-fn share(total: u32, n: u32, index: u32) -> u32 {
-    total / n + u32::from(index < total % n)
+/// Splits `total` by `weights` (largest remainder): the parts add up to
+/// `total` exactly and each is within one of `total * w / sum(w)`.
+fn split_by_weight(total: u64, weights: &[f64]) -> Vec<u64> {
+    let sum: f64 = weights.iter().sum();
+    if weights.is_empty() || sum <= 0.0 {
+        return vec![0; weights.len()];
+    }
+    let exact: Vec<f64> = weights.iter().map(|w| total as f64 * w / sum).collect();
+    let mut parts: Vec<u64> = exact.iter().map(|x| x.floor() as u64).collect();
+    let mut left = total.saturating_sub(parts.iter().sum());
+    let mut order: Vec<usize> = (0..weights.len()).collect();
+    // Largest fractional part first; ties to the lower index (stable).
+    order.sort_by(|a, b| {
+        let fa = exact[*a] - exact[*a].floor();
+        let fb = exact[*b] - exact[*b].floor();
+        fb.partial_cmp(&fa).unwrap_or(std::cmp::Ordering::Equal)
+    });
+    for i in order {
+        if left == 0 {
+            break;
+        }
+        if weights[i] > 0.0 {
+            parts[i] += 1;
+            left -= 1;
+        }
+    }
+    parts
 }
 
+/// Each agent's weight, by the workload's `[agents] split`.
+fn weights(workload: &Workload, ids: &[String], hub: &Hub) -> Vec<f64> {
+    match &workload.agents.split {
+        Split::Even => vec![1.0; ids.len()],
+        Split::Cores => {
+            let states = hub.agents();
+            ids.iter()
+                .map(|id| {
+                    states
+                        .get(id)
+                        .map_or(1.0, |s| f64::from(s.hello.cores.max(1)))
+                })
+                .collect()
+        }
+        Split::Weights(w) => {
+            // Weights are listed in the planned order of agents; an agent
+            // whose host failed to come up takes its weight with it.
+            let planned = planned_agent_ids(workload);
+            ids.iter()
+                .map(|id| {
+                    planned
+                        .iter()
+                        .position(|p| p == id)
+                        .and_then(|i| w.get(i))
+                        .copied()
+                        .unwrap_or(1.0)
+                })
+                .collect()
+        }
+    }
+}
+
+/// Agent ids in the order the workload lists them: local, then per host.
+fn planned_agent_ids(workload: &Workload) -> Vec<String> {
+    let mut ids: Vec<String> = (1..=workload.agents.local)
+        .map(|i| format!("local-{i}"))
+        .collect();
+    for host in &workload.agents.hosts {
+        ids.extend((1..=workload.agents.per_host).map(|i| remote_agent_id(host, i)));
+    }
+    ids
+}
+
+/// What one agent is asked to do in a phase.
+struct AgentPlan {
+    share: f64,
+    concurrency: u32,
+    rate: f64,
+    iterations: u64,
+}
+
+fn plan_agents(phase: &Phase, weights: &[f64]) -> Vec<AgentPlan> {
+    let sum: f64 = weights.iter().sum();
+    let concurrency = split_by_weight(u64::from(phase.load.concurrency()), weights);
+    let iterations = split_by_weight(phase.iterations.unwrap_or(0), weights);
+    weights
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            let share = if sum > 0.0 { w / sum } else { 0.0 };
+            let (concurrency, rate) = match &phase.load {
+                Load::Closed { .. } => (concurrency[i] as u32, 0.0),
+                // An open-loop agent with a share needs a connection.
+                Load::Open { shape, .. } if share > 0.0 => {
+                    ((concurrency[i] as u32).max(1), shape.rate_at(0.0) * share)
+                }
+                Load::Open { .. } => (0, 0.0),
+            };
+            AgentPlan {
+                share,
+                concurrency,
+                rate,
+                iterations: iterations[i],
+            }
+        })
+        .collect()
+}
+
+/// The first stop condition of `until` that window `w` meets, as a reason.
+fn until_met(until: &Until, w: &fleetbench::fold::WindowAgg) -> Option<String> {
+    let requests = w.requests();
+    if requests == 0 {
+        return None;
+    }
+    for (name, q, bound_us) in &until.latency {
+        let v = if *q >= 1.0 {
+            w.latency.max()
+        } else {
+            w.latency.value_at_quantile(*q)
+        };
+        if v > *bound_us {
+            return Some(format!(
+                "{name} {} > {}",
+                fleetbench::clock::format_us(v as f64),
+                fleetbench::clock::format_us(*bound_us as f64)
+            ));
+        }
+    }
+    if let Some(limit) = until.error_rate {
+        let rate = w.error_count() as f64 / requests as f64;
+        if rate > limit {
+            return Some(format!(
+                "error rate {:.2}% > {:.2}%",
+                rate * 100.0,
+                limit * 100.0
+            ));
+        }
+    }
+    None
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn run_phase(
     hub: &Arc<Hub>,
     index: u32,
     phase: &Phase,
-    services: &[fleetbench::spec::Service],
+    workload: &Workload,
     ids: &[String],
     live: &mut LiveView,
     stop: &CancellationToken,
 ) -> Result<()> {
+    let services = &workload.services;
     let states = hub.agents();
     let max_rtt = states.values().map(|s| s.rtt_us).max().unwrap_or(0);
     let lead = START_LEAD + Duration::from_micros(max_rtt * 4);
     let start_at_us = fleetbench::clock::now_us() + lead.as_micros() as i64;
     let mut spec = phase.to_pb();
-    if let Some(pb::phase_spec::Workload::Http(h)) = spec.workload.as_mut() {
-        h.url = fleetbench::spec::expand_service_hosts(&h.url, services);
+    for op in &mut spec.ops {
+        match op.kind.as_mut() {
+            Some(pb::operation::Kind::Http(h)) => {
+                h.url = fleetbench::spec::expand_service_hosts(&h.url, services);
+            }
+            Some(pb::operation::Kind::Tcp(t)) => {
+                t.address = fleetbench::spec::expand_service_hosts(&t.address, services);
+            }
+            _ => {}
+        }
     }
+    let weights = weights(workload, ids, hub);
+    let plans = plan_agents(phase, &weights);
     hub.log(pb::log_record::Record::PhaseScheduled(pb::PhaseScheduled {
         phase_index: index,
         name: phase.name.clone(),
@@ -769,33 +907,54 @@ async fn run_phase(
         warmup_ms: spec.warmup_ms,
         window_ms: spec.window_ms,
         agent_ids: ids.to_vec(),
-        ..Default::default()
+        shares: ids
+            .iter()
+            .zip(&plans)
+            .map(|(id, p)| pb::AgentShare {
+                agent_id: id.clone(),
+                share: p.share,
+                concurrency: p.concurrency,
+                rate: p.rate,
+                iterations: p.iterations,
+            })
+            .collect(),
+        iterations: phase.iterations.unwrap_or(0),
+        shape: spec.shape.clone(),
+        ops: phase.op_names(),
     }))
     .await;
     hub.flush()
         .await
         .map_err(|e| anyhow!("the event log failed: {e}"))?;
     let n = ids.len() as u32;
-    for (i, id) in ids.iter().enumerate() {
-        let i = i as u32;
-        let (concurrency, rate) = match phase.load {
-            Load::Closed { concurrency } => (share(concurrency, n, i), 0.0),
-            Load::Open { rate, concurrency } => {
-                (share(concurrency, n, i).max(1), rate / f64::from(n))
+    spec.max_agent_concurrency = plans.iter().map(|p| p.concurrency).max().unwrap_or(0);
+    for (i, (id, plan)) in ids.iter().zip(&plans).enumerate() {
+        let mut agent_spec = spec.clone();
+        if let Some(shape) = agent_spec.shape.as_mut() {
+            for s in &mut shape.segments {
+                s.from *= plan.share;
+                s.to *= plan.share;
             }
-        };
+        }
+        let generators = workload
+            .generators
+            .iter()
+            .map(|g| g.to_pb(i as u32, n))
+            .collect();
         let offset = states.get(id).map_or(0, |s| s.offset_us);
         let sent = hub.send(
             id,
             Msg::StartPhase(pb::StartPhase {
                 phase_index: index,
-                spec: Some(spec.clone()),
+                spec: Some(agent_spec),
                 start_at_agent_us: start_at_us + offset,
-                agent_index: i,
+                agent_index: i as u32,
                 agent_count: n,
-                concurrency,
-                rate,
-                ..Default::default()
+                concurrency: plan.concurrency,
+                rate: plan.rate,
+                iterations: plan.iterations,
+                share: plan.share,
+                generators,
             }),
         );
         if !sent {
@@ -814,10 +973,12 @@ async fn run_phase(
     let planned_end = start_at_us + phase.duration.as_micros() as i64;
     let deadline = planned_end + PHASE_GRACE.as_micros() as i64;
     let mut stopping = false;
+    let mut checked_through: Option<u32> = None;
+    let warmup_windows = (phase.warmup.as_millis() / fleetbench::spec::WINDOW.as_millis()) as u32;
     loop {
         check_log(hub)?;
         let connected = hub.agents().values().filter(|s| s.connected).count();
-        let ended = {
+        let (ended, met) = {
             let fold = hub.fold.lock().expect("never poisoned");
             live.show(
                 &fold,
@@ -826,13 +987,61 @@ async fn run_phase(
                 connected,
                 ids.len(),
             );
-            fold.phases.get(&index).is_some_and(|p| p.ended())
+            let p = fold.phases.get(&index);
+            let mut met = None;
+            if let (Some(until), Some(p)) = (&phase.until, p)
+                && !stopping
+                && let Some((w, agg)) = p.last_complete_window()
+                && w >= warmup_windows
+                && checked_through.is_none_or(|c| w > c)
+            {
+                checked_through = Some(w);
+                met = until_met(until, agg).map(|why| (w, why));
+            }
+            (p.is_some_and(|p| p.ended()), met)
         };
         if ended {
             break;
         }
+        if let Some((w, why)) = met {
+            stopping = true;
+            let rate = match &phase.load {
+                Load::Open { shape, .. } => shape.rate_at(f64::from(w) + 0.5),
+                Load::Closed { .. } => 0.0,
+            };
+            hub.log(pb::log_record::Record::PhaseStopRequested(
+                pb::PhaseStopRequested {
+                    phase_index: index,
+                    reason: why.clone(),
+                    window_index: w,
+                    rate,
+                    condition_met: true,
+                },
+            ))
+            .await;
+            eprintln!(
+                "phase {:?}: stop condition met in window {w}{}: {why}",
+                phase.name,
+                if rate > 0.0 {
+                    format!(" (rate {rate:.0}/s)")
+                } else {
+                    String::new()
+                }
+            );
+            for id in ids {
+                hub.send(id, Msg::StopPhase(pb::StopPhase { phase_index: index }));
+            }
+        }
         if stop.is_cancelled() && !stopping {
             stopping = true;
+            hub.log(pb::log_record::Record::PhaseStopRequested(
+                pb::PhaseStopRequested {
+                    phase_index: index,
+                    reason: "interrupted".to_string(),
+                    ..Default::default()
+                },
+            ))
+            .await;
             for id in ids {
                 hub.send(id, Msg::StopPhase(pb::StopPhase { phase_index: index }));
             }
@@ -992,15 +1201,34 @@ fn tail(path: &Path, lines: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::share;
+    use super::split_by_weight;
 
     #[test]
-    fn shares_add_up_to_the_total() {
-        for total in [1, 2, 7, 16, 1000] {
-            for n in 1..6 {
-                let sum: u32 = (0..n).map(|i| share(total, n, i)).sum();
-                assert_eq!(sum, total, "{total} over {n}");
+    fn weighted_parts_add_up_and_stay_within_one() {
+        for total in [0u64, 1, 2, 7, 16, 1000, 100_001] {
+            for weights in [
+                vec![1.0],
+                vec![1.0, 1.0, 1.0],
+                vec![1.0, 3.0],
+                vec![2.0, 0.0, 5.0, 1.0],
+                vec![0.3, 0.3, 0.4],
+            ] {
+                let parts = split_by_weight(total, &weights);
+                assert_eq!(parts.iter().sum::<u64>(), total, "{total} by {weights:?}");
+                let sum: f64 = weights.iter().sum();
+                for (p, w) in parts.iter().zip(&weights) {
+                    let exact = total as f64 * w / sum;
+                    assert!(
+                        (*p as f64 - exact).abs() < 1.0,
+                        "{total} by {weights:?}: {parts:?}"
+                    );
+                    if *w == 0.0 {
+                        assert_eq!(*p, 0);
+                    }
+                }
             }
         }
+        // Even weights: the first agents take the remainder.
+        assert_eq!(split_by_weight(7, &[1.0, 1.0, 1.0]), vec![3, 2, 2]);
     }
 }

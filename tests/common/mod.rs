@@ -120,6 +120,11 @@ impl Target {
 
     /// Requests served so far, from the target's own count.
     pub fn served(&self) -> u64 {
+        self.stats()["served"].as_u64().expect("served count")
+    }
+
+    /// The target's own stats: `served`, `h2`, `echoed`, `routes`.
+    pub fn stats(&self) -> serde_json::Value {
         let mut s = TcpStream::connect(self.addr).expect("connect to target");
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         write!(
@@ -130,8 +135,24 @@ impl Target {
         let mut text = String::new();
         s.read_to_string(&mut text).expect("read stats");
         let body = text.split("\r\n\r\n").nth(1).expect("stats body");
-        let v: serde_json::Value = serde_json::from_str(body.trim()).expect("stats JSON");
-        v["served"].as_u64().expect("served count")
+        serde_json::from_str(body.trim()).expect("stats JSON")
+    }
+}
+
+impl Target {
+    /// Stops the target with SIGTERM and waits for it to exit (so that it
+    /// writes what it was asked to record).
+    pub fn stop(mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.child.try_wait().expect("wait for target").is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "the target did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
@@ -166,6 +187,43 @@ pub fn report_json(data: &Path, run: &str) -> serde_json::Value {
 
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The run id in `run`'s first line of stderr.
+pub fn run_id(stderr: &[u8]) -> String {
+    let text = text(stderr);
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("run ")
+                .and_then(|r| r.split_whitespace().next())
+        })
+        .unwrap_or_else(|| panic!("no run id in: {text}"))
+        .to_string()
+}
+
+/// Every log record of a run (`export RUN --events`), in LSN order.
+pub fn events(data: &Path, run: &str) -> Vec<serde_json::Value> {
+    let out = coordinator(data, &["export", run, "--events"]);
+    assert!(out.status.success(), "export failed: {}", text(&out.stderr));
+    text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("event JSON"))
+        .collect()
+}
+
+/// The `stats {JSON}` line `agent serve` prints on exit, from a service's
+/// output as the run logged it.
+pub fn service_stats(events: &[serde_json::Value], service: &str) -> serde_json::Value {
+    let output: String = events
+        .iter()
+        .filter(|e| e["kind"] == "service_output" && e["service"] == service)
+        .map(|e| e["data"].as_str().unwrap_or("").to_string())
+        .collect();
+    let line = output
+        .lines()
+        .find_map(|l| l.strip_prefix("stats "))
+        .unwrap_or_else(|| panic!("no stats line in the output of service {service}: {output}"));
+    serde_json::from_str(line).expect("stats JSON")
 }
 
 /// A phase's total requests in a report, warm-up excluded.

@@ -1,0 +1,2617 @@
+//! Generated data: named, seeded generators (`[generator.NAME]` tables of a
+//! workload file) and the templates that draw from them (`{{NAME}}` in a
+//! URL, a header or a body).
+//!
+//! This module owns the generator specs (parse, validate, wire form), template
+//! compilation, and rendering per worker ([`WorkerGen`]). It does not know
+//! about phases, operations or the load engine: spec.rs decides where
+//! templates appear, and the agent's load engine holds one `WorkerGen` per
+//! worker.
+//!
+//! # Determinism
+//! A generator's stream depends only on its seed (its own `seed`, else the
+//! run's), a stable hash of its name (FNV-1a), the agent index and the worker
+//! index: the same seed gives the same values for the same agent and worker
+//! on every run and machine; another seed gives other values. The exceptions
+//! are `timestamp` (the current time) and a `file` whose rows changed. The
+//! float draws use `ln`/`exp`/`cos` of the platform's libm; the agent binary
+//! is static, so every host runs the same code.
+//!
+//! # Per iteration
+//! Within one iteration ([`WorkerGen::begin`]), a generator referenced several
+//! times (in the URL and the body, say) yields the same value: it is drawn
+//! once, lazily, into a buffer that is reused, so rendering allocates nothing
+//! once the buffers have grown.
+//!
+//! # Sequences and files across agents and workers
+//! With `Lane { agent: a, agents: A, worker: w, workers: W }`, worker `w` of
+//! agent `a` is lane `a·W + w` of `A·W`. A `sequence` yields
+//! `start + step·(lane + k·A·W)` on its `k`-th draw: every value once across
+//! the fleet when every agent passes the same `W` (an agent with fewer workers
+//! leaves gaps, never duplicates). A `file` in sequential order: worker `w`
+//! takes rows `w, w+W, w+2W, …` (modulo the row count) of the rows its agent
+//! holds: the whole file, or with `split = true` the agent's own contiguous
+//! slice (agents' slices are disjoint and cover the file).
+
+mod file;
+mod template;
+mod zipf;
+
+use std::io::Write as _;
+use std::ops::Range;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::pb;
+use crate::rng::Rng;
+use crate::spec::{Source, SpecError};
+
+pub use file::{MAX_FILE_BYTES, Rows};
+pub use template::Template;
+
+use template::Part;
+use zipf::Zipf;
+
+/// Names a template may use without a generator: the agent index, the worker
+/// index (within the agent), the worker's iteration number.
+pub const BUILTINS: [&str; 3] = ["agent", "worker", "iteration"];
+
+/// Digits after the point of floating-point generators, unless set.
+pub const DEFAULT_PRECISION: u32 = 3;
+
+/// Longest string or byte run a `string` / `bytes` generator draws.
+pub const MAX_LENGTH: u32 = 1 << 20;
+
+/// Integers travel as doubles on the wire: keep them exact.
+const EXACT: i64 = 1 << 53;
+
+/// A validated generator.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GenSpec {
+    pub name: String,
+    pub kind: GenKind,
+    /// Its own seed; `None`: the run's.
+    pub seed: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum GenKind {
+    /// `start`, `start + step`, … (interleaved across lanes, see the module doc).
+    Sequence {
+        start: i64,
+        step: i64,
+    },
+    /// Integers in `min..=max`, uniform.
+    UniformInt {
+        min: i64,
+        max: i64,
+    },
+    /// Reals in `[min, max)`, uniform, printed with `precision` digits.
+    UniformFloat {
+        min: f64,
+        max: f64,
+        precision: u32,
+    },
+    /// Integers in `1..=n`, `P(k) ∝ k^-exponent`: 1 is the most frequent.
+    Zipf {
+        n: u64,
+        exponent: f64,
+    },
+    Normal {
+        mean: f64,
+        stddev: f64,
+        precision: u32,
+    },
+    Exponential {
+        mean: f64,
+        precision: u32,
+    },
+    /// `scale · U^(-1/shape)`: at least `scale`, heavy-tailed.
+    Pareto {
+        scale: f64,
+        shape: f64,
+        precision: u32,
+    },
+    /// One of `values`; `weights` empty: all equally likely.
+    Choice {
+        values: Vec<String>,
+        weights: Vec<f64>,
+    },
+    String {
+        length: Length,
+        alphabet: Alphabet,
+    },
+    /// Raw random bytes (not text: for bodies).
+    Bytes {
+        length: Length,
+    },
+    /// A version 4 UUID from the generator's stream.
+    Uuid,
+    /// The current time.
+    Timestamp {
+        format: TimeFormat,
+    },
+    /// Rows of a data file.
+    File {
+        /// As written in the workload file.
+        path: String,
+        /// The CSV column; `None`: a file of lines.
+        column: Option<String>,
+        order: Order,
+        split: bool,
+        rows: Rows,
+    },
+}
+
+/// How many characters (or bytes) a `string` (or `bytes`) generator draws.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Length {
+    Fixed(u32),
+    Uniform {
+        min: u32,
+        max: u32,
+    },
+    /// Rounded and clamped to `0..=MAX_LENGTH`.
+    Normal {
+        mean: f64,
+        stddev: f64,
+    },
+    /// Rounded and clamped to `0..=MAX_LENGTH`.
+    Exponential {
+        mean: f64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Alphabet {
+    /// `A-Z a-z 0-9`.
+    Alnum,
+    /// `A-Z a-z`.
+    Alpha,
+    /// `0-9 a-f`.
+    Hex,
+    /// `0-9`.
+    Numeric,
+    /// These characters, each equally likely.
+    Custom(Vec<char>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeFormat {
+    UnixS,
+    UnixMs,
+    UnixUs,
+    /// `2026-11-29T22:13:02.123Z`.
+    Rfc3339,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Order {
+    Sequential,
+    Random,
+}
+
+impl Alphabet {
+    const NAMES: &str = "alnum, alpha, hex or numeric";
+
+    fn from_name(name: &str) -> Option<Alphabet> {
+        Some(match name {
+            "alnum" => Alphabet::Alnum,
+            "alpha" => Alphabet::Alpha,
+            "hex" => Alphabet::Hex,
+            "numeric" => Alphabet::Numeric,
+            _ => return None,
+        })
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Alphabet::Alnum => "alnum",
+            Alphabet::Alpha => "alpha",
+            Alphabet::Hex => "hex",
+            Alphabet::Numeric => "numeric",
+            Alphabet::Custom(_) => "custom",
+        }
+    }
+
+    fn chars(&self) -> Vec<char> {
+        let s = match self {
+            Alphabet::Alnum => "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+            Alphabet::Alpha => "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
+            Alphabet::Hex => "0123456789abcdef",
+            Alphabet::Numeric => "0123456789",
+            Alphabet::Custom(c) => return c.clone(),
+        };
+        s.chars().collect()
+    }
+}
+
+impl TimeFormat {
+    const NAMES: &str = "unix_s, unix_ms, unix_us or rfc3339";
+
+    fn from_name(name: &str) -> Option<TimeFormat> {
+        Some(match name {
+            "unix_s" => TimeFormat::UnixS,
+            "unix_ms" => TimeFormat::UnixMs,
+            "unix_us" => TimeFormat::UnixUs,
+            "rfc3339" => TimeFormat::Rfc3339,
+            _ => return None,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            TimeFormat::UnixS => "unix_s",
+            TimeFormat::UnixMs => "unix_ms",
+            TimeFormat::UnixUs => "unix_us",
+            TimeFormat::Rfc3339 => "rfc3339",
+        }
+    }
+}
+
+impl Length {
+    fn sample(&self, rng: &mut Rng) -> usize {
+        let v = match *self {
+            Length::Fixed(n) => return n as usize,
+            Length::Uniform { min, max } => {
+                return min as usize + below(rng, u64::from(max - min) + 1) as usize;
+            }
+            Length::Normal { mean, stddev } => mean + stddev * rng.next_normal(),
+            Length::Exponential { mean } => -mean * (1.0 - rng.next_f64()).ln(),
+        };
+        v.round().clamp(0.0, f64::from(MAX_LENGTH)) as usize
+    }
+}
+
+/// Uniform in `0..span` (`span > 0`), by Lemire's multiply-shift (the bias is
+/// below 2^-64 · span: nothing a benchmark can see).
+fn below(rng: &mut Rng, span: u64) -> u64 {
+    ((u128::from(rng.next_u64()) * u128::from(span)) >> 64) as u64
+}
+
+// ---------------------------------------------------------------- streams
+
+/// FNV-1a, 64 bits: a hash of a generator's name that never changes.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// SplitMix64's finalizer: every input bit reaches every output bit.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The seed of one generator's stream on one worker of one agent.
+pub fn stream_seed(seed: u64, name: &str, agent: u32, worker: u32) -> u64 {
+    let lane = (u64::from(agent) << 32) | u64::from(worker);
+    mix(mix(mix(seed) ^ fnv1a(name.as_bytes())) ^ lane)
+}
+
+/// Identifies a list of generators by their names in order, so that a
+/// template is rendered only against the list it was compiled for.
+fn names_fingerprint(gens: &[GenSpec]) -> u64 {
+    let mut h = fnv1a(b"");
+    for g in gens {
+        h = mix(h ^ fnv1a(g.name.as_bytes()));
+    }
+    h
+}
+
+// ---------------------------------------------------------------- rendering
+
+/// Where a worker sits in the fleet: agent `agent` of `agents`, worker
+/// `worker` of `workers` on that agent. Pass the same `workers` on every
+/// agent (the largest count) for sequences without duplicates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lane {
+    pub agent: u32,
+    pub agents: u32,
+    pub worker: u32,
+    pub workers: u32,
+}
+
+/// One worker's generators: their streams, their cursors and the value each
+/// drew in the current iteration.
+pub struct WorkerGen {
+    lane: Lane,
+    iteration: u64,
+    /// Bumped by `begin`; a generator whose `drawn` differs draws again.
+    epoch: u64,
+    fingerprint: u64,
+    states: Vec<State>,
+}
+
+struct State {
+    rng: Rng,
+    drawn: u64,
+    value: Vec<u8>,
+    draw: Draw,
+}
+
+enum Draw {
+    Sequence {
+        next: i64,
+        stride: i64,
+    },
+    /// `span == 0`: the whole `i64` range.
+    UniformInt {
+        min: i64,
+        span: u64,
+    },
+    Real {
+        dist: Real,
+        precision: usize,
+    },
+    Zipf(Zipf),
+    Choice {
+        values: Vec<String>,
+        cumulative: Vec<f64>,
+    },
+    String {
+        length: Length,
+        alphabet: Symbols,
+    },
+    Bytes {
+        length: Length,
+    },
+    Uuid,
+    Timestamp(TimeFormat),
+    File {
+        rows: Rows,
+        random: bool,
+        next: u64,
+        stride: u64,
+    },
+}
+
+enum Real {
+    Uniform { min: f64, width: f64 },
+    Normal { mean: f64, stddev: f64 },
+    Exponential { mean: f64 },
+    Pareto { scale: f64, inv_shape: f64 },
+}
+
+enum Symbols {
+    Ascii(Vec<u8>),
+    Chars(Vec<char>),
+}
+
+impl WorkerGen {
+    /// The generators of one worker. `gens` must be the list the templates
+    /// were compiled against; `run_seed` stands for generators without a
+    /// seed of their own.
+    pub fn new(gens: &[GenSpec], run_seed: u64, lane: Lane) -> WorkerGen {
+        let agents = u64::from(lane.agents.max(1));
+        let workers = u64::from(lane.workers.max(1));
+        let lane_index = u64::from(lane.agent) * workers + u64::from(lane.worker);
+        let states = gens
+            .iter()
+            .map(|g| {
+                let seed =
+                    stream_seed(g.seed.unwrap_or(run_seed), &g.name, lane.agent, lane.worker);
+                let draw = match &g.kind {
+                    GenKind::Sequence { start, step } => Draw::Sequence {
+                        next: start.wrapping_add(step.wrapping_mul(lane_index as i64)),
+                        stride: step.wrapping_mul((agents * workers) as i64),
+                    },
+                    GenKind::UniformInt { min, max } => Draw::UniformInt {
+                        min: *min,
+                        span: (max.wrapping_sub(*min) as u64).wrapping_add(1),
+                    },
+                    GenKind::UniformFloat {
+                        min,
+                        max,
+                        precision,
+                    } => Draw::Real {
+                        dist: Real::Uniform {
+                            min: *min,
+                            width: max - min,
+                        },
+                        precision: *precision as usize,
+                    },
+                    GenKind::Normal {
+                        mean,
+                        stddev,
+                        precision,
+                    } => Draw::Real {
+                        dist: Real::Normal {
+                            mean: *mean,
+                            stddev: *stddev,
+                        },
+                        precision: *precision as usize,
+                    },
+                    GenKind::Exponential { mean, precision } => Draw::Real {
+                        dist: Real::Exponential { mean: *mean },
+                        precision: *precision as usize,
+                    },
+                    GenKind::Pareto {
+                        scale,
+                        shape,
+                        precision,
+                    } => Draw::Real {
+                        dist: Real::Pareto {
+                            scale: *scale,
+                            inv_shape: 1.0 / shape,
+                        },
+                        precision: *precision as usize,
+                    },
+                    GenKind::Zipf { n, exponent } => Draw::Zipf(Zipf::new(*n, *exponent)),
+                    GenKind::Choice { values, weights } => Draw::Choice {
+                        values: values.clone(),
+                        cumulative: weights
+                            .iter()
+                            .scan(0.0, |sum, w| {
+                                *sum += w;
+                                Some(*sum)
+                            })
+                            .collect(),
+                    },
+                    GenKind::String { length, alphabet } => {
+                        let chars = alphabet.chars();
+                        let alphabet = if chars.iter().all(char::is_ascii) {
+                            Symbols::Ascii(chars.iter().map(|&c| c as u8).collect())
+                        } else {
+                            Symbols::Chars(chars)
+                        };
+                        Draw::String {
+                            length: *length,
+                            alphabet,
+                        }
+                    }
+                    GenKind::Bytes { length } => Draw::Bytes { length: *length },
+                    GenKind::Uuid => Draw::Uuid,
+                    GenKind::Timestamp { format } => Draw::Timestamp(*format),
+                    GenKind::File { order, rows, .. } => {
+                        let len = rows.len().max(1) as u64;
+                        Draw::File {
+                            rows: rows.clone(),
+                            random: *order == Order::Random,
+                            next: u64::from(lane.worker) % len,
+                            stride: workers % len,
+                        }
+                    }
+                };
+                State {
+                    rng: Rng::new(seed),
+                    drawn: 0,
+                    value: Vec::new(),
+                    draw,
+                }
+            })
+            .collect();
+        WorkerGen {
+            lane,
+            iteration: 0,
+            epoch: 1,
+            fingerprint: names_fingerprint(gens),
+            states,
+        }
+    }
+
+    /// Starts an iteration: every generator draws a new value at its next use.
+    pub fn begin(&mut self, iteration: u64) {
+        self.iteration = iteration;
+        self.epoch += 1;
+    }
+
+    /// Appends the rendering of `t` to `out`.
+    ///
+    /// # Panics
+    /// If `t` was compiled against another list of generators than this
+    /// `WorkerGen` was built from.
+    pub fn render(&mut self, t: &Template, out: &mut Vec<u8>) {
+        assert_eq!(
+            t.fingerprint, self.fingerprint,
+            "template compiled against other generators"
+        );
+        for part in t.parts() {
+            match *part {
+                Part::Literal { start, end } => out.extend_from_slice(t.literal_bytes(start, end)),
+                Part::Generator(i) => {
+                    let state = &mut self.states[i as usize];
+                    if state.drawn != self.epoch {
+                        state.drawn = self.epoch;
+                        state.value.clear();
+                        state.draw.draw(&mut state.rng, &mut state.value);
+                    }
+                    out.extend_from_slice(&state.value);
+                }
+                Part::Agent => push_u64(out, u64::from(self.lane.agent)),
+                Part::Worker => push_u64(out, u64::from(self.lane.worker)),
+                Part::Iteration => push_u64(out, self.iteration),
+            }
+        }
+    }
+}
+
+impl Draw {
+    fn draw(&mut self, rng: &mut Rng, out: &mut Vec<u8>) {
+        match self {
+            Draw::Sequence { next, stride } => {
+                push_i64(out, *next);
+                *next = next.wrapping_add(*stride);
+            }
+            Draw::UniformInt { min, span } => {
+                let offset = if *span == 0 {
+                    rng.next_u64()
+                } else {
+                    below(rng, *span)
+                };
+                push_i64(out, min.wrapping_add(offset as i64));
+            }
+            Draw::Real { dist, precision } => {
+                let v = match *dist {
+                    Real::Uniform { min, width } => min + width * rng.next_f64(),
+                    Real::Normal { mean, stddev } => mean + stddev * rng.next_normal(),
+                    Real::Exponential { mean } => -mean * (1.0 - rng.next_f64()).ln(),
+                    Real::Pareto { scale, inv_shape } => {
+                        scale * (1.0 - rng.next_f64()).powf(-inv_shape)
+                    }
+                };
+                push_fixed(out, v, *precision);
+            }
+            Draw::Zipf(z) => push_u64(out, z.sample(rng)),
+            Draw::Choice { values, cumulative } => {
+                let i = if cumulative.is_empty() {
+                    below(rng, values.len() as u64) as usize
+                } else {
+                    let total = cumulative[cumulative.len() - 1];
+                    let x = rng.next_f64() * total;
+                    // The first value whose cumulative weight exceeds x (a
+                    // zero weight is never picked).
+                    cumulative
+                        .partition_point(|&c| c <= x)
+                        .min(values.len() - 1)
+                };
+                out.extend_from_slice(values[i].as_bytes());
+            }
+            Draw::String { length, alphabet } => {
+                let n = length.sample(rng);
+                match alphabet {
+                    Symbols::Ascii(a) => {
+                        // Two characters per draw, each from 32 bits by
+                        // multiply-shift (bias below span / 2^32).
+                        let span = a.len() as u64;
+                        let pick = |bits: u64| a[(((bits & 0xffff_ffff) * span) >> 32) as usize];
+                        out.reserve(n);
+                        for _ in 0..n / 2 {
+                            let r = rng.next_u64();
+                            out.push(pick(r));
+                            out.push(pick(r >> 32));
+                        }
+                        if n % 2 == 1 {
+                            out.push(pick(rng.next_u64()));
+                        }
+                    }
+                    Symbols::Chars(c) => {
+                        let mut buf = [0; 4];
+                        for _ in 0..n {
+                            let ch = c[below(rng, c.len() as u64) as usize];
+                            out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                        }
+                    }
+                }
+            }
+            Draw::Bytes { length } => {
+                let mut n = length.sample(rng);
+                while n > 0 {
+                    let word = rng.next_u64().to_le_bytes();
+                    let take = n.min(8);
+                    out.extend_from_slice(&word[..take]);
+                    n -= take;
+                }
+            }
+            Draw::Uuid => {
+                let mut b = [0u8; 16];
+                b[..8].copy_from_slice(&rng.next_u64().to_le_bytes());
+                b[8..].copy_from_slice(&rng.next_u64().to_le_bytes());
+                b[6] = (b[6] & 0x0f) | 0x40;
+                b[8] = (b[8] & 0x3f) | 0x80;
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                for (i, byte) in b.iter().enumerate() {
+                    if matches!(i, 4 | 6 | 8 | 10) {
+                        out.push(b'-');
+                    }
+                    out.push(HEX[usize::from(byte >> 4)]);
+                    out.push(HEX[usize::from(byte & 0xf)]);
+                }
+            }
+            Draw::Timestamp(format) => {
+                let now = std::time::SystemTime::now();
+                let since = now
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                match format {
+                    TimeFormat::UnixS => push_u64(out, since.as_secs()),
+                    TimeFormat::UnixMs => push_u64(out, since.as_millis() as u64),
+                    TimeFormat::UnixUs => push_u64(out, since.as_micros() as u64),
+                    TimeFormat::Rfc3339 => {
+                        let _ = write!(out, "{}", humantime::format_rfc3339_millis(now));
+                    }
+                }
+            }
+            Draw::File {
+                rows,
+                random,
+                next,
+                stride,
+            } => {
+                if rows.is_empty() {
+                    return;
+                }
+                let len = rows.len() as u64;
+                let i = if *random {
+                    below(rng, len)
+                } else {
+                    let i = *next;
+                    *next = (*next + *stride) % len;
+                    i
+                };
+                out.extend_from_slice(rows.get(i as usize).as_bytes());
+            }
+        }
+    }
+}
+
+/// Decimal digits of `v`, without going through `fmt`.
+fn push_u64(out: &mut Vec<u8>, mut v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+/// `v` with `precision` digits after the point. Values that fit an exact
+/// integer once scaled are printed by hand (the hot path: `fmt`'s exact
+/// float formatting costs more than the draw); others through `fmt`. The
+/// last digit may round differently from `fmt` on ties; it is always the
+/// same for the same value.
+fn push_fixed(out: &mut Vec<u8>, v: f64, precision: usize) {
+    const POW10: [u64; 13] = [
+        1,
+        10,
+        100,
+        1_000,
+        10_000,
+        100_000,
+        1_000_000,
+        10_000_000,
+        100_000_000,
+        1_000_000_000,
+        10_000_000_000,
+        100_000_000_000,
+        1_000_000_000_000,
+    ];
+    let Some(&unit) = POW10.get(precision) else {
+        let _ = write!(out, "{v:.precision$}");
+        return;
+    };
+    let scaled = (v * unit as f64).round();
+    // NaN and infinities fail this too.
+    if scaled.is_nan() || scaled.abs() >= (1u64 << 53) as f64 {
+        let _ = write!(out, "{v:.precision$}");
+        return;
+    }
+    let n = scaled as i64;
+    if n < 0 {
+        out.push(b'-');
+    }
+    let n = n.unsigned_abs();
+    push_u64(out, n / unit);
+    if precision > 0 {
+        out.push(b'.');
+        let frac = n % unit;
+        let mut digits = [b'0'; 12];
+        let mut f = frac;
+        for d in digits[..precision].iter_mut().rev() {
+            *d = b'0' + (f % 10) as u8;
+            f /= 10;
+        }
+        out.extend_from_slice(&digits[..precision]);
+    }
+}
+
+fn push_i64(out: &mut Vec<u8>, v: i64) {
+    if v < 0 {
+        out.push(b'-');
+    }
+    push_u64(out, v.unsigned_abs());
+}
+
+// ---------------------------------------------------------------- raw TOML
+
+/// One `[generator.NAME]` table as written. Which keys a kind takes is
+/// checked in [`validate`], so a key of another kind is named in the error.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+// spec.rs deserializes it as `[generator.NAME]` and calls `validate`.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) struct RawGenerator {
+    kind: Spanned<String>,
+    seed: Option<Spanned<i64>>,
+    start: Option<Spanned<i64>>,
+    step: Option<Spanned<i64>>,
+    min: Option<Spanned<RawNumber>>,
+    max: Option<Spanned<RawNumber>>,
+    precision: Option<Spanned<i64>>,
+    n: Option<Spanned<RawNumber>>,
+    exponent: Option<Spanned<RawNumber>>,
+    mean: Option<Spanned<RawNumber>>,
+    stddev: Option<Spanned<RawNumber>>,
+    scale: Option<Spanned<RawNumber>>,
+    shape: Option<Spanned<RawNumber>>,
+    values: Option<Spanned<Vec<Spanned<RawScalar>>>>,
+    weights: Option<Spanned<Vec<Spanned<RawNumber>>>>,
+    length: Option<Spanned<RawLength>>,
+    alphabet: Option<Spanned<String>>,
+    chars: Option<Spanned<String>>,
+    format: Option<Spanned<String>>,
+    file: Option<Spanned<String>>,
+    column: Option<Spanned<String>>,
+    order: Option<Spanned<String>>,
+    split: Option<Spanned<bool>>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(untagged)]
+enum RawNumber {
+    Int(i64),
+    Float(f64),
+}
+
+impl RawNumber {
+    fn get(self) -> f64 {
+        match self {
+            RawNumber::Int(i) => i as f64,
+            RawNumber::Float(f) => f,
+        }
+    }
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+enum RawScalar {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Text(String),
+}
+
+impl RawScalar {
+    fn text(&self) -> String {
+        match self {
+            RawScalar::Int(i) => i.to_string(),
+            RawScalar::Float(f) => f.to_string(),
+            RawScalar::Bool(b) => b.to_string(),
+            RawScalar::Text(s) => s.clone(),
+        }
+    }
+
+    fn number(&self) -> Option<f64> {
+        match *self {
+            RawScalar::Int(i) => Some(i as f64),
+            RawScalar::Float(f) => Some(f),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawLength {
+    Scalar(RawScalar),
+    Table(std::collections::BTreeMap<String, RawScalar>),
+}
+
+impl RawGenerator {
+    /// The keys present besides `kind` and `seed`, with their spans.
+    fn present(&self) -> Vec<(&'static str, Range<usize>)> {
+        let mut keys = Vec::new();
+        macro_rules! keys {
+            ($($key:ident),*) => {$(
+                if let Some(v) = &self.$key {
+                    keys.push((stringify!($key), v.span()));
+                }
+            )*};
+        }
+        keys!(
+            start, step, min, max, precision, n, exponent, mean, stddev, scale, shape, values,
+            weights, length, alphabet, chars, format, file, column, order, split
+        );
+        keys
+    }
+}
+
+// ---------------------------------------------------------------- validation
+
+/// The kinds and the keys each takes (besides `kind` and `seed`).
+const KINDS: &[(&str, &[&str])] = &[
+    ("sequence", &["start", "step"]),
+    ("uniform", &["min", "max", "precision"]),
+    ("uniform_int", &["min", "max"]),
+    ("uniform_float", &["min", "max", "precision"]),
+    ("zipf", &["n", "exponent"]),
+    ("normal", &["mean", "stddev", "precision"]),
+    ("exponential", &["mean", "precision"]),
+    ("pareto", &["scale", "shape", "precision"]),
+    ("choice", &["values", "weights"]),
+    ("string", &["length", "alphabet", "chars"]),
+    ("bytes", &["length"]),
+    ("uuid", &[]),
+    ("timestamp", &["format"]),
+    ("file", &["file", "column", "order", "split"]),
+];
+
+/// The top-level `generator` key of a workload file: its `[generator.NAME]`
+/// tables by name (a `Spanned` key points errors at the table header).
+pub(crate) type RawGenerators = std::collections::BTreeMap<Spanned<String>, RawGenerator>;
+
+/// Validates every `[generator.NAME]` table, in name order (the order
+/// templates are compiled against and `WorkerGen`s are built from).
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) fn validate_all(
+    src: &Source,
+    raw: RawGenerators,
+    base_dir: &Path,
+) -> Result<Vec<GenSpec>, SpecError> {
+    raw.into_iter()
+        .map(|(name, g)| validate(src, &name, g, base_dir))
+        .collect()
+}
+
+/// Validates one `[generator.NAME]` table. `name` is the table's key (its
+/// span points at the header); `base_dir` is the workload file's directory,
+/// against which a data file's path is resolved. The data file is read here.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) fn validate(
+    src: &Source,
+    name: &Spanned<String>,
+    raw: RawGenerator,
+    base_dir: &Path,
+) -> Result<GenSpec, SpecError> {
+    let gname = name.get_ref().clone();
+    let at =
+        |span: Range<usize>, msg: String| src.error(span, format!("generator {gname:?}: {msg}"));
+    if gname.is_empty()
+        || !gname
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(src.error(
+            name.span(),
+            format!("generator name {gname:?} must be non-empty letters, digits, '-', '_' or '.'"),
+        ));
+    }
+    if BUILTINS.contains(&gname.as_str()) {
+        return Err(src.error(
+            name.span(),
+            format!(
+                "generator name {gname:?} is built in ({{{{{gname}}}}} is always there); pick another name"
+            ),
+        ));
+    }
+    let kind = raw.kind.get_ref().as_str();
+    let Some((_, takes)) = KINDS.iter().find(|(k, _)| *k == kind) else {
+        let known: Vec<&str> = KINDS.iter().map(|(k, _)| *k).collect();
+        return Err(at(
+            raw.kind.span(),
+            format!(
+                "unknown kind {kind:?}; expected one of: {}",
+                known.join(", ")
+            ),
+        ));
+    };
+    for (key, span) in raw.present() {
+        if !takes.contains(&key) {
+            return Err(at(
+                span,
+                format!(
+                    "{kind} does not take `{key}`; it takes {}",
+                    if takes.is_empty() {
+                        "no keys but `seed`".to_string()
+                    } else {
+                        takes
+                            .iter()
+                            .map(|k| format!("`{k}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                            + " (and `seed`)"
+                    }
+                ),
+            ));
+        }
+    }
+    // A key this kind needs.
+    let need =
+        |key: &str, example: &str| at(name.span(), format!("{kind} needs `{key}`, like {example}"));
+    let seed = match &raw.seed {
+        Some(s) if *s.get_ref() < 0 => {
+            return Err(at(
+                s.span(),
+                format!("seed must be zero or more, not {}", s.get_ref()),
+            ));
+        }
+        Some(s) => Some(*s.get_ref() as u64),
+        None => None,
+    };
+    let exact = |v: &Spanned<i64>, key: &str| -> Result<i64, SpecError> {
+        let x = *v.get_ref();
+        if !(-EXACT..=EXACT).contains(&x) {
+            return Err(at(
+                v.span(),
+                format!("{key} must be between -2^53 and 2^53, not {x}"),
+            ));
+        }
+        Ok(x)
+    };
+    let finite = |v: &Spanned<RawNumber>, key: &str| -> Result<f64, SpecError> {
+        let x = v.get_ref().get();
+        if !x.is_finite() {
+            return Err(at(
+                v.span(),
+                format!("{key} must be a finite number, not {x}"),
+            ));
+        }
+        Ok(x)
+    };
+    let positive = |v: &Spanned<RawNumber>, key: &str| -> Result<f64, SpecError> {
+        let x = finite(v, key)?;
+        if x <= 0.0 {
+            return Err(at(v.span(), format!("{kind} needs {key} > 0, not {x}")));
+        }
+        Ok(x)
+    };
+    let precision = match &raw.precision {
+        Some(p) if !(0..=12).contains(p.get_ref()) => {
+            return Err(at(
+                p.span(),
+                format!(
+                    "precision must be 0 to 12 digits after the point, not {}",
+                    p.get_ref()
+                ),
+            ));
+        }
+        Some(p) => *p.get_ref() as u32,
+        None => DEFAULT_PRECISION,
+    };
+    let kind_spec = match kind {
+        "sequence" => {
+            let start = raw.start.as_ref().map_or(Ok(0), |v| exact(v, "start"))?;
+            let step = raw.step.as_ref().map_or(Ok(1), |v| exact(v, "step"))?;
+            if step == 0 {
+                let span = raw.step.as_ref().map_or(name.span(), Spanned::span);
+                return Err(at(span, "sequence needs a step other than 0".into()));
+            }
+            GenKind::Sequence { start, step }
+        }
+        "uniform" | "uniform_int" | "uniform_float" => {
+            let min = raw.min.as_ref().ok_or_else(|| need("min", "min = 1"))?;
+            let max = raw.max.as_ref().ok_or_else(|| need("max", "max = 100"))?;
+            let ints = matches!(
+                (min.get_ref(), max.get_ref()),
+                (RawNumber::Int(_), RawNumber::Int(_))
+            );
+            if kind == "uniform_int" || (kind == "uniform" && ints && raw.precision.is_none()) {
+                let whole = |v: &Spanned<RawNumber>, key: &str| match *v.get_ref() {
+                    RawNumber::Int(i) => exact(&Spanned::new(v.span(), i), key),
+                    RawNumber::Float(f) => Err(at(
+                        v.span(),
+                        format!("uniform_int needs a whole {key}, not {f}"),
+                    )),
+                };
+                let (lo, hi) = (whole(min, "min")?, whole(max, "max")?);
+                if lo > hi {
+                    return Err(at(
+                        max.span(),
+                        format!("uniform needs min <= max, not min {lo} and max {hi}"),
+                    ));
+                }
+                GenKind::UniformInt { min: lo, max: hi }
+            } else {
+                let (lo, hi) = (finite(min, "min")?, finite(max, "max")?);
+                if lo > hi {
+                    return Err(at(
+                        max.span(),
+                        format!("uniform needs min <= max, not min {lo} and max {hi}"),
+                    ));
+                }
+                GenKind::UniformFloat {
+                    min: lo,
+                    max: hi,
+                    precision,
+                }
+            }
+        }
+        "zipf" => {
+            let n = raw
+                .n
+                .as_ref()
+                .ok_or_else(|| need("n", "n = 1000 (values 1 to n)"))?;
+            let nv = n.get_ref().get();
+            if !(nv >= 1.0 && nv <= EXACT as f64 && nv.fract() == 0.0) {
+                return Err(at(
+                    n.span(),
+                    format!("zipf needs n >= 1, a whole number up to 2^53, not {nv}"),
+                ));
+            }
+            let exponent = match &raw.exponent {
+                Some(e) => positive(e, "exponent")?,
+                None => 1.0,
+            };
+            GenKind::Zipf {
+                n: nv as u64,
+                exponent,
+            }
+        }
+        "normal" => {
+            let mean = finite(
+                raw.mean
+                    .as_ref()
+                    .ok_or_else(|| need("mean", "mean = 100"))?,
+                "mean",
+            )?;
+            let sd = raw
+                .stddev
+                .as_ref()
+                .ok_or_else(|| need("stddev", "stddev = 15"))?;
+            let stddev = finite(sd, "stddev")?;
+            if stddev < 0.0 {
+                return Err(at(
+                    sd.span(),
+                    format!("normal needs stddev >= 0, not {stddev}"),
+                ));
+            }
+            GenKind::Normal {
+                mean,
+                stddev,
+                precision,
+            }
+        }
+        "exponential" => GenKind::Exponential {
+            mean: positive(
+                raw.mean
+                    .as_ref()
+                    .ok_or_else(|| need("mean", "mean = 100"))?,
+                "mean",
+            )?,
+            precision,
+        },
+        "pareto" => GenKind::Pareto {
+            scale: positive(
+                raw.scale
+                    .as_ref()
+                    .ok_or_else(|| need("scale", "scale = 1"))?,
+                "scale",
+            )?,
+            shape: positive(
+                raw.shape
+                    .as_ref()
+                    .ok_or_else(|| need("shape", "shape = 1.5"))?,
+                "shape",
+            )?,
+            precision,
+        },
+        "choice" => {
+            let vals = raw
+                .values
+                .as_ref()
+                .ok_or_else(|| need("values", "values = [\"GET\", \"PUT\"]"))?;
+            if vals.get_ref().is_empty() {
+                return Err(at(vals.span(), "choice needs at least one value".into()));
+            }
+            let values: Vec<String> = vals.get_ref().iter().map(|v| v.get_ref().text()).collect();
+            let weights = match &raw.weights {
+                None => Vec::new(),
+                Some(w) => {
+                    if w.get_ref().len() != values.len() {
+                        return Err(at(
+                            w.span(),
+                            format!(
+                                "choice has {} values but {} weights; give one weight per value",
+                                values.len(),
+                                w.get_ref().len()
+                            ),
+                        ));
+                    }
+                    let mut ws = Vec::new();
+                    for x in w.get_ref() {
+                        let v = x.get_ref().get();
+                        if !v.is_finite() || v < 0.0 {
+                            return Err(at(
+                                x.span(),
+                                format!("a weight must be a number >= 0, not {v}"),
+                            ));
+                        }
+                        ws.push(v);
+                    }
+                    if ws.iter().sum::<f64>() <= 0.0 {
+                        return Err(at(
+                            w.span(),
+                            "the weights add up to 0; give at least one a weight above 0".into(),
+                        ));
+                    }
+                    ws
+                }
+            };
+            GenKind::Choice { values, weights }
+        }
+        "string" | "bytes" => {
+            let l = raw
+                .length
+                .as_ref()
+                .ok_or_else(|| need("length", "length = 16 or length = { min = 8, max = 32 }"))?;
+            let length =
+                validate_length(l.get_ref()).map_err(|m| at(l.span(), format!("length {m}")))?;
+            if kind == "bytes" {
+                GenKind::Bytes { length }
+            } else {
+                let alphabet = match (&raw.alphabet, &raw.chars) {
+                    (Some(a), None) => Alphabet::from_name(a.get_ref()).ok_or_else(|| {
+                        at(a.span(), format!("unknown alphabet {:?}; expected {}, or `chars = \"...\"` for your own", a.get_ref(), Alphabet::NAMES))
+                    })?,
+                    (None, Some(c)) if c.get_ref().is_empty() => {
+                        return Err(at(c.span(), "chars must hold at least one character".into()));
+                    }
+                    (None, Some(c)) => Alphabet::Custom(c.get_ref().chars().collect()),
+                    (Some(a), Some(_)) => {
+                        return Err(at(a.span(), "string takes `alphabet` or `chars`, not both".into()));
+                    }
+                    (None, None) => Alphabet::Alnum,
+                };
+                GenKind::String { length, alphabet }
+            }
+        }
+        "uuid" => GenKind::Uuid,
+        "timestamp" => GenKind::Timestamp {
+            format: match &raw.format {
+                Some(f) => TimeFormat::from_name(f.get_ref()).ok_or_else(|| {
+                    at(
+                        f.span(),
+                        format!(
+                            "unknown format {:?}; expected {}",
+                            f.get_ref(),
+                            TimeFormat::NAMES
+                        ),
+                    )
+                })?,
+                None => TimeFormat::Rfc3339,
+            },
+        },
+        "file" => {
+            let f = raw.file.as_ref().ok_or_else(|| {
+                need(
+                    "file",
+                    "file = \"keys.csv\" (relative to the workload file)",
+                )
+            })?;
+            let order = match &raw.order {
+                Some(o) => match o.get_ref().as_str() {
+                    "sequential" => Order::Sequential,
+                    "random" => Order::Random,
+                    other => {
+                        return Err(at(
+                            o.span(),
+                            format!("unknown order {other:?}; expected sequential or random"),
+                        ));
+                    }
+                },
+                None => Order::Sequential,
+            };
+            let path = f.get_ref().clone();
+            if path.trim().is_empty() {
+                return Err(at(f.span(), "file must name a data file".into()));
+            }
+            let column = raw.column.as_ref().map(|c| c.get_ref().clone());
+            if column.is_none() && path.to_ascii_lowercase().ends_with(".csv") {
+                return Err(at(
+                    f.span(),
+                    format!(
+                        "{path:?} looks like CSV: name the column with `column = \"NAME\"` (a file without `column` is read as lines)"
+                    ),
+                ));
+            }
+            let rows = file::load(&base_dir.join(&path), &path, column.as_deref()).map_err(
+                |e| match e {
+                    file::FileError::File(m) => at(f.span(), m),
+                    file::FileError::Column(m) => {
+                        at(raw.column.as_ref().map_or(f.span(), Spanned::span), m)
+                    }
+                },
+            )?;
+            GenKind::File {
+                path,
+                column,
+                order,
+                split: raw.split.as_ref().is_some_and(|s| *s.get_ref()),
+                rows,
+            }
+        }
+        _ => unreachable!("every name of KINDS is matched above"),
+    };
+    Ok(GenSpec {
+        name: gname,
+        kind: kind_spec,
+        seed,
+    })
+}
+
+fn validate_length(raw: &RawLength) -> Result<Length, String> {
+    let max = f64::from(MAX_LENGTH);
+    let count = |v: &RawScalar, key: &str| -> Result<u32, String> {
+        match v.number() {
+            Some(x) if x >= 0.0 && x <= max && x.fract() == 0.0 => Ok(x as u32),
+            _ => Err(format!(
+                "{key} must be a whole number from 0 to {MAX_LENGTH}, not {}",
+                v.text()
+            )),
+        }
+    };
+    let real = |v: &RawScalar, key: &str| -> Result<f64, String> {
+        match v.number() {
+            Some(x) if x.is_finite() && x >= 0.0 => Ok(x),
+            _ => Err(format!("{key} must be a number >= 0, not {}", v.text())),
+        }
+    };
+    const FORMS: &str = "write 16, { min = 8, max = 32 }, { dist = \"normal\", mean = 100, stddev = 20 } or { dist = \"exponential\", mean = 100 }";
+    match raw {
+        RawLength::Scalar(s) => Ok(Length::Fixed(
+            count(s, "length").map_err(|e| format!("{e}; {FORMS}"))?,
+        )),
+        RawLength::Table(t) => {
+            let dist = match t.get("dist") {
+                None => "uniform".to_string(),
+                Some(RawScalar::Text(d)) => d.clone(),
+                Some(other) => {
+                    return Err(format!(
+                        "dist must be a name, not {}; {FORMS}",
+                        other.text()
+                    ));
+                }
+            };
+            let takes: &[&str] = match dist.as_str() {
+                "uniform" => &["dist", "min", "max"],
+                "normal" => &["dist", "mean", "stddev"],
+                "exponential" => &["dist", "mean"],
+                other => {
+                    return Err(format!(
+                        "has unknown dist {other:?}; expected uniform, normal or exponential"
+                    ));
+                }
+            };
+            if let Some(k) = t.keys().find(|k| !takes.contains(&k.as_str())) {
+                return Err(format!("{dist} does not take `{k}`; {FORMS}"));
+            }
+            let get = |k: &str| {
+                t.get(k)
+                    .ok_or_else(|| format!("{dist} needs `{k}`; {FORMS}"))
+            };
+            Ok(match dist.as_str() {
+                "uniform" => {
+                    let (min, max) = (count(get("min")?, "min")?, count(get("max")?, "max")?);
+                    if min > max {
+                        return Err(format!("needs min <= max, not min {min} and max {max}"));
+                    }
+                    Length::Uniform { min, max }
+                }
+                "normal" => Length::Normal {
+                    mean: real(get("mean")?, "mean")?,
+                    stddev: real(get("stddev")?, "stddev")?,
+                },
+                _ => Length::Exponential {
+                    mean: real(get("mean")?, "mean")?,
+                },
+            })
+        }
+    }
+}
+
+// ---------------------------------------------------------------- wire form
+
+impl GenSpec {
+    /// The generator as agent `agent_index` of `agent_count` receives it. A
+    /// split file sends only that agent's rows: the contiguous slice
+    /// `[len·i/count, len·(i+1)/count)`, so slices are disjoint and cover the
+    /// file.
+    pub fn to_pb(&self, agent_index: u32, agent_count: u32) -> pb::Generator {
+        let mut g = pb::Generator {
+            name: self.name.clone(),
+            seed: self.seed.unwrap_or(0),
+            has_seed: self.seed.is_some(),
+            ..Default::default()
+        };
+        let mut params: Vec<(&str, f64)> = Vec::new();
+        let kind = match &self.kind {
+            GenKind::Sequence { start, step } => {
+                params = vec![("start", *start as f64), ("step", *step as f64)];
+                "sequence"
+            }
+            GenKind::UniformInt { min, max } => {
+                params = vec![("min", *min as f64), ("max", *max as f64)];
+                "uniform_int"
+            }
+            GenKind::UniformFloat {
+                min,
+                max,
+                precision,
+            } => {
+                params = vec![
+                    ("min", *min),
+                    ("max", *max),
+                    ("precision", f64::from(*precision)),
+                ];
+                "uniform_float"
+            }
+            GenKind::Zipf { n, exponent } => {
+                params = vec![("n", *n as f64), ("exponent", *exponent)];
+                "zipf"
+            }
+            GenKind::Normal {
+                mean,
+                stddev,
+                precision,
+            } => {
+                params = vec![
+                    ("mean", *mean),
+                    ("stddev", *stddev),
+                    ("precision", f64::from(*precision)),
+                ];
+                "normal"
+            }
+            GenKind::Exponential { mean, precision } => {
+                params = vec![("mean", *mean), ("precision", f64::from(*precision))];
+                "exponential"
+            }
+            GenKind::Pareto {
+                scale,
+                shape,
+                precision,
+            } => {
+                params = vec![
+                    ("scale", *scale),
+                    ("shape", *shape),
+                    ("precision", f64::from(*precision)),
+                ];
+                "pareto"
+            }
+            GenKind::Choice { values, weights } => {
+                g.values = values.clone();
+                g.weights = weights.clone();
+                "choice"
+            }
+            GenKind::String { length, alphabet } => {
+                length_params(length, &mut params);
+                g.text = match alphabet {
+                    Alphabet::Custom(c) => c.iter().collect(),
+                    named => named.name().to_string(),
+                };
+                params.push((
+                    "custom",
+                    f64::from(u8::from(matches!(alphabet, Alphabet::Custom(_)))),
+                ));
+                "string"
+            }
+            GenKind::Bytes { length } => {
+                length_params(length, &mut params);
+                "bytes"
+            }
+            GenKind::Uuid => "uuid",
+            GenKind::Timestamp { format } => {
+                g.text = format.name().to_string();
+                "timestamp"
+            }
+            GenKind::File {
+                path,
+                column,
+                order,
+                split,
+                rows,
+            } => {
+                let len = rows.len();
+                let (lo, hi) = if *split {
+                    let count = agent_count.max(1) as usize;
+                    let i = (agent_index as usize).min(count - 1);
+                    (len * i / count, len * (i + 1) / count)
+                } else {
+                    (0, len)
+                };
+                g.values = (lo..hi).map(|i| rows.get(i).to_string()).collect();
+                g.text = path.clone();
+                params = vec![
+                    ("random", f64::from(u8::from(*order == Order::Random))),
+                    ("split", f64::from(u8::from(*split))),
+                ];
+                // The column is not sent: the rows are its values already,
+                // and the agent's `GenSpec` has `column: None`.
+                let _ = column;
+                "file"
+            }
+        };
+        g.kind = kind.to_string();
+        g.params = params
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        g
+    }
+
+    /// A generator from the wire, checked as the parser checks it (but
+    /// without positions: the coordinator sent it).
+    pub fn from_pb(g: &pb::Generator) -> Result<GenSpec, String> {
+        let what = format!("generator {:?}", g.name);
+        let param = |key: &str| -> Result<f64, String> {
+            match g.params.get(key) {
+                Some(v) if v.is_finite() => Ok(*v),
+                Some(v) => Err(format!("{what}: {key} is {v}")),
+                None => Err(format!("{what}: {} without `{key}`", g.kind)),
+            }
+        };
+        let int = |key: &str| -> Result<i64, String> {
+            let v = param(key)?;
+            if v.fract() != 0.0 || v.abs() > EXACT as f64 {
+                return Err(format!(
+                    "{what}: {key} {v} is not a whole number within 2^53"
+                ));
+            }
+            Ok(v as i64)
+        };
+        let precision = || -> Result<u32, String> {
+            match int("precision")? {
+                p @ 0..=12 => Ok(p as u32),
+                p => Err(format!("{what}: precision {p} is not 0 to 12")),
+            }
+        };
+        let length = || -> Result<Length, String> {
+            let l = match int("len_dist")? {
+                0 => Length::Fixed(int("len_fixed")?.clamp(0, MAX_LENGTH.into()) as u32),
+                1 => {
+                    let (min, max) = (int("len_min")?, int("len_max")?);
+                    if !(0 <= min && min <= max && max <= MAX_LENGTH.into()) {
+                        return Err(format!("{what}: length {min}..{max}"));
+                    }
+                    Length::Uniform {
+                        min: min as u32,
+                        max: max as u32,
+                    }
+                }
+                2 => Length::Normal {
+                    mean: param("len_mean")?,
+                    stddev: param("len_stddev")?,
+                },
+                3 => Length::Exponential {
+                    mean: param("len_mean")?,
+                },
+                d => return Err(format!("{what}: unknown length dist {d}")),
+            };
+            Ok(l)
+        };
+        let positive = |key: &str| -> Result<f64, String> {
+            let v = param(key)?;
+            if v <= 0.0 {
+                return Err(format!("{what}: {key} must be > 0, not {v}"));
+            }
+            Ok(v)
+        };
+        let kind = match g.kind.as_str() {
+            "sequence" => GenKind::Sequence {
+                start: int("start")?,
+                step: int("step")?,
+            },
+            "uniform_int" => {
+                let (min, max) = (int("min")?, int("max")?);
+                if min > max {
+                    return Err(format!("{what}: min {min} > max {max}"));
+                }
+                GenKind::UniformInt { min, max }
+            }
+            "uniform_float" => {
+                let (min, max) = (param("min")?, param("max")?);
+                if min > max {
+                    return Err(format!("{what}: min {min} > max {max}"));
+                }
+                GenKind::UniformFloat {
+                    min,
+                    max,
+                    precision: precision()?,
+                }
+            }
+            "zipf" => {
+                let n = int("n")?;
+                if n < 1 {
+                    return Err(format!("{what}: zipf n {n} < 1"));
+                }
+                GenKind::Zipf {
+                    n: n as u64,
+                    exponent: positive("exponent")?,
+                }
+            }
+            "normal" => {
+                let stddev = param("stddev")?;
+                if stddev < 0.0 {
+                    return Err(format!("{what}: stddev {stddev} < 0"));
+                }
+                GenKind::Normal {
+                    mean: param("mean")?,
+                    stddev,
+                    precision: precision()?,
+                }
+            }
+            "exponential" => GenKind::Exponential {
+                mean: positive("mean")?,
+                precision: precision()?,
+            },
+            "pareto" => GenKind::Pareto {
+                scale: positive("scale")?,
+                shape: positive("shape")?,
+                precision: precision()?,
+            },
+            "choice" => {
+                if g.values.is_empty() {
+                    return Err(format!("{what}: choice without values"));
+                }
+                if !g.weights.is_empty()
+                    && (g.weights.len() != g.values.len()
+                        || g.weights.iter().any(|w| !w.is_finite() || *w < 0.0)
+                        || g.weights.iter().sum::<f64>() <= 0.0)
+                {
+                    return Err(format!("{what}: bad weights {:?}", g.weights));
+                }
+                GenKind::Choice {
+                    values: g.values.clone(),
+                    weights: g.weights.clone(),
+                }
+            }
+            "string" => {
+                let alphabet = if int("custom")? == 1 {
+                    if g.text.is_empty() {
+                        return Err(format!("{what}: empty alphabet"));
+                    }
+                    Alphabet::Custom(g.text.chars().collect())
+                } else {
+                    Alphabet::from_name(&g.text)
+                        .ok_or_else(|| format!("{what}: unknown alphabet {:?}", g.text))?
+                };
+                GenKind::String {
+                    length: length()?,
+                    alphabet,
+                }
+            }
+            "bytes" => GenKind::Bytes { length: length()? },
+            "uuid" => GenKind::Uuid,
+            "timestamp" => GenKind::Timestamp {
+                format: TimeFormat::from_name(&g.text)
+                    .ok_or_else(|| format!("{what}: unknown format {:?}", g.text))?,
+            },
+            "file" => {
+                if g.values.is_empty() {
+                    return Err(format!("{what}: no rows of {:?} for this agent", g.text));
+                }
+                GenKind::File {
+                    path: g.text.clone(),
+                    column: None,
+                    order: if int("random")? == 1 {
+                        Order::Random
+                    } else {
+                        Order::Sequential
+                    },
+                    split: int("split")? == 1,
+                    rows: Rows::new(&g.values),
+                }
+            }
+            other => return Err(format!("{what}: unknown kind {other:?}")),
+        };
+        Ok(GenSpec {
+            name: g.name.clone(),
+            kind,
+            seed: g.has_seed.then_some(g.seed),
+        })
+    }
+
+    /// Whether a split data file has at least one row for each of
+    /// `agent_count` agents. The error reads after a position, like the
+    /// parser's.
+    pub fn check_split(&self, agent_count: u32) -> Result<(), String> {
+        match &self.kind {
+            GenKind::File {
+                path,
+                split: true,
+                rows,
+                ..
+            } if rows.len() < agent_count as usize => Err(format!(
+                "generator {:?}: {path:?} has {} rows, fewer than the {agent_count} agents it is split across",
+                self.name,
+                rows.len()
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn length_params(length: &Length, params: &mut Vec<(&str, f64)>) {
+    match *length {
+        Length::Fixed(n) => params.extend([("len_dist", 0.0), ("len_fixed", f64::from(n))]),
+        Length::Uniform { min, max } => {
+            params.extend([
+                ("len_dist", 1.0),
+                ("len_min", f64::from(min)),
+                ("len_max", f64::from(max)),
+            ]);
+        }
+        Length::Normal { mean, stddev } => {
+            params.extend([
+                ("len_dist", 2.0),
+                ("len_mean", mean),
+                ("len_stddev", stddev),
+            ]);
+        }
+        Length::Exponential { mean } => params.extend([("len_dist", 3.0), ("len_mean", mean)]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize)]
+    struct Doc {
+        generator: RawGenerators,
+    }
+
+    /// Parses the `[generator.*]` tables of `text` as a workload in `dir`.
+    fn parse_in(dir: &Path, text: &str) -> Result<Vec<GenSpec>, String> {
+        let src = Source {
+            path: "w.toml",
+            text,
+        };
+        let doc: Doc = toml::from_str(text).map_err(|e| e.to_string())?;
+        validate_all(&src, doc.generator, dir).map_err(|e| e.to_string())
+    }
+
+    fn parse(text: &str) -> Result<Vec<GenSpec>, String> {
+        parse_in(Path::new("."), text)
+    }
+
+    fn one(text: &str) -> GenSpec {
+        let mut v = parse(text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(v.len(), 1);
+        v.remove(0)
+    }
+
+    fn reject(text: &str) -> String {
+        match parse(text) {
+            Ok(g) => panic!("accepted: {g:?}"),
+            Err(e) => e,
+        }
+    }
+
+    fn lane(agent: u32, worker: u32) -> Lane {
+        Lane {
+            agent,
+            agents: 2,
+            worker,
+            workers: 4,
+        }
+    }
+
+    /// Renders `template` for `iterations` iterations of one worker.
+    fn render_many(
+        gens: &[GenSpec],
+        seed: u64,
+        lane: Lane,
+        template: &str,
+        iterations: u64,
+    ) -> Vec<String> {
+        let t = Template::compile(template, gens).unwrap();
+        let mut w = WorkerGen::new(gens, seed, lane);
+        let mut out = Vec::new();
+        (0..iterations)
+            .map(|i| {
+                w.begin(i);
+                out.clear();
+                w.render(&t, &mut out);
+                String::from_utf8(out.clone()).unwrap()
+            })
+            .collect()
+    }
+
+    /// A sample of `kind` (a TOML inline body) as numbers.
+    fn samples(body: &str, n: usize) -> Vec<f64> {
+        let g = one(&format!("[generator.x]\n{body}\n"));
+        render_many(&[g], 11, lane(0, 0), "{{x}}", n as u64)
+            .iter()
+            .map(|s| s.parse::<f64>().unwrap())
+            .collect()
+    }
+
+    fn mean(xs: &[f64]) -> f64 {
+        xs.iter().sum::<f64>() / xs.len() as f64
+    }
+
+    const MANY: &str = r#"
+[generator.key]
+kind = "zipf"
+n = 1000000
+exponent = 1.1
+
+[generator.id]
+kind = "sequence"
+start = 100
+step = 3
+
+[generator.qty]
+kind = "uniform"
+min = 1
+max = 50
+
+[generator.price]
+kind = "uniform"
+min = 0.5
+max = 99.5
+precision = 2
+
+[generator.lat]
+kind = "normal"
+mean = 50
+stddev = 5
+
+[generator.wait]
+kind = "exponential"
+mean = 20
+
+[generator.size]
+kind = "pareto"
+scale = 1
+shape = 2
+
+[generator.op]
+kind = "choice"
+values = ["read", "write", "scan"]
+weights = [8, 1, 1]
+
+[generator.name]
+kind = "string"
+length = { min = 4, max = 12 }
+alphabet = "alpha"
+
+[generator.blob]
+kind = "bytes"
+length = 8
+
+[generator.req]
+kind = "uuid"
+"#;
+
+    const MANY_TEMPLATE: &str = "/items/{{key}}?id={{id}}&a={{agent}}&w={{worker}}&i={{iteration}} {{qty}} {{price}} {{lat}} {{wait}} {{size}} {{op}} {{name}} {{req}} key again {{key}}";
+
+    #[test]
+    fn same_seed_same_requests_other_seed_others() {
+        let gens = parse(MANY).unwrap();
+        let a = render_many(&gens, 42, lane(1, 2), MANY_TEMPLATE, 1000);
+        let b = render_many(&gens, 42, lane(1, 2), MANY_TEMPLATE, 1000);
+        assert_eq!(a, b);
+        let c = render_many(&gens, 43, lane(1, 2), MANY_TEMPLATE, 1000);
+        assert_ne!(a, c);
+        // No two requests of seed 42 and 43 agree on the random parts.
+        let same = a.iter().zip(&c).filter(|(x, y)| x == y).count();
+        assert_eq!(same, 0);
+        // Another worker of the same agent draws another stream.
+        let d = render_many(&gens, 42, lane(1, 3), MANY_TEMPLATE, 1000);
+        assert_ne!(a, d);
+        // Bytes are not text: the same seed gives the same bytes too.
+        let blob = Template::compile("{{blob}}", &gens).unwrap();
+        let bytes = |seed| {
+            let mut w = WorkerGen::new(&gens, seed, lane(1, 2));
+            let mut out = Vec::new();
+            for i in 0..100 {
+                w.begin(i);
+                w.render(&blob, &mut out);
+            }
+            out
+        };
+        assert_eq!(bytes(42), bytes(42));
+        assert_ne!(bytes(42), bytes(43));
+        assert_eq!(bytes(42).len(), 800);
+    }
+
+    #[test]
+    fn the_stream_is_pinned_across_versions() {
+        // Fixed values: a change of the hash, the mixing or the sampling
+        // shows here (runs must be re-runnable exactly across versions).
+        let gens = parse(MANY).unwrap();
+        let first = &render_many(&gens, 42, lane(0, 0), MANY_TEMPLATE, 1)[0];
+        assert_eq!(
+            first,
+            "/items/9707?id=100&a=0&w=0&i=0 8 65.10 36.020 0.224 2.021 scan zGUqigpTUe 9ee8033e-f07e-4b92-a420-384cb228a8ef key again 9707"
+        );
+        assert_eq!(stream_seed(42, "key", 0, 0), 0xef48_5ba9_4292_2c8c);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_ne!(stream_seed(42, "key", 0, 0), stream_seed(42, "key", 0, 1));
+        assert_ne!(stream_seed(42, "key", 0, 0), stream_seed(42, "key", 1, 0));
+        assert_ne!(stream_seed(42, "key", 0, 0), stream_seed(42, "kex", 0, 0));
+    }
+
+    #[test]
+    fn a_generator_used_twice_in_an_iteration_gives_one_value() {
+        let gens = parse(MANY).unwrap();
+        let reqs = render_many(&gens, 7, lane(0, 1), "{{req}} {{req}} {{key}}", 200);
+        for r in &reqs {
+            let parts: Vec<&str> = r.split(' ').collect();
+            assert_eq!(parts[0], parts[1], "{r}");
+        }
+        // And the next iteration draws anew.
+        assert_ne!(reqs[0], reqs[1]);
+        // Two templates of one iteration (URL and body) share it too.
+        let url = Template::compile("/k/{{key}}/{{req}}", &gens).unwrap();
+        let body = Template::compile("{\"k\":{{key}},\"r\":\"{{req}}\"}", &gens).unwrap();
+        let mut w = WorkerGen::new(&gens, 7, lane(0, 1));
+        w.begin(0);
+        let (mut u, mut b) = (Vec::new(), Vec::new());
+        w.render(&url, &mut u);
+        w.render(&body, &mut b);
+        let u = String::from_utf8(u).unwrap();
+        let b = String::from_utf8(b).unwrap();
+        let parts: Vec<&str> = u.split('/').collect();
+        assert_eq!(b, format!("{{\"k\":{},\"r\":\"{}\"}}", parts[2], parts[3]));
+    }
+
+    #[test]
+    fn own_seed_overrides_the_run_seed() {
+        let g = one("[generator.x]\nkind = \"uniform\"\nmin = 0\nmax = 1000000\nseed = 5\n");
+        let a = render_many(std::slice::from_ref(&g), 1, lane(0, 0), "{{x}}", 50);
+        let b = render_many(std::slice::from_ref(&g), 2, lane(0, 0), "{{x}}", 50);
+        assert_eq!(a, b, "own seed: the run's does not matter");
+        let g = one("[generator.x]\nkind = \"uniform\"\nmin = 0\nmax = 1000000\n");
+        let a = render_many(std::slice::from_ref(&g), 1, lane(0, 0), "{{x}}", 50);
+        let b = render_many(std::slice::from_ref(&g), 2, lane(0, 0), "{{x}}", 50);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn builtins_render_the_lane_and_iteration() {
+        let r = render_many(
+            &[],
+            1,
+            lane(1, 3),
+            "a{{agent}} w{{ worker }} i{{iteration}}",
+            3,
+        );
+        assert_eq!(r, ["a1 w3 i0", "a1 w3 i1", "a1 w3 i2"]);
+    }
+
+    #[test]
+    fn sequence_interleaves_lanes_without_overlap() {
+        let g = one("[generator.s]\nkind = \"sequence\"\nstart = 10\nstep = 5\n");
+        let gens = [g];
+        let mut all = Vec::new();
+        for agent in 0..2 {
+            for worker in 0..4 {
+                let vals = render_many(&gens, 1, lane(agent, worker), "{{s}}", 25);
+                all.extend(vals.iter().map(|v| v.parse::<i64>().unwrap()));
+            }
+        }
+        all.sort_unstable();
+        let expected: Vec<i64> = (0..200).map(|k| 10 + 5 * k).collect();
+        assert_eq!(all, expected);
+        // One lane alone: start, start + step * lanes, ...
+        let one_lane = Lane {
+            agent: 0,
+            agents: 1,
+            worker: 0,
+            workers: 1,
+        };
+        assert_eq!(
+            render_many(&gens, 1, one_lane, "{{s}}", 3),
+            ["10", "15", "20"]
+        );
+        let neg = one("[generator.s]\nkind = \"sequence\"\nstart = -1\nstep = -2\n");
+        assert_eq!(
+            render_many(&[neg], 1, one_lane, "{{s}}", 3),
+            ["-1", "-3", "-5"]
+        );
+    }
+
+    #[test]
+    fn uniform_int_and_float_stay_in_range_with_the_right_mean() {
+        let xs = samples("kind = \"uniform\"\nmin = -10\nmax = 10", 100_000);
+        assert!(
+            xs.iter()
+                .all(|&x| (-10.0..=10.0).contains(&x) && x.fract() == 0.0)
+        );
+        assert!(xs.contains(&-10.0) && xs.contains(&10.0), "both ends drawn");
+        // Mean 0, sd of the mean ~ 6.06/sqrt(1e5) = 0.019: tolerance 0.1 (5 sd).
+        assert!(mean(&xs).abs() < 0.1, "{}", mean(&xs));
+        let xs = samples(
+            "kind = \"uniform\"\nmin = 1.0\nmax = 3.0\nprecision = 4",
+            100_000,
+        );
+        assert!(xs.iter().all(|&x| (1.0..=3.0).contains(&x)));
+        // Mean 2, sd of the mean 0.0018: tolerance 0.01.
+        assert!((mean(&xs) - 2.0).abs() < 0.01, "{}", mean(&xs));
+    }
+
+    #[test]
+    fn normal_exponential_pareto_means() {
+        // Normal(100, 15): sd of the mean over 1e5 samples is 0.047; tolerance 0.25.
+        let xs = samples("kind = \"normal\"\nmean = 100\nstddev = 15", 100_000);
+        assert!((mean(&xs) - 100.0).abs() < 0.25, "{}", mean(&xs));
+        let var = xs.iter().map(|x| (x - 100.0).powi(2)).sum::<f64>() / xs.len() as f64;
+        assert!((var.sqrt() - 15.0).abs() < 0.2, "sd {}", var.sqrt());
+        // Exponential(20): sd of the mean 0.063; tolerance 0.35.
+        let xs = samples("kind = \"exponential\"\nmean = 20", 100_000);
+        assert!((mean(&xs) - 20.0).abs() < 0.35, "{}", mean(&xs));
+        assert!(xs.iter().all(|&x| x >= 0.0));
+        // Pareto(scale 2, shape 3): mean 3, variance 3; sd of the mean 0.0055;
+        // tolerance 0.05 (the tail makes the sample mean converge slowly).
+        let xs = samples("kind = \"pareto\"\nscale = 2\nshape = 3", 100_000);
+        assert!((mean(&xs) - 3.0).abs() < 0.05, "{}", mean(&xs));
+        assert!(xs.iter().all(|&x| x >= 2.0));
+    }
+
+    #[test]
+    fn float_precision_is_honoured() {
+        let g = one("[generator.x]\nkind = \"normal\"\nmean = 5\nstddev = 1\nprecision = 2\n");
+        for v in render_many(&[g], 3, lane(0, 0), "{{x}}", 100) {
+            let (_, frac) = v.split_once('.').unwrap();
+            assert_eq!(frac.len(), 2, "{v}");
+        }
+        let g = one("[generator.x]\nkind = \"exponential\"\nmean = 5\nprecision = 0\n");
+        for v in render_many(&[g], 3, lane(0, 0), "{{x}}", 100) {
+            assert!(!v.contains('.'), "{v}");
+        }
+    }
+
+    #[test]
+    fn fixed_point_printing_matches_fmt_within_the_last_digit() {
+        let mut rng = Rng::new(3);
+        let mut out = Vec::new();
+        for i in 0..20_000 {
+            let precision = i % 13;
+            let v = (rng.next_f64() - 0.5) * 10f64.powi((i % 17) as i32 - 4);
+            out.clear();
+            push_fixed(&mut out, v, precision);
+            let ours = std::str::from_utf8(&out).unwrap();
+            let theirs = format!("{v:.precision$}");
+            let frac = ours.split_once('.').map_or(0, |(_, f)| f.len());
+            assert_eq!(frac, precision, "{ours}");
+            // Same digits, or one unit apart in the last place.
+            let units = |t: &str| t.replace('.', "").parse::<i128>().unwrap();
+            let diff = (units(ours) - units(&theirs)).abs();
+            assert!(diff <= 1, "{v}: {ours} vs {theirs}");
+        }
+        for (v, p, text) in [
+            (1.5, 0, "2"),
+            (-2.25, 1, "-2.3"),
+            (0.0, 3, "0.000"),
+            (12.0, 2, "12.00"),
+            (-0.004, 2, "0.00"),
+            (1e300, 1, ""),
+        ] {
+            out.clear();
+            push_fixed(&mut out, v, p);
+            if text.is_empty() {
+                assert_eq!(out, format!("{v:.p$}").as_bytes());
+            } else {
+                assert_eq!(std::str::from_utf8(&out).unwrap(), text);
+            }
+        }
+    }
+
+    #[test]
+    fn choice_weights_hold() {
+        let g = one(
+            "[generator.op]\nkind = \"choice\"\nvalues = [\"read\", \"write\", \"scan\", \"never\"]\nweights = [70, 20, 10, 0]\n",
+        );
+        let vals = render_many(&[g], 9, lane(0, 0), "{{op}}", 100_000);
+        let share = |v: &str| vals.iter().filter(|x| *x == v).count() as f64 / 1e5;
+        // Binomial sd at p = 0.7 over 1e5 draws is 0.0014; tolerance 0.01.
+        assert!((share("read") - 0.7).abs() < 0.01, "{}", share("read"));
+        assert!((share("write") - 0.2).abs() < 0.01, "{}", share("write"));
+        assert!((share("scan") - 0.1).abs() < 0.01, "{}", share("scan"));
+        assert_eq!(share("never"), 0.0);
+        // Without weights: even; numbers are values too.
+        let g = one("[generator.n]\nkind = \"choice\"\nvalues = [1, 2.5, true]\n");
+        let vals = render_many(&[g], 9, lane(0, 0), "{{n}}", 30_000);
+        for v in ["1", "2.5", "true"] {
+            let s = vals.iter().filter(|x| *x == v).count() as f64 / 3e4;
+            assert!((s - 1.0 / 3.0).abs() < 0.02, "{v}: {s}");
+        }
+    }
+
+    #[test]
+    fn strings_bytes_uuids_and_timestamps() {
+        let g = one(
+            "[generator.s]\nkind = \"string\"\nlength = { min = 3, max = 5 }\nalphabet = \"hex\"\n",
+        );
+        for v in render_many(&[g], 1, lane(0, 0), "{{s}}", 500) {
+            assert!((3..=5).contains(&v.len()), "{v}");
+            assert!(
+                v.bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+                "{v}"
+            );
+        }
+        let g = one("[generator.s]\nkind = \"string\"\nlength = 6\nchars = \"ab\u{e9}\"\n");
+        for v in render_many(&[g], 1, lane(0, 0), "{{s}}", 100) {
+            assert_eq!(v.chars().count(), 6);
+            assert!(v.chars().all(|c| "ab\u{e9}".contains(c)), "{v}");
+        }
+        let g = one(
+            "[generator.s]\nkind = \"string\"\nlength = { dist = \"normal\", mean = 40, stddev = 4 }\n",
+        );
+        let lens: Vec<f64> = render_many(&[g], 1, lane(0, 0), "{{s}}", 5000)
+            .iter()
+            .map(|v| v.len() as f64)
+            .collect();
+        assert!((mean(&lens) - 40.0).abs() < 0.5, "{}", mean(&lens));
+        let g = one("[generator.b]\nkind = \"bytes\"\nlength = 13\n");
+        let t = Template::compile("{{b}}", std::slice::from_ref(&g)).unwrap();
+        let mut w = WorkerGen::new(std::slice::from_ref(&g), 1, lane(0, 0));
+        let mut out = Vec::new();
+        w.render(&t, &mut out);
+        assert_eq!(out.len(), 13);
+        let g = one("[generator.u]\nkind = \"uuid\"\n");
+        let ids = render_many(&[g], 1, lane(0, 0), "{{u}}", 1000);
+        for id in &ids {
+            let u = uuid::Uuid::parse_str(id).unwrap();
+            assert_eq!(u.get_version_num(), 4, "{id}");
+            assert_eq!(u.get_variant(), uuid::Variant::RFC4122, "{id}");
+        }
+        let mut sorted = ids.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), ids.len());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let g = one("[generator.t]\nkind = \"timestamp\"\nformat = \"unix_ms\"\n");
+        let ms: u64 = render_many(&[g], 1, lane(0, 0), "{{t}}", 1)[0]
+            .parse()
+            .unwrap();
+        assert!(ms / 1000 >= now && ms / 1000 <= now + 5, "{ms}");
+        let g = one("[generator.t]\nkind = \"timestamp\"\n");
+        let text = &render_many(&[g], 1, lane(0, 0), "{{t}}", 1)[0];
+        let parsed = humantime::parse_rfc3339(text).unwrap();
+        let secs = parsed
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert!(secs >= now && secs <= now + 5, "{text}");
+    }
+
+    #[test]
+    fn zipf_through_the_template_is_in_range() {
+        let g = one("[generator.k]\nkind = \"zipf\"\nn = 1_000_000_000\nexponent = 0.99\n");
+        let vals = render_many(&[g], 1, lane(0, 0), "{{k}}", 20_000);
+        let ks: Vec<u64> = vals.iter().map(|v| v.parse().unwrap()).collect();
+        assert!(ks.iter().all(|&k| (1..=1_000_000_000).contains(&k)));
+        assert!(
+            ks.iter().filter(|&&k| k == 1).count() > 100,
+            "rank 1 is frequent"
+        );
+        assert!(ks.iter().any(|&k| k > 1_000_000), "the tail is reached");
+    }
+
+    // ------------------------------------------------------------ templates
+
+    #[test]
+    fn templates_escape_and_constants() {
+        let gens = parse(MANY).unwrap();
+        let t = Template::compile("plain text, no holes", &gens).unwrap();
+        assert!(t.is_constant());
+        assert_eq!(t.literal(), Some(&b"plain text, no holes"[..]));
+        let t = Template::compile("a \\{{key}} b", &gens).unwrap();
+        assert_eq!(t.literal(), Some(&b"a {{key}} b"[..]));
+        let t = Template::compile("back\\slash \\ {x}", &gens).unwrap();
+        assert_eq!(t.literal(), Some(&b"back\\slash \\ {x}"[..]));
+        let t = Template::compile("{{key}}", &gens).unwrap();
+        assert!(!t.is_constant());
+        assert_eq!(t.literal(), None);
+        assert_eq!(
+            t.generators().collect::<Vec<_>>(),
+            [gens.iter().position(|g| g.name == "key").unwrap()]
+        );
+        let r = render_many(&[], 1, lane(0, 2), "é{{worker}}ü\\{{ñ", 1);
+        assert_eq!(r[0], "é2ü{{ñ");
+        let r = render_many(&[], 1, lane(0, 2), "[{{{worker}}}] {\"w\":{{worker}}}", 1);
+        assert_eq!(r[0], "[{2}] {\"w\":2}");
+    }
+
+    #[test]
+    fn template_errors_say_what_is_wrong() {
+        let gens = parse(MANY).unwrap();
+        let e = Template::compile("/x/{{kye}}", &gens).unwrap_err();
+        assert!(e.starts_with("`{{kye}}` in \"/x/{{kye}}\" names no generator; known: agent, worker, iteration, blob, "), "{e}");
+        assert!(e.contains("key"), "{e}");
+        let e = Template::compile("/x/{{key", &gens).unwrap_err();
+        assert_eq!(
+            e,
+            "unclosed `{{` in \"/x/{{key\": close it with `}}`, or write `\\{{` for a literal `{{`"
+        );
+        let e = Template::compile("/x/{{ }}", &gens).unwrap_err();
+        assert!(e.starts_with("empty `{{}}`"), "{e}");
+    }
+
+    #[test]
+    #[should_panic(expected = "template compiled against other generators")]
+    fn a_template_of_other_generators_is_refused() {
+        let gens = parse(MANY).unwrap();
+        let t = Template::compile("{{key}}", &gens).unwrap();
+        let mut w = WorkerGen::new(&gens[..2], 1, lane(0, 0));
+        w.render(&t, &mut Vec::new());
+    }
+
+    // ------------------------------------------------------------ files
+
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("fleetbench-gen-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn csv_column_from_a_file_next_to_the_workload() {
+        let dir = temp_dir("csv");
+        std::fs::write(
+            dir.join("users.csv"),
+            "id,email\n1,\"a@x, inc\"\n2,b@x\n3,c@x\n",
+        )
+        .unwrap();
+        let g = parse_in(
+            &dir,
+            "[generator.email]\nkind = \"file\"\nfile = \"users.csv\"\ncolumn = \"email\"\n",
+        )
+        .unwrap()
+        .remove(0);
+        let GenKind::File { rows, .. } = &g.kind else {
+            panic!()
+        };
+        assert_eq!(rows.iter().collect::<Vec<_>>(), ["a@x, inc", "b@x", "c@x"]);
+        let one_lane = Lane {
+            agent: 0,
+            agents: 1,
+            worker: 0,
+            workers: 1,
+        };
+        assert_eq!(
+            render_many(std::slice::from_ref(&g), 1, one_lane, "{{email}}", 4),
+            ["a@x, inc", "b@x", "c@x", "a@x, inc"]
+        );
+        let e = parse_in(
+            &dir,
+            "[generator.email]\nkind = \"file\"\nfile = \"users.csv\"\ncolumn = \"mail\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "w.toml:4:10: generator \"email\": data file \"users.csv\" has no column \"mail\"; its header has: id, email"
+        );
+        let e = parse_in(
+            &dir,
+            "[generator.email]\nkind = \"file\"\nfile = \"users.csv\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.starts_with(
+                "w.toml:3:8: generator \"email\": \"users.csv\" looks like CSV: name the column"
+            ),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn lines_file_random_and_sequential_per_worker() {
+        let dir = temp_dir("lines");
+        let lines: Vec<String> = (0..12).map(|i| format!("row{i}")).collect();
+        std::fs::write(dir.join("keys.txt"), lines.join("\n") + "\n\n").unwrap();
+        let g = parse_in(
+            &dir,
+            "[generator.k]\nkind = \"file\"\nfile = \"keys.txt\"\n",
+        )
+        .unwrap()
+        .remove(0);
+        // Workers stride over the agent's rows: worker w takes w, w+W, ...
+        let mut seen = Vec::new();
+        for worker in 0..4 {
+            let vals = render_many(std::slice::from_ref(&g), 1, lane(0, worker), "{{k}}", 3);
+            seen.extend(vals);
+        }
+        seen.sort();
+        let mut expected = lines.clone();
+        expected.sort();
+        assert_eq!(seen, expected, "one pass of 4 workers covers the rows once");
+        let g = parse_in(
+            &dir,
+            "[generator.k]\nkind = \"file\"\nfile = \"keys.txt\"\norder = \"random\"\n",
+        )
+        .unwrap()
+        .remove(0);
+        let vals = render_many(&[g], 1, lane(0, 0), "{{k}}", 2000);
+        assert!(vals.iter().all(|v| lines.contains(v)));
+        for l in &lines {
+            assert!(vals.contains(l), "{l} never drawn");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn split_file_slices_are_disjoint_and_cover_the_file() {
+        let rows = Rows::new((0..103).map(|i| format!("r{i}")));
+        let g = GenSpec {
+            name: "k".into(),
+            kind: GenKind::File {
+                path: "k.txt".into(),
+                column: None,
+                order: Order::Sequential,
+                split: true,
+                rows,
+            },
+            seed: None,
+        };
+        for agents in [1u32, 2, 3, 7, 103] {
+            let mut all: Vec<String> = Vec::new();
+            for a in 0..agents {
+                let pb = g.to_pb(a, agents);
+                assert!(!pb.values.is_empty());
+                let back = GenSpec::from_pb(&pb).unwrap();
+                let GenKind::File { rows, .. } = &back.kind else {
+                    panic!()
+                };
+                all.extend(rows.iter().map(str::to_string));
+            }
+            let expected: Vec<String> = (0..103).map(|i| format!("r{i}")).collect();
+            assert_eq!(all, expected, "{agents} agents");
+        }
+        assert!(g.check_split(103).is_ok());
+        assert_eq!(
+            g.check_split(104).unwrap_err(),
+            "generator \"k\": \"k.txt\" has 103 rows, fewer than the 104 agents it is split across"
+        );
+        // Unsplit: every agent gets every row.
+        let mut whole = g.clone();
+        if let GenKind::File { split, .. } = &mut whole.kind {
+            *split = false;
+        }
+        assert_eq!(whole.to_pb(2, 3).values.len(), 103);
+    }
+
+    #[test]
+    fn file_errors() {
+        let dir = temp_dir("errors");
+        let e = parse_in(
+            &dir,
+            "[generator.k]\nkind = \"file\"\nfile = \"nope.txt\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.starts_with("w.toml:3:8: generator \"k\": cannot read data file \"nope.txt\" ("),
+            "{e}"
+        );
+        assert!(e.contains("No such file"), "{e}");
+        let big = std::fs::File::create(dir.join("big.txt")).unwrap();
+        big.set_len(MAX_FILE_BYTES + 1).unwrap();
+        let e = parse_in(&dir, "[generator.k]\nkind = \"file\"\nfile = \"big.txt\"\n").unwrap_err();
+        assert_eq!(
+            e,
+            format!(
+                "w.toml:3:8: generator \"k\": data file \"big.txt\" is {} bytes, more than the limit of 64 MiB; cut it down or split it across runs",
+                MAX_FILE_BYTES + 1
+            )
+        );
+        std::fs::write(dir.join("empty.txt"), "\n\n").unwrap();
+        let e = parse_in(
+            &dir,
+            "[generator.k]\nkind = \"file\"\nfile = \"empty.txt\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "w.toml:3:8: generator \"k\": data file \"empty.txt\" has no rows"
+        );
+        std::fs::write(dir.join("bin.txt"), b"ok\n\xff\xfe\n").unwrap();
+        let e = parse_in(&dir, "[generator.k]\nkind = \"file\"\nfile = \"bin.txt\"\n").unwrap_err();
+        assert_eq!(
+            e,
+            "w.toml:3:8: generator \"k\": data file \"bin.txt\" is not UTF-8 text (line 2)"
+        );
+        std::fs::write(dir.join("bad.csv"), "a,b\n1\n").unwrap();
+        let e = parse_in(
+            &dir,
+            "[generator.k]\nkind = \"file\"\nfile = \"bad.csv\"\ncolumn = \"a\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "w.toml:3:8: generator \"k\": data file \"bad.csv\": line 2 has 1 fields, the header has 2"
+        );
+        let e = parse_in(&dir, "[generator.k]\nkind = \"file\"\nfile = \"bad.csv\"\ncolumn = \"a\"\norder = \"shuffled\"\n").unwrap_err();
+        assert_eq!(
+            e,
+            "w.toml:5:9: generator \"k\": unknown order \"shuffled\"; expected sequential or random"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    // ------------------------------------------------------------ rejections
+
+    #[test]
+    fn every_rejection_names_the_place_and_what_is_expected() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "kind = \"zipff\"",
+                "w.toml:2:8: generator \"g\": unknown kind \"zipff\"; expected one of: sequence, uniform, uniform_int, uniform_float, zipf, normal, exponential, pareto, choice, string, bytes, uuid, timestamp, file",
+            ),
+            (
+                "kind = \"zipf\"",
+                "w.toml:1:12: generator \"g\": zipf needs `n`, like n = 1000 (values 1 to n)",
+            ),
+            (
+                "kind = \"zipf\"\nn = 0",
+                "w.toml:3:5: generator \"g\": zipf needs n >= 1, a whole number up to 2^53, not 0",
+            ),
+            (
+                "kind = \"zipf\"\nn = 10.5",
+                "w.toml:3:5: generator \"g\": zipf needs n >= 1, a whole number up to 2^53, not 10.5",
+            ),
+            (
+                "kind = \"zipf\"\nn = 10\nexponent = 0",
+                "w.toml:4:12: generator \"g\": zipf needs exponent > 0, not 0",
+            ),
+            (
+                "kind = \"zipf\"\nn = 10\nmin = 1",
+                "w.toml:4:7: generator \"g\": zipf does not take `min`; it takes `n`, `exponent` (and `seed`)",
+            ),
+            (
+                "kind = \"uuid\"\nn = 1",
+                "w.toml:3:5: generator \"g\": uuid does not take `n`; it takes no keys but `seed`",
+            ),
+            (
+                "kind = \"uniform\"\nmin = 1",
+                "w.toml:1:12: generator \"g\": uniform needs `max`, like max = 100",
+            ),
+            (
+                "kind = \"uniform\"\nmin = 5\nmax = 1",
+                "w.toml:4:7: generator \"g\": uniform needs min <= max, not min 5 and max 1",
+            ),
+            (
+                "kind = \"uniform\"\nmin = 5.5\nmax = 1.5",
+                "w.toml:4:7: generator \"g\": uniform needs min <= max, not min 5.5 and max 1.5",
+            ),
+            (
+                "kind = \"uniform_int\"\nmin = 0.5\nmax = 1",
+                "w.toml:3:7: generator \"g\": uniform_int needs a whole min, not 0.5",
+            ),
+            (
+                "kind = \"uniform\"\nmin = 0\nmax = 9007199254740993",
+                "w.toml:4:7: generator \"g\": max must be between -2^53 and 2^53, not 9007199254740993",
+            ),
+            (
+                "kind = \"uniform\"\nmin = 0\nmax = 1\nprecision = 20",
+                "w.toml:5:13: generator \"g\": precision must be 0 to 12 digits after the point, not 20",
+            ),
+            (
+                "kind = \"uniform\"\nmin = 0\nmax = inf",
+                "w.toml:4:7: generator \"g\": max must be a finite number, not inf",
+            ),
+            (
+                "kind = \"sequence\"\nstep = 0",
+                "w.toml:3:8: generator \"g\": sequence needs a step other than 0",
+            ),
+            (
+                "kind = \"normal\"\nmean = 1",
+                "w.toml:1:12: generator \"g\": normal needs `stddev`, like stddev = 15",
+            ),
+            (
+                "kind = \"normal\"\nmean = 1\nstddev = -1",
+                "w.toml:4:10: generator \"g\": normal needs stddev >= 0, not -1",
+            ),
+            (
+                "kind = \"exponential\"\nmean = 0",
+                "w.toml:3:8: generator \"g\": exponential needs mean > 0, not 0",
+            ),
+            (
+                "kind = \"pareto\"\nscale = 1",
+                "w.toml:1:12: generator \"g\": pareto needs `shape`, like shape = 1.5",
+            ),
+            (
+                "kind = \"pareto\"\nscale = 1\nshape = -2",
+                "w.toml:4:9: generator \"g\": pareto needs shape > 0, not -2",
+            ),
+            (
+                "kind = \"choice\"",
+                "w.toml:1:12: generator \"g\": choice needs `values`, like values = [\"GET\", \"PUT\"]",
+            ),
+            (
+                "kind = \"choice\"\nvalues = []",
+                "w.toml:3:10: generator \"g\": choice needs at least one value",
+            ),
+            (
+                "kind = \"choice\"\nvalues = [\"a\", \"b\"]\nweights = [1]",
+                "w.toml:4:11: generator \"g\": choice has 2 values but 1 weights; give one weight per value",
+            ),
+            (
+                "kind = \"choice\"\nvalues = [\"a\", \"b\"]\nweights = [1, -1]",
+                "w.toml:4:15: generator \"g\": a weight must be a number >= 0, not -1",
+            ),
+            (
+                "kind = \"choice\"\nvalues = [\"a\", \"b\"]\nweights = [0, 0]",
+                "w.toml:4:11: generator \"g\": the weights add up to 0; give at least one a weight above 0",
+            ),
+            (
+                "kind = \"string\"",
+                "w.toml:1:12: generator \"g\": string needs `length`, like length = 16 or length = { min = 8, max = 32 }",
+            ),
+            (
+                "kind = \"string\"\nlength = -1",
+                "w.toml:3:10: generator \"g\": length length must be a whole number from 0 to 1048576, not -1; write 16, { min = 8, max = 32 }, { dist = \"normal\", mean = 100, stddev = 20 } or { dist = \"exponential\", mean = 100 }",
+            ),
+            (
+                "kind = \"string\"\nlength = { min = 9, max = 3 }",
+                "w.toml:3:10: generator \"g\": length needs min <= max, not min 9 and max 3",
+            ),
+            (
+                "kind = \"string\"\nlength = { min = 1 }",
+                "w.toml:3:10: generator \"g\": length uniform needs `max`; write 16, { min = 8, max = 32 }, { dist = \"normal\", mean = 100, stddev = 20 } or { dist = \"exponential\", mean = 100 }",
+            ),
+            (
+                "kind = \"string\"\nlength = { dist = \"gamma\", mean = 1 }",
+                "w.toml:3:10: generator \"g\": length has unknown dist \"gamma\"; expected uniform, normal or exponential",
+            ),
+            (
+                "kind = \"string\"\nlength = { dist = \"exponential\", mean = 1, max = 3 }",
+                "w.toml:3:10: generator \"g\": length exponential does not take `max`; write 16, { min = 8, max = 32 }, { dist = \"normal\", mean = 100, stddev = 20 } or { dist = \"exponential\", mean = 100 }",
+            ),
+            (
+                "kind = \"string\"\nlength = 4\nalphabet = \"greek\"",
+                "w.toml:4:12: generator \"g\": unknown alphabet \"greek\"; expected alnum, alpha, hex or numeric, or `chars = \"...\"` for your own",
+            ),
+            (
+                "kind = \"string\"\nlength = 4\nchars = \"\"",
+                "w.toml:4:9: generator \"g\": chars must hold at least one character",
+            ),
+            (
+                "kind = \"string\"\nlength = 4\nchars = \"ab\"\nalphabet = \"hex\"",
+                "w.toml:5:12: generator \"g\": string takes `alphabet` or `chars`, not both",
+            ),
+            (
+                "kind = \"timestamp\"\nformat = \"iso\"",
+                "w.toml:3:10: generator \"g\": unknown format \"iso\"; expected unix_s, unix_ms, unix_us or rfc3339",
+            ),
+            (
+                "kind = \"file\"",
+                "w.toml:1:12: generator \"g\": file needs `file`, like file = \"keys.csv\" (relative to the workload file)",
+            ),
+            (
+                "kind = \"uuid\"\nseed = -1",
+                "w.toml:3:8: generator \"g\": seed must be zero or more, not -1",
+            ),
+        ];
+        for (body, expected) in cases {
+            assert_eq!(
+                &reject(&format!("[generator.g]\n{body}\n")),
+                expected,
+                "{body}"
+            );
+        }
+        let e = reject("[generator.agent]\nkind = \"uuid\"\n");
+        assert_eq!(
+            e,
+            "w.toml:1:12: generator name \"agent\" is built in ({{agent}} is always there); pick another name"
+        );
+        let e = reject("[generator.\"a b\"]\nkind = \"uuid\"\n");
+        assert_eq!(
+            e,
+            "w.toml:1:12: generator name \"a b\" must be non-empty letters, digits, '-', '_' or '.'"
+        );
+        let e = reject("[generator.g]\nkind = \"uuid\"\nrats = 5\n");
+        assert!(e.contains("unknown field `rats`"), "{e}");
+    }
+
+    #[test]
+    fn the_readme_example_parses_and_renders() {
+        let readme = include_str!("../README.md");
+        let start = readme
+            .find("```toml\n[generator.user]")
+            .expect("README has the example")
+            + 8;
+        let block = &readme[start..];
+        let block = &block[..block.find("```").unwrap()];
+        let (gens_text, phase) = block.split_once("[phase.http]").unwrap();
+        let dir = temp_dir("readme");
+        std::fs::write(dir.join("users.csv"), "id,email\n1,a@x\n2,b@x\n").unwrap();
+        let gens = parse_in(&dir, gens_text).unwrap();
+        assert_eq!(gens.len(), 8);
+        let body = phase
+            .lines()
+            .find_map(|l| l.strip_prefix("body = '"))
+            .unwrap();
+        let body = body.strip_suffix('\'').unwrap();
+        let r = render_many(&gens, 1, lane(0, 0), body, 1);
+        assert!(r[0].starts_with("{\"user\":"), "{}", r[0]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    // ------------------------------------------------------------ wire
+
+    #[test]
+    fn every_kind_round_trips_through_the_wire() {
+        let dir = temp_dir("wire");
+        std::fs::write(dir.join("k.csv"), "a,b\n1,x\n2,y\n").unwrap();
+        let mut gens = parse_in(&dir, &format!("{MANY}\n[generator.t]\nkind = \"timestamp\"\nformat = \"unix_us\"\nseed = 9\n\n[generator.c]\nkind = \"string\"\nlength = {{ dist = \"exponential\", mean = 7.5 }}\nchars = \"xyz\u{e9}\"\n\n[generator.e]\nkind = \"bytes\"\nlength = {{ dist = \"normal\", mean = 7, stddev = 2 }}\n\n[generator.f]\nkind = \"file\"\nfile = \"k.csv\"\ncolumn = \"b\"\norder = \"random\"\nsplit = true\n\n[generator.u2]\nkind = \"uniform_float\"\nmin = 1\nmax = 2\n"))
+            .unwrap();
+        assert_eq!(gens.len(), 16);
+        for g in &mut gens {
+            let back = GenSpec::from_pb(&g.to_pb(0, 1)).unwrap();
+            // The CSV column is not sent: the rows are its values.
+            if let GenKind::File { column, .. } = &mut g.kind {
+                *column = None;
+            }
+            assert_eq!(&back, g);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn bad_wire_generators_are_refused() {
+        let g = one("[generator.z]\nkind = \"zipf\"\nn = 10\n");
+        let mut pb = g.to_pb(0, 1);
+        pb.params.insert("n".into(), 0.0);
+        assert_eq!(
+            GenSpec::from_pb(&pb).unwrap_err(),
+            "generator \"z\": zipf n 0 < 1"
+        );
+        pb.params.remove("n");
+        assert_eq!(
+            GenSpec::from_pb(&pb).unwrap_err(),
+            "generator \"z\": zipf without `n`"
+        );
+        pb.kind = "gamma".into();
+        assert_eq!(
+            GenSpec::from_pb(&pb).unwrap_err(),
+            "generator \"z\": unknown kind \"gamma\""
+        );
+    }
+
+    #[test]
+    fn the_resolved_json_counts_rows_instead_of_listing_them() {
+        let g = GenSpec {
+            name: "k".into(),
+            kind: GenKind::File {
+                path: "k.txt".into(),
+                column: None,
+                order: Order::Random,
+                split: false,
+                rows: Rows::new(["a", "b"]),
+            },
+            seed: Some(3),
+        };
+        assert_eq!(
+            serde_json::to_string(&g).unwrap(),
+            r#"{"name":"k","kind":{"kind":"file","path":"k.txt","column":null,"order":"random","split":false,"rows":2},"seed":3}"#
+        );
+    }
+}
