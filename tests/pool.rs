@@ -563,12 +563,13 @@ fn attach_by_hand(creds: &Path, log: &Path) -> Proc {
 fn enrolled_agent_joins_a_run_and_a_wrong_secret_is_refused() {
     let dir = TempDir::new("pool-enroll");
     let data = dir.path();
+    // A port of its own: free now, fixed for the pool from here on.
+    let listen = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .to_string();
     ok(
-        &coord(
-            data,
-            &["pool", "up", "e", "--listen", "127.0.0.1:17815"],
-            None,
-        ),
+        &coord(data, &["pool", "up", "e", "--listen", &listen], None),
         "pool up with no hosts",
     );
     let creds = data.join("a.creds");
