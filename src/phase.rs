@@ -19,7 +19,7 @@ use crate::clock::parse_duration;
 use crate::generator::{GenSpec, Template};
 use crate::pb;
 use crate::rng::Latency;
-use crate::spec::{Number, Source, SpecError, WINDOW};
+use crate::spec::{Number, Source, SpecError, WINDOW, positive};
 
 /// A phase with `iterations` and no `duration` is cut off after this long.
 pub const ITERATIONS_CAP: Duration = Duration::from_secs(3600);
@@ -840,12 +840,23 @@ pub(crate) fn validate_phase(
     })
 }
 
-fn positive(src: &Source, value: &Spanned<String>, what: &str) -> Result<Duration, SpecError> {
-    let d = src.duration(value, what)?;
-    if d.is_zero() {
-        return Err(src.error(value.span(), format!("{what} must be longer than zero")));
+/// An operation's table holds `concurrency` or `rate`: those are the
+/// phase's (the single-table form allows them, for the original syntax).
+fn no_load_in_op(
+    src: &Source,
+    what: &str,
+    concurrency: Option<Range<usize>>,
+    rate: Option<Range<usize>>,
+) -> Result<(), SpecError> {
+    for (key, span) in [("concurrency", concurrency), ("rate", rate)] {
+        if let Some(span) = span {
+            return Err(src.error(
+                span,
+                format!("{what}: `{key}` belongs to the phase, not to one operation"),
+            ));
+        }
     }
-    Ok(d)
+    Ok(())
 }
 
 fn rate_value(
@@ -1005,17 +1016,12 @@ fn validate_http(
 ) -> Result<Http, SpecError> {
     let h = h.into_inner();
     if !load_allowed {
-        for (key, s) in [
-            ("concurrency", h.concurrency.as_ref().map(|c| c.span())),
-            ("rate", h.rate.as_ref().map(|c| c.span())),
-        ] {
-            if let Some(span) = s {
-                return Err(src.error(
-                    span,
-                    format!("{what}: `{key}` belongs to the phase, not to one operation"),
-                ));
-            }
-        }
+        no_load_in_op(
+            src,
+            what,
+            h.concurrency.as_ref().map(|c| c.span()),
+            h.rate.as_ref().map(|c| c.span()),
+        )?;
     }
     let url = h.url.get_ref().trim().to_string();
     check_url(&url).map_err(|why| src.error(h.url.span(), format!("{what}: url {url:?} {why}")))?;
@@ -1123,17 +1129,12 @@ fn validate_synthetic(
 ) -> Result<Synthetic, SpecError> {
     let s = s.into_inner();
     if !load_allowed {
-        for (key, span) in [
-            ("concurrency", s.concurrency.as_ref().map(|c| c.span())),
-            ("rate", s.rate.as_ref().map(|c| c.span())),
-        ] {
-            if let Some(span) = span {
-                return Err(src.error(
-                    span,
-                    format!("{what}: `{key}` belongs to the phase, not to one operation"),
-                ));
-            }
-        }
+        no_load_in_op(
+            src,
+            what,
+            s.concurrency.as_ref().map(|c| c.span()),
+            s.rate.as_ref().map(|c| c.span()),
+        )?;
     }
     let latency_span = s.latency.span();
     let latency = validate_latency(s.latency.into_inner())

@@ -79,21 +79,11 @@ pub struct Agents {
     /// How long to wait for every agent to attach.
     #[serde(with = "duration_text")]
     pub attach_timeout: Duration,
+    /// How each phase's load is split over the agents.
+    pub split: Split,
     /// Agents taken from a long-lived pool instead (no local or SSH agents).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pool: Option<PoolUse>,
-    /// How each phase's load is split over the agents.
-    pub split: Split,
-}
-
-/// `[agents] pool = "NAME"`, with `count` and `labels`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PoolUse {
-    pub name: String,
-    /// Agents to take; None: every agent of the pool that matches.
-    pub count: Option<u32>,
-    /// Only agents carrying every one of these labels.
-    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// How load is split across agents: each agent's share is its weight over
@@ -107,6 +97,16 @@ pub enum Split {
     /// Explicit weights, one per agent in order: local agents first, then
     /// each host's `per_host` agents in the order of `hosts`.
     Weights(Vec<f64>),
+}
+
+/// `[agents] pool = "NAME"`, with `count` and `labels`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PoolUse {
+    pub name: String,
+    /// Agents to take; None: every agent of the pool that matches.
+    pub count: Option<u32>,
+    /// Only agents carrying every one of these labels.
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// `user@host[:port]`: an SSH host.
@@ -286,10 +286,10 @@ struct RawAgents {
     remote_dir: Option<Spanned<String>>,
     min_hosts: Option<Spanned<i64>>,
     attach_timeout: Option<Spanned<String>>,
+    split: Option<Spanned<RawSplit>>,
     pool: Option<Spanned<String>>,
     count: Option<Spanned<i64>>,
     labels: Option<Spanned<std::collections::BTreeMap<String, String>>>,
-    split: Option<Spanned<RawSplit>>,
 }
 
 #[derive(Deserialize)]
@@ -731,7 +731,11 @@ pub fn valid_pool_name(name: &str) -> bool {
         && !name.starts_with('.')
 }
 
-fn positive(src: &Source, value: &Spanned<String>, what: &str) -> Result<Duration, SpecError> {
+pub(crate) fn positive(
+    src: &Source,
+    value: &Spanned<String>,
+    what: &str,
+) -> Result<Duration, SpecError> {
     let d = src.duration(value, what)?;
     if d.is_zero() {
         return Err(src.error(value.span(), format!("{what} must be longer than zero")));

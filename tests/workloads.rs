@@ -518,3 +518,59 @@ http = {{ method = "PUT", url = "http://127.0.0.1:{port}/kv/{{{{key}}}}/{{{{id}}
     assert_eq!(bad.status.code(), Some(2), "{}", text(&bad.stderr));
     assert!(text(&bad.stderr).contains("has no phase \"nope\" (it has: p)"));
 }
+
+/// A data file split across agents: each agent reads only its own slice,
+/// in order, so two agents with one worker each and one iteration per row
+/// send every row exactly once (the target's record), no overlap.
+#[test]
+fn a_split_data_file_feeds_every_row_once_across_agents() {
+    let dir = TempDir::new("datafile");
+    let rows: Vec<String> = (0..40).map(|i| format!("user{i:02}")).collect();
+    dir.write(
+        "users.csv",
+        &format!(
+            "id,name\n{}\n",
+            rows.iter()
+                .enumerate()
+                .map(|(i, r)| format!("{i},{r}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        ),
+    );
+    let record = dir.path().join("requests.txt");
+    let target = Target::start(&["--record", record.to_str().unwrap()]);
+    let w = dir.write(
+        "w.toml",
+        &format!(
+            r#"
+[agents]
+local = 2
+
+[generator.user]
+kind = "file"
+file = "users.csv"
+column = "name"
+order = "sequential"
+split = true
+
+[[phase]]
+name = "p"
+iterations = 40
+concurrency = 2
+
+[phase.http]
+url = "http://{}/u/{{{{user}}}}"
+"#,
+            target.addr
+        ),
+    );
+    run_ok(dir.path(), &w);
+    target.stop();
+    let mut sent: Vec<String> = std::fs::read_to_string(&record)
+        .unwrap()
+        .lines()
+        .map(|l| l.trim_start_matches("GET /u/").to_string())
+        .collect();
+    sent.sort();
+    assert_eq!(sent, rows, "every row once, across both agents");
+}
