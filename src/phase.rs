@@ -5,7 +5,7 @@
 //!
 //! Like the rest of the spec, the raw TOML keeps spans and validation turns
 //! it into types that cannot hold a bad value; every rejection names the
-//! file, line and column. Templates (`{{name}}`, see [`crate::gen`]) in URLs,
+//! file, line and column. Templates (`{{name}}`, see [`crate::generator`]) in URLs,
 //! headers, bodies, TCP payloads and exec arguments are compiled here, so a
 //! reference to an unknown generator is a load-time error.
 
