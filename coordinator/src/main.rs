@@ -152,7 +152,7 @@ enum PoolCmd {
     Up {
         /// The pool's name.
         name: String,
-        /// SSH hosts like bench@10.0.0.11 or bench@10.0.0.12:2222, or files listing one per line.
+        /// SSH hosts (`user@host[:port]`), or files listing one per line.
         #[arg(long, num_args = 1.., required = false)]
         hosts: Vec<String>,
         /// Agents per host.
