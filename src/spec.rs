@@ -499,6 +499,14 @@ impl Workload {
             }
             phases.push(phase);
         }
+        if let (Split::Weights(_), Some(p)) = (&agents.split, &agents.pool)
+            && p.count.is_none()
+        {
+            return Err(src.error(
+                agents_span,
+                "agents.split weights need agents.count with a pool: one weight per agent taken, in the pool's order",
+            ));
+        }
         if let Split::Weights(w) = &agents.split
             && w.len() != agents.count() as usize
         {
@@ -1054,6 +1062,11 @@ concurrency = 16
         );
         let e = reject(&GOOD.replace("local = 2", "local = 2\ncount = 2"));
         assert!(e.contains("agents.count needs `pool"), "{e}");
+        let e = reject(&GOOD.replace("local = 2", "pool = \"p\"\nsplit = [1, 2]"));
+        assert!(
+            e.contains("agents.split weights need agents.count with a pool"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -563,12 +563,13 @@ fn attach_by_hand(creds: &Path, log: &Path) -> Proc {
 fn enrolled_agent_joins_a_run_and_a_wrong_secret_is_refused() {
     let dir = TempDir::new("pool-enroll");
     let data = dir.path();
+    // A port of its own: free now, fixed for the pool from here on.
+    let listen = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .to_string();
     ok(
-        &coord(
-            data,
-            &["pool", "up", "e", "--listen", "127.0.0.1:17815"],
-            None,
-        ),
+        &coord(data, &["pool", "up", "e", "--listen", &listen], None),
         "pool up with no hosts",
     );
     let creds = data.join("a.creds");
@@ -590,6 +591,24 @@ fn enrolled_agent_joins_a_run_and_a_wrong_secret_is_refused() {
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&creds).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600);
     let _agent = attach_by_hand(&creds, &data.join("a.log"));
+    // Another agent of the pool, with labels the run does not ask for.
+    let other = data.join("b.creds");
+    ok(
+        &coord(
+            data,
+            &[
+                "enroll",
+                "e",
+                "--labels",
+                "zone=b",
+                "--output",
+                other.to_str().unwrap(),
+            ],
+            None,
+        ),
+        "enroll another",
+    );
+    let _other = attach_by_hand(&other, &data.join("b.log"));
 
     let w = dir.write(
         "e.toml",
@@ -607,6 +626,17 @@ fn enrolled_agent_joins_a_run_and_a_wrong_secret_is_refused() {
     assert!(
         stderr.contains(&format!("pool e is held by run {holder}")),
         "{stderr}"
+    );
+    // `pool ls` says who holds it, and lists both agents as last seen.
+    let ls = coord(data, &["pool", "ls", "e"], None);
+    let table = text(&ls.stdout);
+    assert!(
+        ls.status.success() && table.contains(&format!("held by run {holder}")),
+        "{table}"
+    );
+    assert!(
+        table.contains("enrolled-1") && table.contains("zone=b"),
+        "{table}"
     );
 
     // A wrong secret is refused for good.
@@ -634,7 +664,11 @@ fn enrolled_agent_joins_a_run_and_a_wrong_secret_is_refused() {
     }
     assert!(status.success(), "{}", seen.join("\n"));
     let report = report_json(data, &holder);
-    assert_eq!(report_agents(&report), ["enrolled-1"], "{report}");
+    assert_eq!(
+        report_agents(&report),
+        ["enrolled-1"],
+        "only the agent with the run's labels took part: {report}"
+    );
     assert!(requests(&report, 0) > 0, "{report}");
     let notices = report["notices"].to_string();
     assert!(

@@ -237,7 +237,12 @@ async fn attach_once(
 ) -> Result<Attached> {
     let endpoint = fleetbench::tls::Dialer::endpoint(&cfg.coordinator)
         .context("coordinator address")?
-        .connect_timeout(Duration::from_secs(5))
+        .connect_timeout(if cfg.pool {
+            // Redial soon after a coordinator's host comes back.
+            Duration::from_secs(2)
+        } else {
+            Duration::from_secs(5)
+        })
         .http2_keep_alive_interval(Duration::from_secs(5))
         .keep_alive_timeout(Duration::from_secs(10));
     let channel = cfg.dialer.connect(&endpoint).await.context("connecting")?;

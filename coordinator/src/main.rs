@@ -150,6 +150,7 @@ enum PoolCmd {
     /// Bootstrap pool agents on hosts (those not running already) and
     /// record the pool; again with the same hosts, it changes nothing.
     Up {
+        /// The pool's name.
         name: String,
         /// SSH hosts (`user@host[:port]`), or files listing one per line.
         #[arg(long, num_args = 1.., required = false)]
@@ -190,6 +191,7 @@ enum PoolCmd {
     /// Each pool and agent: host, labels, version and binary (STALE when it
     /// is not the local agent's), attached or not, last seen, uptime.
     Ls {
+        /// Only this pool.
         name: Option<String>,
         /// How long to wait for agents to dial in.
         #[arg(long, default_value = "3s", value_parser = duration)]
@@ -198,6 +200,7 @@ enum PoolCmd {
     /// Replace agents that run another binary than the local agent, host by
     /// host; a host that fails keeps its old agent.
     Upgrade {
+        /// The pool's name.
         name: String,
         /// Hosts upgraded at once.
         #[arg(long, default_value_t = pool::UPGRADE_PARALLEL)]
@@ -210,6 +213,7 @@ enum PoolCmd {
     /// Stop the pool's agents, remove fleetbench's files from its hosts, and
     /// forget the pool.
     Down {
+        /// The pool's name.
         name: String,
         #[arg(long)]
         accept_new_host_keys: bool,

@@ -1020,7 +1020,7 @@ pub async fn ls(data_dir: &Path, name: Option<&str>, wait: Duration) -> Result<(
                 (Some(h), _) => hub::short(h).to_string(),
                 (None, _) => "-".into(),
             };
-            let ago = |us: i64| fleetbench::clock::format_us(((now - us).max(0)) as f64);
+            let ago = |us: i64| age((now - us).max(0));
             println!(
                 "  {:<32} {:<24} {:<16} {:<10} {:<20} {:<10} {:>10} {:>10}",
                 m.id,
@@ -1036,6 +1036,18 @@ pub async fn ls(data_dir: &Path, name: Option<&str>, wait: Duration) -> Result<(
         }
     }
     Ok(())
+}
+
+/// A span of time as people say it: 850ms, 42s, 16m45s, 3h02m, 5d04h.
+fn age(us: i64) -> String {
+    let s = us / 1_000_000;
+    match s {
+        0 => format!("{}ms", us / 1000),
+        1..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..86400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{:02}h", s / 86400, s % 86400 / 3600),
+    }
 }
 
 // ------------------------------------------------------------- pool upgrade
@@ -1486,4 +1498,39 @@ pub async fn enroll(data_dir: &Path, args: EnrollArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_and_hosts_parse_and_ages_read_well() {
+        let l = parse_labels("zone=a, tier=big").unwrap();
+        assert_eq!(l["zone"], "a");
+        assert_eq!(l["tier"], "big");
+        assert!(parse_labels("zone").unwrap_err().contains("key=value"));
+        assert!(parse_labels("=a").unwrap_err().contains("empty key"));
+        assert!(parse_labels("").unwrap().is_empty());
+        let hosts = parse_hosts(&["bench@10.0.0.1".into(), "bench@10.0.0.1".into()]).unwrap();
+        assert_eq!(hosts.len(), 1, "a host listed twice is one host");
+        assert_eq!(age(850_000), "850ms");
+        assert_eq!(age(42_000_000), "42s");
+        assert_eq!(age(1_005_000_000), "16m45s");
+        assert_eq!(age(10_920_000_000), "3h02m");
+    }
+
+    #[test]
+    fn the_holder_lock_names_who_holds_it() {
+        let dir =
+            std::env::temp_dir().join(format!("fleetbench-pool-hold-{}", uuid::Uuid::now_v7()));
+        let first = hold(&dir, "p", "run r1").unwrap();
+        let e = hold(&dir, "p", "run r2").err().unwrap().to_string();
+        assert!(e.contains("pool p is held by run r1 (pid"), "{e}");
+        drop(first);
+        let again = hold(&dir, "p", "pool ls");
+        assert!(again.is_ok(), "released when dropped");
+        drop(again);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
