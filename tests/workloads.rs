@@ -10,6 +10,15 @@ use std::time::Duration;
 
 use common::*;
 
+/// These tests load the machine on purpose (a ramp is checked window by
+/// window, a mix over 100,000 requests): one at a time, so that each one's
+/// timing is its own.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn run_ok(data: &Path, workload: &Path) -> (String, serde_json::Value) {
     let out = coordinator(data, &["run", workload.to_str().unwrap(), "--json"]);
     assert!(
@@ -33,6 +42,7 @@ fn route(stats: &serde_json::Value, name: &str) -> u64 {
 /// a 79/21 mix always would).
 #[test]
 fn a_mix_keeps_its_weights_over_100k_operations() {
+    let _serial = serial();
     let target = Target::start(&[]);
     let dir = TempDir::new("mix");
     let base = target.url();
@@ -86,6 +96,7 @@ http = {{ url = "{base}scan?from={{{{key}}}}", version = "2" }}
 /// the ramp's average over that window.
 #[test]
 fn a_ramp_is_followed_window_by_window() {
+    let _serial = serial();
     let dir = TempDir::new("ramp");
     let w = dir.write(
         "ramp.toml",
@@ -126,6 +137,7 @@ latency = "1ms"
 /// comes after the last phase-1 end.
 #[test]
 fn phases_start_together_after_every_agent_ended() {
+    let _serial = serial();
     let dir = TempDir::new("barrier");
     let w = dir.write(
         "barrier.toml",
@@ -213,6 +225,7 @@ fn example(name: &str) -> std::path::PathBuf {
 /// read/scan mix; the target's own counts match the report's.
 #[test]
 fn example_ingest_then_query() {
+    let _serial = serial();
     let dir = TempDir::new("ex-ingest");
     let (run, report) = run_ok(dir.path(), &example("ingest-then-query.toml"));
     let stats = service_stats(&events(dir.path(), &run), "db");
@@ -234,6 +247,7 @@ fn example_ingest_then_query() {
 /// and the report say at which window and rate.
 #[test]
 fn example_step_load_stops_at_the_knee() {
+    let _serial = serial();
     let dir = TempDir::new("ex-steps");
     let (run, report) = run_ok(dir.path(), &example("step-load.toml"));
     let events = events(dir.path(), &run);
@@ -259,6 +273,7 @@ fn example_step_load_stops_at_the_knee() {
 /// TCP: every line the agents counted was echoed by the target.
 #[test]
 fn example_tcp_echo() {
+    let _serial = serial();
     let dir = TempDir::new("ex-tcp");
     let (run, report) = run_ok(dir.path(), &example("tcp-echo.toml"));
     let stats = service_stats(&events(dir.path(), &run), "echo");
@@ -272,6 +287,7 @@ fn example_tcp_echo() {
 /// (the command fails for one digit in ten).
 #[test]
 fn example_exec() {
+    let _serial = serial();
     let dir = TempDir::new("ex-exec");
     let (_, report) = run_ok(dir.path(), &example("exec.toml"));
     assert_eq!(requests(&report, 0), 400);
@@ -287,6 +303,7 @@ fn example_exec() {
 /// A budget of iterations ends a phase long before its duration cap.
 #[test]
 fn iterations_end_a_phase_early() {
+    let _serial = serial();
     let dir = TempDir::new("iterations");
     let w = dir.write(
         "it.toml",
@@ -320,6 +337,7 @@ latency = "1ms"
 /// wake late; the report names the agent and says why.
 #[test]
 fn a_starved_agent_is_flagged_as_load_generator_limited() {
+    let _serial = serial();
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
     use std::io::BufRead;
@@ -417,6 +435,7 @@ fn coordinator_text(data: &Path, report: &serde_json::Value) -> String {
 /// seed sends other requests.
 #[test]
 fn the_same_seed_sends_the_same_requests_and_preview_shows_them() {
+    let _serial = serial();
     let dir = TempDir::new("seeded");
     let workload = |seed: u64, port: u16| {
         format!(
@@ -524,6 +543,7 @@ http = {{ method = "PUT", url = "http://127.0.0.1:{port}/kv/{{{{key}}}}/{{{{id}}
 /// send every row exactly once (the target's record), no overlap.
 #[test]
 fn a_split_data_file_feeds_every_row_once_across_agents() {
+    let _serial = serial();
     let dir = TempDir::new("datafile");
     let rows: Vec<String> = (0..40).map(|i| format!("user{i:02}")).collect();
     dir.write(
