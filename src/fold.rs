@@ -2402,7 +2402,9 @@ pub(crate) mod tests {
         for i in 0..10u32 {
             // Window 9 is cut by the stop after window 8: 5 of 100 sent.
             let n = if i == 9 { 5 } else { 100 };
-            let late = u64::from(i == 9);
+            // 5 late wakes of 1,000 scheduled: over rule (c)'s 0.1 %,
+            // under rule (a)'s 1 %.
+            let late = if i == 9 { 5 } else { 0 };
             records.push(op_window(
                 "a",
                 u64::from(i) + 1,
