@@ -495,6 +495,14 @@ def lat(us):
 def num(v, fmt="{:,.0f}"):
     return "-" if v is None else fmt.format(v)
 
+def windows_note(r):
+    # Windows the coordinator got from the agent(s) vs the phase's timeline:
+    # a window lost on the way counts as 0 requests in the report.
+    got, shown = r.get("agent_windows"), len(r.get("window_requests") or [])
+    if got is not None and r.get("agents") == 1 and got < shown:
+        print(f"  note: the coordinator received {got} windows from the agent for the phase's {shown}; "
+              f"requests and req/s count only those")
+
 def per_cpu(r, key="cpu_s"):
     c = r.get(key)
     return r["requests"] / c if c else None
@@ -530,6 +538,7 @@ if wrk and closed:
 if closed:
     if closed["errors"]:
         print(f"  fleetbench errors: {closed['error_classes']}")
+    windows_note(closed)
     if closed["agents_ended"] != closed["agents"]:
         print(f"  note: {closed['agents'] - closed['agents_ended']} agent(s) did not report the phase's end; agent CPU may read 0")
     if closed["tree_cpu_s"] is not None and closed["tree_cpu_s"] + 0.05 < closed["cpu_s"]:
@@ -558,6 +567,7 @@ if run_fb == "1" and skip_rate != "1":
             print(f"  coordinator+agent tree CPU: {opened['tree_cpu_s']:.2f}s ({100 * opened['tree_cpu_s'] / d:.1f}% of one core over the phase)")
         if opened["errors"]:
             print(f"  fleetbench errors: {opened['error_classes']}")
+        windows_note(opened)
         print("  gen CPU share = agent CPU seconds / phase duration (100% = one core); latency counts from the intended send time")
 print()
 PY
