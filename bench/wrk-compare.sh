@@ -11,8 +11,11 @@
 #   1. closed loop: wrk -t1 -cN -dD  vs  fleetbench `concurrency = N`
 #   2. fixed rate:  fleetbench open loop `rate = R` over N connections
 #      (Debian's wrk has no fixed-rate mode, so there is no wrk row)
+# With --template, both fleetbench cases send a templated request (a zipf key
+# and a sequence id in the query, the id again in a header) instead of a
+# constant one, so the cost of rendering per request shows; wrk is unchanged.
 #
-# Usage: bench/wrk-compare.sh [-c CONNS] [-d SECONDS] [-r RATE] [--only wrk|fleetbench] [--no-rate]
+# Usage: bench/wrk-compare.sh [-c CONNS] [-d SECONDS] [-r RATE] [--only wrk|fleetbench] [--no-rate] [--template]
 #        see bench/README.md, or run with -h.
 #
 # Everything runs on loopback, every external command is bounded in time, and
@@ -33,11 +36,14 @@ TARGET_CORE=${TARGET_CORE:-0}         # core nginx is pinned to
 GEN_CORE=${GEN_CORE:-1}               # core the load generator is pinned to
 ONLY=${ONLY:-all}                     # all | wrk | fleetbench
 SKIP_RATE=${SKIP_RATE:-0}             # 1: skip the fixed-rate case
+TEMPLATE=${TEMPLATE:-0}               # 1: fleetbench sends a templated request
+RESULTS_DIR=${RESULTS_DIR:-}          # if set: copy each case's results JSON here
 SKIP_BUILD=${SKIP_BUILD:-0}           # 1: do not run cargo build
 BUILD_TIMEOUT=${BUILD_TIMEOUT:-1800}  # seconds allowed for cargo build
 # Where the coordinator and agent binaries are. Default: the release dir of the
 # cargo target dir the build below uses.
-FLEETBENCH_BIN=${FLEETBENCH_BIN:-${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release}
+# .cargo/config.toml names the target triple, so binaries land under it.
+FLEETBENCH_BIN=${FLEETBENCH_BIN:-${CARGO_TARGET_DIR:-$REPO_ROOT/target}/x86_64-unknown-linux-gnu/release}
 
 usage() {
     cat <<EOF
@@ -48,11 +54,14 @@ usage: $0 [options]
   -r, --rate R          fleetbench fixed-rate case, requests/s (default $RATE, env RATE)
       --only WHAT       wrk | fleetbench | all (default $ONLY, env ONLY)
       --no-rate         skip the fixed-rate case (env SKIP_RATE=1)
+      --template        fleetbench sends a templated request: zipf key and sequence
+                        id in the query, the id in a header (env TEMPLATE=1)
   -h, --help            this text
 
 environment:
   FLEETBENCH_BIN   directory holding coordinator and agent (default $FLEETBENCH_BIN)
   SKIP_BUILD=1     do not run 'cargo build --release -p coordinator -p agent'
+  RESULTS_DIR      if set, each case's results (wrk.json, closed.json, open.json) are copied there
   PORT, TARGET_CORE, GEN_CORE, BUILD_TIMEOUT   see the top of this script
 EOF
 }
@@ -64,6 +73,7 @@ while [[ $# -gt 0 ]]; do
         -r|--rate)        RATE=${2:?}; shift 2 ;;
         --only)           ONLY=${2:?}; shift 2 ;;
         --no-rate)        SKIP_RATE=1; shift ;;
+        --template)       TEMPLATE=1; shift ;;
         -h|--help)        usage; exit 0 ;;
         *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -77,6 +87,10 @@ log() { echo "[wrk-compare] $*" >&2; }
 [[ $RATE =~ ^[0-9]+([.][0-9]+)?$ ]] || die "rate must be a positive number, not '$RATE'"
 [[ $PORT =~ ^[1-9][0-9]*$ ]]        || die "port must be a number, not '$PORT'"
 case $ONLY in all|wrk|fleetbench) ;; *) die "--only takes wrk, fleetbench or all, not '$ONLY'" ;; esac
+case $TEMPLATE in 0|1) ;; *) die "TEMPLATE must be 0 or 1, not '$TEMPLATE'" ;; esac
+if [[ -n $RESULTS_DIR ]]; then
+    mkdir -p -- "$RESULTS_DIR" || die "cannot create RESULTS_DIR $RESULTS_DIR"
+fi
 
 HOST=127.0.0.1   # loopback only, on purpose
 URL="http://$HOST:$PORT/file"
@@ -351,6 +365,25 @@ fi
 
 # ---------------------------------------------------------------- case 1b/2: fleetbench
 
+# The fleetbench request. With --template: two generators fill the query and
+# a header per request (nginx serves /file whatever the query says).
+GENERATORS=""
+FB_URL=$URL
+FB_HEADERS=""
+if [[ $TEMPLATE == 1 ]]; then
+    GENERATORS='
+[generator.key]
+kind = "zipf"
+n = 100000
+exponent = 1.1
+
+[generator.id]
+kind = "sequence"
+'
+    FB_URL="$URL?k={{key}}&id={{id}}"
+    FB_HEADERS='headers = { "x-request-id" = "{{id}}" }'
+fi
+
 # write_workload FILE NAME LOAD_LINES — a one-phase workload against nginx.
 write_workload() {
     cat > "$1" <<EOF
@@ -360,13 +393,14 @@ name = "$2"
 
 [agents]
 local = 1
-
+$GENERATORS
 [[phase]]
 name = "load"
 duration = "${DURATION}s"
 
 [phase.http]
-url = "$URL"
+url = "$FB_URL"
+$FB_HEADERS
 $3
 EOF
 }
@@ -419,6 +453,8 @@ json.dump({
     "error_classes": phase.get("errors") or {},
     "max_send_lag_us": phase.get("max_send_lag_us"),
     "agents": len(agents), "agents_ended": sum(1 for a in agents if a.get("ended")),
+    "agent_windows": sum(a.get("windows", 0) for a in agents),
+    "window_requests": [t.get("requests", 0) for t in phase.get("timeline") or []],
     "cpu_s": sum(a.get("cpu_s", 0.0) for a in agents),
     "tree_cpu_s": tree,
     "target_cpu_s": ticks / clk,
@@ -438,9 +474,14 @@ fi
 
 # ---------------------------------------------------------------- report
 
-python3 - "$WORK/results" "$CONNECTIONS" "$DURATION" "$RATE" "$SKIP_RATE" "$RUN_FB" "$cores" <<'PY'
+if [[ -n $RESULTS_DIR ]]; then
+    cp -- "$WORK"/results/*.json "$RESULTS_DIR"/ 2>/dev/null || log "no results to copy to $RESULTS_DIR"
+fi
+
+python3 - "$WORK/results" "$CONNECTIONS" "$DURATION" "$RATE" "$SKIP_RATE" "$RUN_FB" "$cores" "$TEMPLATE" <<'PY'
 import json, os, sys
-res, conns, dur, rate, skip_rate, run_fb, cores = sys.argv[1:]
+res, conns, dur, rate, skip_rate, run_fb, cores, template = sys.argv[1:]
+fb = "fleetbench agent" + (" (template)" if template == "1" else "")
 
 def load(name):
     p = os.path.join(res, name + ".json")
@@ -453,6 +494,14 @@ def lat(us):
 
 def num(v, fmt="{:,.0f}"):
     return "-" if v is None else fmt.format(v)
+
+def windows_note(r):
+    # Windows the coordinator got from the agent(s) vs the phase's timeline:
+    # a window lost on the way counts as 0 requests in the report.
+    got, shown = r.get("agent_windows"), len(r.get("window_requests") or [])
+    if got is not None and r.get("agents") == 1 and got < shown:
+        print(f"  note: the coordinator received {got} windows from the agent for the phase's {shown}; "
+              f"requests and req/s count only those")
 
 def per_cpu(r, key="cpu_s"):
     c = r.get(key)
@@ -468,7 +517,7 @@ if wrk:
                  num(wrk["cpu_s"], "{:.2f}"), num(per_cpu(wrk)),
                  f"{100 * wrk['target_cpu_s'] / wrk['duration_s']:.0f}%"))
 if closed:
-    rows.append(("fleetbench agent", num(closed["rps"]), lat(closed["p50_us"]), lat(closed["p99_us"]),
+    rows.append((fb, num(closed["rps"]), lat(closed["p50_us"]), lat(closed["p99_us"]),
                  num(closed["errors"]), num(closed["cpu_s"], "{:.2f}"), num(per_cpu(closed)),
                  f"{100 * closed['target_cpu_s'] / max(closed['duration_s'], 1e-9):.0f}%"))
     rows.append(("  coordinator+agent tree", "", "", "", "", num(closed["tree_cpu_s"], "{:.2f}"),
@@ -489,6 +538,7 @@ if wrk and closed:
 if closed:
     if closed["errors"]:
         print(f"  fleetbench errors: {closed['error_classes']}")
+    windows_note(closed)
     if closed["agents_ended"] != closed["agents"]:
         print(f"  note: {closed['agents'] - closed['agents_ended']} agent(s) did not report the phase's end; agent CPU may read 0")
     if closed["tree_cpu_s"] is not None and closed["tree_cpu_s"] + 0.05 < closed["cpu_s"]:
@@ -496,6 +546,8 @@ if closed:
 if wrk and wrk["errors"]:
     print(f"  wrk errors (socket + non-2xx): {wrk['errors']}")
 print("  req/CPU-s = requests / (user + system CPU seconds of the generator); nginx CPU = its worker's share of one core")
+if template == "1" and run_fb == "1":
+    print("  template: fleetbench sends GET /file?k={{key}}&id={{id}} with x-request-id: {{id}} (key zipf n=100000 s=1.1, id a sequence)")
 
 if run_fb == "1" and skip_rate != "1":
     print()
@@ -505,7 +557,7 @@ if run_fb == "1" and skip_rate != "1":
         d = opened["duration_s"] or float(dur)
         achieved = opened["requests"] / d
         head = ("generator", "target req/s", "achieved req/s", "p50", "p99", "errors", "max send lag", "gen CPU s", "gen CPU share")
-        row = ("fleetbench agent", num(float(rate)), num(achieved), lat(opened["p50_us"]), lat(opened["p99_us"]),
+        row = (fb, num(float(rate)), num(achieved), lat(opened["p50_us"]), lat(opened["p99_us"]),
                num(opened["errors"]), lat(opened["max_send_lag_us"]), num(opened["cpu_s"], "{:.2f}"),
                f"{100 * opened['cpu_s'] / d:.1f}%")
         widths = [max(len(str(a)), len(str(b))) for a, b in zip(head, row)]
@@ -515,6 +567,7 @@ if run_fb == "1" and skip_rate != "1":
             print(f"  coordinator+agent tree CPU: {opened['tree_cpu_s']:.2f}s ({100 * opened['tree_cpu_s'] / d:.1f}% of one core over the phase)")
         if opened["errors"]:
             print(f"  fleetbench errors: {opened['error_classes']}")
+        windows_note(opened)
         print("  gen CPU share = agent CPU seconds / phase duration (100% = one core); latency counts from the intended send time")
 print()
 PY
