@@ -214,6 +214,21 @@ impl PhaseAgg {
                 .all(|id| self.agents.get(id).is_some_and(|a| a.ended.is_some()))
     }
 
+    /// Windows `from..=to` merged into one, warm-up windows left out
+    /// (`None` if none of them is there): a step of a step load, judged
+    /// whole by run control's stop conditions.
+    pub fn merged(&self, from: u32, to: u32) -> Option<WindowAgg> {
+        let mut acc: Option<WindowAgg> = None;
+        for (_, w) in self
+            .windows
+            .range(from..=to)
+            .filter(|(i, _)| !self.is_warmup(**i))
+        {
+            acc.get_or_insert_with(WindowAgg::new).merge(w);
+        }
+        acc
+    }
+
     /// The newest window that every scheduled agent has reported.
     pub fn last_complete_window(&self) -> Option<(u32, &WindowAgg)> {
         let want = self.agent_ids.len() as u32;

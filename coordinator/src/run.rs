@@ -837,6 +837,35 @@ fn plan_agents(phase: &Phase, weights: &[f64]) -> Vec<AgentPlan> {
         .collect()
 }
 
+/// The windows (first, last) of each step of a step load: a shape of two or
+/// more segments of whole windows. Empty for anything else (judged per
+/// window).
+fn step_windows(phase: &Phase) -> Vec<(u32, u32)> {
+    let width = fleetbench::spec::WINDOW.as_millis() as u64;
+    let Load::Open { shape, .. } = &phase.load else {
+        return Vec::new();
+    };
+    if shape.segments.len() < 2
+        || shape
+            .segments
+            .iter()
+            .any(|s| !(s.duration.as_millis() as u64).is_multiple_of(width))
+    {
+        return Vec::new();
+    }
+    let mut at = 0u32;
+    shape
+        .segments
+        .iter()
+        .map(|s| {
+            let n = (s.duration.as_millis() as u64 / width) as u32;
+            let step = (at, at + n - 1);
+            at += n;
+            step
+        })
+        .collect()
+}
+
 /// The first stop condition of `until` that window `w` meets, as a reason.
 fn until_met(until: &Until, w: &fleetbench::fold::WindowAgg) -> Option<String> {
     let requests = w.requests();
@@ -973,8 +1002,11 @@ async fn run_phase(
     let planned_end = start_at_us + phase.duration.as_micros() as i64;
     let deadline = planned_end + PHASE_GRACE.as_micros() as i64;
     let mut stopping = false;
-    let mut checked_through: Option<u32> = None;
     let warmup_windows = (phase.warmup.as_millis() / fleetbench::spec::WINDOW.as_millis()) as u32;
+    // What `until` judges: each step of a step load as a whole (its p99
+    // over all its windows), else each window; in order, none skipped.
+    let steps = step_windows(phase);
+    let (mut next_step, mut next_window) = (0usize, warmup_windows);
     loop {
         check_log(hub)?;
         let connected = hub.agents().values().filter(|s| s.connected).count();
@@ -991,12 +1023,26 @@ async fn run_phase(
             let mut met = None;
             if let (Some(until), Some(p)) = (&phase.until, p)
                 && !stopping
-                && let Some((w, agg)) = p.last_complete_window()
-                && w >= warmup_windows
-                && checked_through.is_none_or(|c| w > c)
+                && let Some((done, _)) = p.last_complete_window()
             {
-                checked_through = Some(w);
-                met = until_met(until, agg).map(|why| (w, why));
+                if steps.is_empty() {
+                    while met.is_none() && next_window <= done {
+                        met = p
+                            .merged(next_window, next_window)
+                            .and_then(|agg| until_met(until, &agg))
+                            .map(|why| (next_window, why));
+                        next_window += 1;
+                    }
+                } else {
+                    while met.is_none() && next_step < steps.len() && steps[next_step].1 <= done {
+                        let (first, last) = steps[next_step];
+                        met = p
+                            .merged(first, last)
+                            .and_then(|agg| until_met(until, &agg))
+                            .map(|why| (last, format!("{why} over step {}", next_step + 1)));
+                        next_step += 1;
+                    }
+                }
             }
             (p.is_some_and(|p| p.ended()), met)
         };
@@ -1201,7 +1247,31 @@ fn tail(path: &Path, lines: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::split_by_weight;
+    use super::{split_by_weight, step_windows};
+
+    #[test]
+    fn steps_are_judged_whole_and_other_shapes_per_window() {
+        let parse = |load: &str| {
+            let text = format!(
+                "[agents]\nlocal = 1\n[[phase]]\nname = \"p\"\n{load}\n[phase.synthetic]\nlatency = \"1ms\"\n"
+            );
+            fleetbench::spec::Workload::parse("w.toml", &text)
+                .unwrap()
+                .phases
+                .remove(0)
+        };
+        let steps = parse(
+            "steps = [{ rate = 1, for = \"3s\" }, { rate = 2, for = \"2s\" }, { rate = 3, for = \"1s\" }]",
+        );
+        assert_eq!(step_windows(&steps), vec![(0, 2), (3, 4), (5, 5)]);
+        let ramp = parse("ramp = { from = 1, to = 9, over = \"5s\" }");
+        assert!(step_windows(&ramp).is_empty());
+        let closed = parse("duration = \"5s\"\nconcurrency = 2");
+        assert!(step_windows(&closed).is_empty());
+        // A step that is not whole windows: judged per window.
+        let ragged = parse("steps = [{ rate = 1, for = \"1500ms\" }, { rate = 2, for = \"2s\" }]");
+        assert!(step_windows(&ragged).is_empty());
+    }
 
     #[test]
     fn weighted_parts_add_up_and_stay_within_one() {
