@@ -1494,6 +1494,7 @@ tcp = { address = "127.0.0.1:9000", send = "{{key}}\n", until = "\n" }
             (BASE.replace("local = 2", "local = 2\nsplit = [1, -1]"), "w.toml:3:9:", "agents.split weights must be zero or more"),
             (BASE.replace("local = 2", "local = 2\nsplit = [1, 2, 3]"), "w.toml:1:1:", "agents.split lists 3 weights for 2 agents"),
             (format!("[run]\nseed = -5\n{BASE}"), "w.toml:2:8:", "run.seed must be zero or more"),
+            (BASE.replace("local = 2", "pool = \"p\"\nsplit = [1, 2]"), "w.toml:1:1:", "agents.split weights need agents.count with a pool"),
         ];
         let mut wrong = Vec::new();
         for (text, at, why) in cases {

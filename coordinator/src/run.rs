@@ -773,6 +773,10 @@ fn weights(workload: &Workload, ids: &[String], hub: &Hub) -> Vec<f64> {
                 })
                 .collect()
         }
+        // A pool run: one weight per agent taken, in the order taken.
+        Split::Weights(w) if workload.agents.pool.is_some() => (0..ids.len())
+            .map(|i| w.get(i).copied().unwrap_or(1.0))
+            .collect(),
         Split::Weights(w) => {
             // Weights are listed in the planned order of agents; an agent
             // whose host failed to come up takes its weight with it.
