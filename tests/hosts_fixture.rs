@@ -173,7 +173,13 @@ fn hosts_answer_over_ssh_run_only_static_binaries_and_can_be_hurt() {
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let comm = |pid: &u32| std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-    assert!(h.pids("h3").iter().any(|p| comm(p).trim() == "sleep"));
+    // The detached child may exec `sleep` after the session has returned.
+    wait_for("the detached sleep on h3", Duration::from_secs(10), || {
+        h.pids("h3")
+            .iter()
+            .any(|p| comm(p).trim() == "sleep")
+            .then_some(())
+    });
     h.kill("h3");
     assert_eq!(h.pids("h3"), Vec::<u32>::new());
     let refused = TcpStream::connect_timeout(&h.addr("h3"), Duration::from_secs(1));

@@ -374,10 +374,16 @@ impl HttpOp {
             *slot = Slot::Empty;
         }
         if matches!(slot, Slot::Empty) {
+            // Boxed: connecting is rare, and an unboxed connect future
+            // would make every request's future as large as the handshake's.
             let connected = if self.h2 {
-                connect_h2(self.addr, self.timeout).await.map(Slot::H2)
+                Box::pin(connect_h2(self.addr, self.timeout))
+                    .await
+                    .map(Slot::H2)
             } else {
-                connect_h1(self.addr, self.timeout).await.map(Slot::H1)
+                Box::pin(connect_h1(self.addr, self.timeout))
+                    .await
+                    .map(Slot::H1)
             };
             match connected {
                 Ok(c) => *slot = c,
@@ -644,7 +650,6 @@ async fn exchange_tcp(
         stream.write_all(payload).await.map_err(|_| ())?;
     }
     read.clear();
-    let mut chunk = [0u8; 4096];
     let mut searched = 0usize;
     loop {
         if !until.is_empty() {
@@ -662,7 +667,10 @@ async fn exchange_tcp(
         } else if !to_close {
             return Ok(0);
         }
-        let n = stream.read(&mut chunk).await.map_err(|_| ())?;
+        // Straight into the reused buffer: a stack chunk would live in
+        // every request's future.
+        read.reserve(4096);
+        let n = stream.read_buf(read).await.map_err(|_| ())?;
         if n == 0 {
             // Closed: the reply is whole only if we read to the close.
             return if to_close {
@@ -671,7 +679,6 @@ async fn exchange_tcp(
                 Err(())
             };
         }
-        read.extend_from_slice(&chunk[..n]);
     }
 }
 
