@@ -19,7 +19,7 @@ use crate::clock::parse_duration;
 use crate::generator::{GenSpec, Template};
 use crate::pb;
 use crate::rng::Latency;
-use crate::spec::{Number, Source, SpecError, WINDOW, positive};
+use crate::spec::{Number, RawCommand, Source, SpecError, WINDOW, positive};
 
 /// A phase with `iterations` and no `duration` is cut off after this long.
 pub const ITERATIONS_CAP: Duration = Duration::from_secs(3600);
@@ -490,13 +490,6 @@ struct RawExec {
 
 #[derive(Deserialize)]
 #[serde(untagged)]
-enum RawCommand {
-    Shell(String),
-    Argv(Vec<String>),
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
 enum RawLatency {
     Constant(String),
     Dist(RawDist),
@@ -574,29 +567,17 @@ pub(crate) fn validate_phase(
         _ => (None, None),
     };
     let mut ops = Vec::new();
-    if let Some(h) = p.http {
+    let single = Tables {
+        http: p.http,
+        synthetic: p.synthetic,
+        tcp: p.tcp,
+        exec: p.exec,
+    };
+    if let Some(kind) = validate_kind(src, single, cx, None)? {
         ops.push(Op {
             name: String::new(),
             weight: 1,
-            kind: OpKind::Http(validate_http(src, h, cx, "phase.http", true)?),
-        });
-    } else if let Some(s) = p.synthetic {
-        ops.push(Op {
-            name: String::new(),
-            weight: 1,
-            kind: OpKind::Synthetic(validate_synthetic(src, s, "phase.synthetic", true)?),
-        });
-    } else if let Some(t) = p.tcp {
-        ops.push(Op {
-            name: String::new(),
-            weight: 1,
-            kind: OpKind::Tcp(validate_tcp(src, t, cx, "phase.tcp")?),
-        });
-    } else if let Some(e) = p.exec {
-        ops.push(Op {
-            name: String::new(),
-            weight: 1,
-            kind: OpKind::Exec(validate_exec(src, e, cx, "phase.exec")?),
+            kind,
         });
     } else if let Some(list) = p.op {
         let list_span = list.span();
@@ -979,19 +960,48 @@ fn validate_op(
             format!("op {name:?} needs exactly one of http, tcp, exec or synthetic (as [phase.op.http] or http = {{ ... }}), not {count}"),
         ));
     }
-    let what = format!("op {name:?}");
-    let kind = if let Some(h) = raw.http {
-        OpKind::Http(validate_http(src, h, cx, &what, false)?)
-    } else if let Some(s) = raw.synthetic {
-        OpKind::Synthetic(validate_synthetic(src, s, &what, false)?)
-    } else if let Some(t) = raw.tcp {
-        OpKind::Tcp(validate_tcp(src, t, cx, &what)?)
-    } else if let Some(e) = raw.exec {
-        OpKind::Exec(validate_exec(src, e, cx, &what)?)
-    } else {
-        unreachable!("exactly one kind, counted above")
+    let tables = Tables {
+        http: raw.http,
+        synthetic: raw.synthetic,
+        tcp: raw.tcp,
+        exec: raw.exec,
     };
+    let kind = validate_kind(src, tables, cx, Some(&format!("op {name:?}")))?
+        .expect("exactly one kind, counted above");
     Ok(Op { name, weight, kind })
+}
+
+/// The workload tables of a phase (its single-workload form) or of an op.
+struct Tables {
+    http: Option<Spanned<RawHttp>>,
+    synthetic: Option<Spanned<RawSynthetic>>,
+    tcp: Option<Spanned<RawTcp>>,
+    exec: Option<Spanned<RawExec>>,
+}
+
+/// The first workload table present, validated (`None`: there is none).
+/// `op` names the op the tables belong to; `None` is a phase's single
+/// table, which may still hold the load (`concurrency`, `rate`) as the
+/// original syntax did.
+fn validate_kind(
+    src: &Source,
+    t: Tables,
+    cx: &Context,
+    op: Option<&str>,
+) -> Result<Option<OpKind>, SpecError> {
+    let what = |table: &str| op.map_or_else(|| format!("phase.{table}"), str::to_string);
+    let single = op.is_none();
+    Ok(Some(if let Some(h) = t.http {
+        OpKind::Http(validate_http(src, h, cx, &what("http"), single)?)
+    } else if let Some(s) = t.synthetic {
+        OpKind::Synthetic(validate_synthetic(src, s, &what("synthetic"), single)?)
+    } else if let Some(tcp) = t.tcp {
+        OpKind::Tcp(validate_tcp(src, tcp, cx, &what("tcp"))?)
+    } else if let Some(e) = t.exec {
+        OpKind::Exec(validate_exec(src, e, cx, &what("exec"))?)
+    } else {
+        return Ok(None);
+    }))
 }
 
 /// Compiles `text` as a template, pointing an error at `span`.

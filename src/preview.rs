@@ -60,14 +60,16 @@ pub fn render(workload: &Workload, phase: &Phase, seat: Seat, n: u64) -> Vec<Req
         phase::STREAM_OPS,
     ));
     let picker = OpPicker::new(phase.ops.iter().map(|o| o.weight));
-    let compile = |text: &str| {
-        Template::compile(text, &workload.generators).expect("validated with the workload")
-    };
+    // Each template compiled once, at its first use.
+    let mut compiled: std::collections::HashMap<String, Template> = Default::default();
     let mut out = Vec::with_capacity(n as usize);
     let mut buf = Vec::new();
     let mut draw = |values: &mut WorkerGen, text: &str| {
+        let t = compiled.entry(text.to_string()).or_insert_with(|| {
+            Template::compile(text, &workload.generators).expect("validated with the workload")
+        });
         buf.clear();
-        values.render(&compile(text), &mut buf);
+        values.render(t, &mut buf);
         String::from_utf8_lossy(&buf).into_owned()
     };
     for iteration in 0..n {

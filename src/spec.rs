@@ -315,9 +315,10 @@ struct RawService {
     keep: Option<bool>,
 }
 
+/// A command: one string run by `sh -c`, or argv.
 #[derive(Deserialize)]
 #[serde(untagged)]
-enum RawCommand {
+pub(crate) enum RawCommand {
     Shell(String),
     Argv(Vec<String>),
 }

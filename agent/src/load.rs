@@ -174,21 +174,14 @@ async fn plan(s: pb::StartPhase, threads: usize) -> Result<Plan> {
         .map(GenSpec::from_pb)
         .collect::<std::result::Result<Vec<_>, String>>()
         .map_err(|e| anyhow::anyhow!("generators: {e}"))?;
-    // The original single-workload form, from an older coordinator.
-    let mut op_specs = spec.ops.clone();
+    // The coordinator always sends `ops` (agents of another version are
+    // refused as stale before any phase reaches them).
+    let op_specs = &spec.ops;
     if op_specs.is_empty() {
-        let kind = match spec.workload.clone().context("phase without a workload")? {
-            pb::phase_spec::Workload::Http(h) => pb::operation::Kind::Http(h),
-            pb::phase_spec::Workload::Synthetic(s) => pb::operation::Kind::Synthetic(s),
-        };
-        op_specs.push(pb::Operation {
-            name: String::new(),
-            weight: 1,
-            kind: Some(kind),
-        });
+        bail!("phase {:?} has no operation", spec.name);
     }
     let mut ops = Vec::with_capacity(op_specs.len());
-    for o in &op_specs {
+    for o in op_specs {
         ops.push(Op::compile(o, &gens).await?);
     }
     let picker = OpPicker::new(op_specs.iter().map(|o| o.weight));

@@ -257,6 +257,19 @@ impl Pool {
             .collect()
     }
 
+    /// Each host's members, owned (for the per-host tasks), by host name.
+    fn members_by_host(&self, hosts: &[Target]) -> BTreeMap<String, Vec<Member>> {
+        hosts
+            .iter()
+            .map(|h| {
+                (
+                    h.to_string(),
+                    self.members_on(h).into_iter().cloned().collect(),
+                )
+            })
+            .collect()
+    }
+
     fn lease(&self) -> String {
         format!("{:?}", Duration::from_millis(self.record.lease_ms))
     }
@@ -1108,15 +1121,7 @@ pub async fn upgrade(
         let record = pool.record.clone();
         let binary = binary.clone();
         let lookout = lookout.clone();
-        let members: BTreeMap<String, Vec<Member>> = hosts
-            .iter()
-            .map(|h| {
-                (
-                    h.to_string(),
-                    pool.members_on(h).into_iter().cloned().collect(),
-                )
-            })
-            .collect();
+        let members = pool.members_by_host(&hosts);
         fleet::each_host(hosts.clone(), parallel, move |target, bar| {
             let (record, binary, lookout, ssh) =
                 (record.clone(), binary.clone(), lookout.clone(), ssh.clone());
@@ -1287,15 +1292,7 @@ pub async fn down(data_dir: &Path, name: &str, accept_new_host_keys: bool) -> Re
     let results = {
         let record = pool.record.clone();
         let binary = binary.clone();
-        let members: BTreeMap<String, Vec<Member>> = hosts
-            .iter()
-            .map(|h| {
-                (
-                    h.to_string(),
-                    pool.members_on(h).into_iter().cloned().collect(),
-                )
-            })
-            .collect();
+        let members = pool.members_by_host(&hosts);
         fleet::each_host(hosts.clone(), fleet::PARALLEL, move |target, bar| {
             let (record, binary, ssh) = (record.clone(), binary.clone(), ssh.clone());
             let members = members
