@@ -26,11 +26,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use fleetbench::generator::{GenSpec, Lane, WorkerGen};
 use fleetbench::pb;
-use fleetbench::phase::{OpPicker, STREAM_DRAWS, STREAM_OPS, STREAM_PACE, worker_seed};
-use fleetbench::rng::{Latency, Rng};
 use fleetbench::window::WindowAcc;
+use fleetbench_gen::rng::{Latency, Rng};
+use fleetbench_gen::{GenSpec, Lane, WorkerGen};
+use fleetbench_gen::{OpPicker, STREAM_DRAWS, STREAM_OPS, STREAM_PACE, worker_seed};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use bytes::Bytes;
-use fleetbench::generator::{GenSpec, Template, WorkerGen};
 use fleetbench::pb;
-use fleetbench::rng::{Latency, Rng};
 use fleetbench::window::ErrorClass;
+use fleetbench_gen::rng::{Latency, Rng};
+use fleetbench_gen::{GenSpec, Template, WorkerGen};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};

@@ -10,7 +10,7 @@
 //! workers is then a Poisson process at the scheduled rate).
 
 use fleetbench::pb;
-use fleetbench::rng::Rng;
+use fleetbench_gen::rng::Rng;
 
 #[derive(Debug, Clone, Copy)]
 struct Seg {

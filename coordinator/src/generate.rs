@@ -8,8 +8,8 @@ use std::path::Path;
 use anyhow::Result;
 use fleetbench::pb;
 use fleetbench::pb::log_record::Record;
-use fleetbench::rng::Rng;
 use fleetbench::window::{ErrorClass, WindowAcc};
+use fleetbench_gen::rng::Rng;
 
 use crate::log::EventLog;
 

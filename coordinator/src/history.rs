@@ -11,8 +11,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use fleetbench::fold::{Filter, Fold};
 use fleetbench::pb;
+use fleetbench_fold::{Filter, Fold};
 use prost::Message;
 
 use crate::log::{EventLog, LogError, list_runs, run_dir};

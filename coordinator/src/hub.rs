@@ -37,9 +37,9 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fleetbench::fold::Fold;
 use fleetbench::pb;
 use fleetbench::pb::coordinator_server::{Coordinator, CoordinatorServer};
+use fleetbench_fold::Fold;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinSet;

@@ -8,7 +8,7 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use fleetbench::clock::format_us;
-use fleetbench::fold::Fold;
+use fleetbench_fold::Fold;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 #[derive(Debug, Clone, Copy, Default)]

@@ -45,8 +45,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use fleetbench::fold::ReportOptions;
-use fleetbench::report::Format;
+use fleetbench_fold::ReportOptions;
+use fleetbench_views::report::Format;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -359,7 +359,7 @@ struct CompareArgs {
     max_regression: Option<Limits>,
     /// table, json, or html (both runs overlaid on the same charts).
     #[arg(long, default_value = "table")]
-    format: fleetbench::compare::Format,
+    format: fleetbench_views::compare::Format,
 }
 
 #[derive(clap::Args)]
@@ -425,17 +425,17 @@ async fn start_run(
 }
 
 #[derive(Clone)]
-struct Limits(Vec<fleetbench::compare::Limit>);
+struct Limits(Vec<fleetbench_views::compare::Limit>);
 
 fn limits(s: &str) -> Result<Limits, String> {
-    fleetbench::compare::parse_limits(s).map(Limits)
+    fleetbench_views::compare::parse_limits(s).map(Limits)
 }
 
 /// Resolves and folds a run: its first record's facts and its report.
 async fn load_run(
     data_dir: &std::path::Path,
     which: &str,
-) -> Result<(fleetbench::fold::RunInfo, fleetbench::fold::Report)> {
+) -> Result<(fleetbench_fold::RunInfo, fleetbench_fold::Report)> {
     let id = history::resolve(data_dir, which).map_err(run::BadInput)?;
     let loaded = history::load(data_dir, &id).await?;
     let report = loaded.fold.report(&ReportOptions {
@@ -619,7 +619,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
             let id = history::resolve(&cli.data_dir, &a.run).map_err(run::BadInput)?;
-            let filter = fleetbench::fold::Filter {
+            let filter = fleetbench_fold::Filter {
                 phases: a.phases,
                 agents: a.agents,
                 exclude_agents: a.exclude_agents,
@@ -647,7 +647,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 percentiles: a.percentiles,
                 filtered,
             });
-            let text = fleetbench::report::render(&report, a.format);
+            let text = fleetbench_views::report::render(&report, a.format);
             match a.output {
                 Some(path) => std::fs::write(&path, text)
                     .with_context(|| format!("writing {}", path.display()))?,
@@ -673,12 +673,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
             let limits = a.max_regression.map(|l| l.0).unwrap_or_default();
-            let comparison = fleetbench::compare::compare(
-                &fleetbench::compare::Side {
+            let comparison = fleetbench_views::compare::compare(
+                &fleetbench_views::compare::Side {
                     run: &base.0,
                     report: &base.1,
                 },
-                &fleetbench::compare::Side {
+                &fleetbench_views::compare::Side {
                     run: &candidate.0,
                     report: &candidate.1,
                 },
@@ -694,10 +694,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .into());
             }
             let text = match a.format {
-                fleetbench::compare::Format::Html => {
-                    fleetbench::html::render_compare(&base.1, &candidate.1)
+                fleetbench_views::compare::Format::Html => {
+                    fleetbench_views::html::render_compare(&base.1, &candidate.1)
                 }
-                format => fleetbench::compare::render(&comparison, format),
+                format => fleetbench_views::compare::render(&comparison, format),
             };
             print!("{text}");
             Ok(if comparison.regressed {
@@ -707,7 +707,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             })
         }
         Cmd::Preview(a) => {
-            let (workload, _) = fleetbench::spec::Workload::load(&a.workload)
+            let (workload, _) = fleetbench_workload::Workload::load(&a.workload)
                 .map_err(|e| run::BadInput(e.into()))?;
             let phase = match &a.phase {
                 None => &workload.phases[0],
@@ -733,17 +733,17 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 ))
                 .into());
             }
-            let seat = fleetbench::preview::Seat {
+            let seat = fleetbench_workload::preview::Seat {
                 agent: a.agent,
                 agents,
                 worker: a.worker,
             };
             let mut out = std::io::stdout().lock();
-            for r in fleetbench::preview::render(&workload, phase, seat, a.count) {
+            for r in fleetbench_workload::preview::render(&workload, phase, seat, a.count) {
                 let line = if a.json {
                     format!("{}\n", serde_json::to_string(&r).expect("plain data"))
                 } else {
-                    fleetbench::preview::to_text(&r)
+                    fleetbench_workload::preview::to_text(&r)
                 };
                 if std::io::Write::write_all(&mut out, line.as_bytes()).is_err() {
                     break;
@@ -769,7 +769,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let mut out = std::io::BufWriter::new(sink);
             if a.events {
                 history::scan(&cli.data_dir, &id, &mut |lsn, rec| {
-                    serde_json::to_writer(&mut out, &fleetbench::export::record_json(lsn, rec))?;
+                    serde_json::to_writer(
+                        &mut out,
+                        &fleetbench_views::export::record_json(lsn, rec),
+                    )?;
                     out.write_all(b"\n")?;
                     Ok(())
                 })
@@ -778,13 +781,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 let loaded = history::load_into(
                     &cli.data_dir,
                     &id,
-                    fleetbench::fold::Fold::new().keeping_agent_windows(),
+                    fleetbench_fold::Fold::new().keeping_agent_windows(),
                 )
                 .await?;
-                let rows = fleetbench::export::window_rows(&loaded.fold);
+                let rows = fleetbench_views::export::window_rows(&loaded.fold);
                 match a.format {
-                    ExportFormat::Jsonl => fleetbench::export::write_rows_jsonl(&rows, &mut out),
-                    ExportFormat::Csv => fleetbench::export::write_rows_csv(&rows, &mut out),
+                    ExportFormat::Jsonl => {
+                        fleetbench_views::export::write_rows_jsonl(&rows, &mut out)
+                    }
+                    ExportFormat::Csv => fleetbench_views::export::write_rows_csv(&rows, &mut out),
                 }
                 .context("writing the export")?;
             }
@@ -888,7 +893,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 live: loaded.live,
                 ..Default::default()
             });
-            print!("{}", fleetbench::report::render(&report, format));
+            print!("{}", fleetbench_views::report::render(&report, format));
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -111,7 +111,7 @@ pub fn pools_dir(data_dir: &Path) -> PathBuf {
 }
 
 fn check_name(name: &str) -> Result<()> {
-    if !fleetbench::spec::valid_pool_name(name) {
+    if !fleetbench_workload::valid_pool_name(name) {
         bail!(
             "{name:?} is not a pool name: 1 to 64 letters, digits, '.', '-' or '_', not starting with '.'"
         );

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use fleetbench::fold::{Filter, Fold};
+use fleetbench_fold::{Filter, Fold};
 
 use crate::history;
 use crate::live::LiveView;

@@ -27,10 +27,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use fleetbench::credentials::Credentials;
-use fleetbench::fold::ReportOptions;
 use fleetbench::pb;
 use fleetbench::pb::coordinator_message::Msg;
-use fleetbench::spec::{Load, Phase, Split, Until, Workload};
+use fleetbench_fold::ReportOptions;
+use fleetbench_workload::{Load, Phase, Split, Until, Workload};
 use tokio::process::Child;
 use tokio_util::sync::CancellationToken;
 
@@ -270,9 +270,9 @@ pub async fn run(args: RunArgs, stop: CancellationToken) -> Result<Outcome> {
         .expect("never poisoned")
         .report(&ReportOptions::default());
     if args.json {
-        print!("{}", fleetbench::report::json(&report));
+        print!("{}", fleetbench_views::report::json(&report));
     } else {
-        print!("{}", fleetbench::report::table(&report));
+        print!("{}", fleetbench_views::report::table(&report));
     }
     if let Err(e) = flushed {
         eprintln!("error: the event log could not be completed: {e}");
@@ -587,7 +587,7 @@ async fn wait_attached(
 async fn wait_pool(
     hub: &Arc<Hub>,
     pool: &crate::pool::Pool,
-    want: &fleetbench::spec::PoolUse,
+    want: &fleetbench_workload::PoolUse,
     timeout: Duration,
     stop: &CancellationToken,
 ) -> Result<Vec<String>> {
@@ -845,7 +845,7 @@ fn plan_agents(phase: &Phase, weights: &[f64]) -> Vec<AgentPlan> {
 /// more segments of whole windows. Empty for anything else (judged per
 /// window).
 fn step_windows(phase: &Phase) -> Vec<(u32, u32)> {
-    let width = fleetbench::spec::WINDOW.as_millis() as u64;
+    let width = fleetbench_workload::WINDOW.as_millis() as u64;
     let Load::Open { shape, .. } = &phase.load else {
         return Vec::new();
     };
@@ -871,7 +871,7 @@ fn step_windows(phase: &Phase) -> Vec<(u32, u32)> {
 }
 
 /// The first stop condition of `until` that window `w` meets, as a reason.
-fn until_met(until: &Until, w: &fleetbench::fold::WindowAgg) -> Option<String> {
+fn until_met(until: &Until, w: &fleetbench_fold::WindowAgg) -> Option<String> {
     let requests = w.requests();
     if requests == 0 {
         return None;
@@ -922,10 +922,10 @@ async fn run_phase(
     for op in &mut spec.ops {
         match op.kind.as_mut() {
             Some(pb::operation::Kind::Http(h)) => {
-                h.url = fleetbench::spec::expand_service_hosts(&h.url, services);
+                h.url = fleetbench_workload::expand_service_hosts(&h.url, services);
             }
             Some(pb::operation::Kind::Tcp(t)) => {
-                t.address = fleetbench::spec::expand_service_hosts(&t.address, services);
+                t.address = fleetbench_workload::expand_service_hosts(&t.address, services);
             }
             _ => {}
         }
@@ -1006,7 +1006,8 @@ async fn run_phase(
     let planned_end = start_at_us + phase.duration.as_micros() as i64;
     let deadline = planned_end + PHASE_GRACE.as_micros() as i64;
     let mut stopping = false;
-    let warmup_windows = (phase.warmup.as_millis() / fleetbench::spec::WINDOW.as_millis()) as u32;
+    let warmup_windows =
+        (phase.warmup.as_millis() / fleetbench_workload::WINDOW.as_millis()) as u32;
     // What `until` judges: each step of a step load as a whole (its p99
     // over all its windows), else each window; in order, none skipped.
     let steps = step_windows(phase);
@@ -1259,7 +1260,7 @@ mod tests {
             let text = format!(
                 "[agents]\nlocal = 1\n[[phase]]\nname = \"p\"\n{load}\n[phase.synthetic]\nlatency = \"1ms\"\n"
             );
-            fleetbench::spec::Workload::parse("w.toml", &text)
+            fleetbench_workload::Workload::parse("w.toml", &text)
                 .unwrap()
                 .phases
                 .remove(0)

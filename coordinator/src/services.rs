@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use fleetbench::pb;
-use fleetbench::spec::{Command, Ready, Service};
+use fleetbench_workload::{Command, Ready, Service};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::AsyncReadExt;

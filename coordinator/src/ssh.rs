@@ -24,7 +24,7 @@ use tokio::io::AsyncRead;
 use crate::known_hosts::{self, Verdict};
 
 /// `user@host[:port]` from a workload file.
-pub use fleetbench::spec::SshHost as Target;
+pub use fleetbench_workload::SshHost as Target;
 
 /// How to reach and trust hosts.
 #[derive(Debug, Clone)]

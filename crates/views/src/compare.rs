@@ -23,10 +23,10 @@ use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{CellAlignment, ContentArrangement, Table};
 use serde::Serialize;
 
-use crate::clock::format_us;
-use crate::fold::{LimitedAgent, PhaseReport, Report, RunInfo, TimelinePoint};
 use crate::report::limited_text;
 use crate::stats::{MannWhitney, mann_whitney_u, smallest_p};
+use fleetbench::clock::format_us;
+use fleetbench_fold::{LimitedAgent, PhaseReport, Report, RunInfo, TimelinePoint};
 
 /// Significance level of the noise test.
 pub const ALPHA: f64 = 0.05;
@@ -647,10 +647,10 @@ pub fn table(c: &Comparison) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fold::{Fold, ReportOptions};
-    use crate::pb;
-    use crate::pb::log_record::Record;
-    use crate::window::WindowAcc;
+    use fleetbench::pb;
+    use fleetbench::pb::log_record::Record;
+    use fleetbench::window::WindowAcc;
+    use fleetbench_fold::{Fold, ReportOptions};
 
     /// A one-phase run whose windows each hold `per_window` requests of
     /// `latency_us`, plus the given workload text.

@@ -27,9 +27,9 @@ use plotters::coord::Shift;
 use plotters::coord::ranged1d::{AsRangedCoord, Ranged, ValueFormatter};
 use plotters::prelude::*;
 
-use crate::clock::format_us;
-use crate::fold::{HostPoint, LatencyReport, PhaseReport, Report, TimelinePoint};
 use crate::report::{latency_cells, latency_of, limited_text, offered_line, stop_text};
+use fleetbench::clock::format_us;
+use fleetbench_fold::{HostPoint, LatencyReport, PhaseReport, Report, TimelinePoint};
 
 /// Size of every chart, in SVG pixels (the page scales them down to fit).
 const WIDTH: u32 = 960;
@@ -212,7 +212,7 @@ fn page_start(title: &str) -> String {
 fn page_end() -> String {
     format!(
         "<footer>Drawn by fleetbench {} from the run's log.</footer>\n</body>\n</html>\n",
-        crate::VERSION
+        fleetbench::VERSION
     )
 }
 
@@ -973,7 +973,7 @@ fn drawn(mut charts: Vec<Chart>) -> Vec<Chart> {
 }
 
 /// A stop mark's label: "stopped: p99 23ms > 20ms".
-fn stop_label(s: &crate::fold::StopReport) -> String {
+fn stop_label(s: &fleetbench_fold::StopReport) -> String {
     if s.reason.is_empty() {
         "stopped".into()
     } else {
@@ -1368,11 +1368,11 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fold::{Fold, ReportOptions};
-    use crate::pb;
-    use crate::pb::log_record::Record;
-    use crate::rng::Rng;
-    use crate::window::{ErrorClass, WindowAcc};
+    use fleetbench::pb;
+    use fleetbench::pb::log_record::Record;
+    use fleetbench::window::{ErrorClass, WindowAcc};
+    use fleetbench_fold::{Fold, ReportOptions};
+    use fleetbench_gen::rng::Rng;
 
     const T0: i64 = 1_700_000_000_000_000;
     const NOTICE: &str = "<script>alert('x')</script> & \"more\"";
@@ -1815,7 +1815,7 @@ mod tests {
             window_ms: 1000,
             agent_ids: agents.iter().map(|a| a.0.to_string()).collect(),
             ops: vec!["read".into(), "write".into()],
-            shape: Some(crate::fold::tests::shape(&steps, "poisson")),
+            shape: Some(fleetbench_fold::testlog::shape(&steps, "poisson")),
             ..Default::default()
         })));
         let mut rng = Rng::new(9);

@@ -5,7 +5,7 @@
 //!
 //! Like the rest of the spec, the raw TOML keeps spans and validation turns
 //! it into types that cannot hold a bad value; every rejection names the
-//! file, line and column. Templates (`{{name}}`, see [`crate::generator`]) in URLs,
+//! file, line and column. Templates (`{{name}}`, see [`fleetbench_gen::Template`]) in URLs,
 //! headers, bodies, TCP payloads and exec arguments are compiled here, so a
 //! reference to an unknown generator is a load-time error.
 
@@ -15,11 +15,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::clock::parse_duration;
-use crate::generator::{GenSpec, Template};
-use crate::pb;
-use crate::rng::Latency;
-use crate::spec::{Number, RawCommand, Source, SpecError, WINDOW, positive};
+use fleetbench::clock::parse_duration;
+use fleetbench::pb;
+use fleetbench_gen::rng::Latency;
+use fleetbench_gen::{GenSpec, Template};
+
+use crate::source::{Number, RawCommand, Source, SpecError, WINDOW, duration_text, positive};
 
 /// A phase with `iterations` and no `duration` is cut off after this long.
 pub const ITERATIONS_CAP: Duration = Duration::from_secs(3600);
@@ -223,15 +224,6 @@ pub struct Synthetic {
     pub seed: u64,
 }
 
-mod duration_text {
-    use serde::Serializer;
-    use std::time::Duration;
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*d).to_string())
-    }
-}
-
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -316,60 +308,6 @@ impl Op {
             name: self.name.clone(),
             weight: self.weight,
             kind: Some(kind),
-        }
-    }
-}
-
-// ---------------------------------------------------------------- streams
-
-/// Which stream of a worker a seed is for.
-pub const STREAM_OPS: u64 = 1;
-/// Open-loop arrivals (Poisson gaps).
-pub const STREAM_PACE: u64 = 2;
-/// Draws inside ops (synthetic latencies and errors).
-pub const STREAM_DRAWS: u64 = 3;
-
-/// The seed of one stream of worker `worker` of agent `agent`: the same
-/// inputs give the same stream in every run, on every machine.
-pub fn worker_seed(seed: u64, agent: u32, worker: usize, stream: u64) -> u64 {
-    let mut r = crate::rng::Rng::new(seed ^ stream.wrapping_mul(0xA24B_AED4_963E_E407));
-    let a = r.next_u64() ^ (u64::from(agent) << 32) ^ worker as u64;
-    crate::rng::Rng::new(a).next_u64()
-}
-
-/// Picks an op per iteration by weight (one draw, binary search).
-#[derive(Debug, Clone)]
-pub struct OpPicker {
-    /// Cumulative weights; empty with a single op (no draw at all).
-    cumulative: Vec<u64>,
-}
-
-impl OpPicker {
-    pub fn new(weights: impl IntoIterator<Item = u32>) -> OpPicker {
-        let cumulative: Vec<u64> = weights
-            .into_iter()
-            .scan(0u64, |acc, w| {
-                *acc += u64::from(w.max(1));
-                Some(*acc)
-            })
-            .collect();
-        OpPicker {
-            cumulative: if cumulative.len() > 1 {
-                cumulative
-            } else {
-                Vec::new()
-            },
-        }
-    }
-
-    #[inline]
-    pub fn pick(&self, rng: &mut crate::rng::Rng) -> usize {
-        match self.cumulative.last() {
-            None => 0,
-            Some(total) => {
-                let x = rng.next_u64() % total;
-                self.cumulative.partition_point(|c| *c <= x)
-            }
         }
     }
 }

@@ -3,7 +3,7 @@
 //! that the same seed gives the same stream on every platform and with every
 //! future dependency update: runs must be re-runnable exactly.
 
-use crate::pb;
+use fleetbench::pb;
 
 /// SplitMix64: fast, 64-bit state, passes BigCrush; plenty for load shaping.
 #[derive(Debug, Clone)]

@@ -7,7 +7,8 @@
 //! opening braces before a hole are literal: `[{{{x}}}]` reads as `[{`, the
 //! hole `x`, `}]` (JSON with a hole right after an opening brace).
 
-use super::{BUILTINS, GenSpec, names_fingerprint};
+use crate::seed::names_fingerprint;
+use crate::spec::{BUILTINS, GenSpec};
 
 /// A compiled template. Its generator holes are indices into the generator
 /// list it was compiled against; render it with a `WorkerGen` built from the

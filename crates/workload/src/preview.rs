@@ -2,7 +2,7 @@
 //! rendered from the workload file without sending anything.
 //!
 //! It walks the same streams the agent's worker walks (the op choice from
-//! [`phase::worker_seed`] with [`phase::STREAM_OPS`], the generators from
+//! [`fleetbench_gen::worker_seed`] with [`fleetbench_gen::STREAM_OPS`], the generators from
 //! [`WorkerGen`] on the same lane, the think-time draws from the op stream),
 //! so what it prints is what the agent sends, iteration for iteration.
 //! Before a benchmark, it shows that the templates say what was meant;
@@ -10,9 +10,10 @@
 
 use serde::Serialize;
 
-use crate::generator::{Lane, Template, WorkerGen};
-use crate::phase::{self, Load, OpKind, OpPicker, Phase};
-use crate::rng::Rng;
+use fleetbench_gen::rng::Rng;
+use fleetbench_gen::{Lane, OpPicker, Template, WorkerGen};
+
+use crate::phase::{Load, OpKind, Phase};
 use crate::spec::{Workload, expand_service_hosts};
 
 /// One rendered iteration.
@@ -53,11 +54,11 @@ pub fn render(workload: &Workload, phase: &Phase, seat: Seat, n: u64) -> Vec<Req
         workers: lanes(phase, seat.agents),
     };
     let mut values = WorkerGen::new(&workload.generators, phase.seed, lane);
-    let mut rng = Rng::new(phase::worker_seed(
+    let mut rng = Rng::new(fleetbench_gen::worker_seed(
         phase.seed,
         seat.agent,
         seat.worker as usize,
-        phase::STREAM_OPS,
+        fleetbench_gen::STREAM_OPS,
     ));
     let picker = OpPicker::new(phase.ops.iter().map(|o| o.weight));
     // Each template compiled once, at its first use.

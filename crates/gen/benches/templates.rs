@@ -11,7 +11,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use fleetbench::generator::{Alphabet, GenKind, GenSpec, Lane, Length, Template, WorkerGen};
+use fleetbench_gen::{Alphabet, GenKind, GenSpec, Lane, Length, Template, WorkerGen};
 
 #[global_allocator]
 static ALLOC: alloc_count::Counting = alloc_count::Counting;

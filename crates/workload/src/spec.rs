@@ -11,40 +11,21 @@
 //! of the load: splitting a phase across agents is the coordinator's job.
 
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::clock::parse_duration;
-use crate::generator::{GenSpec, RawGenerator};
+use fleetbench_gen::GenSpec;
+
+use crate::generator::RawGenerator;
 use crate::phase::RawPhase;
 pub use crate::phase::{
     Arrival, Exec, Http, HttpVersion, Load, Op, OpKind, Phase, Segment, Shape, Synthetic, Tcp,
     TcpRead, Until,
 };
-
-/// Width of a result window. Fixed for now; replay can re-window later.
-pub const WINDOW: Duration = Duration::from_secs(1);
-
-/// A workload file that failed to load.
-#[derive(Debug, thiserror::Error)]
-pub enum SpecError {
-    #[error("reading workload file {path}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}:{line}:{column}: {message}")]
-    Invalid {
-        path: String,
-        line: usize,
-        column: usize,
-        message: String,
-    },
-}
+use crate::source::{Number, RawCommand, Source, SpecError, duration_text, positive};
 
 /// A validated workload.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -245,15 +226,6 @@ pub enum Command {
     Argv(Vec<String>),
 }
 
-mod duration_text {
-    use serde::Serializer;
-    use std::time::Duration;
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*d).to_string())
-    }
-}
-
 // ---------------------------------------------------------------- raw TOML
 
 #[derive(Deserialize)]
@@ -315,14 +287,6 @@ struct RawService {
     keep: Option<bool>,
 }
 
-/// A command: one string run by `sh -c`, or argv.
-#[derive(Deserialize)]
-#[serde(untagged)]
-pub(crate) enum RawCommand {
-    Shell(String),
-    Argv(Vec<String>),
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawReady {
@@ -338,61 +302,7 @@ enum RawTcp {
     Addr(String),
 }
 
-#[derive(Deserialize, Clone, Copy)]
-#[serde(untagged)]
-pub(crate) enum Number {
-    Int(i64),
-    Float(f64),
-}
-
-impl Number {
-    pub(crate) fn get(self) -> f64 {
-        match self {
-            Number::Int(i) => i as f64,
-            Number::Float(f) => f,
-        }
-    }
-}
-
 // ---------------------------------------------------------------- validation
-
-/// Where validation errors point.
-pub(crate) struct Source<'a> {
-    pub(crate) path: &'a str,
-    pub(crate) text: &'a str,
-}
-
-impl Source<'_> {
-    pub(crate) fn error(&self, span: Range<usize>, message: impl Into<String>) -> SpecError {
-        let start = span.start.min(self.text.len());
-        let before = &self.text[..start];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let column = before[line_start..].chars().count() + 1;
-        SpecError::Invalid {
-            path: self.path.to_string(),
-            line,
-            column,
-            message: message.into(),
-        }
-    }
-
-    pub(crate) fn duration(
-        &self,
-        value: &Spanned<String>,
-        what: &str,
-    ) -> Result<Duration, SpecError> {
-        parse_duration(value.get_ref()).map_err(|e| {
-            self.error(
-                value.span(),
-                format!(
-                    "{what}: {:?} is not a duration ({e}); write it like \"30s\", \"500ms\" or \"2m\"",
-                    value.get_ref()
-                ),
-            )
-        })
-    }
-}
 
 impl Agents {
     /// Agents the run asks for: local ones plus per_host on every host, or
@@ -730,18 +640,6 @@ pub fn valid_pool_name(name: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
         && !name.starts_with('.')
-}
-
-pub(crate) fn positive(
-    src: &Source,
-    value: &Spanned<String>,
-    what: &str,
-) -> Result<Duration, SpecError> {
-    let d = src.duration(value, what)?;
-    if d.is_zero() {
-        return Err(src.error(value.span(), format!("{what} must be longer than zero")));
-    }
-    Ok(d)
 }
 
 fn validate_service(
@@ -1128,7 +1026,10 @@ concurrency = 16
         let w = Workload::parse("w.toml", &text).unwrap();
         match &w.phases[0].ops[0].kind {
             OpKind::Synthetic(s) => {
-                assert_eq!(s.latency, crate::rng::Latency::Exponential { mean: 2000 });
+                assert_eq!(
+                    s.latency,
+                    fleetbench_gen::rng::Latency::Exponential { mean: 2000 }
+                );
                 assert_eq!(s.error_ratio, 0.01);
             }
             other => panic!("{other:?}"),

@@ -8,8 +8,8 @@ use std::fmt::Write as _;
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{CellAlignment, ContentArrangement, Table};
 
-use crate::clock::format_us;
-use crate::fold::{LatencyReport, LimitedAgent, OpReport, PhaseReport, Report};
+use fleetbench::clock::format_us;
+use fleetbench_fold::{LatencyReport, LimitedAgent, OpReport, PhaseReport, Report};
 
 /// Output formats of `report` and `run`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,7 +202,7 @@ pub(crate) fn limited_text(phase: &str, l: &LimitedAgent) -> String {
 }
 
 /// "stopped at window 12 (t=12s, rate 1200/s): p99 23ms > 20ms".
-pub(crate) fn stop_text(s: &crate::fold::StopReport) -> String {
+pub(crate) fn stop_text(s: &fleetbench_fold::StopReport) -> String {
     let rate = if s.rate > 0.0 {
         format!(", rate {}/s", trim_number(s.rate))
     } else {
@@ -356,5 +356,73 @@ pub(crate) fn csv_field(s: &str) -> String {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
         s.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use fleetbench_fold::testlog::*;
+    use fleetbench_fold::{Fold, ReportOptions};
+
+    use super::*;
+
+    /// An op-less log (every log written before operations existed) reports
+    /// byte for byte as it did then, in table, JSON and CSV.
+    #[test]
+    fn an_op_less_log_reports_exactly_as_before_operations() {
+        let mut f = Fold::new();
+        op_less_log().iter().for_each(|r| f.apply(r));
+        let report = f.report(&ReportOptions::default());
+        let pinned = [
+            (Format::Table, include_str!("testdata/op-less.txt")),
+            (Format::Json, include_str!("testdata/op-less.json")),
+            (Format::Csv, include_str!("testdata/op-less.csv")),
+        ];
+        for (format, want) in pinned {
+            let got = render(&report, format);
+            assert_eq!(got, want, "{format:?}");
+        }
+    }
+
+    /// The limited agent is named loudly in the table, and listed in the
+    /// JSON and the CSV.
+    #[test]
+    fn a_limited_agent_is_named_in_every_format() {
+        let report = fold_of(&limited_agent_log()).report(&ReportOptions::default());
+        let table = table(&report);
+        assert!(
+            table.contains(
+                "LOAD-GENERATOR-LIMITED: in phase load the numbers describe agent a, not the target: \
+                 40% of sends woke more than 5 ms late (max 30 ms); agent CPU 97% of its 1 thread"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains("load: offered 3600 requests (the schedule), achieved 3600 (100.0%)")
+        );
+        let json = json(&report);
+        assert!(json.contains("\"generator_limited\""), "{json}");
+        let csv = csv(&report);
+        assert!(
+            csv.lines()
+                .next()
+                .unwrap()
+                .ends_with(",op,generator_limited,stopped_at_window")
+        );
+        assert!(csv.lines().nth(1).unwrap().ends_with(",,a,"), "{csv}");
+    }
+
+    /// A stop is said with its window, time and rate.
+    #[test]
+    fn a_stopped_phase_says_where_and_why() {
+        let mut records = stream(6);
+        records.push(stop(14, "p99 23.1ms > 20ms"));
+        let report = fold_of(&records).report(&ReportOptions::default());
+        let table = table(&report);
+        assert!(
+            table.contains("load: stopped at window 14 (t=14s, rate 1200/s): p99 23.1ms > 20ms"),
+            "{table}"
+        );
+        assert!(json(&report).contains("\"stopped\": {"));
     }
 }

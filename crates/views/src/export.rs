@@ -17,11 +17,11 @@ use data_encoding::BASE64;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::fold::{Fold, notice_level};
-use crate::pb;
-use crate::pb::log_record::Record;
 use crate::report::csv_field;
-use crate::window::{ErrorClass, decode_histogram};
+use fleetbench::pb;
+use fleetbench::pb::log_record::Record;
+use fleetbench::window::{ErrorClass, decode_histogram};
+use fleetbench_fold::{Fold, notice_level};
 
 /// One agent's results in one logged window of one phase.
 #[derive(Debug, Clone, Serialize)]
@@ -394,8 +394,8 @@ fn agent_event_json(e: &pb::AgentEvent) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fold::ReportOptions;
-    use crate::window::WindowAcc;
+    use fleetbench::window::WindowAcc;
+    use fleetbench_fold::ReportOptions;
 
     fn rec(r: Record) -> pb::LogRecord {
         pb::LogRecord {

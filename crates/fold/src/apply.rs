@@ -1,0 +1,301 @@
+//! Applying one log record to the fold: order-independent, each
+//! `(agent, seq)` once.
+
+use std::collections::{BTreeMap, HashSet};
+
+use fleetbench::pb;
+use fleetbench::pb::log_record::Record;
+
+use crate::state::*;
+
+impl Fold {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A fold that keeps only what `filter` admits.
+    pub fn with_filter(filter: Filter) -> Self {
+        Fold {
+            filter,
+            ..Self::default()
+        }
+    }
+
+    /// This fold, also keeping each agent's windows whole (with their
+    /// latency histograms), for `export`.
+    pub fn keeping_agent_windows(mut self) -> Self {
+        self.keep_agent_windows = true;
+        self
+    }
+
+    /// Applies one log record.
+    pub fn apply(&mut self, rec: &pb::LogRecord) {
+        self.records += 1;
+        self.last_logged_at_us = self.last_logged_at_us.max(rec.logged_at_us);
+        let Some(record) = &rec.record else { return };
+        match record {
+            Record::RunStarted(r) => {
+                self.run = Some(RunInfo {
+                    id: r.run_id.clone(),
+                    name: r.name.clone(),
+                    started_at_us: r.started_at_us,
+                    workload_path: r.workload_path.clone(),
+                    workload_text: r.workload_text.clone(),
+                    resolved_json: r.resolved_json.clone(),
+                    coordinator_version: r.coordinator_version.clone(),
+                    agent_binary_hash: r.agent_binary_hash.clone(),
+                });
+            }
+            Record::AgentAttached(a) => {
+                let Some(h) = &a.hello else { return };
+                let info = self.agents.entry(h.agent_id.clone()).or_default();
+                info.id = h.agent_id.clone();
+                info.host = h.hostname.clone();
+                info.cores = h.cores;
+                info.memory_bytes = h.memory_bytes;
+                info.version = h.agent_version.clone();
+                info.binary_hash = h.binary_hash.clone();
+                info.clock_offset_us = a.clock_offset_us;
+                info.rtt_us = a.rtt_us;
+                info.attaches += 1;
+            }
+            Record::AgentDetached(d) => {
+                self.agents.entry(d.agent_id.clone()).or_default().detaches += 1;
+            }
+            Record::PhaseScheduled(p) => {
+                let phase = self.phase_mut(p.phase_index);
+                phase.name = p.name.clone();
+                phase.start_at_us = p.start_at_us;
+                phase.duration_ms = p.duration_ms;
+                phase.warmup_ms = p.warmup_ms;
+                phase.window_ms = p.window_ms.max(1);
+                phase.agent_ids = p.agent_ids.clone();
+                phase.op_names = p.ops.clone();
+                phase.shares = p.shares.clone();
+                phase.iterations = p.iterations;
+                phase.shape = p.shape.clone().filter(|s| !s.segments.is_empty());
+            }
+            Record::PhaseStopRequested(s) => {
+                // Of several requests, the earliest window counts (then the
+                // reason, so that arrival order does not matter).
+                let phase = self.phase_mut(s.phase_index);
+                let key = |s: &pb::PhaseStopRequested| {
+                    (
+                        s.window_index,
+                        s.reason.clone(),
+                        s.condition_met,
+                        s.rate.to_bits(),
+                    )
+                };
+                let earlier = phase.stop.as_ref().is_none_or(|old| key(s) < key(old));
+                if earlier {
+                    phase.stop = Some(s.clone());
+                }
+            }
+            Record::AgentEvent(e) => self.apply_agent_event(e),
+            Record::RunFinished(f) => self.finished = Some(f.clone()),
+            Record::Notice(n) => {
+                let who = if n.agent_id.is_empty() {
+                    String::new()
+                } else {
+                    format!("agent {}: ", n.agent_id)
+                };
+                self.notices
+                    .push(format!("{}: {who}{}", n.level, n.message));
+            }
+            Record::ServiceOutput(_) | Record::ServiceState(_) => {}
+        }
+    }
+
+    fn phase_mut(&mut self, index: u32) -> &mut PhaseAgg {
+        self.phases.entry(index).or_insert_with(|| PhaseAgg {
+            index,
+            name: format!("phase-{index}"),
+            start_at_us: 0,
+            duration_ms: 0,
+            warmup_ms: 0,
+            window_ms: 1000,
+            agent_ids: Vec::new(),
+            windows: BTreeMap::new(),
+            agents: BTreeMap::new(),
+            ops: BTreeMap::new(),
+            op_names: Vec::new(),
+            shares: Vec::new(),
+            iterations: 0,
+            shape: None,
+            stop: None,
+        })
+    }
+
+    fn apply_agent_event(&mut self, e: &pb::AgentEvent) {
+        let Some(ev) = &e.event else { return };
+        let fresh = match self.seen.get_mut(&e.agent_id) {
+            Some(set) => set.insert(ev.seq),
+            None => {
+                self.seen
+                    .insert(e.agent_id.clone(), HashSet::from([ev.seq]));
+                true
+            }
+        };
+        if !fresh {
+            self.duplicate_events += 1;
+            return;
+        }
+        if !self.seqs.contains_key(&e.agent_id) {
+            self.seqs.insert(e.agent_id.clone(), (0, 0));
+        }
+        let (high, count) = self.seqs.get_mut(&e.agent_id).expect("just ensured");
+        *high = (*high).max(ev.seq);
+        *count += 1;
+        let Some(kind) = &ev.kind else { return };
+        if !self.filter.is_empty() {
+            let host = self.agents.get(&e.agent_id).map_or("", |a| a.host.as_str());
+            if !self.filter.admits(&e.agent_id, host) {
+                return;
+            }
+        }
+        use pb::event::Kind;
+        match kind {
+            Kind::Window(w) => {
+                if !self.filter.ops.is_empty() && !self.filter.ops.contains(&w.op) {
+                    return;
+                }
+                let keep = self.keep_agent_windows;
+                let phase = self.phase_mut(w.phase_index);
+                let agent = phase.agents.get(&e.agent_id);
+                // The agent's first window (of any op) at this index.
+                let new_index = agent.is_none_or(|a| !a.by_window.contains_key(&w.index));
+                let window = phase.windows.entry(w.index).or_insert_with(WindowAgg::new);
+                if window.add(w).is_err() {
+                    self.bad_windows += 1;
+                    return;
+                }
+                if new_index {
+                    window.agents += 1;
+                }
+                if !w.op.is_empty() {
+                    let window = phase
+                        .ops
+                        .entry(w.op.clone())
+                        .or_default()
+                        .entry(w.index)
+                        .or_insert_with(WindowAgg::new);
+                    window.add(w).expect("the same bytes decoded just above");
+                    if new_index {
+                        window.agents += 1;
+                    }
+                }
+                if !phase.agents.contains_key(&e.agent_id) {
+                    phase
+                        .agents
+                        .insert(e.agent_id.clone(), AgentPhase::default());
+                }
+                let agent = phase.agents.get_mut(&e.agent_id).expect("just ensured");
+                if keep {
+                    let kept = agent
+                        .kept
+                        .entry((w.index, w.op.clone()))
+                        .or_insert_with(WindowAgg::new);
+                    if kept.add(w).is_ok() {
+                        kept.agents = 1;
+                    }
+                }
+                let errors = w.errors.values().sum::<u64>();
+                if new_index {
+                    agent.windows += 1;
+                }
+                agent.ok += w.ok;
+                agent.errors += errors;
+                let slot = agent.by_window.entry(w.index).or_default();
+                slot.ok += w.ok;
+                slot.errors += errors;
+                slot.scheduled += w.scheduled;
+                slot.late_wakes += w.late_wakes;
+                slot.max_wake_lag_us = slot.max_wake_lag_us.max(w.max_wake_lag_us);
+                slot.loop_probes += w.loop_probes;
+                slot.loop_late += w.loop_late;
+                slot.max_loop_lag_us = slot.max_loop_lag_us.max(w.max_loop_lag_us);
+            }
+            Kind::PhaseEnded(p) => {
+                self.phase_mut(p.phase_index)
+                    .agents
+                    .entry(e.agent_id.clone())
+                    .or_default()
+                    .ended = Some(*p);
+            }
+            Kind::PhaseStarted(_) => {}
+            Kind::HostMetrics(m) => {
+                if m.cores > 0 {
+                    // Two samples at one instant: the busier, whatever the order.
+                    let sample = CpuSample {
+                        pct: f64::from(m.agent_cpu_pct),
+                        cores: m.cores,
+                        interval_ms: m.interval_ms,
+                    };
+                    self.agent_cpu
+                        .entry(e.agent_id.clone())
+                        .or_default()
+                        .entry(ev.agent_time_us - e.clock_offset_us)
+                        .and_modify(|s| {
+                            if (sample.pct, sample.cores) > (s.pct, s.cores) {
+                                *s = sample;
+                            }
+                        })
+                        .or_insert(sample);
+                }
+                let host = self
+                    .agents
+                    .get(&e.agent_id)
+                    .map_or_else(|| e.agent_id.clone(), |a| a.host.clone());
+                let t = (ev.agent_time_us - e.clock_offset_us).div_euclid(1_000_000);
+                let s = self
+                    .hosts
+                    .entry(host)
+                    .or_default()
+                    .seconds
+                    .entry(t)
+                    .or_default();
+                s.cpu_pct = s.cpu_pct.max(f64::from(m.cpu_pct));
+                s.mem_used = s.mem_used.max(m.mem_used_bytes);
+                s.net_rx = s.net_rx.max(m.net_rx_bytes);
+                s.net_tx = s.net_tx.max(m.net_tx_bytes);
+                s.load_1 = s.load_1.max(m.load_1);
+            }
+            Kind::Notice(n) => {
+                self.notices.push(format!(
+                    "{}: agent {}: {}",
+                    notice_level(n),
+                    e.agent_id,
+                    n.message
+                ));
+            }
+        }
+    }
+
+    /// The run's status as its records tell it. `live` says a coordinator is
+    /// still writing the run (so a missing end record means "running").
+    pub fn status(&self, live: bool) -> String {
+        match &self.finished {
+            Some(f) => f.status.clone(),
+            None if live => "running".into(),
+            None => "incomplete".into(),
+        }
+    }
+
+    /// Sequence numbers an agent skipped (never logged), summed over agents.
+    pub fn seq_gaps(&self) -> u64 {
+        self.seqs
+            .values()
+            .map(|(high, count)| high.saturating_sub(*count))
+            .sum()
+    }
+}
+
+/// An agent notice's level by name (an unset level reads as "info").
+pub fn notice_level(n: &pb::AgentNotice) -> &'static str {
+    match pb::agent_notice::Level::try_from(n.level) {
+        Ok(pb::agent_notice::Level::Error) => "error",
+        Ok(pb::agent_notice::Level::Warn) => "warn",
+        _ => "info",
+    }
+}

@@ -1,0 +1,48 @@
+//! The one aggregation over a run's log records: log records → [`Fold`] →
+//! [`Report`]. The live view, `run`'s summary, `report`, `replay`,
+//! `compare` and `export` all compute their numbers here, and nowhere else.
+//!
+//! The coordinator's live view feeds it each record right after the record is
+//! durable; the end-of-run summary and `report` read the same state, and
+//! `report` rebuilds it from the log alone. So every number a user sees comes
+//! from this code, whichever way they look.
+//!
+//! Applying records is order-independent: windows are keyed by (phase, window
+//! index), counts add, histograms merge, and a repeated `(agent, seq)` is
+//! ignored. Percentiles are read from merged HDR histograms, never averaged.
+//!
+//! Per phase it keeps every window index's results (all agents and all
+//! operations merged) and, for phases of named operations, each operation's
+//! own; per agent, its counts per window. From these the report says, per
+//! phase, whether an agent rather than the target set the numbers
+//! ([`limited_reasons`]), where run control stopped the phase, and what
+//! rate the load shape intended per window ([`intended_rate`]).
+//!
+//! - `state`: what the fold keeps; `apply`: one record into it;
+//!   `summary`: the state into a [`Report`]; `model`: the report's types;
+//!   `limited`: the load-generator-limited rules; `shape`: intended rates.
+//!
+//! Depends only on the root `fleetbench` crate (`pb`, the histogram codec)
+//! and serde for the report's JSON shape. It owns no I/O: it neither reads
+//! the log nor prints. Views depend on it; it depends on no view, and the
+//! agent never links it.
+
+#![forbid(unsafe_code)]
+
+mod apply;
+mod limited;
+mod model;
+mod shape;
+mod state;
+mod summary;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testlog;
+#[cfg(test)]
+mod tests;
+
+pub use apply::notice_level;
+pub use limited::*;
+pub use model::*;
+pub use shape::{intended_mean, intended_rate};
+pub use state::*;
+pub use summary::ReportOptions;

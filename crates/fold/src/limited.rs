@@ -1,0 +1,134 @@
+//! Is an agent, rather than the target, setting the numbers? The rules
+//! that make a phase load-generator-limited, and their thresholds.
+
+/// Open loop: late wakes above this share of the scheduled sends mean the
+/// agent could not keep its schedule (rule a).
+pub const LATE_WAKE_SHARE: f64 = 0.01;
+/// Rule (a) needs at least this many scheduled sends to judge.
+pub const LATE_WAKE_MIN_SCHEDULED: u64 = 100;
+/// How late a wake must be to count, as the agent applies it (µs).
+pub const LATE_WAKE_US: u64 = 5_000;
+/// The agent process at or above this share of the CPU it can use
+/// (min(threads, cores) cores) is saturated (rule b).
+pub const AGENT_CPU_SATURATED: f64 = 0.90;
+/// Open loop: sends short of the schedule by more than this share, while
+/// wakes were late, mean the agent fell behind (rule c).
+pub const SEND_SHORTFALL: f64 = 0.05;
+/// Rule (c) needs late wakes in at least this share of the scheduled sends:
+/// a handful of late wakes on a busy host do not make a shortfall the
+/// agent's (a target past its knee falls short on its own).
+pub const SHORTFALL_LATE_SHARE: f64 = 0.001;
+
+/// What the limited rule looks at for one agent in one phase (its measured,
+/// not warm-up, windows; CPU from its metrics inside the phase).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct AgentLoad {
+    /// Sends the schedule called for (open loop; 0 for closed loop).
+    pub scheduled: u64,
+    /// Requests the agent finished (ok or failed).
+    pub sent: u64,
+    pub late_wakes: u64,
+    pub max_wake_lag_us: u64,
+    /// Event-loop probes of the agent's load threads (one per 10 ms per
+    /// thread), those that fired more than 5 ms late, the largest lag.
+    pub loop_probes: u64,
+    pub loop_late: u64,
+    pub max_loop_lag_us: u64,
+    /// The agent process's CPU averaged over the phase, percent of one core
+    /// (None: the agent reported none).
+    pub cpu_pct_mean: Option<f64>,
+    /// Worker threads the agent ran the phase on (0: not known).
+    pub threads: u32,
+    /// The host's logical cores (0: not known).
+    pub cores: u32,
+}
+
+/// Whether an agent's numbers in a phase describe the agent rather than
+/// the target, and why, in words. The agent is limited when any of:
+///
+/// (a) late wakes exceed [`LATE_WAKE_SHARE`] (1 %) of the scheduled sends,
+///     given at least [`LATE_WAKE_MIN_SCHEDULED`] (100) scheduled: its
+///     workers woke more than 5 ms after the intended time, so the agent,
+///     not the target, delayed the sends;
+/// (b) its process CPU, averaged over the phase, is at least
+///     [`AGENT_CPU_SATURATED`] (90 %) of min(threads, cores) × 100 %: it had
+///     no CPU left to send faster or time requests accurately;
+/// (c) open loop, it sent fewer than (1 − [`SEND_SHORTFALL`]) (95 %) of the
+///     scheduled requests while over [`SHORTFALL_LATE_SHARE`] (0.1 %) of
+///     them woke late: it fell behind;
+/// (d) its load threads' event-loop probes (a timer every 10 ms) fired more
+///     than 5 ms late in over [`LATE_WAKE_SHARE`] (1 %) of at least
+///     [`LATE_WAKE_MIN_SCHEDULED`] (100) probes: the agent's threads were
+///     not running when due (CPU starvation, preemption), open or closed
+///     loop alike, so its latencies include its own delays.
+///
+/// An empty list: not limited.
+pub fn limited_reasons(load: &AgentLoad) -> Vec<String> {
+    let mut reasons = Vec::new();
+    if load.scheduled >= LATE_WAKE_MIN_SCHEDULED
+        && load.late_wakes as f64 > LATE_WAKE_SHARE * load.scheduled as f64
+    {
+        reasons.push(format!(
+            "{} of sends woke more than {} late (max {})",
+            percent(load.late_wakes as f64 / load.scheduled as f64),
+            format_ms(LATE_WAKE_US),
+            format_ms(load.max_wake_lag_us)
+        ));
+    }
+    let usable = match (load.threads, load.cores) {
+        (0, c) => c,
+        (t, 0) => t,
+        (t, c) => t.min(c),
+    };
+    if let Some(cpu) = load.cpu_pct_mean
+        && usable > 0
+        && cpu >= AGENT_CPU_SATURATED * f64::from(usable) * 100.0
+    {
+        reasons.push(format!(
+            "agent CPU {} of its {usable} thread{}",
+            percent(cpu / (f64::from(usable) * 100.0)),
+            if usable == 1 { "" } else { "s" }
+        ));
+    }
+    if load.scheduled > 0
+        && load.late_wakes as f64 > SHORTFALL_LATE_SHARE * load.scheduled as f64
+        && (load.sent as f64) < (1.0 - SEND_SHORTFALL) * load.scheduled as f64
+    {
+        reasons.push(format!(
+            "sent {} of {} scheduled requests ({} short) while waking late",
+            load.sent,
+            load.scheduled,
+            percent(load.scheduled.saturating_sub(load.sent) as f64 / load.scheduled as f64)
+        ));
+    }
+    if load.loop_probes >= LATE_WAKE_MIN_SCHEDULED
+        && load.loop_late as f64 > LATE_WAKE_SHARE * load.loop_probes as f64
+    {
+        reasons.push(format!(
+            "its event loop ran late: {} of its 10 ms probes fired more than {} late (max {})",
+            percent(load.loop_late as f64 / load.loop_probes as f64),
+            format_ms(LATE_WAKE_US),
+            format_ms(load.max_loop_lag_us)
+        ));
+    }
+    reasons
+}
+
+/// A share as people read it: "34%", "1.5%".
+fn percent(share: f64) -> String {
+    let pct = (share * 1000.0).round() / 10.0;
+    if pct >= 10.0 {
+        format!("{pct:.0}%")
+    } else {
+        format!("{pct:.1}%")
+    }
+}
+
+/// Microseconds as whole milliseconds when they are: "5 ms", "230 ms", "0.8 ms".
+fn format_ms(us: u64) -> String {
+    if us.is_multiple_of(1000) || us >= 10_000 {
+        format!("{} ms", (us as f64 / 1000.0).round())
+    } else {
+        format!("{:.1} ms", us as f64 / 1000.0)
+    }
+}

@@ -1,0 +1,117 @@
+//! Where a workload file's values come from, and how a bad one is reported:
+//! [`SpecError`] (file:line:column), the [`Source`] that turns a TOML span
+//! into a position, and the raw value types every table shares (numbers,
+//! durations, commands).
+
+use std::ops::Range;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use fleetbench::clock::parse_duration;
+use serde::Deserialize;
+use toml::Spanned;
+
+/// Width of a result window. Fixed for now; replay can re-window later.
+pub const WINDOW: Duration = Duration::from_secs(1);
+
+/// A workload file that failed to load.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("reading workload file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Invalid {
+        path: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+}
+
+/// A command: one string run by `sh -c`, or argv.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawCommand {
+    Shell(String),
+    Argv(Vec<String>),
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(untagged)]
+pub(crate) enum Number {
+    Int(i64),
+    Float(f64),
+}
+
+impl Number {
+    pub(crate) fn get(self) -> f64 {
+        match self {
+            Number::Int(i) => i as f64,
+            Number::Float(f) => f,
+        }
+    }
+}
+
+/// Where validation errors point.
+pub(crate) struct Source<'a> {
+    pub(crate) path: &'a str,
+    pub(crate) text: &'a str,
+}
+
+impl Source<'_> {
+    pub(crate) fn error(&self, span: Range<usize>, message: impl Into<String>) -> SpecError {
+        let start = span.start.min(self.text.len());
+        let before = &self.text[..start];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let column = before[line_start..].chars().count() + 1;
+        SpecError::Invalid {
+            path: self.path.to_string(),
+            line,
+            column,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn duration(
+        &self,
+        value: &Spanned<String>,
+        what: &str,
+    ) -> Result<Duration, SpecError> {
+        parse_duration(value.get_ref()).map_err(|e| {
+            self.error(
+                value.span(),
+                format!(
+                    "{what}: {:?} is not a duration ({e}); write it like \"30s\", \"500ms\" or \"2m\"",
+                    value.get_ref()
+                ),
+            )
+        })
+    }
+}
+
+pub(crate) fn positive(
+    src: &Source,
+    value: &Spanned<String>,
+    what: &str,
+) -> Result<Duration, SpecError> {
+    let d = src.duration(value, what)?;
+    if d.is_zero() {
+        return Err(src.error(value.span(), format!("{what} must be longer than zero")));
+    }
+    Ok(d)
+}
+
+/// Durations in the resolved JSON, as people write them (`30s`, `1m 30s`).
+pub(crate) mod duration_text {
+    use serde::Serializer;
+    use std::time::Duration;
+
+    pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+}
