@@ -65,7 +65,7 @@ pub struct PhaseReport {
     // out of the JSON when empty, so an op-less log reports as it did.
     /// Open loop: sends the schedule called for in the headline windows
     /// (offered load), and sends whose worker woke late (see
-    /// [`limited_reasons`]).
+    /// [`limited_reasons`](crate::limited_reasons)).
     #[serde(skip_serializing_if = "is_zero")]
     pub scheduled: u64,
     #[serde(skip_serializing_if = "is_zero")]
@@ -131,7 +131,7 @@ pub struct OpPoint {
     pub p99_us: Option<u64>,
 }
 
-/// An agent that limited a phase, and why (see [`limited_reasons`]).
+/// An agent that limited a phase, and why (see [`limited_reasons`](crate::limited_reasons)).
 #[derive(Debug, Clone, Serialize)]
 pub struct LimitedAgent {
     pub agent: String,
