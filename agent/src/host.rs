@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::outbox::Outbox;
 
 /// Hello's host facts; the caller fills in ids and the outbox bounds.
-pub fn facts() -> pb::Hello {
+pub(crate) fn facts() -> pb::Hello {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
     let memory_bytes = sysinfo::System::new()
         .map(|mut s| {
@@ -38,7 +38,7 @@ fn own_hash() -> std::io::Result<String> {
 
 /// CPU time (user + system) this process has used, in milliseconds, from
 /// /proc/self/stat; 0 where that is not available.
-pub fn process_cpu_ms() -> u64 {
+pub(crate) fn process_cpu_ms() -> u64 {
     let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
         return 0;
     };
@@ -62,7 +62,7 @@ pub fn process_cpu_ms() -> u64 {
 ///
 /// With `active`, samples only while it reads true (a pool agent: while a
 /// run holds it); the first sample after a pause covers at most `every`.
-pub fn sample_metrics(
+pub(crate) fn sample_metrics(
     outbox: Arc<Outbox>,
     every: Duration,
     active: Option<tokio::sync::watch::Receiver<bool>>,

@@ -49,13 +49,13 @@ const SEND_BATCH: usize = 256;
 /// Longest wait between dials of a run's agent.
 const BACKOFF_CAP: Duration = Duration::from_secs(2);
 /// Longest wait between dials of a pool agent.
-pub const POOL_BACKOFF_CAP: Duration = Duration::from_millis(500);
+pub(crate) const POOL_BACKOFF_CAP: Duration = Duration::from_millis(500);
 /// Events of earlier runs kept aside at most (oldest dropped first).
 const PARKED_MAX: usize = crate::outbox::DEFAULT_CAPACITY;
 /// Late events per LateEvents message at most.
 const LATE_BATCH: usize = 1000;
 
-pub struct LinkConfig {
+pub(crate) struct LinkConfig {
     /// `host:port` of the coordinator.
     pub coordinator: String,
     /// TLS pinned to the coordinator's certificate.
@@ -74,7 +74,7 @@ pub struct LinkConfig {
 
 /// How the link ended.
 #[derive(Debug)]
-pub enum LinkEnd {
+pub(crate) enum LinkEnd {
     /// The coordinator said to shut down and every event is acked.
     Shutdown(String),
     /// The coordinator refused this agent.
@@ -86,12 +86,12 @@ pub enum LinkEnd {
 }
 
 /// What the engine tells the link.
-pub struct EngineState {
+pub(crate) struct EngineState {
     /// True while no phase is running.
     pub idle: watch::Receiver<bool>,
 }
 
-pub async fn run(
+pub(crate) async fn run(
     cfg: LinkConfig,
     outbox: Arc<Outbox>,
     engine: mpsc::Sender<Command>,

@@ -41,14 +41,14 @@ use crate::schedule::{Schedule, Walk};
 
 /// What the link hands the engine.
 #[derive(Debug)]
-pub enum Command {
+pub(crate) enum Command {
     Start(Box<pb::StartPhase>),
     Stop(u32),
     /// Stop whatever runs (shutdown).
     StopAll,
 }
 
-pub struct EngineConfig {
+pub(crate) struct EngineConfig {
     /// Stop generating load when the coordinator has been unreachable this
     /// long: an agent never loads a target without someone listening.
     pub lease: Duration,
@@ -57,7 +57,7 @@ pub struct EngineConfig {
 }
 
 /// Runs phases until `stop`; `idle` is true whenever no phase runs.
-pub async fn run(
+pub(crate) async fn run(
     cfg: EngineConfig,
     mut commands: mpsc::Receiver<Command>,
     outbox: Arc<Outbox>,

@@ -24,14 +24,14 @@ use tokio::net::TcpStream;
 
 /// What an operation's try came to: bytes received, or an error class and
 /// whether its latency means something (an error status, a timeout).
-pub type Outcome = Result<u64, (ErrorClass, bool)>;
+pub(crate) type Outcome = Result<u64, (ErrorClass, bool)>;
 
-pub struct Op {
+pub(crate) struct Op {
     pub name: String,
     pub kind: OpKind,
 }
 
-pub enum OpKind {
+pub(crate) enum OpKind {
     Http(Box<HttpOp>),
     Tcp(Box<TcpOp>),
     Exec(Box<ExecOp>),
@@ -39,7 +39,7 @@ pub enum OpKind {
 }
 
 impl Op {
-    pub async fn compile(op: &pb::Operation, gens: &[GenSpec]) -> Result<Op> {
+    pub(crate) async fn compile(op: &pb::Operation, gens: &[GenSpec]) -> Result<Op> {
         let what = if op.name.is_empty() {
             "the phase's workload".to_string()
         } else {
@@ -79,7 +79,7 @@ impl Op {
     }
 
     /// How long requests in flight may finish after the phase's deadline.
-    pub fn grace(&self) -> Duration {
+    pub(crate) fn grace(&self) -> Duration {
         let t = match &self.kind {
             OpKind::Http(h) => h.timeout,
             OpKind::Tcp(t) => t.timeout,
@@ -90,14 +90,14 @@ impl Op {
     }
 
     /// A fresh per-worker slot for this op.
-    pub fn slot(&self) -> Slot {
+    pub(crate) fn slot(&self) -> Slot {
         Slot::default()
     }
 }
 
 /// One worker's connection for one op.
 #[derive(Default)]
-pub enum Slot {
+pub(crate) enum Slot {
     #[default]
     Empty,
     H1(Conn),
@@ -108,7 +108,7 @@ pub enum Slot {
 impl Slot {
     /// Resolves when an idle HTTP/1.1 connection is closed by the server
     /// (so the worker notices before sending on it); never otherwise.
-    pub async fn closed(&mut self) {
+    pub(crate) async fn closed(&mut self) {
         match self {
             Slot::H1(c) if !c.closed => {
                 let _ = c.driver.as_mut().await;
@@ -120,7 +120,7 @@ impl Slot {
 }
 
 /// Per-worker scratch state for the ops.
-pub struct Scratch {
+pub(crate) struct Scratch {
     pub values: WorkerGen,
     buf: Vec<u8>,
     read: Vec<u8>,
@@ -130,7 +130,7 @@ pub struct Scratch {
 }
 
 impl Scratch {
-    pub fn new(values: WorkerGen, rng: Rng) -> Scratch {
+    pub(crate) fn new(values: WorkerGen, rng: Rng) -> Scratch {
         Scratch {
             values,
             buf: Vec::with_capacity(256),
@@ -143,7 +143,7 @@ impl Scratch {
 
 /// Runs one try of `op` now. Returns when it was sent (for the send lag),
 /// its outcome and the bytes sent. `in_flight` is bumped around the wait.
-pub async fn execute(
+pub(crate) async fn execute(
     op: &Op,
     slot: &mut Slot,
     s: &mut Scratch,
@@ -174,7 +174,7 @@ pub async fn execute(
 
 // ---------------------------------------------------------------- http
 
-pub struct HttpOp {
+pub(crate) struct HttpOp {
     addr: SocketAddr,
     method: http::Method,
     /// The path and query, when it holds no template.
@@ -198,7 +198,7 @@ pub struct HttpOp {
 /// One HTTP/1.1 connection of a worker. The connection future is driven
 /// inline by the worker's own task (no task per connection, no cross-task
 /// wake-up per request).
-pub struct Conn {
+pub(crate) struct Conn {
     sender: http1::SendRequest<Full<Bytes>>,
     driver: Pin<Box<http1::Connection<TokioIo<TcpStream>, Full<Bytes>>>>,
     /// The driver finished: the server closed the connection.
@@ -548,7 +548,7 @@ async fn read_body(
 
 // ---------------------------------------------------------------- tcp
 
-pub struct TcpOp {
+pub(crate) struct TcpOp {
     addr: SocketAddr,
     send: Template,
     until: Vec<u8>,
@@ -684,7 +684,7 @@ async fn exchange_tcp(
 
 // ---------------------------------------------------------------- exec
 
-pub struct ExecOp {
+pub(crate) struct ExecOp {
     argv: Vec<Template>,
     pub timeout: Duration,
 }

@@ -23,9 +23,9 @@ use fleetbench::pb;
 use tokio::sync::watch;
 
 /// Events kept at most; at ~3 small events a second that is over 9 hours.
-pub const DEFAULT_CAPACITY: usize = 100_000;
+pub(crate) const DEFAULT_CAPACITY: usize = 100_000;
 
-pub struct Outbox {
+pub(crate) struct Outbox {
     inner: Mutex<Inner>,
     /// The newest sequence number pushed.
     latest: watch::Sender<u64>,
@@ -44,7 +44,7 @@ struct Inner {
 }
 
 impl Outbox {
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         Outbox {
             inner: Mutex::new(Inner {
                 events: VecDeque::new(),
@@ -60,7 +60,7 @@ impl Outbox {
     }
 
     /// Queues an event; returns its sequence number.
-    pub fn push(&self, kind: pb::event::Kind) -> u64 {
+    pub(crate) fn push(&self, kind: pb::event::Kind) -> u64 {
         let mut inner = self.inner.lock().expect("outbox lock is never poisoned");
         let seq = push_locked(&mut inner, kind);
         let before = inner.dropped;
@@ -88,7 +88,7 @@ impl Outbox {
     }
 
     /// Drops every event with `seq <= through`.
-    pub fn ack(&self, through: u64) {
+    pub(crate) fn ack(&self, through: u64) {
         let mut inner = self.inner.lock().expect("outbox lock is never poisoned");
         if through <= inner.acked_through {
             return;
@@ -102,14 +102,14 @@ impl Outbox {
     }
 
     /// Clones the unacked events with `seq > after`, at most `max` of them.
-    pub fn after(&self, after: u64, max: usize) -> Vec<pb::Event> {
+    pub(crate) fn after(&self, after: u64, max: usize) -> Vec<pb::Event> {
         let inner = self.inner.lock().expect("outbox lock is never poisoned");
         let skip = inner.events.partition_point(|e| e.seq <= after);
         inner.events.iter().skip(skip).take(max).cloned().collect()
     }
 
     /// (lowest unacked, highest) sequence numbers; (0, 0) when empty.
-    pub fn bounds(&self) -> (u64, u64) {
+    pub(crate) fn bounds(&self) -> (u64, u64) {
         let inner = self.inner.lock().expect("outbox lock is never poisoned");
         match (inner.events.front(), inner.events.back()) {
             (Some(f), Some(b)) => (f.seq, b.seq),
@@ -118,7 +118,7 @@ impl Outbox {
     }
 
     /// The run the queued events belong to.
-    pub fn run_id(&self) -> String {
+    pub(crate) fn run_id(&self) -> String {
         let inner = self.inner.lock().expect("outbox lock is never poisoned");
         inner.run_id.clone()
     }
@@ -128,7 +128,7 @@ impl Outbox {
     /// run starts a fresh sequence space (from 1) and returns the events still
     /// unacked for the previous run (its coordinator went away before acking
     /// them): they must not reach the new run's log.
-    pub fn start_run(&self, run_id: &str) -> Option<(String, Vec<pb::Event>)> {
+    pub(crate) fn start_run(&self, run_id: &str) -> Option<(String, Vec<pb::Event>)> {
         let mut inner = self.inner.lock().expect("outbox lock is never poisoned");
         if inner.run_id == run_id {
             return None;
@@ -150,20 +150,20 @@ impl Outbox {
     }
 
     /// Highest sequence number pushed so far.
-    pub fn latest(&self) -> u64 {
+    pub(crate) fn latest(&self) -> u64 {
         *self.latest.borrow()
     }
 
-    pub fn subscribe_latest(&self) -> watch::Receiver<u64> {
+    pub(crate) fn subscribe_latest(&self) -> watch::Receiver<u64> {
         self.latest.subscribe()
     }
 
-    pub fn subscribe_acked(&self) -> watch::Receiver<u64> {
+    pub(crate) fn subscribe_acked(&self) -> watch::Receiver<u64> {
         self.acked.subscribe()
     }
 
     /// Waits until every event pushed so far is acked.
-    pub async fn drained(&self) {
+    pub(crate) async fn drained(&self) {
         let target = self.latest();
         let mut acked = self.subscribe_acked();
         let _ = acked.wait_for(|a| *a >= target).await;

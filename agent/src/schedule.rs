@@ -24,7 +24,7 @@ struct Seg {
 }
 
 #[derive(Debug, Clone)]
-pub struct Schedule {
+pub(crate) struct Schedule {
     segs: Vec<Seg>,
     /// Rate after the last segment.
     tail: f64,
@@ -36,7 +36,7 @@ pub struct Schedule {
 
 impl Schedule {
     /// From a shape already scaled to this agent's share.
-    pub fn from_pb(shape: &pb::LoadShape) -> Option<Schedule> {
+    pub(crate) fn from_pb(shape: &pb::LoadShape) -> Option<Schedule> {
         if shape.segments.is_empty() {
             return None;
         }
@@ -66,7 +66,7 @@ impl Schedule {
     }
 
     /// A constant rate (the original single-rate form).
-    pub fn constant(rate: f64) -> Schedule {
+    pub(crate) fn constant(rate: f64) -> Schedule {
         Schedule {
             segs: Vec::new(),
             tail: rate.max(0.0),
@@ -78,7 +78,7 @@ impl Schedule {
 
     /// The rate at `t` seconds.
     #[cfg(test)]
-    pub fn rate_at(&self, t: f64) -> f64 {
+    pub(crate) fn rate_at(&self, t: f64) -> f64 {
         for s in &self.segs {
             if t < s.start + s.len {
                 return s.from + (s.to - s.from) * (t - s.start) / s.len;
@@ -88,7 +88,7 @@ impl Schedule {
     }
 
     /// Sends due in the first `t` seconds (A(t), fractional).
-    pub fn count_at(&self, t: f64) -> f64 {
+    pub(crate) fn count_at(&self, t: f64) -> f64 {
         for s in &self.segs {
             if t < s.start + s.len {
                 let tau = (t - s.start).max(0.0);
@@ -102,7 +102,7 @@ impl Schedule {
     /// Seconds from the start at which send `u` is due; `None` if never (the
     /// rate stays at zero from there on). `cursor` remembers the segment of
     /// the previous call (callers ask for increasing `u`).
-    pub fn time_of(&self, u: f64, cursor: &mut usize) -> Option<f64> {
+    pub(crate) fn time_of(&self, u: f64, cursor: &mut usize) -> Option<f64> {
         while *cursor < self.segs.len() {
             let s = self.segs[*cursor];
             let end_count = s.count0 + (s.from + s.to) / 2.0 * s.len;
@@ -133,7 +133,7 @@ impl Schedule {
 }
 
 /// One worker's walk through the schedule.
-pub struct Walk {
+pub(crate) struct Walk {
     u: f64,
     step: f64,
     cursor: usize,
@@ -141,7 +141,7 @@ pub struct Walk {
 
 impl Walk {
     /// Worker `w` of `c` on this agent.
-    pub fn new(schedule: &Schedule, w: usize, c: usize, rng: &mut Rng) -> Walk {
+    pub(crate) fn new(schedule: &Schedule, w: usize, c: usize, rng: &mut Rng) -> Walk {
         let step = c.max(1) as f64;
         let u = if schedule.poisson {
             step * exp1(rng)
@@ -153,7 +153,7 @@ impl Walk {
 
     /// Seconds from the start of this worker's next send.
     #[inline]
-    pub fn next(&mut self, schedule: &Schedule, rng: &mut Rng) -> Option<f64> {
+    pub(crate) fn next(&mut self, schedule: &Schedule, rng: &mut Rng) -> Option<f64> {
         let t = schedule.time_of(self.u, &mut self.cursor)?;
         self.u += if schedule.poisson {
             self.step * exp1(rng)

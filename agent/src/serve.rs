@@ -29,10 +29,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// The stats path; requests to it are not counted.
-pub const STATS_PATH: &str = "/__fleetbench/stats";
+pub(crate) const STATS_PATH: &str = "/__fleetbench/stats";
 
 #[derive(Debug, Clone, Copy)]
-pub struct Stall {
+pub(crate) struct Stall {
     pub every: Duration,
     pub length: Duration,
 }
@@ -52,7 +52,7 @@ impl std::str::FromStr for Stall {
     }
 }
 
-pub struct ServeConfig {
+pub(crate) struct ServeConfig {
     pub listen: SocketAddr,
     pub delay: Duration,
     pub stall: Option<Stall>,
@@ -92,7 +92,7 @@ impl State {
 }
 
 /// Serves until `stop`; returns the number of requests served.
-pub async fn serve(cfg: ServeConfig, stop: CancellationToken) -> Result<u64> {
+pub(crate) async fn serve(cfg: ServeConfig, stop: CancellationToken) -> Result<u64> {
     let listener = TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("binding {}", cfg.listen))?;

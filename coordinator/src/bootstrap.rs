@@ -30,7 +30,7 @@ use crate::ssh::{Options, Session, Target};
 
 /// The agent binary the coordinator ships.
 #[derive(Debug, Clone)]
-pub struct AgentBinary {
+pub(crate) struct AgentBinary {
     pub path: PathBuf,
     pub hash: String,
     pub size: u64,
@@ -40,7 +40,7 @@ pub struct AgentBinary {
 
 /// A bootstrap step, as failures and progress name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
+pub(crate) enum Step {
     Connect,
     Probe,
     Upload,
@@ -62,7 +62,7 @@ impl std::fmt::Display for Step {
 
 #[derive(Debug, thiserror::Error)]
 #[error("host {host}: {step} failed: {reason}")]
-pub struct BootstrapError {
+pub(crate) struct BootstrapError {
     pub host: String,
     pub step: Step,
     pub reason: String,
@@ -70,7 +70,7 @@ pub struct BootstrapError {
 
 /// Per-step time limits.
 #[derive(Debug, Clone)]
-pub struct Timeouts {
+pub(crate) struct Timeouts {
     pub connect: Duration,
     pub probe: Duration,
     pub upload: Duration,
@@ -89,7 +89,7 @@ impl Default for Timeouts {
 }
 
 /// What to deploy on one host.
-pub struct HostJob {
+pub(crate) struct HostJob {
     pub target: Target,
     pub ssh: Options,
     /// `~/...` or an absolute path on the host.
@@ -106,7 +106,7 @@ pub struct HostJob {
 }
 
 /// A host with agents started on it.
-pub struct Deployed {
+pub(crate) struct Deployed {
     pub target: Target,
     /// (agent id, remote pid)
     pub agents: Vec<(String, u32)>,
@@ -121,12 +121,12 @@ pub struct Deployed {
 }
 
 /// Quotes a string for a POSIX shell.
-pub fn sh_quote(s: &str) -> String {
+pub(crate) fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
 /// A remote directory as a shell word: `~/x` becomes `"$HOME"/'x'`.
-pub fn remote_path(dir: &str) -> String {
+pub(crate) fn remote_path(dir: &str) -> String {
     if dir == "~" {
         "\"$HOME\"".to_string()
     } else if let Some(rest) = dir.strip_prefix("~/") {
@@ -138,7 +138,7 @@ pub fn remote_path(dir: &str) -> String {
 
 /// Connects (host key first, then authentication) and probes the host:
 /// it must run Linux on the architecture `binary` is built for.
-pub async fn open(
+pub(crate) async fn open(
     target: &Target,
     ssh: &Options,
     timeouts: &Timeouts,
@@ -193,7 +193,7 @@ pub async fn open(
 }
 
 /// Connects, probes, uploads if needed, verifies and starts the agents.
-pub async fn deploy(
+pub(crate) async fn deploy(
     job: HostJob,
     binary: &AgentBinary,
     bar: &ProgressBar,
@@ -302,7 +302,7 @@ async fn start_agents(
 }
 
 /// A binary on a host.
-pub struct Shipped {
+pub(crate) struct Shipped {
     /// Shell word of its path there.
     pub path: String,
     /// It was already there: nothing was uploaded.
@@ -312,7 +312,7 @@ pub struct Shipped {
 
 /// Makes sure `binary` is on the host as `DIR/bin/NAME-<sha256>` (uploading
 /// it unless that exact file is there), then checks that it executes.
-pub async fn ship(
+pub(crate) async fn ship(
     session: &Session,
     dir: &str,
     name: &str,
@@ -420,7 +420,12 @@ pub async fn ship(
 /// agent is found by its credentials path in its command line, so a pid
 /// reused by another process is never hit (best effort: agents also exit on
 /// their own once their coordinator is gone for good).
-pub async fn kill_run_agents(session: &Session, dir: &str, run_id: &str, ids: Option<&[String]>) {
+pub(crate) async fn kill_run_agents(
+    session: &Session,
+    dir: &str,
+    run_id: &str,
+    ids: Option<&[String]>,
+) {
     let base = format!("{dir}/runs/{}/", sh_quote(run_id));
     let patterns: Vec<String> = match ids {
         Some(ids) => ids

@@ -13,16 +13,16 @@ use tokio::sync::Semaphore;
 use crate::bootstrap::{self, AgentBinary, BootstrapError, Deployed, HostJob};
 
 /// Hosts bootstrapped at once, at most.
-pub const PARALLEL: usize = 16;
+pub(crate) const PARALLEL: usize = 16;
 
-pub struct Fleet {
+pub(crate) struct Fleet {
     pub deployed: Vec<Deployed>,
     pub failures: Vec<BootstrapError>,
 }
 
 impl Fleet {
     /// Deploys every job; never fails as a whole: failed hosts are listed.
-    pub async fn deploy(jobs: Vec<HostJob>, binary: &AgentBinary) -> Fleet {
+    pub(crate) async fn deploy(jobs: Vec<HostJob>, binary: &AgentBinary) -> Fleet {
         let (progress, style) = progress();
         let limit = Arc::new(Semaphore::new(PARALLEL));
         let binary = Arc::new(binary.clone());
@@ -77,7 +77,7 @@ impl Fleet {
     }
 
     /// Every agent id started on the fleet.
-    pub fn agent_ids(&self) -> Vec<String> {
+    pub(crate) fn agent_ids(&self) -> Vec<String> {
         self.deployed
             .iter()
             .flat_map(|d| d.agents.iter().map(|(id, _)| id.clone()))
@@ -85,7 +85,7 @@ impl Fleet {
     }
 
     /// Kills this run's agents on every host: those of `ids`, or all.
-    pub async fn kill(&self, ids: Option<&[String]>) {
+    pub(crate) async fn kill(&self, ids: Option<&[String]>) {
         for d in &self.deployed {
             let mine: Vec<String> = d
                 .agents
@@ -101,7 +101,7 @@ impl Fleet {
         }
     }
 
-    pub async fn close(self) {
+    pub(crate) async fn close(self) {
         for d in self.deployed {
             d.session.close().await;
         }
@@ -122,7 +122,7 @@ fn progress() -> (MultiProgress, ProgressStyle) {
 
 /// Runs `work` on every host, at most `parallel` at once, each with a
 /// progress bar; results in the order of `targets`.
-pub async fn each_host<T, F, Fut>(
+pub(crate) async fn each_host<T, F, Fut>(
     targets: Vec<crate::ssh::Target>,
     parallel: usize,
     work: F,

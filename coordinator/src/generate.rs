@@ -14,7 +14,7 @@ use fleetbench_gen::rng::Rng;
 use crate::log::EventLog;
 
 /// Writes the run; returns its id.
-pub async fn run(data_dir: &Path, agents: u32, seconds: u32, seed: u64) -> Result<String> {
+pub(crate) async fn run(data_dir: &Path, agents: u32, seconds: u32, seed: u64) -> Result<String> {
     let run_id = uuid::Uuid::now_v7().to_string();
     std::fs::create_dir_all(crate::log::run_dir(data_dir, &run_id))?;
     let mut log = EventLog::open(data_dir, &run_id)?;

@@ -18,14 +18,14 @@ use prost::Message;
 use crate::log::{EventLog, LogError, list_runs, run_dir};
 
 /// A run folded from its log.
-pub struct Loaded {
+pub(crate) struct Loaded {
     pub fold: Fold,
     /// A coordinator is still writing the run.
     pub live: bool,
 }
 
 /// Resolves `latest`, a full run id, or a unique prefix of one.
-pub fn resolve(data_dir: &Path, which: &str) -> Result<String> {
+pub(crate) fn resolve(data_dir: &Path, which: &str) -> Result<String> {
     let runs =
         list_runs(data_dir).with_context(|| format!("listing runs in {}", data_dir.display()))?;
     if runs.is_empty() {
@@ -46,7 +46,7 @@ pub fn resolve(data_dir: &Path, which: &str) -> Result<String> {
 }
 
 /// The creation time of a run id (a UUIDv7), Unix microseconds.
-pub fn id_time_us(run_id: &str) -> Option<i64> {
+pub(crate) fn id_time_us(run_id: &str) -> Option<i64> {
     let (secs, nanos) = uuid::Uuid::parse_str(run_id)
         .ok()?
         .get_timestamp()?
@@ -58,18 +58,18 @@ pub fn id_time_us(run_id: &str) -> Option<i64> {
 }
 
 /// Folds a run, directly or through the coordinator that is writing it.
-pub async fn load(data_dir: &Path, run_id: &str) -> Result<Loaded> {
+pub(crate) async fn load(data_dir: &Path, run_id: &str) -> Result<Loaded> {
     load_filtered(data_dir, run_id, Filter::default()).await
 }
 
 /// Folds a run keeping only what `filter` admits.
-pub async fn load_filtered(data_dir: &Path, run_id: &str, filter: Filter) -> Result<Loaded> {
+pub(crate) async fn load_filtered(data_dir: &Path, run_id: &str, filter: Filter) -> Result<Loaded> {
     load_into(data_dir, run_id, Fold::with_filter(filter)).await
 }
 
 /// Applies every record of a run to `fold` (a fresh one, set up as the
 /// caller needs: filtered, keeping agent windows).
-pub async fn load_into(data_dir: &Path, run_id: &str, mut fold: Fold) -> Result<Loaded> {
+pub(crate) async fn load_into(data_dir: &Path, run_id: &str, mut fold: Fold) -> Result<Loaded> {
     let live = scan(data_dir, run_id, &mut |_, rec| {
         fold.apply(rec);
         Ok(())
@@ -85,7 +85,7 @@ pub async fn load_into(data_dir: &Path, run_id: &str, mut fold: Fold) -> Result<
 /// log order: from the database directly, or, while a coordinator holds it,
 /// through that coordinator. Returns whether the run is live. The one way
 /// runs are read back: folds and `export --events` alike.
-pub async fn scan(
+pub(crate) async fn scan(
     data_dir: &Path,
     run_id: &str,
     sink: &mut dyn FnMut(u64, &pb::LogRecord) -> Result<()>,
@@ -143,7 +143,7 @@ enum ScanError {
 /// Streams a running run's records from its coordinator to `visit`, in log
 /// order; with `follow`, keeps going as records are logged, until the run
 /// ends (`replay --follow`).
-pub async fn stream_live(
+pub(crate) async fn stream_live(
     data_dir: &Path,
     run_id: &str,
     follow: bool,
@@ -158,7 +158,7 @@ pub async fn stream_live(
 
 /// Every record of a finished run, in log order (`replay --speed`); an
 /// error for a run still being written.
-pub async fn records(data_dir: &Path, run_id: &str) -> Result<Vec<pb::LogRecord>> {
+pub(crate) async fn records(data_dir: &Path, run_id: &str) -> Result<Vec<pb::LogRecord>> {
     let mut out = Vec::new();
     let live = scan(data_dir, run_id, &mut |_, rec| {
         out.push(rec.clone());

@@ -73,7 +73,7 @@ const REFUSAL_WINDOW: Duration = Duration::from_secs(10);
 
 /// One agent as the hub knows it.
 #[derive(Debug, Clone, Default)]
-pub struct AgentState {
+pub(crate) struct AgentState {
     pub hello: pb::Hello,
     pub peer: String,
     pub connected: bool,
@@ -168,7 +168,7 @@ enum WriteItem {
     Flush(oneshot::Sender<Result<(), String>>),
 }
 
-pub struct Hub {
+pub(crate) struct Hub {
     run_id: String,
     registry: Mutex<Registry>,
     refusals: Mutex<RefusalBudget>,
@@ -192,7 +192,7 @@ pub struct Hub {
 
 impl Hub {
     /// Starts the hub and its writer over `log`.
-    pub fn start(
+    pub(crate) fn start(
         run_id: String,
         log: EventLog,
         stop: CancellationToken,
@@ -221,13 +221,13 @@ impl Hub {
         (hub, writer)
     }
 
-    pub fn run_id(&self) -> &str {
+    pub(crate) fn run_id(&self) -> &str {
         &self.run_id
     }
 
     /// Lets `agent_id` attach, with this secret. Agents not admitted are
     /// refused; admitting an id again replaces its secret.
-    pub fn admit(&self, agent_id: impl Into<String>, secret: String) {
+    pub(crate) fn admit(&self, agent_id: impl Into<String>, secret: String) {
         self.registry
             .lock()
             .expect("never poisoned")
@@ -237,7 +237,7 @@ impl Hub {
 
     /// Lets pool agent `agent_id` attach with this secret, whatever run its
     /// Hello names.
-    pub fn admit_pool(&self, agent_id: impl Into<String>, secret: String) {
+    pub(crate) fn admit_pool(&self, agent_id: impl Into<String>, secret: String) {
         let agent_id = agent_id.into();
         let mut registry = self.registry.lock().expect("never poisoned");
         registry.pool.insert(agent_id.clone());
@@ -245,12 +245,12 @@ impl Hub {
     }
 
     /// Pool agents must run this agent binary (hex SHA-256) to get in.
-    pub fn expect_binary(&self, hash: &str) {
+    pub(crate) fn expect_binary(&self, hash: &str) {
         self.registry.lock().expect("never poisoned").expected_hash = Some(hash.to_string());
     }
 
     /// The agent binary pool agents must run, if set.
-    pub fn expected_binary(&self) -> Option<String> {
+    pub(crate) fn expected_binary(&self) -> Option<String> {
         self.registry
             .lock()
             .expect("never poisoned")
@@ -260,7 +260,7 @@ impl Hub {
 
     /// This run does not use these pool agents: they are turned away (to
     /// dial again later), and told to go if attached.
-    pub fn bench(&self, ids: &[String]) {
+    pub(crate) fn bench(&self, ids: &[String]) {
         let mut registry = self.registry.lock().expect("never poisoned");
         for id in ids {
             registry.benched.insert(id.clone());
@@ -276,13 +276,13 @@ impl Hub {
 
     /// From now on every attach is refused, for the agent to retry later
     /// (with another coordinator): the run is ending.
-    pub fn close_doors(&self) {
+    pub(crate) fn close_doors(&self) {
         self.registry.lock().expect("never poisoned").closing = true;
     }
 
     /// Takes pool agents' late events of other runs under `data_dir` into
     /// those runs' logs.
-    pub fn accept_late(&self, data_dir: &std::path::Path) {
+    pub(crate) fn accept_late(&self, data_dir: &std::path::Path) {
         *self.late_dir.lock().expect("never poisoned") = Some(data_dir.to_path_buf());
     }
 
@@ -370,12 +370,12 @@ impl Hub {
     }
 
     /// Makes this hub check and note every Hello, and welcome none.
-    pub fn look_only(&self) {
+    pub(crate) fn look_only(&self) {
         self.registry.lock().expect("never poisoned").look_only = true;
     }
 
     /// Pool agents refused for running another binary, as last seen.
-    pub fn stale(&self) -> BTreeMap<String, AgentState> {
+    pub(crate) fn stale(&self) -> BTreeMap<String, AgentState> {
         self.registry.lock().expect("never poisoned").stale.clone()
     }
 
@@ -405,7 +405,7 @@ impl Hub {
     }
 
     /// Queues a coordinator record for the log.
-    pub async fn log(&self, record: pb::log_record::Record) {
+    pub(crate) async fn log(&self, record: pb::log_record::Record) {
         let rec = pb::LogRecord {
             logged_at_us: fleetbench::clock::now_us(),
             record: Some(record),
@@ -413,7 +413,7 @@ impl Hub {
         let _ = self.queue.send(WriteItem::Record(rec)).await;
     }
 
-    pub async fn notice(&self, level: &str, agent_id: &str, message: impl Into<String>) {
+    pub(crate) async fn notice(&self, level: &str, agent_id: &str, message: impl Into<String>) {
         let message = message.into();
         match level {
             "error" => tracing::error!("{message}"),
@@ -429,7 +429,7 @@ impl Hub {
     }
 
     /// Waits until everything queued so far is durable.
-    pub async fn flush(&self) -> Result<(), String> {
+    pub(crate) async fn flush(&self) -> Result<(), String> {
         let (tx, rx) = oneshot::channel();
         self.queue
             .send(WriteItem::Flush(tx))
@@ -440,11 +440,11 @@ impl Hub {
     }
 
     /// Why the log cannot be written, if it cannot.
-    pub fn failure(&self) -> Option<String> {
+    pub(crate) fn failure(&self) -> Option<String> {
         self.failure.lock().expect("never poisoned").clone()
     }
 
-    pub fn agents(&self) -> BTreeMap<String, AgentState> {
+    pub(crate) fn agents(&self) -> BTreeMap<String, AgentState> {
         self.registry
             .lock()
             .expect("never poisoned")
@@ -455,7 +455,7 @@ impl Hub {
     }
 
     /// Sends a command to an agent; false if it is not connected.
-    pub fn send(&self, agent_id: &str, msg: pb::coordinator_message::Msg) -> bool {
+    pub(crate) fn send(&self, agent_id: &str, msg: pb::coordinator_message::Msg) -> bool {
         let registry = self.registry.lock().expect("never poisoned");
         let Some(tx) = registry.slots.get(agent_id).and_then(|s| s.tx.clone()) else {
             return false;
@@ -465,7 +465,7 @@ impl Hub {
     }
 
     /// Marks the run finished for ReadLog followers.
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         self.finished.send_replace(true);
     }
 
@@ -573,7 +573,7 @@ async fn write_loop(
 
 /// The gRPC service; clones share the hub.
 #[derive(Clone)]
-pub struct Service {
+pub(crate) struct Service {
     pub hub: Arc<Hub>,
 }
 
@@ -911,7 +911,7 @@ async fn refuse(hub: &Hub, tx: &Outgoing, agent_id: &str, who: &str, refusal: Re
 }
 
 /// The first 12 hex digits of a hash, as people compare them.
-pub fn short(hash: &str) -> &str {
+pub(crate) fn short(hash: &str) -> &str {
     hash.get(..12).unwrap_or(hash)
 }
 
@@ -928,7 +928,7 @@ fn quoted(agent_id: &str) -> String {
 /// connection's handshake runs in its own task (a stalled or plaintext
 /// client holds up no other), and one that fails or takes longer than
 /// [`HANDSHAKE`] is closed and the refusal logged.
-pub async fn serve(
+pub(crate) async fn serve(
     hub: Arc<Hub>,
     tls: Arc<rustls::ServerConfig>,
     listener: TcpListener,

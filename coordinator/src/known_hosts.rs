@@ -17,7 +17,7 @@ use russh::keys::PublicKey;
 
 /// What the known_hosts file says about a host's key.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// A line names this host with exactly this key.
     Known { line: usize },
     /// A line names this host with another key of the same algorithm.
@@ -29,7 +29,7 @@ pub enum Verdict {
 }
 
 /// The name a host has in known_hosts: `host` on port 22, else `[host]:port`.
-pub fn host_pattern(host: &str, port: u16) -> String {
+pub(crate) fn host_pattern(host: &str, port: u16) -> String {
     if port == 22 {
         host.to_string()
     } else {
@@ -39,7 +39,12 @@ pub fn host_pattern(host: &str, port: u16) -> String {
 
 /// Checks `key` for `host:port` against the file at `path` (a missing file
 /// knows no host).
-pub fn check(path: &Path, host: &str, port: u16, key: &PublicKey) -> std::io::Result<Verdict> {
+pub(crate) fn check(
+    path: &Path,
+    host: &str,
+    port: u16,
+    key: &PublicKey,
+) -> std::io::Result<Verdict> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Verdict::Unknown),
@@ -155,7 +160,7 @@ fn glob(pattern: &str, name: &str) -> bool {
 
 /// Appends `host:port key` to the file (creating it and its directory);
 /// returns the line number written.
-pub fn learn(path: &Path, host: &str, port: u16, key: &PublicKey) -> std::io::Result<usize> {
+pub(crate) fn learn(path: &Path, host: &str, port: u16, key: &PublicKey) -> std::io::Result<usize> {
     if let Some(dir) = path.parent()
         && !dir.as_os_str().is_empty()
     {
@@ -181,11 +186,11 @@ pub fn learn(path: &Path, host: &str, port: u16, key: &PublicKey) -> std::io::Re
 }
 
 /// The default known_hosts file: `~/.ssh/known_hosts`.
-pub fn default_path() -> PathBuf {
+pub(crate) fn default_path() -> PathBuf {
     home().join(".ssh").join("known_hosts")
 }
 
-pub fn home() -> PathBuf {
+pub(crate) fn home() -> PathBuf {
     std::env::var_os("HOME").map_or_else(|| PathBuf::from("/"), PathBuf::from)
 }
 

@@ -12,7 +12,7 @@ use fleetbench_fold::Fold;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     pub rps: f64,
     pub p50_us: Option<u64>,
     pub p99_us: Option<u64>,
@@ -20,7 +20,7 @@ pub struct Snapshot {
     pub errors: u64,
 }
 
-pub struct LiveView {
+pub(crate) struct LiveView {
     bar: ProgressBar,
     phases: usize,
     tty: bool,
@@ -29,7 +29,7 @@ pub struct LiveView {
 }
 
 impl LiveView {
-    pub fn new(phases: usize) -> Self {
+    pub(crate) fn new(phases: usize) -> Self {
         let tty = std::io::stderr().is_terminal();
         let bar = if tty {
             let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(4));
@@ -71,7 +71,14 @@ impl LiveView {
 
     /// Shows phase `index` as the fold has it at instant `now_us`
     /// (coordinator clock; a replay passes its own).
-    pub fn show(&mut self, fold: &Fold, index: u32, now_us: i64, connected: usize, agents: usize) {
+    pub(crate) fn show(
+        &mut self,
+        fold: &Fold,
+        index: u32,
+        now_us: i64,
+        connected: usize,
+        agents: usize,
+    ) {
         let s = self.snapshot(fold, index);
         let (name, duration_s, start_at_us) = fold
             .phases
@@ -105,7 +112,7 @@ impl LiveView {
     }
 
     /// Leaves the phase's last line on screen.
-    pub fn phase_done(&mut self) {
+    pub(crate) fn phase_done(&mut self) {
         if self.tty {
             self.bar.println(&self.last_line);
         } else {
@@ -114,7 +121,7 @@ impl LiveView {
         self.last_plain = None;
     }
 
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         self.bar.finish_and_clear();
     }
 }

@@ -25,7 +25,7 @@ use prost::Message;
 use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
-pub enum LogError {
+pub(crate) enum LogError {
     #[error("opening event log at {path}")]
     Open {
         path: PathBuf,
@@ -58,12 +58,12 @@ pub enum LogError {
 }
 
 /// The directory of one run under a data directory.
-pub fn run_dir(data_dir: &Path, run_id: &str) -> PathBuf {
+pub(crate) fn run_dir(data_dir: &Path, run_id: &str) -> PathBuf {
     data_dir.join("runs").join(run_id)
 }
 
 /// Run ids under a data directory, oldest first (UUIDv7 sorts by time).
-pub fn list_runs(data_dir: &Path) -> std::io::Result<Vec<String>> {
+pub(crate) fn list_runs(data_dir: &Path) -> std::io::Result<Vec<String>> {
     let dir = data_dir.join("runs");
     let mut ids = Vec::new();
     match std::fs::read_dir(&dir) {
@@ -84,14 +84,14 @@ pub fn list_runs(data_dir: &Path) -> std::io::Result<Vec<String>> {
 }
 
 /// The writer of a run's log.
-pub struct EventLog {
+pub(crate) struct EventLog {
     reader: LogReader,
     next_lsn: u64,
 }
 
 /// A reader of a run's log; cheap to clone, usable while the writer appends.
 #[derive(Clone)]
-pub struct LogReader {
+pub(crate) struct LogReader {
     db: sled::Db,
     path: PathBuf,
     prefix: [u8; 16],
@@ -99,7 +99,7 @@ pub struct LogReader {
 
 impl EventLog {
     /// Opens (creating if need be) the log of `run_id` under `data_dir`.
-    pub fn open(data_dir: &Path, run_id: &str) -> Result<EventLog, LogError> {
+    pub(crate) fn open(data_dir: &Path, run_id: &str) -> Result<EventLog, LogError> {
         let path = run_dir(data_dir, run_id).join("log");
         let uuid = Uuid::parse_str(run_id).map_err(|_| LogError::Empty { path: path.clone() })?;
         let db = sled::Config::new()
@@ -129,13 +129,13 @@ impl EventLog {
         })
     }
 
-    pub fn reader(&self) -> LogReader {
+    pub(crate) fn reader(&self) -> LogReader {
         self.reader.clone()
     }
 
     /// Appends records (not yet durable: call [`EventLog::flush`]); returns
     /// the log sequence number of the first.
-    pub fn append(&mut self, records: &[pb::LogRecord]) -> Result<u64, LogError> {
+    pub(crate) fn append(&mut self, records: &[pb::LogRecord]) -> Result<u64, LogError> {
         let first = self.next_lsn;
         let mut batch = sled::Batch::default();
         for (i, rec) in records.iter().enumerate() {
@@ -153,7 +153,7 @@ impl EventLog {
     }
 
     /// Makes everything appended so far durable.
-    pub async fn flush(&self) -> Result<(), LogError> {
+    pub(crate) async fn flush(&self) -> Result<(), LogError> {
         self.reader
             .db
             .flush_async()
@@ -166,19 +166,19 @@ impl EventLog {
     }
 
     /// Every record of the run, in append order.
-    pub fn scan(&self) -> impl Iterator<Item = Result<(u64, pb::LogRecord), LogError>> + '_ {
+    pub(crate) fn scan(&self) -> impl Iterator<Item = Result<(u64, pb::LogRecord), LogError>> + '_ {
         self.reader.scan_from(1)
     }
 
     /// The next log sequence number to be assigned.
-    pub fn next_lsn(&self) -> u64 {
+    pub(crate) fn next_lsn(&self) -> u64 {
         self.next_lsn
     }
 }
 
 impl LogReader {
     /// Records with `lsn >= from`, in append order.
-    pub fn scan_from(
+    pub(crate) fn scan_from(
         &self,
         from: u64,
     ) -> impl Iterator<Item = Result<(u64, pb::LogRecord), LogError>> + '_ {

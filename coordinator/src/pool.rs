@@ -45,16 +45,16 @@ use crate::ssh::{self, Target};
 use crate::trust::{self, Trust};
 
 /// Where a pool listens unless `pool up --listen` says otherwise.
-pub const DEFAULT_LISTEN: &str = "0.0.0.0:7717";
+pub(crate) const DEFAULT_LISTEN: &str = "0.0.0.0:7717";
 /// A pool agent stops its load after this long without its coordinator.
-pub const DEFAULT_LEASE: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_LEASE: Duration = Duration::from_secs(5);
 /// Hosts upgraded at once unless `--parallel` says otherwise.
-pub const UPGRADE_PARALLEL: usize = 2;
+pub(crate) const UPGRADE_PARALLEL: usize = 2;
 
 /// `DATA/pools/NAME/pool.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Record {
+pub(crate) struct Record {
     pub name: String,
     /// The fixed address every coordinator serving the pool listens on.
     pub listen: SocketAddr,
@@ -74,7 +74,7 @@ pub struct Record {
 /// One agent of a pool.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct Member {
+pub(crate) struct Member {
     pub id: String,
     /// `user@host[:port]` for an agent `pool up` started; None for one
     /// enrolled (started by something else).
@@ -89,7 +89,7 @@ pub struct Member {
 
 /// An agent's last Hello as a coordinator serving the pool saw it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Seen {
+pub(crate) struct Seen {
     pub hostname: String,
     pub agent_version: String,
     pub binary_hash: String,
@@ -99,14 +99,14 @@ pub struct Seen {
 }
 
 /// A pool on disk.
-pub struct Pool {
+pub(crate) struct Pool {
     pub dir: PathBuf,
     pub record: Record,
     /// Agent id -> secret.
     pub secrets: BTreeMap<String, String>,
 }
 
-pub fn pools_dir(data_dir: &Path) -> PathBuf {
+pub(crate) fn pools_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("pools")
 }
 
@@ -121,7 +121,7 @@ fn check_name(name: &str) -> Result<()> {
 
 impl Pool {
     /// Reads pool `name`; a missing one is named with the command that makes it.
-    pub fn load(data_dir: &Path, name: &str) -> Result<Pool> {
+    pub(crate) fn load(data_dir: &Path, name: &str) -> Result<Pool> {
         check_name(name)?;
         let dir = pools_dir(data_dir).join(name);
         let path = dir.join("pool.json");
@@ -150,7 +150,7 @@ impl Pool {
     }
 
     /// Every pool's name, sorted.
-    pub fn names(data_dir: &Path) -> Result<Vec<String>> {
+    pub(crate) fn names(data_dir: &Path) -> Result<Vec<String>> {
         let dir = pools_dir(data_dir);
         let mut names = Vec::new();
         match std::fs::read_dir(&dir) {
@@ -169,7 +169,7 @@ impl Pool {
     }
 
     /// Writes the record and the secrets (0600), each replaced whole.
-    pub fn save(&self) -> Result<()> {
+    pub(crate) fn save(&self) -> Result<()> {
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("creating {}", self.dir.display()))?;
         let record = serde_json::to_string_pretty(&self.record).expect("record serializes");
@@ -178,11 +178,11 @@ impl Pool {
         replace_file(&self.dir.join("secrets.json"), &secrets, 0o600)
     }
 
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.record.name
     }
 
-    pub fn seen(&self) -> BTreeMap<String, Seen> {
+    pub(crate) fn seen(&self) -> BTreeMap<String, Seen> {
         std::fs::read_to_string(self.dir.join("seen.json"))
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok())
@@ -190,7 +190,7 @@ impl Pool {
     }
 
     /// Notes the Hellos a coordinator serving the pool saw.
-    pub fn note_seen(&self, states: &BTreeMap<String, AgentState>) {
+    pub(crate) fn note_seen(&self, states: &BTreeMap<String, AgentState>) {
         let mut seen = self.seen();
         for (id, s) in states {
             if s.seen_at_us == 0 || !self.record.agents.iter().any(|m| &m.id == id) {
@@ -214,7 +214,7 @@ impl Pool {
         }
     }
 
-    pub fn ssh_options(&self, accept_new_host_keys: bool) -> ssh::Options {
+    pub(crate) fn ssh_options(&self, accept_new_host_keys: bool) -> ssh::Options {
         ssh::Options {
             identity: self.record.identity.clone(),
             known_hosts: self.record.known_hosts.clone(),
@@ -224,7 +224,7 @@ impl Pool {
     }
 
     /// Members carrying every one of `labels`.
-    pub fn matching(&self, labels: &BTreeMap<String, String>) -> Vec<&Member> {
+    pub(crate) fn matching(&self, labels: &BTreeMap<String, String>) -> Vec<&Member> {
         self.record
             .agents
             .iter()
@@ -275,7 +275,7 @@ impl Pool {
     }
 
     /// Takes the pool's holder lock (see the module doc).
-    pub fn hold(&self, who: &str) -> Result<Holder> {
+    pub(crate) fn hold(&self, who: &str) -> Result<Holder> {
         hold(&self.dir, self.name(), who)
     }
 }
@@ -298,7 +298,7 @@ fn replace_file(path: &Path, text: &str, mode: u32) -> Result<()> {
 
 /// Whoever serves a pool holds this (an flock, released when dropped or when
 /// the process dies, even by SIGKILL).
-pub struct Holder {
+pub(crate) struct Holder {
     _file: std::fs::File,
 }
 
@@ -336,7 +336,7 @@ fn hold(dir: &Path, name: &str, who: &str) -> Result<Holder> {
 }
 
 /// Binds the pool's fixed address.
-pub async fn bind(record: &Record) -> Result<tokio::net::TcpListener> {
+pub(crate) async fn bind(record: &Record) -> Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(record.listen)
         .await
         .with_context(|| {
@@ -350,7 +350,7 @@ pub async fn bind(record: &Record) -> Result<tokio::net::TcpListener> {
 /// A coordinator that serves a pool's port only to see who dials in: it
 /// checks each agent's secret, notes its Hello, and sends it away to dial
 /// again (`Hub::look_only`). For `pool ls`, `pool up` and `pool upgrade`.
-pub struct Lookout {
+pub(crate) struct Lookout {
     pub hub: Arc<Hub>,
     tmp: PathBuf,
     server_stop: CancellationToken,
@@ -360,7 +360,7 @@ pub struct Lookout {
 }
 
 impl Lookout {
-    pub async fn start(data_dir: &Path, pool: &Pool, trust: &Trust) -> Result<Lookout> {
+    pub(crate) async fn start(data_dir: &Path, pool: &Pool, trust: &Trust) -> Result<Lookout> {
         let listener = bind(&pool.record).await?;
         // The hub needs a log; this one holds refusals only and is thrown away.
         let id = uuid::Uuid::now_v7().to_string();
@@ -391,7 +391,7 @@ impl Lookout {
 
     /// Waits until each of `ids` has been seen since `since_us` (and, with
     /// `hash`, on that binary), or `timeout`; returns those seen.
-    pub async fn wait_seen(
+    pub(crate) async fn wait_seen(
         &self,
         ids: &[String],
         since_us: i64,
@@ -418,7 +418,7 @@ impl Lookout {
         }
     }
 
-    pub async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.server_stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.server).await;
         self.writer_stop.cancel();
@@ -457,7 +457,7 @@ fn load_trust(data_dir: &Path) -> Result<Trust> {
 }
 
 /// `k=v,k2=v2` -> a map.
-pub fn parse_labels(s: &str) -> Result<BTreeMap<String, String>, String> {
+pub(crate) fn parse_labels(s: &str) -> Result<BTreeMap<String, String>, String> {
     let mut labels = BTreeMap::new();
     for pair in s.split(',').filter(|p| !p.trim().is_empty()) {
         let (k, v) = pair
@@ -603,7 +603,7 @@ async fn exec(
 
 // ------------------------------------------------------------------ pool up
 
-pub struct UpArgs {
+pub(crate) struct UpArgs {
     pub name: String,
     pub hosts: Vec<String>,
     pub per_host: u32,
@@ -631,7 +631,7 @@ struct HostUp {
 /// `coordinator pool up`: bootstraps pool agents on the hosts (those not
 /// running already) and records the pool. Running it again with the same
 /// hosts starts and uploads nothing. Exit 1 if a host failed.
-pub async fn up(data_dir: &Path, args: UpArgs) -> Result<bool> {
+pub(crate) async fn up(data_dir: &Path, args: UpArgs) -> Result<bool> {
     check_name(&args.name).map_err(crate::run::BadInput)?;
     if !(1..=256).contains(&args.per_host) {
         return Err(crate::run::BadInput(anyhow!(
@@ -964,7 +964,7 @@ async fn up_host(
 /// serves the pool's port for up to `wait` (pool agents dial at least once a
 /// second) to see who is up; when one does (a run), it shows what that
 /// coordinator last recorded.
-pub async fn ls(data_dir: &Path, name: Option<&str>, wait: Duration) -> Result<()> {
+pub(crate) async fn ls(data_dir: &Path, name: Option<&str>, wait: Duration) -> Result<()> {
     let names = match name {
         Some(n) => vec![n.to_string()],
         None => Pool::names(data_dir)?,
@@ -1071,7 +1071,7 @@ fn age(us: i64) -> String {
 /// wait until each dials in on the new binary. A host where any of that
 /// fails gets its old agents back and is reported. Returns false if a host
 /// failed.
-pub async fn upgrade(
+pub(crate) async fn upgrade(
     data_dir: &Path,
     name: &str,
     parallel: usize,
@@ -1283,7 +1283,7 @@ async fn upgrade_host(
 /// and `remote_dir` itself once empty), then the pool's record. A host that
 /// fails is reported and stays in the record (run it again). Returns false
 /// if a host failed.
-pub async fn down(data_dir: &Path, name: &str, accept_new_host_keys: bool) -> Result<bool> {
+pub(crate) async fn down(data_dir: &Path, name: &str, accept_new_host_keys: bool) -> Result<bool> {
     let mut pool = Pool::load(data_dir, name).map_err(crate::run::BadInput)?;
     let holder = pool.hold("pool down")?;
     let binary = local_agent(None).await?;
@@ -1399,7 +1399,7 @@ async fn down_host(
 
 // ------------------------------------------------------------------- enroll
 
-pub struct EnrollArgs {
+pub(crate) struct EnrollArgs {
     pub name: String,
     pub id: Option<String>,
     pub labels: BTreeMap<String, String>,
@@ -1410,7 +1410,7 @@ pub struct EnrollArgs {
 /// `coordinator enroll NAME`: admits a new agent to the pool (a fresh id and
 /// secret in the record) and writes the credentials file it needs, for an
 /// agent started by something else (Kubernetes, systemd, cloud-init).
-pub async fn enroll(data_dir: &Path, args: EnrollArgs) -> Result<()> {
+pub(crate) async fn enroll(data_dir: &Path, args: EnrollArgs) -> Result<()> {
     let mut pool = Pool::load(data_dir, &args.name).map_err(crate::run::BadInput)?;
     let trust = load_trust(data_dir)?;
     let id = match &args.id {

@@ -31,7 +31,7 @@ fn show(live: &mut LiveView, fold: &Fold, now_us: i64) {
 }
 
 /// Follows a running run until it ends; a finished run is just folded.
-pub async fn follow(data_dir: &Path, run_id: &str, filter: Filter) -> Result<(Fold, bool)> {
+pub(crate) async fn follow(data_dir: &Path, run_id: &str, filter: Filter) -> Result<(Fold, bool)> {
     let loaded = history::load_filtered(data_dir, run_id, filter.clone()).await?;
     if !loaded.live {
         return Ok((loaded.fold, false));
@@ -53,7 +53,12 @@ pub async fn follow(data_dir: &Path, run_id: &str, filter: Filter) -> Result<(Fo
 }
 
 /// Plays a finished run back at `speed` times its pace.
-pub async fn playback(data_dir: &Path, run_id: &str, speed: f64, filter: Filter) -> Result<Fold> {
+pub(crate) async fn playback(
+    data_dir: &Path,
+    run_id: &str,
+    speed: f64,
+    filter: Filter,
+) -> Result<Fold> {
     if !(speed.is_finite() && speed > 0.0) {
         bail!("--speed must be a number above zero, not {speed}");
     }

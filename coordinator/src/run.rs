@@ -43,7 +43,7 @@ use crate::services;
 use crate::ssh;
 use crate::trust::{self, Trust};
 
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     pub workload: PathBuf,
     pub data_dir: PathBuf,
     pub json: bool,
@@ -59,7 +59,7 @@ pub struct RunArgs {
 }
 
 /// How a run ended, for the exit code.
-pub enum Outcome {
+pub(crate) enum Outcome {
     Completed,
     Failed,
 }
@@ -67,14 +67,14 @@ pub enum Outcome {
 /// Input errors (exit 2) are distinguished from run failures (exit 1).
 #[derive(Debug, thiserror::Error)]
 #[error(transparent)]
-pub struct BadInput(#[from] pub anyhow::Error);
+pub(crate) struct BadInput(#[from] pub anyhow::Error);
 
 /// How long after a phase's planned end to wait for agents to report it ended.
 const PHASE_GRACE: Duration = Duration::from_secs(15);
 /// Lead time between scheduling a phase and its start.
 const START_LEAD: Duration = Duration::from_millis(300);
 
-pub async fn run(args: RunArgs, stop: CancellationToken) -> Result<Outcome> {
+pub(crate) async fn run(args: RunArgs, stop: CancellationToken) -> Result<Outcome> {
     let started = std::time::Instant::now();
     let (workload, text) = Workload::load(&args.workload).map_err(|e| BadInput(e.into()))?;
     let agent_binary = find_agent_binary(args.agent_binary.as_deref()).map_err(BadInput)?;

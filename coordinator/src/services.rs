@@ -23,7 +23,7 @@ use tokio::process::Child;
 
 use crate::hub::Hub;
 
-pub struct Running {
+pub(crate) struct Running {
     name: String,
     child: Child,
     pumps: Vec<tokio::task::JoinHandle<()>>,
@@ -31,7 +31,7 @@ pub struct Running {
 
 /// Starts the services in order, each ready before the next starts. On
 /// failure the ones already started are returned for stopping.
-pub async fn start(
+pub(crate) async fn start(
     hub: &Arc<Hub>,
     services: &[Service],
     agent_binary: &Path,
@@ -132,7 +132,7 @@ async fn wait_ready(running: &mut Running, ready: &Ready, timeout: Duration) -> 
 }
 
 /// What readiness means, in words, for a service reached at `host`.
-pub fn describe(ready: &Ready, host: &str) -> String {
+pub(crate) fn describe(ready: &Ready, host: &str) -> String {
     match ready {
         Ready::TcpPort(p) => format!("{host}:{p} accepting connections"),
         Ready::TcpAddr(a) => format!("{a} accepting connections"),
@@ -141,7 +141,7 @@ pub fn describe(ready: &Ready, host: &str) -> String {
 }
 
 /// One readiness check of a service reached at `host`.
-pub async fn probe(ready: &Ready, host: &str) -> bool {
+pub(crate) async fn probe(ready: &Ready, host: &str) -> bool {
     let attempt = async {
         match ready {
             Ready::TcpPort(p) => tokio::net::TcpStream::connect((host, *p)).await.is_ok(),
@@ -218,7 +218,7 @@ async fn state(hub: &Hub, service: &str, state: &str, detail: String) {
 }
 
 /// Stops services in reverse order: SIGTERM, then SIGKILL after `grace`.
-pub async fn stop(hub: &Arc<Hub>, mut running: Vec<Running>, grace: Duration) {
+pub(crate) async fn stop(hub: &Arc<Hub>, mut running: Vec<Running>, grace: Duration) {
     while let Some(mut r) = running.pop() {
         let detail = match r.child.try_wait() {
             Ok(Some(status)) => format!("had already exited: {status}"),
@@ -249,7 +249,7 @@ pub async fn stop(hub: &Arc<Hub>, mut running: Vec<Running>, grace: Duration) {
 // ---------------------------------------------------------------- on SSH hosts
 
 /// A service process on an SSH host.
-pub struct RemoteRunning {
+pub(crate) struct RemoteRunning {
     name: String,
     session: crate::ssh::Session,
     pid: u32,
@@ -259,7 +259,7 @@ pub struct RemoteRunning {
 }
 
 /// How services reach their hosts.
-pub struct RemoteContext<'a> {
+pub(crate) struct RemoteContext<'a> {
     pub ssh: &'a crate::ssh::Options,
     pub remote_dir: &'a str,
     pub agent: &'a crate::bootstrap::AgentBinary,
@@ -269,7 +269,7 @@ pub struct RemoteContext<'a> {
 /// Starts the services that have SSH hosts, on every one of their hosts,
 /// each ready before the next starts. Ships `binary` (or the agent, for
 /// `{agent}`) content-addressed, like the agent itself.
-pub async fn start_remote(
+pub(crate) async fn start_remote(
     hub: &Arc<Hub>,
     services: &[Service],
     ctx: &RemoteContext<'_>,
@@ -462,7 +462,7 @@ pub async fn start_remote(
 
 /// Stops remote services in reverse order (SIGTERM, then SIGKILL after 5 s)
 /// unless `keep`, and logs the tail of each one's output.
-pub async fn stop_remote(hub: &Arc<Hub>, mut running: Vec<RemoteRunning>) {
+pub(crate) async fn stop_remote(hub: &Arc<Hub>, mut running: Vec<RemoteRunning>) {
     while let Some(r) = running.pop() {
         let host = r.session.target.to_string();
         let stop = if r.keep {

@@ -24,11 +24,11 @@ use tokio::io::AsyncRead;
 use crate::known_hosts::{self, Verdict};
 
 /// `user@host[:port]` from a workload file.
-pub use fleetbench_workload::SshHost as Target;
+pub(crate) use fleetbench_workload::SshHost as Target;
 
 /// How to reach and trust hosts.
 #[derive(Debug, Clone)]
-pub struct Options {
+pub(crate) struct Options {
     pub identity: Option<PathBuf>,
     pub known_hosts: PathBuf,
     pub accept_new_host_keys: bool,
@@ -37,7 +37,7 @@ pub struct Options {
 
 /// Why an SSH step failed. Each names the host.
 #[derive(Debug, thiserror::Error)]
-pub enum SshError {
+pub(crate) enum SshError {
     #[error("{target}: cannot connect: {reason}")]
     Connect { target: String, reason: String },
     #[error(
@@ -168,28 +168,28 @@ impl Checker {
 
 /// What a remote command printed and how it ended.
 #[derive(Debug, Default)]
-pub struct Output {
+pub(crate) struct Output {
     pub status: Option<u32>,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
 }
 
 impl Output {
-    pub fn success(&self) -> bool {
+    pub(crate) fn success(&self) -> bool {
         self.status == Some(0)
     }
 
-    pub fn stdout_text(&self) -> String {
+    pub(crate) fn stdout_text(&self) -> String {
         String::from_utf8_lossy(&self.stdout).trim().to_string()
     }
 
-    pub fn stderr_text(&self) -> String {
+    pub(crate) fn stderr_text(&self) -> String {
         String::from_utf8_lossy(&self.stderr).trim().to_string()
     }
 }
 
 /// An authenticated SSH connection to one host.
-pub struct Session {
+pub(crate) struct Session {
     handle: Handle<Checker>,
     pub target: Target,
     /// Our address on the connection: the one the host can reach us by.
@@ -197,7 +197,7 @@ pub struct Session {
 }
 
 impl Session {
-    pub async fn connect(target: &Target, options: &Options) -> Result<Session, SshError> {
+    pub(crate) async fn connect(target: &Target, options: &Options) -> Result<Session, SshError> {
         let name = target.to_string();
         let connect_err = |reason: String| SshError::Connect {
             target: name.clone(),
@@ -256,7 +256,7 @@ impl Session {
     }
 
     /// Runs `command`, feeding it `stdin` (then EOF), and collects its output.
-    pub async fn exec(
+    pub(crate) async fn exec(
         &self,
         command: &str,
         stdin: Option<&mut (dyn AsyncRead + Unpin + Send)>,
@@ -329,7 +329,7 @@ impl Session {
         Ok(out)
     }
 
-    pub async fn close(self) {
+    pub(crate) async fn close(self) {
         let _ = self
             .handle
             .disconnect(russh::Disconnect::ByApplication, "", "en")

@@ -23,14 +23,14 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// The coordinator's TLS identity.
-pub struct Trust {
+pub(crate) struct Trust {
     fingerprint: String,
     server_config: Arc<rustls::ServerConfig>,
 }
 
 impl Trust {
     /// Loads the identity from `DATA/tls/`, creating it first if there is none.
-    pub fn load_or_create(data_dir: &Path) -> Result<Trust> {
+    pub(crate) fn load_or_create(data_dir: &Path) -> Result<Trust> {
         let dir = tls_dir(data_dir);
         if !dir.join("cert.pem").exists() {
             create(data_dir, &dir)?;
@@ -39,13 +39,13 @@ impl Trust {
     }
 
     /// Hex SHA-256 of the certificate's DER bytes.
-    pub fn fingerprint(&self) -> &str {
+    pub(crate) fn fingerprint(&self) -> &str {
         &self.fingerprint
     }
 
     /// rustls server configuration: this certificate, HTTP/2 by ALPN, no
     /// client certificates (agents prove themselves with their secret).
-    pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
+    pub(crate) fn server_config(&self) -> Arc<rustls::ServerConfig> {
         self.server_config.clone()
     }
 }
@@ -56,7 +56,7 @@ fn tls_dir(data_dir: &Path) -> PathBuf {
 
 /// The fingerprint of the certificate in `DATA/tls/`, without creating one:
 /// what `report` pins when it reads a running run through its coordinator.
-pub fn existing_fingerprint(data_dir: &Path) -> Result<String> {
+pub(crate) fn existing_fingerprint(data_dir: &Path) -> Result<String> {
     let path = tls_dir(data_dir).join("cert.pem");
     let cert = CertificateDer::from_pem_file(&path)
         .with_context(|| format!("reading the coordinator certificate {}", path.display()))?;
@@ -138,7 +138,7 @@ fn load(dir: &Path) -> Result<Trust> {
 }
 
 /// A fresh random agent secret: 32 bytes from /dev/urandom, hex.
-pub fn new_secret() -> Result<String> {
+pub(crate) fn new_secret() -> Result<String> {
     let mut bytes = [0u8; 32];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))
@@ -148,7 +148,7 @@ pub fn new_secret() -> Result<String> {
 
 /// Compares a presented secret with the expected one in time that does not
 /// depend on where they differ.
-pub fn secrets_match(expected: &str, presented: &str) -> bool {
+pub(crate) fn secrets_match(expected: &str, presented: &str) -> bool {
     let (a, b) = (expected.as_bytes(), presented.as_bytes());
     if a.is_empty() || a.len() != b.len() {
         return false;
@@ -159,7 +159,7 @@ pub fn secrets_match(expected: &str, presented: &str) -> bool {
 
 /// Creates `path` (which must not exist) with mode 0600 from the start and
 /// writes `text` to it.
-pub fn write_private(path: &Path, text: &str) -> Result<()> {
+pub(crate) fn write_private(path: &Path, text: &str) -> Result<()> {
     write_new(path, text, 0o600)
 }
 

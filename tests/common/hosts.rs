@@ -20,11 +20,11 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard};
 
 /// The fixture script.
-pub const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/hosts/testhosts.sh");
+pub(crate) const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/hosts/testhosts.sh");
 
 /// One test host, as the script's hosts table gives it.
 #[derive(Clone, Debug)]
-pub struct Host {
+pub(crate) struct Host {
     /// `h1`, `h2`, ...
     pub name: String,
     pub ip: Ipv4Addr,
@@ -40,7 +40,7 @@ pub struct Host {
 
 impl Host {
     /// `ip:22`.
-    pub fn addr(&self) -> SocketAddr {
+    pub(crate) fn addr(&self) -> SocketAddr {
         SocketAddr::from((self.ip, self.port))
     }
 }
@@ -48,7 +48,7 @@ impl Host {
 /// The script's resolved settings (`testhosts.sh vars`; environment
 /// `FLEETBENCH_TESTHOSTS_{PREFIX,NET,DIR,LOCK}` overrides them).
 #[derive(Clone, Debug)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// Keys, tables, logs and the hosts' rootfs trees.
     pub dir: PathBuf,
     /// Prefix of the netns and link names (`<prefix>-h1`).
@@ -63,7 +63,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn get() -> Settings {
+    pub(crate) fn get() -> Settings {
         let out = script(&["vars"]);
         assert!(
             out.status.success(),
@@ -89,7 +89,7 @@ impl Settings {
 }
 
 /// N hosts, up until dropped.
-pub struct Hosts {
+pub(crate) struct Hosts {
     /// h1..hN in order.
     pub hosts: Vec<Host>,
     /// The bridge's address: where the hosts reach this machine.
@@ -108,7 +108,7 @@ pub struct Hosts {
 impl Hosts {
     /// Makes hosts h1..hN (any left by a killed test are removed first), each
     /// answering SSH on port 22 when this returns.
-    pub fn up(n: usize) -> Hosts {
+    pub(crate) fn up(n: usize) -> Hosts {
         let check = script(&["check"]);
         assert!(
             check.status.success(),
@@ -162,65 +162,65 @@ impl Hosts {
     }
 
     /// Host names, h1..hN.
-    pub fn names(&self) -> Vec<&str> {
+    pub(crate) fn names(&self) -> Vec<&str> {
         self.hosts.iter().map(|h| h.name.as_str()).collect()
     }
 
-    pub fn host(&self, name: &str) -> &Host {
+    pub(crate) fn host(&self, name: &str) -> &Host {
         self.hosts
             .iter()
             .find(|h| h.name == name)
             .unwrap_or_else(|| panic!("no test host {name:?}; there are {:?}", self.names()))
     }
 
-    pub fn ip(&self, name: &str) -> Ipv4Addr {
+    pub(crate) fn ip(&self, name: &str) -> Ipv4Addr {
         self.host(name).ip
     }
 
     /// `ip:22`.
-    pub fn addr(&self, name: &str) -> SocketAddr {
+    pub(crate) fn addr(&self, name: &str) -> SocketAddr {
         self.host(name).addr()
     }
 
     /// The host's `/` on this machine.
-    pub fn rootfs(&self, name: &str) -> &Path {
+    pub(crate) fn rootfs(&self, name: &str) -> &Path {
         &self.host(name).rootfs
     }
 
     /// Cuts the host off: its link goes down (carrier loss). Packets either
     /// way are lost; connecting to it times out.
-    pub fn cut(&self, name: &str) {
+    pub(crate) fn cut(&self, name: &str) {
         self.ok(&["cut", name]);
     }
 
     /// Cuts the host off with iptables DROP in its netns; its link stays up.
-    pub fn cut_drop(&self, name: &str) {
+    pub(crate) fn cut_drop(&self, name: &str) {
         self.ok(&["cut", name, "drop"]);
     }
 
     /// Undoes `cut`/`cut_drop` (a `delay` stays).
-    pub fn heal(&self, name: &str) {
+    pub(crate) fn heal(&self, name: &str) {
         self.ok(&["heal", name]);
     }
 
     /// SIGKILLs every process of the host (sshd, sessions, what they
     /// started). Its IP stays up, so connections are refused.
-    pub fn kill(&self, name: &str) {
+    pub(crate) fn kill(&self, name: &str) {
         self.ok(&["kill", name]);
     }
 
     /// `kill`, then starts its sshd again; the rootfs is kept.
-    pub fn restart(&self, name: &str) {
+    pub(crate) fn restart(&self, name: &str) {
         self.ok(&["restart", name]);
     }
 
     /// Holds each packet the host sends for `ms` milliseconds (0: off).
-    pub fn delay(&self, name: &str, ms: u64) {
+    pub(crate) fn delay(&self, name: &str, ms: u64) {
         self.ok(&["delay", name, &ms.to_string()]);
     }
 
     /// PIDs (in this machine's namespace) of the processes in the host's netns.
-    pub fn pids(&self, name: &str) -> Vec<u32> {
+    pub(crate) fn pids(&self, name: &str) -> Vec<u32> {
         let out = Command::new("ip")
             .args(["netns", "pids", &self.host(name).netns])
             .output()
@@ -234,7 +234,7 @@ impl Hosts {
 
     /// Runs `args` in the host's network namespace (but this machine's
     /// filesystem and processes), to completion: for checks from outside.
-    pub fn run_in(&self, name: &str, args: &[&str]) -> Output {
+    pub(crate) fn run_in(&self, name: &str, args: &[&str]) -> Output {
         Command::new("ip")
             .args(["netns", "exec", &self.host(name).netns])
             .args(args)
@@ -245,7 +245,7 @@ impl Hosts {
 
     /// The OpenSSH client, logged in as root on the host with the fixture's
     /// key and known_hosts, batch mode; add the remote command as arguments.
-    pub fn ssh(&self, name: &str) -> Command {
+    pub(crate) fn ssh(&self, name: &str) -> Command {
         let h = self.host(name);
         let mut c = Command::new("ssh");
         c.arg("-i")
@@ -276,7 +276,7 @@ impl Hosts {
     }
 
     /// Tears down now (as dropping does).
-    pub fn down(self) {}
+    pub(crate) fn down(self) {}
 
     fn ok(&self, args: &[&str]) {
         let out = script(args);
@@ -302,7 +302,7 @@ impl Drop for Hosts {
 /// The fixture lock: a process-wide mutex and a machine-wide `flock` on
 /// `Settings::lock`, held by a `flock ... cat` child until dropped (or until
 /// this process dies and the child's stdin closes).
-pub struct FixtureLock {
+pub(crate) struct FixtureLock {
     holder: Child,
     _guard: MutexGuard<'static, ()>,
 }
@@ -312,7 +312,7 @@ static PROCESS_LOCK: Mutex<()> = Mutex::new(());
 /// Takes the fixture lock, waiting for whoever holds it. `Hosts::up` takes it
 /// itself; a test takes it directly to look at the machine while no fixture
 /// can be up (a holder always runs `down` before letting go).
-pub fn lock() -> FixtureLock {
+pub(crate) fn lock() -> FixtureLock {
     // A test that panicked while holding it still ran `down` on unwinding.
     let guard = PROCESS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let path = Settings::get().lock;
@@ -366,7 +366,7 @@ impl Drop for FixtureLock {
 /// What a fixture would have left on this machine: netns and links with the
 /// prefix, the bridge, the blackhole route, the directory, live processes
 /// naming the directory. Empty when all is clean. Look while holding `lock()`.
-pub fn leftovers() -> Vec<String> {
+pub(crate) fn leftovers() -> Vec<String> {
     let s = Settings::get();
     let mut left = Vec::new();
     let netns = text(&cmd("ip", &["netns", "list"]).stdout);

@@ -7,7 +7,7 @@
 
 #![allow(dead_code)]
 
-pub mod hosts;
+pub(crate) mod hosts;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -16,7 +16,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// Path of a workspace binary (`coordinator` or `agent`).
-pub fn bin(name: &str) -> PathBuf {
+pub(crate) fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test> -> target/<profile>/<name>
     let dir = exe
@@ -33,10 +33,10 @@ pub fn bin(name: &str) -> PathBuf {
 }
 
 /// A directory removed when dropped.
-pub struct TempDir(pub PathBuf);
+pub(crate) struct TempDir(pub PathBuf);
 
 impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
+    pub(crate) fn new(tag: &str) -> TempDir {
         let dir = std::env::temp_dir().join(format!(
             "fleetbench-test-{tag}-{}-{:x}",
             std::process::id(),
@@ -46,11 +46,11 @@ impl TempDir {
         TempDir(dir)
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 
-    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+    pub(crate) fn write(&self, name: &str, text: &str) -> PathBuf {
         let p = self.0.join(name);
         std::fs::write(&p, text).expect("write file");
         p
@@ -71,7 +71,7 @@ fn rand_u64() -> u64 {
 }
 
 /// Polls `cond` until it returns `Some`, or panics at the deadline.
-pub fn wait_for<T>(what: &str, timeout: Duration, mut cond: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn wait_for<T>(what: &str, timeout: Duration, mut cond: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = cond() {
@@ -86,13 +86,13 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut cond: impl FnMut() -> Opti
 }
 
 /// `agent serve` on 127.0.0.1 with an OS-picked port; killed on drop.
-pub struct Target {
+pub(crate) struct Target {
     pub child: Child,
     pub addr: SocketAddr,
 }
 
 impl Target {
-    pub fn start(extra: &[&str]) -> Target {
+    pub(crate) fn start(extra: &[&str]) -> Target {
         let mut child = Command::new(bin("agent"))
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(extra)
@@ -114,17 +114,17 @@ impl Target {
         Target { child, addr }
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}/", self.addr)
     }
 
     /// Requests served so far, from the target's own count.
-    pub fn served(&self) -> u64 {
+    pub(crate) fn served(&self) -> u64 {
         self.stats()["served"].as_u64().expect("served count")
     }
 
     /// The target's own stats: `served`, `h2`, `echoed`, `routes`.
-    pub fn stats(&self) -> serde_json::Value {
+    pub(crate) fn stats(&self) -> serde_json::Value {
         let mut s = TcpStream::connect(self.addr).expect("connect to target");
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         write!(
@@ -142,7 +142,7 @@ impl Target {
 impl Target {
     /// Stops the target with SIGTERM and waits for it to exit (so that it
     /// writes what it was asked to record).
-    pub fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -164,7 +164,7 @@ impl Drop for Target {
 }
 
 /// Runs `coordinator ARGS` with a data dir, to completion.
-pub fn coordinator(data: &Path, args: &[&str]) -> Output {
+pub(crate) fn coordinator(data: &Path, args: &[&str]) -> Output {
     Command::new(bin("coordinator"))
         .arg("--data-dir")
         .arg(data)
@@ -175,7 +175,7 @@ pub fn coordinator(data: &Path, args: &[&str]) -> Output {
 }
 
 /// `report RUN --format json`, parsed.
-pub fn report_json(data: &Path, run: &str) -> serde_json::Value {
+pub(crate) fn report_json(data: &Path, run: &str) -> serde_json::Value {
     let out = coordinator(data, &["report", run, "--format", "json"]);
     assert!(
         out.status.success(),
@@ -185,12 +185,12 @@ pub fn report_json(data: &Path, run: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("report JSON")
 }
 
-pub fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// The run id in `run`'s first line of stderr.
-pub fn run_id(stderr: &[u8]) -> String {
+pub(crate) fn run_id(stderr: &[u8]) -> String {
     let text = text(stderr);
     text.lines()
         .find_map(|l| {
@@ -202,7 +202,7 @@ pub fn run_id(stderr: &[u8]) -> String {
 }
 
 /// Every log record of a run (`export RUN --events`), in LSN order.
-pub fn events(data: &Path, run: &str) -> Vec<serde_json::Value> {
+pub(crate) fn events(data: &Path, run: &str) -> Vec<serde_json::Value> {
     let out = coordinator(data, &["export", run, "--events"]);
     assert!(out.status.success(), "export failed: {}", text(&out.stderr));
     text(&out.stdout)
@@ -213,7 +213,7 @@ pub fn events(data: &Path, run: &str) -> Vec<serde_json::Value> {
 
 /// The `stats {JSON}` line `agent serve` prints on exit, from a service's
 /// output as the run logged it.
-pub fn service_stats(events: &[serde_json::Value], service: &str) -> serde_json::Value {
+pub(crate) fn service_stats(events: &[serde_json::Value], service: &str) -> serde_json::Value {
     let output: String = events
         .iter()
         .filter(|e| e["kind"] == "service_output" && e["service"] == service)
@@ -227,7 +227,7 @@ pub fn service_stats(events: &[serde_json::Value], service: &str) -> serde_json:
 }
 
 /// A phase's total requests in a report, warm-up excluded.
-pub fn requests(report: &serde_json::Value, phase: usize) -> u64 {
+pub(crate) fn requests(report: &serde_json::Value, phase: usize) -> u64 {
     report["phases"][phase]["requests"]
         .as_u64()
         .expect("requests")
@@ -235,7 +235,7 @@ pub fn requests(report: &serde_json::Value, phase: usize) -> u64 {
 
 /// Two local agents, one synthetic closed-loop phase of `duration` (1 ms a
 /// request, 4 at a time): the workload of tests that hurt the run itself.
-pub fn synthetic_workload(duration: &str) -> String {
+pub(crate) fn synthetic_workload(duration: &str) -> String {
     format!(
         "[agents]\nlocal = 2\n\n[[phase]]\nname = \"load\"\nduration = \"{duration}\"\n\n[phase.synthetic]\nlatency = \"1ms\"\nconcurrency = 4\n"
     )
