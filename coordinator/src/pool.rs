@@ -37,11 +37,13 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::bootstrap::{self, AgentBinary, BootstrapError, Step, Timeouts, remote_path, sh_quote};
-use crate::fleet;
+use crate::hosts::bootstrap::{
+    self, AgentBinary, BootstrapError, Step, Timeouts, remote_path, sh_quote,
+};
+use crate::hosts::fleet;
+use crate::hosts::ssh::{self, Target};
 use crate::hub::{self, AgentState, Hub};
 use crate::log::EventLog;
-use crate::ssh::{self, Target};
 use crate::trust::{self, Trust};
 
 /// Where a pool listens unless `pool up --listen` says otherwise.
@@ -666,7 +668,7 @@ pub(crate) async fn up(data_dir: &Path, args: UpArgs) -> Result<bool> {
                     known_hosts: args
                         .known_hosts
                         .clone()
-                        .unwrap_or_else(crate::known_hosts::default_path),
+                        .unwrap_or_else(crate::hosts::known_hosts::default_path),
                     lease_ms: args.lease.unwrap_or(DEFAULT_LEASE).as_millis() as u64,
                     agents: Vec::new(),
                 },

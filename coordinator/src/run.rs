@@ -34,13 +34,13 @@ use fleetbench_workload::{Load, Phase, Split, Until, Workload};
 use tokio::process::Child;
 use tokio_util::sync::CancellationToken;
 
-use crate::bootstrap::{AgentBinary, HostJob, Timeouts};
-use crate::fleet::Fleet;
+use crate::hosts::bootstrap::{AgentBinary, HostJob, Timeouts};
+use crate::hosts::fleet::Fleet;
+use crate::hosts::services;
+use crate::hosts::ssh;
 use crate::hub::{self, Hub};
 use crate::live::LiveView;
 use crate::log::{EventLog, run_dir};
-use crate::services;
-use crate::ssh;
 use crate::trust::{self, Trust};
 
 pub(crate) struct RunArgs {
@@ -316,7 +316,7 @@ struct Remote {
 
 pub(crate) fn expand_home(path: &str) -> PathBuf {
     match path.strip_prefix("~/") {
-        Some(rest) => crate::known_hosts::home().join(rest),
+        Some(rest) => crate::hosts::known_hosts::home().join(rest),
         None => PathBuf::from(path),
     }
 }
@@ -328,7 +328,7 @@ fn ssh_options(workload: &Workload, accept_new_host_keys: bool) -> ssh::Options 
             .agents
             .known_hosts
             .as_deref()
-            .map_or_else(crate::known_hosts::default_path, expand_home),
+            .map_or_else(crate::hosts::known_hosts::default_path, expand_home),
         accept_new_host_keys,
         connect_timeout: Duration::from_secs(10),
     }

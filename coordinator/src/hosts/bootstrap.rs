@@ -26,7 +26,7 @@ use fleetbench::credentials::Credentials;
 use indicatif::ProgressBar;
 use tokio::io::{AsyncRead, ReadBuf};
 
-use crate::ssh::{Options, Session, Target};
+use super::ssh::{Options, Session, Target};
 
 /// The agent binary the coordinator ships.
 #[derive(Debug, Clone)]

@@ -11,12 +11,12 @@ use fleetbench::pb::log_record::Record;
 use fleetbench::window::{ErrorClass, WindowAcc};
 use fleetbench_gen::rng::Rng;
 
-use crate::log::EventLog;
+use super::event_log::{EventLog, run_dir};
 
 /// Writes the run; returns its id.
 pub(crate) async fn run(data_dir: &Path, agents: u32, seconds: u32, seed: u64) -> Result<String> {
     let run_id = uuid::Uuid::now_v7().to_string();
-    std::fs::create_dir_all(crate::log::run_dir(data_dir, &run_id))?;
+    std::fs::create_dir_all(run_dir(data_dir, &run_id))?;
     let mut log = EventLog::open(data_dir, &run_id)?;
     let t0 = fleetbench::clock::now_us();
     let rec = |at: i64, r: Record| pb::LogRecord {

@@ -251,7 +251,7 @@ pub(crate) async fn stop(hub: &Arc<Hub>, mut running: Vec<Running>, grace: Durat
 /// A service process on an SSH host.
 pub(crate) struct RemoteRunning {
     name: String,
-    session: crate::ssh::Session,
+    session: crate::hosts::ssh::Session,
     pid: u32,
     /// Shell word of its log file on the host.
     log: String,
@@ -260,10 +260,10 @@ pub(crate) struct RemoteRunning {
 
 /// How services reach their hosts.
 pub(crate) struct RemoteContext<'a> {
-    pub ssh: &'a crate::ssh::Options,
+    pub ssh: &'a crate::hosts::ssh::Options,
     pub remote_dir: &'a str,
-    pub agent: &'a crate::bootstrap::AgentBinary,
-    pub timeouts: &'a crate::bootstrap::Timeouts,
+    pub agent: &'a crate::hosts::bootstrap::AgentBinary,
+    pub timeouts: &'a crate::hosts::bootstrap::Timeouts,
 }
 
 /// Starts the services that have SSH hosts, on every one of their hosts,
@@ -275,7 +275,7 @@ pub(crate) async fn start_remote(
     ctx: &RemoteContext<'_>,
     started: &mut Vec<RemoteRunning>,
 ) -> Result<()> {
-    use crate::bootstrap::{self, AgentBinary, sh_quote};
+    use crate::hosts::bootstrap::{self, AgentBinary, sh_quote};
     let bar = indicatif::ProgressBar::hidden();
     for s in services.iter().filter(|s| !s.hosts.is_empty()) {
         // The shipped file, if any: the agent itself or a file of the user's.
