@@ -355,8 +355,7 @@ pub(crate) async fn bind(record: &Record) -> Result<tokio::net::TcpListener> {
 pub(crate) struct Lookout {
     pub hub: Arc<Hub>,
     tmp: PathBuf,
-    server_stop: CancellationToken,
-    server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+    server: hub::Serving,
     writer_stop: CancellationToken,
     writer: tokio::task::JoinHandle<()>,
 }
@@ -374,17 +373,10 @@ impl Lookout {
         for (id, secret) in &pool.secrets {
             hub.admit_pool(id.clone(), secret.clone());
         }
-        let server_stop = CancellationToken::new();
-        let server = tokio::spawn(hub::serve(
-            hub.clone(),
-            trust.server_config(),
-            listener,
-            server_stop.clone(),
-        ));
+        let server = hub::Serving::start(hub.clone(), trust.server_config(), listener);
         Ok(Lookout {
             hub,
             tmp,
-            server_stop,
             server,
             writer_stop,
             writer,
@@ -421,8 +413,7 @@ impl Lookout {
     }
 
     pub(crate) async fn stop(self) {
-        self.server_stop.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.server).await;
+        self.server.stop().await;
         self.writer_stop.cancel();
         let _ = self.writer.await;
         let _ = std::fs::remove_dir_all(&self.tmp);

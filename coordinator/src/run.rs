@@ -189,13 +189,7 @@ pub(crate) async fn run(args: RunArgs, stop: CancellationToken) -> Result<Outcom
         .advertise
         .clone()
         .unwrap_or_else(|| local_dial.to_string());
-    let server_stop = CancellationToken::new();
-    let server = tokio::spawn(hub::serve(
-        hub.clone(),
-        trust.server_config(),
-        listener,
-        server_stop.clone(),
-    ));
+    let server = hub::Serving::start(hub.clone(), trust.server_config(), listener);
     let addr_file = dir.join("coordinator.addr");
     std::fs::write(&addr_file, local_dial.to_string())
         .with_context(|| format!("writing {}", addr_file.display()))?;
@@ -254,8 +248,7 @@ pub(crate) async fn run(args: RunArgs, stop: CancellationToken) -> Result<Outcom
     hub.finish();
     // Let ReadLog followers see the end before the server goes.
     tokio::time::sleep(Duration::from_millis(50)).await;
-    server_stop.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    server.stop().await;
     writer_stop.cancel();
     let _ = writer.await;
     let _ = std::fs::remove_file(&addr_file);
