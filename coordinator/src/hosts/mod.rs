@@ -2,8 +2,8 @@
 //! the fleet of a run, and the `[[service]]` processes around it.
 //!
 //! # Layout
-//! - `ssh`: the russh client (connect, host key check, auth, exec).
 //! - `known_hosts`: known_hosts parsing and learning.
+//! - `ssh`: the russh client (connect, host key check, auth, exec).
 //! - `bootstrap`: one host: probe, content-addressed upload, exec check,
 //!   credentials, detached start.
 //! - `fleet`: every host in parallel, with progress, and cleanup.
