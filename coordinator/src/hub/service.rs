@@ -59,7 +59,7 @@ impl Coordinator for Service {
         let reply = Ok(Response::new(
             Box::pin(ReceiverStream::new(rx)) as AttachStream
         ));
-        if let Some(link) = admit(self.hub.clone(), peer, &mut inbound, tx).await {
+        if let Some(link) = welcome_or_refuse(self.hub.clone(), peer, &mut inbound, tx).await {
             tokio::spawn(link.serve(inbound));
         }
         // A refused stream's `inbound` is dropped unread: nothing a refused
@@ -86,7 +86,7 @@ impl Coordinator for Service {
 
 /// Reads and checks an Attach stream's Hello: welcomes the agent and
 /// returns its link, or turns the stream away.
-async fn admit(
+async fn welcome_or_refuse(
     hub: Arc<Hub>,
     peer: String,
     inbound: &mut Streaming<pb::AgentMessage>,

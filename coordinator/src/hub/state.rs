@@ -19,7 +19,7 @@ use crate::log::{EventLog, LogReader};
 /// Refusals logged per window at most: anyone who can reach the port can be
 /// refused, and must not be able to fill the log. The rest are counted, and
 /// the count is logged with the next refusal that is.
-pub(super) const REFUSALS_PER_WINDOW: u32 = 20;
+const REFUSALS_PER_WINDOW: u32 = 20;
 const REFUSAL_WINDOW: Duration = Duration::from_secs(10);
 
 /// How many refusals were logged in the current window, and how many not.
@@ -29,6 +29,7 @@ struct RefusalBudget {
     unlogged: u64,
 }
 
+/// The hub, as run control, the links and the writer share it.
 pub(crate) struct Hub {
     pub(super) run_id: String,
     pub(super) registry: Mutex<Registry>,
@@ -291,5 +292,32 @@ impl Hub {
             .slots
             .get_mut(agent_id)
             .map(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Refusals are logged up to a budget per window; the rest are counted,
+    /// so a stranger hammering the port cannot fill the log.
+    #[tokio::test]
+    async fn refusal_notices_are_capped() {
+        let data =
+            std::env::temp_dir().join(format!("fleetbench-hub-test-{}", uuid::Uuid::now_v7()));
+        let run_id = uuid::Uuid::now_v7().to_string();
+        let log = EventLog::open(&data, &run_id).unwrap();
+        let stop = CancellationToken::new();
+        let (hub, writer) = Hub::start(run_id, log, stop.clone());
+        for i in 0..REFUSALS_PER_WINDOW + 5 {
+            hub.log_refusal("", format!("refusal {i}")).await;
+        }
+        hub.flush().await.unwrap();
+        let notices = hub.fold.lock().unwrap().notices.clone();
+        assert_eq!(notices.len(), REFUSALS_PER_WINDOW as usize, "{notices:?}");
+        stop.cancel();
+        writer.await.unwrap();
+        drop(hub);
+        std::fs::remove_dir_all(&data).unwrap();
     }
 }
