@@ -24,19 +24,12 @@
 
 #![forbid(unsafe_code)]
 
-mod bootstrap;
-mod fleet;
-mod generate;
-mod history;
+mod hosts;
 mod hub;
-mod known_hosts;
 mod live;
 mod log;
 mod pool;
-mod replay;
 mod run;
-mod services;
-mod ssh;
 mod trust;
 
 use std::io::Write as _;
@@ -48,6 +41,8 @@ use clap::{Parser, Subcommand};
 use fleetbench_fold::ReportOptions;
 use fleetbench_views::report::Format;
 use tokio_util::sync::CancellationToken;
+
+use crate::log::{generate, history, replay};
 
 #[derive(Parser)]
 #[command(

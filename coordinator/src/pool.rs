@@ -37,11 +37,13 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::bootstrap::{self, AgentBinary, BootstrapError, Step, Timeouts, remote_path, sh_quote};
-use crate::fleet;
+use crate::hosts::bootstrap::{
+    self, AgentBinary, BootstrapError, Step, Timeouts, remote_path, sh_quote,
+};
+use crate::hosts::fleet;
+use crate::hosts::ssh::{self, Target};
 use crate::hub::{self, AgentState, Hub};
 use crate::log::EventLog;
-use crate::ssh::{self, Target};
 use crate::trust::{self, Trust};
 
 /// Where a pool listens unless `pool up --listen` says otherwise.
@@ -353,8 +355,7 @@ pub(crate) async fn bind(record: &Record) -> Result<tokio::net::TcpListener> {
 pub(crate) struct Lookout {
     pub hub: Arc<Hub>,
     tmp: PathBuf,
-    server_stop: CancellationToken,
-    server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+    server: hub::Serving,
     writer_stop: CancellationToken,
     writer: tokio::task::JoinHandle<()>,
 }
@@ -372,17 +373,10 @@ impl Lookout {
         for (id, secret) in &pool.secrets {
             hub.admit_pool(id.clone(), secret.clone());
         }
-        let server_stop = CancellationToken::new();
-        let server = tokio::spawn(hub::serve(
-            hub.clone(),
-            trust.server_config(),
-            listener,
-            server_stop.clone(),
-        ));
+        let server = hub::Serving::start(hub.clone(), trust.server_config(), listener);
         Ok(Lookout {
             hub,
             tmp,
-            server_stop,
             server,
             writer_stop,
             writer,
@@ -419,8 +413,7 @@ impl Lookout {
     }
 
     pub(crate) async fn stop(self) {
-        self.server_stop.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.server).await;
+        self.server.stop().await;
         self.writer_stop.cancel();
         let _ = self.writer.await;
         let _ = std::fs::remove_dir_all(&self.tmp);
@@ -666,7 +659,7 @@ pub(crate) async fn up(data_dir: &Path, args: UpArgs) -> Result<bool> {
                     known_hosts: args
                         .known_hosts
                         .clone()
-                        .unwrap_or_else(crate::known_hosts::default_path),
+                        .unwrap_or_else(crate::hosts::known_hosts::default_path),
                     lease_ms: args.lease.unwrap_or(DEFAULT_LEASE).as_millis() as u64,
                     agents: Vec::new(),
                 },

@@ -34,13 +34,13 @@ use fleetbench_workload::{Load, Phase, Split, Until, Workload};
 use tokio::process::Child;
 use tokio_util::sync::CancellationToken;
 
-use crate::bootstrap::{AgentBinary, HostJob, Timeouts};
-use crate::fleet::Fleet;
+use crate::hosts::bootstrap::{AgentBinary, HostJob, Timeouts};
+use crate::hosts::fleet::Fleet;
+use crate::hosts::services;
+use crate::hosts::ssh;
 use crate::hub::{self, Hub};
 use crate::live::LiveView;
 use crate::log::{EventLog, run_dir};
-use crate::services;
-use crate::ssh;
 use crate::trust::{self, Trust};
 
 pub(crate) struct RunArgs {
@@ -189,13 +189,7 @@ pub(crate) async fn run(args: RunArgs, stop: CancellationToken) -> Result<Outcom
         .advertise
         .clone()
         .unwrap_or_else(|| local_dial.to_string());
-    let server_stop = CancellationToken::new();
-    let server = tokio::spawn(hub::serve(
-        hub.clone(),
-        trust.server_config(),
-        listener,
-        server_stop.clone(),
-    ));
+    let server = hub::Serving::start(hub.clone(), trust.server_config(), listener);
     let addr_file = dir.join("coordinator.addr");
     std::fs::write(&addr_file, local_dial.to_string())
         .with_context(|| format!("writing {}", addr_file.display()))?;
@@ -254,8 +248,7 @@ pub(crate) async fn run(args: RunArgs, stop: CancellationToken) -> Result<Outcom
     hub.finish();
     // Let ReadLog followers see the end before the server goes.
     tokio::time::sleep(Duration::from_millis(50)).await;
-    server_stop.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    server.stop().await;
     writer_stop.cancel();
     let _ = writer.await;
     let _ = std::fs::remove_file(&addr_file);
@@ -316,7 +309,7 @@ struct Remote {
 
 pub(crate) fn expand_home(path: &str) -> PathBuf {
     match path.strip_prefix("~/") {
-        Some(rest) => crate::known_hosts::home().join(rest),
+        Some(rest) => crate::hosts::known_hosts::home().join(rest),
         None => PathBuf::from(path),
     }
 }
@@ -328,7 +321,7 @@ fn ssh_options(workload: &Workload, accept_new_host_keys: bool) -> ssh::Options 
             .agents
             .known_hosts
             .as_deref()
-            .map_or_else(crate::known_hosts::default_path, expand_home),
+            .map_or_else(crate::hosts::known_hosts::default_path, expand_home),
         accept_new_host_keys,
         connect_timeout: Duration::from_secs(10),
     }
