@@ -40,7 +40,7 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::load::Command;
+use crate::engine::Command;
 use crate::outbox::Outbox;
 
 /// Events sent per wake-up of the sender; keeps one reconnect from cloning

@@ -25,12 +25,10 @@
 
 #![forbid(unsafe_code)]
 
+mod engine;
 mod host;
 mod link;
-mod load;
-mod ops;
 mod outbox;
-mod schedule;
 mod serve;
 
 use std::net::SocketAddr;
@@ -234,8 +232,8 @@ async fn attach(
 
     let (idle_tx, idle_rx) = tokio::sync::watch::channel(true);
     let engine_stop = stop.child_token();
-    let engine = tokio::spawn(load::run(
-        load::EngineConfig { lease, threads },
+    let engine = tokio::spawn(engine::run(
+        engine::EngineConfig { lease, threads },
         commands_rx,
         outbox.clone(),
         connected_rx,

@@ -34,10 +34,10 @@ use fleetbench_gen::{OpPicker, STREAM_DRAWS, STREAM_OPS, STREAM_PACE, worker_see
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::ops::{self, Op, OpKind, Scratch, Slot};
+use super::schedule::{Schedule, Walk};
 use crate::host::process_cpu_ms;
-use crate::ops::{self, Op, OpKind, Scratch, Slot};
 use crate::outbox::Outbox;
-use crate::schedule::{Schedule, Walk};
 
 /// What the link hands the engine.
 #[derive(Debug)]
@@ -201,9 +201,7 @@ async fn plan(s: pb::StartPhase, threads: usize) -> Result<Plan> {
             .unwrap_or(now)
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let io = ops
-        .iter()
-        .any(|o| !matches!(o.kind, OpKind::Synthetic { .. }));
+    let io = ops.iter().any(|o| !matches!(o.kind, OpKind::Synthetic(_)));
     let threads = match () {
         // Sleeping tasks cost nothing: one thread drives any number.
         () if !io => 1,
