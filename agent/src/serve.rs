@@ -56,7 +56,8 @@ pub(crate) struct ServeConfig {
     pub listen: SocketAddr,
     pub delay: Duration,
     pub stall: Option<Stall>,
-    pub body: Bytes,
+    /// Size of every response's body, in bytes.
+    pub body_size: usize,
     pub echo_listen: Option<SocketAddr>,
     pub record: Option<std::path::PathBuf>,
 }
@@ -108,7 +109,7 @@ pub(crate) async fn serve(cfg: ServeConfig, stop: CancellationToken) -> Result<u
         epoch: Instant::now(),
         delay: cfg.delay,
         stall: cfg.stall,
-        body: cfg.body,
+        body: filler(cfg.body_size),
     });
     let conns = tokio_util::task::TaskTracker::new();
     if let Some(addr) = cfg.echo_listen {
@@ -161,6 +162,11 @@ pub(crate) async fn serve(cfg: ServeConfig, stop: CancellationToken) -> Result<u
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(served)
+}
+
+/// A response body of `size` bytes: `fleetbench\n` over and over.
+fn filler(size: usize) -> Bytes {
+    Bytes::from("fleetbench\n".repeat(size / 11 + 1)[..size].to_string())
 }
 
 async fn handle(
