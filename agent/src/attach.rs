@@ -17,17 +17,24 @@ use tokio_util::sync::CancellationToken;
 use crate::link::LinkEnd;
 use crate::{engine, host, link, outbox};
 
-/// `agent attach`'s options, as parsed.
+/// `agent attach`'s options (the command line is parsed in `main`).
+#[derive(clap::Args)]
 pub(crate) struct Options {
-    /// The credentials file the coordinator wrote for this agent.
+    /// The credentials file the coordinator wrote for this agent: its
+    /// address, certificate fingerprint, this agent's id and secret. It
+    /// must not be accessible by group or others (mode 0600).
+    #[arg(long)]
     pub credentials: PathBuf,
-    /// Stop generating load after the coordinator has been unreachable this
-    /// long (default 15s; 5s for a pool agent).
+    /// Stop generating load after the coordinator has been unreachable
+    /// this long (default 15s; 5s for a pool agent).
+    #[arg(long, value_parser = fleetbench::clock::parse_duration)]
     pub lease: Option<Duration>,
-    /// Exit after failing to reach any coordinator for this long (never,
-    /// for a pool agent).
+    /// Exit after failing to reach any coordinator for this long
+    /// (a pool agent never gives up).
+    #[arg(long, default_value = "2m", value_parser = fleetbench::clock::parse_duration)]
     pub give_up_after: Duration,
     /// Load threads per phase (0 = one per core).
+    #[arg(long, default_value_t = 0)]
     pub threads: usize,
 }
 

@@ -37,10 +37,7 @@ mod link;
 mod outbox;
 mod serve;
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -56,51 +53,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Dial a coordinator and generate the load it commands.
-    Attach {
-        /// The credentials file the coordinator wrote for this agent: its
-        /// address, certificate fingerprint, this agent's id and secret. It
-        /// must not be accessible by group or others (mode 0600).
-        #[arg(long)]
-        credentials: PathBuf,
-        /// Stop generating load after the coordinator has been unreachable
-        /// this long (default 15s; 5s for a pool agent).
-        #[arg(long, value_parser = duration)]
-        lease: Option<Duration>,
-        /// Exit after failing to reach any coordinator for this long
-        /// (a pool agent never gives up).
-        #[arg(long, default_value = "2m", value_parser = duration)]
-        give_up_after: Duration,
-        /// Load threads per phase (0 = one per core).
-        #[arg(long, default_value_t = 0)]
-        threads: usize,
-    },
+    Attach(attach::Options),
     /// Serve HTTP: a small target for demos and tests.
-    Serve {
-        /// Address to listen on, like 127.0.0.1:18080 (port 0 picks one).
-        #[arg(long)]
-        listen: SocketAddr,
-        /// Delay every response by this long.
-        #[arg(long, default_value = "0s", value_parser = duration)]
-        delay: Duration,
-        /// Freeze for FOR out of every EVERY, like 3s:1s.
-        #[arg(long)]
-        stall: Option<serve::Stall>,
-        /// Size of the response body in bytes.
-        #[arg(long, default_value_t = 100)]
-        body_size: usize,
-        /// Also serve a line echo over TCP on this address (each line sent
-        /// is answered with itself; counted in the stats as `echoed`).
-        #[arg(long)]
-        echo_listen: Option<SocketAddr>,
-        /// Write every request's method and path (in arrival order) to this
-        /// file on exit (for tests; keeps them all in memory).
-        #[arg(long)]
-        record: Option<std::path::PathBuf>,
-    },
-}
-
-fn duration(s: &str) -> Result<Duration, String> {
-    fleetbench::clock::parse_duration(s)
+    Serve(serve::ServeConfig),
 }
 
 fn main() -> ExitCode {
@@ -136,39 +91,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         });
         match cli.command {
-            Cmd::Serve {
-                listen,
-                delay,
-                stall,
-                body_size,
-                echo_listen,
-                record,
-            } => {
-                let cfg = serve::ServeConfig {
-                    listen,
-                    delay,
-                    stall,
-                    body_size,
-                    echo_listen,
-                    record,
-                };
+            Cmd::Serve(cfg) => {
                 serve::serve(cfg, stop).await?;
                 Ok(ExitCode::SUCCESS)
             }
-            Cmd::Attach {
-                credentials,
-                lease,
-                give_up_after,
-                threads,
-            } => {
-                let opts = attach::Options {
-                    credentials,
-                    lease,
-                    give_up_after,
-                    threads,
-                };
-                attach::attach(opts, stop).await
-            }
+            Cmd::Attach(opts) => attach::attach(opts, stop).await,
         }
     })
 }
