@@ -35,6 +35,7 @@
 //! slice (agents' slices are disjoint and cover the file).
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod picker;
 pub mod rng;

@@ -48,6 +48,14 @@ fn reject(text: &str) -> String {
     }
 }
 
+/// The only worker of the only agent.
+const ONE_LANE: Lane = Lane {
+    agent: 0,
+    agents: 1,
+    worker: 0,
+    workers: 1,
+};
+
 fn lane(agent: u32, worker: u32) -> Lane {
     Lane {
         agent,
@@ -257,19 +265,13 @@ fn sequence_interleaves_lanes_without_overlap() {
     let expected: Vec<i64> = (0..200).map(|k| 10 + 5 * k).collect();
     assert_eq!(all, expected);
     // One lane alone: start, start + step * lanes, ...
-    let one_lane = Lane {
-        agent: 0,
-        agents: 1,
-        worker: 0,
-        workers: 1,
-    };
     assert_eq!(
-        render_many(&gens, 1, one_lane, "{{s}}", 3),
+        render_many(&gens, 1, ONE_LANE, "{{s}}", 3),
         ["10", "15", "20"]
     );
     let neg = one("[generator.s]\nkind = \"sequence\"\nstart = -1\nstep = -2\n");
     assert_eq!(
-        render_many(&[neg], 1, one_lane, "{{s}}", 3),
+        render_many(&[neg], 1, ONE_LANE, "{{s}}", 3),
         ["-1", "-3", "-5"]
     );
 }
@@ -496,14 +498,8 @@ fn csv_column_from_a_file_next_to_the_workload() {
         panic!()
     };
     assert_eq!(rows.iter().collect::<Vec<_>>(), ["a@x, inc", "b@x", "c@x"]);
-    let one_lane = Lane {
-        agent: 0,
-        agents: 1,
-        worker: 0,
-        workers: 1,
-    };
     assert_eq!(
-        render_many(std::slice::from_ref(&g), 1, one_lane, "{{email}}", 4),
+        render_many(std::slice::from_ref(&g), 1, ONE_LANE, "{{email}}", 4),
         ["a@x, inc", "b@x", "c@x", "a@x, inc"]
     );
     let e = parse_in(
