@@ -30,17 +30,17 @@ pub(crate) struct RawGenerator {
     seed: Option<Spanned<i64>>,
     start: Option<Spanned<i64>>,
     step: Option<Spanned<i64>>,
-    min: Option<Spanned<Number>>,
-    max: Option<Spanned<Number>>,
+    min: Option<Spanned<RawNumber>>,
+    max: Option<Spanned<RawNumber>>,
     precision: Option<Spanned<i64>>,
-    n: Option<Spanned<Number>>,
-    exponent: Option<Spanned<Number>>,
-    mean: Option<Spanned<Number>>,
-    stddev: Option<Spanned<Number>>,
-    scale: Option<Spanned<Number>>,
-    shape: Option<Spanned<Number>>,
+    n: Option<Spanned<RawNumber>>,
+    exponent: Option<Spanned<RawNumber>>,
+    mean: Option<Spanned<RawNumber>>,
+    stddev: Option<Spanned<RawNumber>>,
+    scale: Option<Spanned<RawNumber>>,
+    shape: Option<Spanned<RawNumber>>,
     values: Option<Spanned<Vec<Spanned<RawScalar>>>>,
-    weights: Option<Spanned<Vec<Spanned<Number>>>>,
+    weights: Option<Spanned<Vec<Spanned<RawNumber>>>>,
     length: Option<Spanned<RawLength>>,
     alphabet: Option<Spanned<String>>,
     chars: Option<Spanned<String>>,
@@ -49,6 +49,32 @@ pub(crate) struct RawGenerator {
     column: Option<Spanned<String>>,
     order: Option<Spanned<String>>,
     split: Option<Spanned<bool>>,
+}
+
+/// A number in a generator table: [`Number`] under another name, because
+/// serde names the type in the error for a value that is neither an integer
+/// nor a float ("… untagged enum RawNumber"), and error messages stay as
+/// they are.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(untagged)]
+enum RawNumber {
+    Int(i64),
+    Float(f64),
+}
+
+impl From<RawNumber> for Number {
+    fn from(n: RawNumber) -> Number {
+        match n {
+            RawNumber::Int(i) => Number::Int(i),
+            RawNumber::Float(f) => Number::Float(f),
+        }
+    }
+}
+
+impl RawNumber {
+    fn get(self) -> f64 {
+        Number::from(self).get()
+    }
 }
 
 #[derive(Deserialize, Clone)]
@@ -287,7 +313,7 @@ impl Table<'_> {
         })
     }
 
-    fn finite(&self, v: &Spanned<Number>, key: &str) -> Result<f64, SpecError> {
+    fn finite(&self, v: &Spanned<RawNumber>, key: &str) -> Result<f64, SpecError> {
         let x = v.get_ref().get();
         if !x.is_finite() {
             return Err(self.at(v.span(), format!("{key} must be a finite number, not {x}")));
@@ -295,7 +321,7 @@ impl Table<'_> {
         Ok(x)
     }
 
-    fn positive(&self, v: &Spanned<Number>, key: &str) -> Result<f64, SpecError> {
+    fn positive(&self, v: &Spanned<RawNumber>, key: &str) -> Result<f64, SpecError> {
         let x = self.finite(v, key)?;
         if x <= 0.0 {
             return Err(self.at(v.span(), format!("{} needs {key} > 0, not {x}", self.kind)));
@@ -325,7 +351,7 @@ impl Table<'_> {
         let max = self.required(&raw.max, "max", "max = 100")?;
         let ints = matches!(
             (min.get_ref(), max.get_ref()),
-            (Number::Int(_), Number::Int(_))
+            (RawNumber::Int(_), RawNumber::Int(_))
         );
         let min_le_max = |lo: &dyn std::fmt::Display, hi: &dyn std::fmt::Display| {
             self.at(
@@ -335,9 +361,9 @@ impl Table<'_> {
         };
         if self.kind == "uniform_int" || (self.kind == "uniform" && ints && raw.precision.is_none())
         {
-            let whole = |v: &Spanned<Number>, key: &str| match *v.get_ref() {
-                Number::Int(i) => self.exact(&Spanned::new(v.span(), i), key),
-                Number::Float(f) => Err(self.at(
+            let whole = |v: &Spanned<RawNumber>, key: &str| match *v.get_ref() {
+                RawNumber::Int(i) => self.exact(&Spanned::new(v.span(), i), key),
+                RawNumber::Float(f) => Err(self.at(
                     v.span(),
                     format!("uniform_int needs a whole {key}, not {f}"),
                 )),
@@ -409,7 +435,7 @@ impl Table<'_> {
     /// One weight `>= 0` per value, not all zero.
     fn choice_weights(
         &self,
-        w: &Spanned<Vec<Spanned<Number>>>,
+        w: &Spanned<Vec<Spanned<RawNumber>>>,
         values: usize,
     ) -> Result<Vec<f64>, SpecError> {
         if w.get_ref().len() != values {

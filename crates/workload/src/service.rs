@@ -110,14 +110,14 @@ pub(crate) struct RawService {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawReady {
-    tcp: Option<Spanned<RawReadyTcp>>,
+    tcp: Option<Spanned<RawTcp>>,
     http: Option<Spanned<String>>,
     timeout: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
 #[serde(untagged)]
-enum RawReadyTcp {
+enum RawTcp {
     Port(i64),
     Addr(String),
 }
@@ -229,14 +229,14 @@ fn validate_ready(
 }
 
 /// `ready.tcp`: a port, or `host:port`.
-fn validate_ready_tcp(src: &Source, t: Spanned<RawReadyTcp>) -> Result<Ready, SpecError> {
+fn validate_ready_tcp(src: &Source, t: Spanned<RawTcp>) -> Result<Ready, SpecError> {
     let span = t.span();
     match t.into_inner() {
-        RawReadyTcp::Port(p) if (1..=65535).contains(&p) => Ok(Ready::TcpPort(p as u16)),
-        RawReadyTcp::Port(p) => {
+        RawTcp::Port(p) if (1..=65535).contains(&p) => Ok(Ready::TcpPort(p as u16)),
+        RawTcp::Port(p) => {
             Err(src.error(span, format!("ready.tcp port must be 1 to 65535, not {p}")))
         }
-        RawReadyTcp::Addr(text) => {
+        RawTcp::Addr(text) => {
             let ok = text.rsplit_once(':').is_some_and(|(host, port)| {
                 !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
             });
