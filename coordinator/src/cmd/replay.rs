@@ -16,10 +16,9 @@ use crate::replay;
 pub(crate) async fn replay(data_dir: &Path, a: ReplayArgs) -> Result<ExitCode> {
     for p in &a.percentiles {
         if !(0.0..=100.0).contains(p) {
-            return Err(BadInput(anyhow::anyhow!(
-                "percentile {p} is not between 0 and 100"
-            ))
-            .into());
+            return Err(
+                BadInput(anyhow::anyhow!("percentile {p} is not between 0 and 100")).into(),
+            );
         }
     }
     let id = history::resolve(data_dir, &a.run).map_err(BadInput)?;

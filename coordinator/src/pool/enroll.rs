@@ -81,11 +81,9 @@ fn pick_id(pool: &Pool, args: &EnrollArgs) -> Result<String> {
                 .into());
             }
             if pool.record.agents.iter().any(|m| &m.id == id) {
-                return Err(BadInput(anyhow!(
-                    "pool {}: agent {id} exists already",
-                    args.name
-                ))
-                .into());
+                return Err(
+                    BadInput(anyhow!("pool {}: agent {id} exists already", args.name)).into(),
+                );
             }
             id.clone()
         }
@@ -99,17 +97,19 @@ fn pick_id(pool: &Pool, args: &EnrollArgs) -> Result<String> {
 /// The address the agent dials: `--advertise`, the pool's advertise, or its
 /// listen address unless that is every interface (then it must be said).
 fn dial_address(pool: &Pool, args: &EnrollArgs) -> Result<String> {
-    Ok(match args.advertise.clone().or(pool.record.advertise.clone()) {
-        Some(a) => a,
-        None if !pool.record.listen.ip().is_unspecified() => pool.record.listen.to_string(),
-        None => {
-            return Err(BadInput(anyhow!(
+    Ok(
+        match args.advertise.clone().or(pool.record.advertise.clone()) {
+            Some(a) => a,
+            None if !pool.record.listen.ip().is_unspecified() => pool.record.listen.to_string(),
+            None => {
+                return Err(BadInput(anyhow!(
                 "pool {} listens on {}: pass --advertise HOST:{}, the address the agent reaches this machine at",
                 args.name,
                 pool.record.listen,
                 pool.record.listen.port()
             ))
             .into());
-        }
-    })
+            }
+        },
+    )
 }

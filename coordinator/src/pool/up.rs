@@ -144,7 +144,7 @@ fn load_or_make(data_dir: &Path, args: &UpArgs) -> Result<Pool> {
 /// Applies the flags to a recorded pool: settings that running agents
 /// already depend on (`--listen`, `--remote-dir`) cannot change here.
 fn apply_settings(pool: &mut Pool, args: &UpArgs) -> Result<()> {
-        let r = &mut pool.record;
+    let r = &mut pool.record;
     let fixed = |what: &str, was: String| {
         anyhow!(
             "pool {} was made with {what} {was}; agents already use it (`coordinator pool down {}` to start over)",
@@ -421,7 +421,6 @@ fn parse_hosts(args: &[String]) -> Result<Vec<Target>> {
     }
     Ok(hosts)
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -10,7 +10,9 @@ use anyhow::Result;
 
 use super::lookout::Lookout;
 use super::record::{Member, Pool, load_trust};
-use super::remote::{self, OnHost, PoolHosts, STOP_PIDS_SH, agent_paths, binary_path, exec, find_agents_sh};
+use super::remote::{
+    self, OnHost, PoolHosts, STOP_PIDS_SH, agent_paths, binary_path, exec, find_agents_sh,
+};
 use crate::agent_binary;
 use crate::bootstrap::{self, AgentBinary, BootstrapError, Step, Timeouts, remote_path};
 use crate::cli::UpgradeArgs;
@@ -163,11 +165,17 @@ async fn upgrade_host(
                 format!("uploaded the new agent binary ({} bytes)", shipped.uploaded)
             }
         );
-        host.bar
-            .set_message(format!("{target}: restarting agents"));
+        host.bar.set_message(format!("{target}: restarting agents"));
         let restart = |bin: String| restart_sh(record, members, &bin);
         let since = fleetbench::clock::now_us();
-        exec(session, Step::Start, &restart(shipped.path.clone()), None, timeouts.start).await?;
+        exec(
+            session,
+            Step::Start,
+            &restart(shipped.path.clone()),
+            None,
+            timeouts.start,
+        )
+        .await?;
         let ids: Vec<String> = members.iter().map(|m| m.id.clone()).collect();
         let seen = lookout
             .wait_seen(&ids, since, Some(&binary.hash), Duration::from_secs(15))
@@ -193,7 +201,11 @@ async fn upgrade_host(
                 Step::Start,
                 format!(
                     "{} did not dial in on the new binary within 15s{back}",
-                    missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                    missing
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             ));
         }

@@ -285,11 +285,7 @@ pub(super) async fn shutdown(
 }
 
 /// Waits until `deadline` for each local agent to exit, then kills it.
-async fn stop_local(
-    hub: &Hub,
-    local: &mut Vec<(String, Child)>,
-    deadline: tokio::time::Instant,
-) {
+async fn stop_local(hub: &Hub, local: &mut Vec<(String, Child)>, deadline: tokio::time::Instant) {
     for (id, child) in local.iter_mut() {
         match tokio::time::timeout_at(deadline, child.wait()).await {
             Ok(Ok(status)) if status.success() => {}

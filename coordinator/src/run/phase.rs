@@ -34,7 +34,11 @@ pub(super) struct PhaseRun<'a> {
 }
 
 /// Runs the phase to its end (or its stop, or the run's interrupt).
-pub(super) async fn run(r: &PhaseRun<'_>, live: &mut LiveView, stop: &CancellationToken) -> Result<()> {
+pub(super) async fn run(
+    r: &PhaseRun<'_>,
+    live: &mut LiveView,
+    stop: &CancellationToken,
+) -> Result<()> {
     let start_at_us = schedule(r).await?;
     watch(r, start_at_us, live, stop).await?;
     live.phase_done();

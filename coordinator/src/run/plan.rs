@@ -355,9 +355,7 @@ mod tests {
             "local = 3\nsplit = \"cores\"",
             "duration = \"1s\"\nconcurrency = 2",
         );
-        let ids3: Vec<String> = ["local-1", "local-2", "local-3"]
-            .map(String::from)
-            .to_vec();
+        let ids3: Vec<String> = ["local-1", "local-2", "local-3"].map(String::from).to_vec();
         let seen = |id: &str| match id {
             "local-1" => Some(8),
             "local-2" => Some(0),
@@ -418,7 +416,10 @@ mod tests {
         assert_eq!(until_met(&u, &window(0, 0, 9_000)), None, "no requests");
         assert_eq!(until_met(&u, &window(100, 0, 4_000)), None);
         let slow = until_met(&u, &window(100, 0, 9_000)).unwrap();
-        assert!(slow.starts_with("p99 ") && slow.ends_with(" > 5.00ms"), "{slow}");
+        assert!(
+            slow.starts_with("p99 ") && slow.ends_with(" > 5.00ms"),
+            "{slow}"
+        );
         let failing = until_met(&u, &window(98, 2, 1_000)).unwrap();
         assert_eq!(failing, "error rate 2.00% > 1.00%");
         // One error in a hundred is not above 1 %.
