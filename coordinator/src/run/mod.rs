@@ -92,13 +92,15 @@ pub(crate) async fn run(args: RunArgs, stop: CancellationToken) -> Result<Outcom
     // A pool is held (one run at a time) before anything of the run exists.
     let pool = pool_use::hold(&args.data_dir, &workload, args.flags.listen, &run_id)?;
     let log = open_log(&args, &workload, text, &run_id, &shipped.hash).await?;
+    if let (Some((pool, _)), Some(want)) = (&pool, &workload.agents.pool) {
+        pool_use::admit(&log.hub, pool, want, &shipped.hash, &args.data_dir);
+    }
     let served = serve(
         &args,
         &workload,
         &log,
         &trust,
         pool.as_ref().map(|(p, _)| p),
-        &shipped.hash,
     )
     .await?;
 
@@ -207,15 +209,14 @@ struct Served {
 }
 
 /// gRPC over TLS on an already-bound listener (the pool's fixed port for a
-/// pool run, whose agents are admitted). Remote agents must reach it, so
-/// with SSH hosts it listens on every interface by default.
+/// pool run). Remote agents must reach it, so with SSH hosts it listens on
+/// every interface by default.
 async fn serve(
     args: &RunArgs,
     workload: &Workload,
     log: &RunLog,
     trust: &Trust,
     pool: Option<&Pool>,
-    agent_hash: &str,
 ) -> Result<Served> {
     let hub = &log.hub;
     let remote =
@@ -234,9 +235,6 @@ async fn serve(
             .await
             .with_context(|| format!("binding the coordinator's gRPC address {listen}"))?,
     };
-    if let (Some(pool), Some(want)) = (pool, &workload.agents.pool) {
-        pool_use::admit(hub, pool, want, agent_hash, &args.data_dir);
-    }
     let local = listener.local_addr()?;
     // Local agents dial loopback when we listen on every interface.
     let local_dial = if local.ip().is_unspecified() {
