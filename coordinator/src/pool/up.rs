@@ -260,7 +260,6 @@ async fn check_dialed(
     started_at_us: i64,
     binary: &AgentBinary,
 ) -> bool {
-    let mut ok = true;
     let expected: Vec<String> = results
         .iter()
         .filter_map(|(_, r)| r.as_ref().ok())
@@ -279,7 +278,6 @@ async fn check_dialed(
     lookout.stop().await;
     let missing: Vec<&String> = expected.iter().filter(|id| !seen.contains(id)).collect();
     if !missing.is_empty() {
-        ok = false;
         eprintln!(
             "pool {}: {} agent(s) did not dial in to {} within 15s: {} (their logs are in {}/pools/{}/ on the hosts)",
             pool.name(),
@@ -307,7 +305,7 @@ async fn check_dialed(
             );
         }
     }
-    ok
+    missing.is_empty()
 }
 
 /// Ships the agent binary to one host and starts each of `agents` (id,
