@@ -82,6 +82,11 @@ PATH = re.compile(r"\b(crate|super|self)((?:::\{[^;]*?\}|::\w+)+)")
 def used_modules(file_mod, text, mods):
     """Module paths that `text` (the file of module `file_mod`) names."""
     used = set()
+    # Paths that start at a child module (`use child::X`, `child::f()`).
+    children = {m[-1] for m in mods if len(m) == len(file_mod) + 1 and m[:-1] == file_mod}
+    for name in children:
+        if re.search(r"(?<![:\w])" + re.escape(name) + r"::", text):
+            used.add(file_mod + (name,))
     for m in PATH.finditer(text):
         head, rest = m.group(1), m.group(2)
         for path in expand_groups(rest.lstrip(":")):

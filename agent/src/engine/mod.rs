@@ -4,13 +4,19 @@
 //! it is idle.
 //!
 //! # Layout
-//! - `load`: the command loop, a phase's threads and their workers, and the
-//!   windows they record.
+//! - `command`: the command loop (one phase at a time).
+//! - `plan`: a phase as this agent runs it (its share, ops, schedule, budget).
+//! - `phase`: one phase: its threads started, their windows merged and
+//!   pushed, its start and end reported.
+//! - `thread`: one load thread and its workers, and the windows they record.
 //! - `schedule`: open-loop send times from a rate shape.
 //! - `ops`: what an iteration runs (`http`, `tcp`, `exec`, `synthetic`).
 
-mod load;
+mod command;
 mod ops;
+mod phase;
+mod plan;
 mod schedule;
+mod thread;
 
-pub(crate) use load::{Command, EngineConfig, run};
+pub(crate) use command::{Command, EngineConfig, run};
