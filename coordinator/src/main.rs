@@ -46,7 +46,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use fleetbench_fold::ReportOptions;
-use fleetbench_views::report::Format;
+use fleetbench_views::Format;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -358,8 +358,8 @@ struct CompareArgs {
     #[arg(long, value_parser = limits)]
     max_regression: Option<Limits>,
     /// table, json, or html (both runs overlaid on the same charts).
-    #[arg(long, default_value = "table")]
-    format: fleetbench_views::compare::Format,
+    #[arg(long, default_value = "table", value_parser = fleetbench_views::compare::parse_format)]
+    format: Format,
 }
 
 #[derive(clap::Args)]
@@ -694,9 +694,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .into());
             }
             let text = match a.format {
-                fleetbench_views::compare::Format::Html => {
-                    fleetbench_views::html::render_compare(&base.1, &candidate.1)
-                }
+                Format::Html => fleetbench_views::html::render_compare(&base.1, &candidate.1),
                 format => fleetbench_views::compare::render(&comparison, format),
             };
             print!("{text}");

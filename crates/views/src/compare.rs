@@ -23,7 +23,8 @@ use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{CellAlignment, ContentArrangement, Table};
 use serde::Serialize;
 
-use crate::report::limited_text;
+use crate::Format;
+use crate::cells::limited_text;
 use crate::stats::{MannWhitney, mann_whitney_u, smallest_p};
 use fleetbench::clock::format_us;
 use fleetbench_fold::{LimitedAgent, PhaseReport, Report, RunInfo, TimelinePoint};
@@ -34,26 +35,14 @@ pub const ALPHA: f64 = 0.05;
 /// How the noise test is done, as the output states it.
 pub const TEST: &str = "two-sided Mann-Whitney U test on per-window values (normal approximation with tie and continuity correction), significant at p < 0.05";
 
-/// Output formats of `compare`. HTML comes with the HTML report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Table,
-    Json,
-    /// Both runs overlaid on the same axes (`html::render_compare`, which
-    /// needs the two reports, not just this comparison).
-    Html,
-}
+/// The formats `compare` offers: no CSV. HTML comes with the HTML report
+/// (both runs overlaid on the same axes: `html::render_compare`, which
+/// needs the two reports, not just the comparison).
+pub const FORMATS: [Format; 3] = [Format::Table, Format::Json, Format::Html];
 
-impl std::str::FromStr for Format {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "table" => Ok(Format::Table),
-            "json" => Ok(Format::Json),
-            "html" => Ok(Format::Html),
-            other => Err(format!("unknown format {other:?}: use table, json or html")),
-        }
-    }
+/// Parses `compare --format`: one of [`FORMATS`].
+pub fn parse_format(s: &str) -> Result<Format, String> {
+    Format::parse_among(s, &FORMATS)
 }
 
 /// A compared quantity.
@@ -464,9 +453,10 @@ pub fn line_diff(a: &str, b: &str) -> Vec<String> {
 
 pub fn render(c: &Comparison, format: Format) -> String {
     match format {
-        // The HTML page is drawn from the reports (see `Format::Html`); the
+        // The HTML page is drawn from the reports (see [`FORMATS`]), and a
+        // comparison has no CSV (`compare` does not offer it): the
         // comparison alone renders as its table.
-        Format::Table | Format::Html => table(c),
+        Format::Table | Format::Html | Format::Csv => table(c),
         Format::Json => {
             let mut s = serde_json::to_string_pretty(c).expect("comparison serializes: plain data");
             s.push('\n');

@@ -17,7 +17,7 @@ use data_encoding::BASE64;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::report::csv_field;
+use crate::cells::csv_field;
 use fleetbench::pb;
 use fleetbench::pb::log_record::Record;
 use fleetbench::window::{ErrorClass, decode_histogram};

@@ -27,7 +27,7 @@ use plotters::coord::Shift;
 use plotters::coord::ranged1d::{AsRangedCoord, Ranged, ValueFormatter};
 use plotters::prelude::*;
 
-use crate::report::{latency_cells, latency_of, limited_text, offered_line, stop_text};
+use crate::cells::{latency_cells, latency_of, limited_text, offered_line, stop_text};
 use fleetbench::clock::format_us;
 use fleetbench_fold::{HostPoint, LatencyReport, PhaseReport, Report, TimelinePoint};
 

@@ -8,8 +8,12 @@
 
 #![forbid(unsafe_code)]
 
+mod cells;
 pub mod compare;
 pub mod export;
+mod format;
 pub mod html;
 pub mod report;
 pub mod stats;
+
+pub use format::Format;
