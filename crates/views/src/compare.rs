@@ -468,9 +468,31 @@ pub fn render(c: &Comparison, format: Format) -> String {
 /// How many workload diff lines the table shows (the JSON has them all).
 const DIFF_LINES: usize = 40;
 
-/// The comparison for people.
+/// The comparison for people: the two runs and what differs in their
+/// set-ups, a table per phase, the limited warnings, the noise verdict and
+/// the limits.
 pub fn table(c: &Comparison) -> String {
     let mut out = String::new();
+    runs_and_differences(&mut out, c);
+    for p in &c.phases {
+        let _ = writeln!(out, "phase {}", p.name);
+        let _ = writeln!(out, "{}", phase_table(p));
+    }
+    for u in &c.unmatched {
+        let _ = writeln!(out, "phase {} is only in the {} run", u.phase, u.only_in);
+    }
+    limited_warnings(&mut out, c);
+    let _ = writeln!(out, "noise test: {}", c.test);
+    noise_verdict(&mut out, c);
+    for l in &c.limits {
+        let _ = writeln!(out, "{}", limit_line(l));
+    }
+    out
+}
+
+/// Both runs' facts, then their binaries, versions and workloads where
+/// they differ.
+fn runs_and_differences(out: &mut String, c: &Comparison) {
     for (label, s) in [("base", &c.base), ("candidate", &c.candidate)] {
         let _ = writeln!(
             out,
@@ -502,62 +524,65 @@ pub fn table(c: &Comparison) -> String {
             let _ = writeln!(out, "  ... {} more lines", d.workload.len() - DIFF_LINES);
         }
     }
-    for p in &c.phases {
-        let _ = writeln!(out, "phase {}", p.name);
-        let mut t = Table::new();
-        t.load_style(UTF8_FULL_CONDENSED)
-            .set_content_arrangement(ContentArrangement::Disabled)
-            .set_header([
-                "metric",
-                "base",
-                "candidate",
-                "change",
-                "windows",
-                "p",
-                "beyond noise",
-            ]);
-        for m in &p.metrics {
-            let value = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| m.metric.format(v));
-            let change = match (m.metric, m.change_points, m.change_pct) {
-                (Metric::ErrorRate, Some(pt), _) => format!("{pt:+.2}pt"),
-                (_, _, Some(pct)) => format!("{pct:+.1}%"),
-                _ => "-".into(),
-            };
-            let (windows, p, beyond) = match &m.test {
-                Some(t) => (
-                    format!("{}/{}", t.n_a, t.n_b),
-                    format!("{:.3}", t.p),
-                    if m.significant {
-                        "yes"
-                    } else if m.too_few_windows {
-                        "too few windows"
-                    } else {
-                        "no"
-                    }
-                    .to_string(),
-                ),
-                None => ("-".into(), "-".into(), "not tested".into()),
-            };
-            t.add_row([
-                m.metric.name().to_string(),
-                value(m.base),
-                value(m.candidate),
-                change,
-                windows,
-                p,
-                beyond,
-            ]);
-        }
-        for i in 1..6 {
-            if let Some(col) = t.column_mut(i) {
-                col.set_cell_alignment(CellAlignment::Right);
-            }
-        }
-        let _ = writeln!(out, "{t}");
+}
+
+/// One phase's metrics: both values, the change, and the noise test.
+fn phase_table(p: &PhaseComparison) -> Table {
+    let mut t = Table::new();
+    t.load_style(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header([
+            "metric",
+            "base",
+            "candidate",
+            "change",
+            "windows",
+            "p",
+            "beyond noise",
+        ]);
+    for m in &p.metrics {
+        let value = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| m.metric.format(v));
+        let change = match (m.metric, m.change_points, m.change_pct) {
+            (Metric::ErrorRate, Some(pt), _) => format!("{pt:+.2}pt"),
+            (_, _, Some(pct)) => format!("{pct:+.1}%"),
+            _ => "-".into(),
+        };
+        let (windows, p, beyond) = match &m.test {
+            Some(t) => (
+                format!("{}/{}", t.n_a, t.n_b),
+                format!("{:.3}", t.p),
+                if m.significant {
+                    "yes"
+                } else if m.too_few_windows {
+                    "too few windows"
+                } else {
+                    "no"
+                }
+                .to_string(),
+            ),
+            None => ("-".into(), "-".into(), "not tested".into()),
+        };
+        t.add_row([
+            m.metric.name().to_string(),
+            value(m.base),
+            value(m.candidate),
+            change,
+            windows,
+            p,
+            beyond,
+        ]);
     }
-    for u in &c.unmatched {
-        let _ = writeln!(out, "phase {} is only in the {} run", u.phase, u.only_in);
+    for i in 1..6 {
+        if let Some(col) = t.column_mut(i) {
+            col.set_cell_alignment(CellAlignment::Right);
+        }
     }
+    t
+}
+
+/// Each limited agent of either run, then which phases that makes
+/// untrustworthy.
+fn limited_warnings(out: &mut String, c: &Comparison) {
     for l in &c.generator_limited {
         for a in &l.agents {
             let _ = writeln!(
@@ -580,7 +605,11 @@ pub fn table(c: &Comparison) -> String {
             phases.join(", ")
         );
     }
-    let _ = writeln!(out, "noise test: {}", c.test);
+}
+
+/// Whether any run had too few windows to tell, and which changes are
+/// beyond noise.
+fn noise_verdict(out: &mut String, c: &Comparison) {
     let significant: Vec<String> = c
         .phases
         .iter()
@@ -607,31 +636,31 @@ pub fn table(c: &Comparison) -> String {
     } else {
         let _ = writeln!(out, "significant change in: {}", significant.join(", "));
     }
-    for l in &c.limits {
-        let verdict = if l.crossed { "REGRESSION" } else { "ok" };
-        let unit = if l.metric == Metric::ErrorRate {
-            "pt"
-        } else {
-            "%"
-        };
-        // Shown as the change itself: negative for throughput.
-        let sign = if l.metric == Metric::Throughput {
-            -1.0
-        } else {
-            1.0
-        };
-        let change = l
-            .worse_by
-            .map_or_else(|| "n/a".to_string(), |w| format!("{:+.2}{unit}", sign * w));
-        let _ = writeln!(
-            out,
-            "{verdict}: phase {} {} {change} (limit {:+}{unit})",
-            l.phase,
-            l.metric.name(),
-            sign * l.limit
-        );
-    }
-    out
+}
+
+/// "REGRESSION: phase load p99 +12.00% (limit +10%)", or "ok: ...".
+fn limit_line(l: &LimitCheck) -> String {
+    let verdict = if l.crossed { "REGRESSION" } else { "ok" };
+    let unit = if l.metric == Metric::ErrorRate {
+        "pt"
+    } else {
+        "%"
+    };
+    // Shown as the change itself: negative for throughput.
+    let sign = if l.metric == Metric::Throughput {
+        -1.0
+    } else {
+        1.0
+    };
+    let change = l
+        .worse_by
+        .map_or_else(|| "n/a".to_string(), |w| format!("{:+.2}{unit}", sign * w));
+    format!(
+        "{verdict}: phase {} {} {change} (limit {:+}{unit})",
+        l.phase,
+        l.metric.name(),
+        sign * l.limit
+    )
 }
 
 #[cfg(test)]
