@@ -28,6 +28,7 @@
 //! agent never links it.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod apply;
 mod limited;
@@ -41,8 +42,15 @@ pub mod testlog;
 mod tests;
 
 pub use apply::notice_level;
-pub use limited::*;
-pub use model::*;
+pub use limited::{
+    AGENT_CPU_SATURATED, AgentLoad, LATE_WAKE_MIN_SCHEDULED, LATE_WAKE_SHARE, SEND_SHORTFALL,
+    SHORTFALL_LATE_SHARE, limited_reasons,
+};
+pub use model::{
+    AgentEvents, AgentPoint, AgentReport, HostPoint, HostReport, LatencyReport, LimitedAgent,
+    LogReport, OpPoint, OpReport, PhaseAgentReport, PhaseReport, Report, SpectrumPoint, StopReport,
+    TimelinePoint, WindowLatency,
+};
 pub use shape::{intended_mean, intended_rate};
-pub use state::*;
+pub use state::{AgentInfo, AgentPhase, Filter, Fold, PhaseAgg, RunInfo, WindowAgg};
 pub use summary::ReportOptions;

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::limited::AgentLoad;
@@ -225,10 +226,8 @@ pub struct TimelinePoint {
     pub warmup: bool,
     pub requests: u64,
     pub errors: u64,
-    pub p50_us: Option<u64>,
-    pub p90_us: Option<u64>,
-    pub p99_us: Option<u64>,
-    pub max_us: Option<u64>,
+    #[serde(flatten)]
+    pub latency: WindowLatency,
     pub agents: u32,
     /// Open loop: sends the schedule called for in this window (offered).
     #[serde(skip_serializing_if = "is_zero")]
@@ -236,6 +235,34 @@ pub struct TimelinePoint {
     /// The phase's load shape's total rate, averaged over this window.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub intended_rps: Option<f64>,
+}
+
+/// A window's latency percentiles, µs (`None`: no request finished in it).
+/// Its fields sit in the JSON of the window that holds it, as
+/// `p50_us`, `p90_us`, `p99_us`, `max_us`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct WindowLatency {
+    /// Median latency, µs.
+    pub p50_us: Option<u64>,
+    /// 90th percentile latency, µs.
+    pub p90_us: Option<u64>,
+    /// 99th percentile latency, µs.
+    pub p99_us: Option<u64>,
+    /// Largest latency, µs.
+    pub max_us: Option<u64>,
+}
+
+impl WindowLatency {
+    /// The percentiles of a window's merged histogram.
+    pub fn of(h: &Histogram<u64>) -> WindowLatency {
+        let at = |q: f64| (!h.is_empty()).then(|| h.value_at_quantile(q));
+        WindowLatency {
+            p50_us: at(0.5),
+            p90_us: at(0.9),
+            p99_us: at(0.99),
+            max_us: (!h.is_empty()).then(|| h.max()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

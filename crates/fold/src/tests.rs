@@ -5,8 +5,12 @@
 use fleetbench::pb;
 use fleetbench_gen::rng::Rng;
 
-use crate::testlog::*;
-use crate::*;
+use crate::testlog::{
+    OpWindow, fold_of, limited_agent_log, op_stream, scheduled_with, shape, stop, stream,
+};
+use crate::{
+    AgentLoad, Filter, Fold, OpReport, ReportOptions, intended_mean, intended_rate, limited_reasons,
+};
 
 fn json(f: &Fold) -> String {
     serde_json::to_string(&f.report(&ReportOptions::default())).unwrap()

@@ -107,11 +107,11 @@ impl Metric {
                 Metric::ErrorRate => {
                     (w.requests > 0).then(|| 100.0 * w.errors as f64 / w.requests as f64)
                 }
-                Metric::P50 => w.p50_us.map(|v| v as f64),
-                Metric::P90 => w.p90_us.map(|v| v as f64),
-                Metric::P99 => w.p99_us.map(|v| v as f64),
+                Metric::P50 => w.latency.p50_us.map(|v| v as f64),
+                Metric::P90 => w.latency.p90_us.map(|v| v as f64),
+                Metric::P99 => w.latency.p99_us.map(|v| v as f64),
                 Metric::P999 => None,
-                Metric::Max => w.max_us.map(|v| v as f64),
+                Metric::Max => w.latency.max_us.map(|v| v as f64),
             }
         };
         p.timeline

@@ -21,7 +21,7 @@ use crate::cells::csv_field;
 use fleetbench::pb;
 use fleetbench::pb::log_record::Record;
 use fleetbench::window::{ErrorClass, decode_histogram};
-use fleetbench_fold::{Fold, notice_level};
+use fleetbench_fold::{Fold, WindowLatency, notice_level};
 
 /// One agent's results in one logged window of one phase.
 #[derive(Debug, Clone, Serialize)]
@@ -45,10 +45,8 @@ pub struct WindowRow {
     pub errors: BTreeMap<String, u64>,
     pub bytes_sent: u64,
     pub bytes_received: u64,
-    pub p50_us: Option<u64>,
-    pub p90_us: Option<u64>,
-    pub p99_us: Option<u64>,
-    pub max_us: Option<u64>,
+    #[serde(flatten)]
+    pub latency: WindowLatency,
     pub latency_clamped: u64,
     /// Open loop: sends the schedule called for, sends whose worker woke
     /// more than 5 ms late, and the largest such lag.
@@ -66,20 +64,15 @@ impl WindowRow {
 /// Every agent's every window, in time order (phase, window, agent). The
 /// fold must have been made with [`Fold::keeping_agent_windows`].
 pub fn window_rows(fold: &Fold) -> Vec<WindowRow> {
-    debug_assert!(fold.keep_agent_windows, "the fold kept no agent windows");
+    debug_assert!(fold.keeps_agent_windows(), "the fold kept no agent windows");
     let run = fold.run.clone().unwrap_or_default();
     let mut rows = Vec::new();
-    for p in fold
-        .phases
-        .values()
-        .filter(|p| fold.filter.phases.is_empty() || fold.filter.phases.contains(&p.name))
-    {
+    for p in fold.reported_phases() {
         let phase_start_us = p.start_at_us - run.started_at_us;
         for (agent, a) in &p.agents {
             let host = fold.agents.get(agent).map(|i| i.host.clone());
             for ((index, op), w) in &a.kept {
                 let index = *index;
-                let q = |q: f64| (!w.latency.is_empty()).then(|| w.latency.value_at_quantile(q));
                 let t_us = phase_start_us + i64::from(index) * i64::from(p.window_ms) * 1000;
                 rows.push(WindowRow {
                     run_id: run.id.clone(),
@@ -88,7 +81,7 @@ pub fn window_rows(fold: &Fold) -> Vec<WindowRow> {
                     phase_index: p.index,
                     window: index,
                     window_s: f64::from(p.window_ms) / 1000.0,
-                    warmup: u64::from(index) * u64::from(p.window_ms) < p.warmup_ms,
+                    warmup: p.is_warmup(index),
                     agent: agent.clone(),
                     host: host.clone().unwrap_or_default(),
                     op: op.clone(),
@@ -97,10 +90,7 @@ pub fn window_rows(fold: &Fold) -> Vec<WindowRow> {
                     errors: w.errors.clone(),
                     bytes_sent: w.bytes_sent,
                     bytes_received: w.bytes_received,
-                    p50_us: q(0.5),
-                    p90_us: q(0.9),
-                    p99_us: q(0.99),
-                    max_us: (!w.latency.is_empty()).then(|| w.latency.max()),
+                    latency: WindowLatency::of(&w.latency),
                     latency_clamped: w.latency_clamped,
                     scheduled: w.scheduled,
                     late_wakes: w.late_wakes,
@@ -173,10 +163,10 @@ pub fn write_rows_csv(rows: &[WindowRow], out: &mut impl Write) -> io::Result<()
             ",{},{},{},{},{},{},{},{},{},{}\n",
             r.bytes_sent,
             r.bytes_received,
-            opt(r.p50_us),
-            opt(r.p90_us),
-            opt(r.p99_us),
-            opt(r.max_us),
+            opt(r.latency.p50_us),
+            opt(r.latency.p90_us),
+            opt(r.latency.p99_us),
+            opt(r.latency.max_us),
             r.latency_clamped,
             r.scheduled,
             r.late_wakes,
@@ -469,7 +459,11 @@ mod tests {
         assert_eq!(rows[7].t_s, 5.5);
         assert_eq!((rows[0].agent.as_str(), rows[1].agent.as_str()), ("a", "b"));
         assert!(rows[0].warmup && !rows[2].warmup);
-        assert_eq!(rows[0].p99_us, Some(5003), "the timeout's 5 ms, in 11");
+        assert_eq!(
+            rows[0].latency.p99_us,
+            Some(5003),
+            "the timeout's 5 ms, in 11"
+        );
     }
 
     #[test]

@@ -1057,10 +1057,10 @@ type Percentile = fn(&TimelinePoint) -> Option<u64>;
 
 fn percentile_lines() -> [(&'static str, RGBColor, Percentile); 4] {
     [
-        ("p50", BLUE, |w| w.p50_us),
-        ("p90", GREEN, |w| w.p90_us),
-        ("p99", ORANGE, |w| w.p99_us),
-        ("max", RED, |w| w.max_us),
+        ("p50", BLUE, |w| w.latency.p50_us),
+        ("p90", GREEN, |w| w.latency.p90_us),
+        ("p99", ORANGE, |w| w.latency.p99_us),
+        ("max", RED, |w| w.latency.max_us),
     ]
 }
 
