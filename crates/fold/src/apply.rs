@@ -12,6 +12,7 @@ use crate::state::{
 };
 
 impl Fold {
+    /// An empty fold that keeps everything.
     pub fn new() -> Self {
         Self::default()
     }

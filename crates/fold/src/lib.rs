@@ -20,10 +20,12 @@
 //!
 //! - `state`: what the fold keeps; `apply`: one record into it;
 //!   `summary`: the state into a [`Report`]; `model`: the report's types;
-//!   `limited`: the load-generator-limited rules; `shape`: intended rates.
+//!   `limited`: the load-generator-limited rules; `shape`: intended rates;
+//!   `testlog` (feature `test-support`): synthetic logs for tests.
 //!
-//! Depends only on the root `fleetbench` crate (`pb`, the histogram codec)
-//! and serde for the report's JSON shape. It owns no I/O: it neither reads
+//! Depends only on the root `fleetbench` crate (`pb`, the histogram codec),
+//! hdrhistogram, and serde for the report's JSON shape (`testlog` also on
+//! `fleetbench-gen`'s rng). It owns no I/O: it neither reads
 //! the log nor prints. Views depend on it; it depends on no view, and the
 //! agent never links it.
 

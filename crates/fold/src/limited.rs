@@ -27,12 +27,16 @@ pub struct AgentLoad {
     pub scheduled: u64,
     /// Requests the agent finished (ok or failed).
     pub sent: u64,
+    /// Sends whose worker woke more than 5 ms after the intended time.
     pub late_wakes: u64,
+    /// The largest such lag, µs.
     pub max_wake_lag_us: u64,
     /// Event-loop probes of the agent's load threads (one per 10 ms per
-    /// thread), those that fired more than 5 ms late, the largest lag.
+    /// thread).
     pub loop_probes: u64,
+    /// Probes that fired more than 5 ms late.
     pub loop_late: u64,
+    /// The largest probe lag, µs.
     pub max_loop_lag_us: u64,
     /// The agent process's CPU averaged over the phase, percent of one core
     /// (None: the agent reported none).

@@ -117,6 +117,7 @@ pub struct ReportOptions {
     pub window_s: Option<u32>,
     /// Only windows that lie inside [from_s, to_s], seconds from the run's start.
     pub from_s: Option<f64>,
+    /// See `from_s`.
     pub to_s: Option<f64>,
     /// Extra percentiles to report (like 99.99).
     pub percentiles: Vec<f64>,
