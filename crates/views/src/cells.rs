@@ -1,8 +1,13 @@
 //! The cells and sentences every view shares: a phase's latency cells, the
 //! lines that say a load generator limited a phase, where run control
-//! stopped it and what load it was offered, and a quoted CSV field. They
+//! stopped it and what load it was offered, a quoted CSV field, and the
+//! right-aligned number columns of a text table. They
 //! live here, used by the table, CSV, HTML, compare and export views alike,
 //! so that every format says a thing in the same words.
+
+use std::ops::Range;
+
+use comfy_table::{CellAlignment, Table};
 
 use fleetbench::clock::format_us;
 use fleetbench_fold::{LatencyReport, LimitedAgent, PhaseReport, StopReport};
@@ -81,5 +86,14 @@ pub(crate) fn csv_field(s: &str) -> String {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
         s.to_string()
+    }
+}
+
+/// Right-aligns `columns` of a text table (its numbers).
+pub(crate) fn right_align(t: &mut Table, columns: Range<usize>) {
+    for i in columns {
+        if let Some(c) = t.column_mut(i) {
+            c.set_cell_alignment(CellAlignment::Right);
+        }
     }
 }

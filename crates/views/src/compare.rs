@@ -20,11 +20,11 @@
 use std::fmt::Write as _;
 
 use comfy_table::presets::UTF8_FULL_CONDENSED;
-use comfy_table::{CellAlignment, ContentArrangement, Table};
+use comfy_table::{ContentArrangement, Table};
 use serde::Serialize;
 
 use crate::Format;
-use crate::cells::limited_text;
+use crate::cells::{limited_text, right_align};
 use crate::stats::{MannWhitney, mann_whitney_u, smallest_p};
 use fleetbench::clock::format_us;
 use fleetbench_fold::{LimitedAgent, PhaseReport, Report, RunInfo, TimelinePoint};
@@ -572,11 +572,7 @@ fn phase_table(p: &PhaseComparison) -> Table {
             beyond,
         ]);
     }
-    for i in 1..6 {
-        if let Some(col) = t.column_mut(i) {
-            col.set_cell_alignment(CellAlignment::Right);
-        }
-    }
+    right_align(&mut t, 1..6);
     t
 }
 
@@ -669,6 +665,7 @@ mod tests {
     use fleetbench::pb;
     use fleetbench::pb::log_record::Record;
     use fleetbench::window::WindowAcc;
+    use fleetbench_fold::testlog::agent_event;
     use fleetbench_fold::{Fold, ReportOptions};
 
     /// A one-phase run whose windows each hold `per_window` requests of
@@ -701,15 +698,12 @@ mod tests {
             for _ in 0..n {
                 w.record_ok(lat);
             }
-            f.apply(&rec(Record::AgentEvent(pb::AgentEvent {
-                agent_id: "a".into(),
-                clock_offset_us: 0,
-                event: Some(pb::Event {
-                    seq: i as u64 + 1,
-                    agent_time_us: 0,
-                    kind: Some(pb::event::Kind::Window(w.to_pb(0, i as u32, 1000))),
-                }),
-            })));
+            f.apply(&agent_event(
+                "a",
+                i as u64 + 1,
+                0,
+                pb::event::Kind::Window(w.to_pb(0, i as u32, 1000)),
+            ));
         }
         let report = f.report(&ReportOptions::default());
         (f.run.clone().unwrap(), report)

@@ -386,6 +386,7 @@ mod tests {
     use super::*;
     use fleetbench::window::WindowAcc;
     use fleetbench_fold::ReportOptions;
+    use fleetbench_fold::testlog::{agent_event, scheduled_with};
 
     fn rec(r: Record) -> pb::LogRecord {
         pb::LogRecord {
@@ -402,15 +403,12 @@ mod tests {
         for _ in 0..errors {
             w.record_error(ErrorClass::Timeout, Some(5000));
         }
-        rec(Record::AgentEvent(pb::AgentEvent {
-            agent_id: agent.into(),
-            clock_offset_us: 0,
-            event: Some(pb::Event {
-                seq,
-                agent_time_us: 0,
-                kind: Some(pb::event::Kind::Window(w.to_pb(0, index, 1000))),
-            }),
-        }))
+        agent_event(
+            agent,
+            seq,
+            0,
+            pb::event::Kind::Window(w.to_pb(0, index, 1000)),
+        )
     }
 
     fn records() -> Vec<pb::LogRecord> {
@@ -420,16 +418,11 @@ mod tests {
                 started_at_us: 1_000_000,
                 ..Default::default()
             })),
-            rec(Record::PhaseScheduled(pb::PhaseScheduled {
-                phase_index: 0,
-                name: "load".into(),
-                start_at_us: 3_500_000,
-                duration_ms: 4000,
-                warmup_ms: 1000,
-                window_ms: 1000,
-                agent_ids: vec!["a".into(), "b".into()],
-                ..Default::default()
-            })),
+            scheduled_with(|p| {
+                p.start_at_us = 3_500_000;
+                p.duration_ms = 4000;
+                p.warmup_ms = 1000;
+            }),
         ];
         for i in 0..4 {
             out.push(window("a", u64::from(i) + 1, i, 10 + u64::from(i), 1));

@@ -1417,8 +1417,10 @@ where
 mod tests {
     use super::*;
     use fleetbench::pb;
+    use fleetbench::pb::event::Kind;
     use fleetbench::pb::log_record::Record;
     use fleetbench::window::{ErrorClass, WindowAcc};
+    use fleetbench_fold::testlog::{agent_event, host_metrics, shape};
     use fleetbench_fold::{Fold, ReportOptions};
     use fleetbench_gen::rng::Rng;
 
@@ -1430,18 +1432,6 @@ mod tests {
             logged_at_us: T0 + 20_000_000,
             record: Some(record),
         }
-    }
-
-    fn event(agent: &str, seq: u64, agent_time_us: i64, kind: pb::event::Kind) -> pb::LogRecord {
-        record(Record::AgentEvent(pb::AgentEvent {
-            agent_id: agent.into(),
-            clock_offset_us: 0,
-            event: Some(pb::Event {
-                seq,
-                agent_time_us,
-                kind: Some(kind),
-            }),
-        }))
     }
 
     /// A finished run of two agents on two hosts: phase "warm & up" (6 s,
@@ -1495,11 +1485,11 @@ mod tests {
                         w.record_error(ErrorClass::Status5xx, Some(slow * 50));
                     }
                     seq[a] += 1;
-                    records.push(event(
+                    records.push(agent_event(
                         id,
                         seq[a],
                         0,
-                        pb::event::Kind::Window(w.to_pb(index as u32, i, 1000)),
+                        Kind::Window(w.to_pb(index as u32, i, 1000)),
                     ));
                 }
             }
@@ -1507,18 +1497,17 @@ mod tests {
         for (a, (id, _)) in agents.iter().enumerate() {
             for s in 0..18i64 {
                 seq[a] += 1;
-                records.push(event(
+                records.push(host_metrics(
                     id,
                     seq[a],
                     T0 + s * 1_000_000,
-                    pb::event::Kind::HostMetrics(pb::HostMetrics {
+                    pb::HostMetrics {
                         cpu_pct: 20.0 + (s % 7) as f32 * 5.0 + a as f32 * 10.0,
                         mem_used_bytes: (1 << 30) + (s as u64) * (8 << 20),
                         net_rx_bytes: 100_000 + s as u64 * 1_000,
                         net_tx_bytes: 50_000 + a as u64 * 20_000,
-                        interval_ms: 1000,
                         ..Default::default()
-                    }),
+                    },
                 ));
             }
         }
@@ -1863,7 +1852,7 @@ mod tests {
             window_ms: 1000,
             agent_ids: agents.iter().map(|a| a.0.to_string()).collect(),
             ops: vec!["read".into(), "write".into()],
-            shape: Some(fleetbench_fold::testlog::shape(&steps, "poisson")),
+            shape: Some(shape(&steps, "poisson")),
             ..Default::default()
         })));
         let mut rng = Rng::new(9);
@@ -1891,7 +1880,7 @@ mod tests {
                         w.max_wake_lag_us = 40_000;
                     }
                     seq[a] += 1;
-                    records.push(event(id, seq[a], 0, pb::event::Kind::Window(w)));
+                    records.push(agent_event(id, seq[a], 0, Kind::Window(w)));
                 }
             }
         }

@@ -6,10 +6,12 @@
 use std::fmt::Write as _;
 
 use comfy_table::presets::UTF8_FULL_CONDENSED;
-use comfy_table::{CellAlignment, ContentArrangement, Table};
+use comfy_table::{ContentArrangement, Table};
 
 use crate::Format;
-use crate::cells::{csv_field, latency_cells, latency_of, limited_text, offered_line, stop_text};
+use crate::cells::{
+    csv_field, latency_cells, latency_of, limited_text, offered_line, right_align, stop_text,
+};
 use fleetbench::clock::format_us;
 use fleetbench_fold::{LatencyReport, OpReport, PhaseReport, Report};
 
@@ -61,11 +63,7 @@ pub fn table(report: &Report) -> String {
         row.extend([p50, p90, p99, p999, max]);
         t.add_row(row);
     }
-    for i in 1..9 {
-        if let Some(c) = t.column_mut(i) {
-            c.set_cell_alignment(CellAlignment::Right);
-        }
-    }
+    right_align(&mut t, 1..9);
     let _ = writeln!(out, "{t}");
     for p in &report.phases {
         for line in loud_lines(p) {
@@ -170,11 +168,7 @@ fn ops_table(ops: &[OpReport]) -> Table {
             max,
         ]);
     }
-    for i in 1..9 {
-        if let Some(c) = t.column_mut(i) {
-            c.set_cell_alignment(CellAlignment::Right);
-        }
-    }
+    right_align(&mut t, 1..9);
     t
 }
 
