@@ -53,14 +53,20 @@ pub enum Metric {
     Throughput,
     /// Failed requests, percent of all requests.
     ErrorRate,
+    /// Median latency.
     P50,
+    /// 90th percentile latency.
     P90,
+    /// 99th percentile latency.
     P99,
+    /// 99.9th percentile latency (no per-window value: not tested).
     P999,
+    /// Largest latency.
     Max,
 }
 
 impl Metric {
+    /// Every metric, in the order a comparison lists them.
     pub const ALL: [Metric; 7] = [
         Metric::Throughput,
         Metric::ErrorRate,
@@ -71,6 +77,7 @@ impl Metric {
         Metric::Max,
     ];
 
+    /// The metric's name in limits, the JSON and the table.
     pub fn name(self) -> &'static str {
         match self {
             Metric::Throughput => "throughput",
@@ -148,7 +155,10 @@ impl std::str::FromStr for Metric {
 /// one percentage point).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Limit {
+    /// What is limited.
     pub metric: Metric,
+    /// By how much it may get worse: percent, or percentage points for the
+    /// error rate.
     pub percent: f64,
 }
 
@@ -186,10 +196,13 @@ pub fn parse_limits(text: &str) -> Result<Vec<Limit>, String> {
 pub struct Comparison {
     /// How "beyond noise" is decided.
     pub test: &'static str,
+    /// The run compared against.
     pub base: RunSide,
+    /// The run judged.
     pub candidate: RunSide,
     /// What differs between the runs' set-ups (empty when nothing does).
     pub differences: Differences,
+    /// Each phase of both runs (by name), in the base run's order.
     pub phases: Vec<PhaseComparison>,
     /// Phases present in one run only.
     pub unmatched: Vec<Unmatched>,
@@ -206,53 +219,75 @@ pub struct Comparison {
 /// A compared phase that a load generator limited in one run.
 #[derive(Debug, Clone, Serialize)]
 pub struct LimitedPhase {
+    /// The phase's name.
     pub phase: String,
     /// "base" or "candidate".
     pub run: &'static str,
+    /// The agents that limited it, and why.
     pub agents: Vec<LimitedAgent>,
 }
 
+/// One compared run's facts.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunSide {
+    /// The run's id.
     pub run_id: String,
+    /// The run's name.
     pub name: String,
+    /// How it ended (its report's status).
     pub status: String,
+    /// When it started, RFC 3339.
     pub started_at: String,
+    /// SHA-256 of the agent binary it shipped, hex.
     pub agent_binary_hash: String,
+    /// The version of the coordinator that ran it.
     pub coordinator_version: String,
 }
 
+/// What differs between two runs' set-ups.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Differences {
+    /// The agent binaries differ.
     pub agent_binary_hash: bool,
+    /// The coordinators' versions differ.
     pub coordinator_version: bool,
     /// A line diff of the workload texts: `-` base only, `+` candidate only.
     pub workload: Vec<String>,
 }
 
 impl Differences {
+    /// Something differs.
     pub fn any(&self) -> bool {
         self.agent_binary_hash || self.coordinator_version || !self.workload.is_empty()
     }
 }
 
+/// A phase only one of the runs has.
 #[derive(Debug, Clone, Serialize)]
 pub struct Unmatched {
+    /// The phase's name.
     pub phase: String,
     /// "base" or "candidate".
     pub only_in: &'static str,
 }
 
+/// One phase of both runs.
 #[derive(Debug, Clone, Serialize)]
 pub struct PhaseComparison {
+    /// The phase's name.
     pub name: String,
+    /// Every metric, in [`Metric::ALL`]'s order.
     pub metrics: Vec<MetricComparison>,
 }
 
+/// One metric of one phase in both runs.
 #[derive(Debug, Clone, Serialize)]
 pub struct MetricComparison {
+    /// The metric.
     pub metric: Metric,
+    /// Its headline value in the base run (requests/s, percent, or µs).
     pub base: Option<f64>,
+    /// Its headline value in the candidate run.
     pub candidate: Option<f64>,
     /// (candidate − base) / base, percent; None when base is zero or either
     /// value is missing.
@@ -270,21 +305,27 @@ pub struct MetricComparison {
     pub too_few_windows: bool,
 }
 
+/// One limit held against one phase.
 #[derive(Debug, Clone, Serialize)]
 pub struct LimitCheck {
+    /// The phase's name.
     pub phase: String,
+    /// The limited metric.
     pub metric: Metric,
     /// The limit, percent (percentage points for the error rate).
     pub limit: f64,
     /// The change it was held against, in the same unit, signed so that
     /// positive is worse; None when it could not be computed.
     pub worse_by: Option<f64>,
+    /// It got worse by more than the limit.
     pub crossed: bool,
 }
 
 /// One run to compare: its first record's facts and its report.
 pub struct Side<'a> {
+    /// The run's facts (its binaries, versions and workload).
     pub run: &'a RunInfo,
+    /// The run's report.
     pub report: &'a Report,
 }
 
@@ -451,6 +492,7 @@ pub fn line_diff(a: &str, b: &str) -> Vec<String> {
 
 // ---------------------------------------------------------------- rendering
 
+/// The comparison as a table or as pretty-printed JSON.
 pub fn render(c: &Comparison, format: Format) -> String {
     match format {
         // The HTML page is drawn from the reports (see [`FORMATS`]), and a

@@ -26,36 +26,53 @@ use fleetbench_fold::{Fold, WindowLatency, notice_level};
 /// One agent's results in one logged window of one phase.
 #[derive(Debug, Clone, Serialize)]
 pub struct WindowRow {
+    /// The run's id.
     pub run_id: String,
     /// Start of the window, seconds from the run's start.
     pub t_s: f64,
+    /// The phase's name.
     pub phase: String,
+    /// The phase's index in the workload file (0 first).
     pub phase_index: u32,
     /// Index of the window within the phase.
     pub window: u32,
+    /// Width of the window, seconds.
     pub window_s: f64,
+    /// The window starts inside the phase's warm-up.
     pub warmup: bool,
+    /// The agent's id.
     pub agent: String,
+    /// The host it ran on.
     pub host: String,
     /// The operation ("" for a single-workload phase): an agent has one row
     /// per operation per window.
     pub op: String,
+    /// Requests finished, ok or failed.
     pub requests: u64,
+    /// Requests that succeeded.
     pub ok: u64,
+    /// Failed requests per error class.
     pub errors: BTreeMap<String, u64>,
+    /// Bytes sent to the target.
     pub bytes_sent: u64,
+    /// Bytes received from the target.
     pub bytes_received: u64,
+    /// The window's latency percentiles (`p50_us`, `p90_us`, `p99_us`,
+    /// `max_us`).
     #[serde(flatten)]
     pub latency: WindowLatency,
+    /// Latencies beyond the histogram's range, recorded at its top.
     pub latency_clamped: u64,
-    /// Open loop: sends the schedule called for, sends whose worker woke
-    /// more than 5 ms late, and the largest such lag.
+    /// Open loop: sends the schedule called for.
     pub scheduled: u64,
+    /// Open loop: sends whose worker woke more than 5 ms late.
     pub late_wakes: u64,
+    /// Open loop: the largest such lag, µs.
     pub max_wake_lag_us: u64,
 }
 
 impl WindowRow {
+    /// Failed requests, all classes.
     pub fn error_count(&self) -> u64 {
         self.errors.values().sum()
     }
@@ -181,9 +198,13 @@ pub fn write_rows_csv(rows: &[WindowRow], out: &mut impl Write) -> io::Result<()
 /// `logged_at_us`, `kind` first, then the record's fields.
 #[derive(Debug, Clone, Serialize)]
 pub struct RecordLine {
+    /// The record's position in the log.
     pub lsn: u64,
+    /// When the coordinator logged it, µs since the Unix epoch.
     pub logged_at_us: i64,
+    /// The record's kind in snake case (`run_started`, `agent_event`, ...).
     pub kind: &'static str,
+    /// The record's fields, by their proto names.
     #[serde(flatten)]
     pub fields: Value,
 }

@@ -7,6 +7,7 @@
 //! comfy-table).
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod cells;
 pub mod compare;

@@ -15,6 +15,7 @@ use crate::cells::{
 use fleetbench::clock::format_us;
 use fleetbench_fold::{LatencyReport, OpReport, PhaseReport, Report};
 
+/// The report in `format`.
 pub fn render(report: &Report, format: Format) -> String {
     match format {
         Format::Table => table(report),
@@ -24,6 +25,8 @@ pub fn render(report: &Report, format: Format) -> String {
     }
 }
 
+/// The report as pretty-printed JSON (the model's fields by name), ending
+/// in a newline.
 pub fn json(report: &Report) -> String {
     let mut s = serde_json::to_string_pretty(report).expect("report serializes: plain data");
     s.push('\n');
