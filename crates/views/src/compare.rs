@@ -23,8 +23,8 @@ use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{ContentArrangement, Table};
 use serde::Serialize;
 
-use crate::Format;
 use crate::cells::{limited_text, right_align};
+use crate::format::Format;
 use crate::stats::{MannWhitney, mann_whitney_u, smallest_p};
 use fleetbench::clock::format_us;
 use fleetbench_fold::{LimitedAgent, PhaseReport, Report, RunInfo, TimelinePoint};

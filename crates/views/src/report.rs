@@ -8,10 +8,10 @@ use std::fmt::Write as _;
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{ContentArrangement, Table};
 
-use crate::Format;
 use crate::cells::{
     csv_field, latency_cells, latency_of, limited_text, offered_line, right_align, stop_text,
 };
+use crate::format::Format;
 use fleetbench::clock::format_us;
 use fleetbench_fold::{LatencyReport, OpReport, PhaseReport, Report};
 
