@@ -8,6 +8,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+/// The agent credentials file: one JSON object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
@@ -15,6 +16,7 @@ pub struct Credentials {
     pub coordinator: String,
     /// Hex SHA-256 of the coordinator certificate's DER bytes.
     pub fingerprint: String,
+    /// The id the coordinator admitted the agent under.
     pub agent_id: String,
     /// Per-agent secret, hex; presented in Hello.
     pub secret: String,
@@ -28,23 +30,35 @@ pub struct Credentials {
     pub pool: String,
 }
 
+/// A credentials file that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialsError {
+    /// The file could not be read.
     #[error("reading credentials file {path}")]
     Read {
+        /// The file, as shown to the user.
         path: String,
+        /// Why reading failed.
         #[source]
         source: std::io::Error,
     },
+    /// The file is not the JSON of [`Credentials`].
     #[error("credentials file {path} is not valid: {message}")]
-    Invalid { path: String, message: String },
+    Invalid {
+        /// The file, as shown to the user.
+        path: String,
+        /// What the JSON parser said.
+        message: String,
+    },
 }
 
 impl Credentials {
+    /// The file's contents: one line of JSON.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("credentials serialize: plain strings")
     }
 
+    /// Parses a file's contents; `path` names it in errors.
     pub fn from_json(path: &str, text: &str) -> Result<Credentials, CredentialsError> {
         serde_json::from_str(text).map_err(|e| CredentialsError::Invalid {
             path: path.to_string(),
@@ -52,6 +66,8 @@ impl Credentials {
         })
     }
 
+    /// Reads and parses a credentials file (its mode is the caller's to
+    /// check).
     pub fn read(path: &Path) -> Result<Credentials, CredentialsError> {
         let shown = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| CredentialsError::Read {

@@ -19,6 +19,7 @@
 //! no SSH, no rendering.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod binary;
 pub mod clock;

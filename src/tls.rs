@@ -32,15 +32,21 @@ pub fn fingerprint(der: &[u8]) -> String {
     crate::binary::hex(&Sha256::digest(der))
 }
 
+/// Why a [`Dialer`] or an endpoint cannot be made.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
+    /// The pinned fingerprint is not a hex SHA-256.
     #[error("certificate fingerprint {0:?} is not 64 hex digits (a SHA-256)")]
     BadFingerprint(String),
+    /// rustls refused the client configuration.
     #[error("setting up TLS")]
     Config(#[source] rustls::Error),
+    /// The coordinator's address does not make a URI.
     #[error("coordinator address {addr:?} is not host:port")]
     BadAddress {
+        /// The address as given.
         addr: String,
+        /// What tonic said.
         #[source]
         source: tonic::transport::Error,
     },

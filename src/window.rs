@@ -246,6 +246,7 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
+    /// Every class, in the order of [`WindowAcc::errors`].
     pub const ALL: [ErrorClass; 8] = [
         ErrorClass::Connect,
         ErrorClass::Timeout,
@@ -257,6 +258,7 @@ impl ErrorClass {
         ErrorClass::StatusOther,
     ];
 
+    /// The class's name on the wire, in the log and in reports.
     pub fn name(self) -> &'static str {
         match self {
             ErrorClass::Connect => "connect",
@@ -274,23 +276,34 @@ impl ErrorClass {
 /// Results accumulated over one window by one worker thread of one agent.
 #[derive(Debug, Clone)]
 pub struct WindowAcc {
+    /// Requests that succeeded.
     pub ok: u64,
+    /// Failed requests, by [`ErrorClass`] (indexed by `class as usize`).
     pub errors: [u64; ErrorClass::ALL.len()],
+    /// Bytes written to targets.
     pub bytes_sent: u64,
+    /// Bytes read from targets.
     pub bytes_received: u64,
+    /// Latencies in µs, ok and error alike (see [`new_histogram`]).
     pub latency: Histogram<u64>,
+    /// Latencies above [`MAX_LATENCY_US`], recorded at it.
     pub latency_clamped: u64,
+    /// Open loop: the largest lag, in µs, between a request's intended send
+    /// time and its actual send.
     pub max_send_lag_us: u64,
     /// Open loop: sends the schedule called for in this window.
     pub scheduled: u64,
     /// Open loop: waits for an intended time that woke more than
     /// [`LATE_WAKE_US`] late, and the largest such lag.
     pub late_wakes: u64,
+    /// The largest of those lags, in µs.
     pub max_wake_lag_us: u64,
     /// Event-loop probes of the load thread, those more than
     /// [`LATE_WAKE_US`] late, and the largest lag.
     pub loop_probes: u64,
+    /// Probes more than [`LATE_WAKE_US`] late.
     pub loop_late: u64,
+    /// The largest probe lag, in µs.
     pub max_loop_lag_us: u64,
 }
 
@@ -305,6 +318,7 @@ impl Default for WindowAcc {
 }
 
 impl WindowAcc {
+    /// An empty window.
     pub fn new() -> Self {
         WindowAcc {
             ok: 0,
@@ -357,6 +371,7 @@ impl WindowAcc {
             .expect("value is within the histogram's bounds");
     }
 
+    /// Records a successful request and its latency.
     #[inline]
     pub fn record_ok(&mut self, latency_us: u64) {
         self.ok += 1;
@@ -373,15 +388,18 @@ impl WindowAcc {
         }
     }
 
+    /// Open loop: a request was sent `us` after its intended time.
     #[inline]
     pub fn record_send_lag(&mut self, us: u64) {
         self.max_send_lag_us = self.max_send_lag_us.max(us);
     }
 
+    /// Requests finished, ok or not.
     pub fn requests(&self) -> u64 {
         self.ok + self.errors.iter().sum::<u64>()
     }
 
+    /// Adds `other`'s counts and histogram into this window.
     pub fn merge(&mut self, other: &WindowAcc) {
         self.ok += other.ok;
         for (a, b) in self.errors.iter_mut().zip(other.errors) {
@@ -407,6 +425,9 @@ impl WindowAcc {
         self.requests() == 0 && self.scheduled == 0 && self.late_wakes == 0 && self.loop_probes == 0
     }
 
+    /// The window as the wire carries it: window `index` (of `width_ms`)
+    /// of phase `phase_index`, with its histogram encoded; `op` is left for
+    /// the caller.
     pub fn to_pb(&self, phase_index: u32, index: u32, width_ms: u32) -> pb::ResultWindow {
         pb::ResultWindow {
             phase_index,

@@ -29,6 +29,7 @@
 //! they go to the new coordinator as `LateEvents` of their own run, which it
 //! appends to that run's log, and leave only when it acks them (`LateAck`).
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,7 +41,7 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::load::Command;
+use crate::engine::Command;
 use crate::outbox::Outbox;
 
 /// Events sent per wake-up of the sender; keeps one reconnect from cloning
@@ -85,8 +86,10 @@ pub(crate) enum LinkEnd {
     Cancelled,
 }
 
-/// What the engine tells the link.
-pub(crate) struct EngineState {
+/// The link's side of the load engine: commands go in, idleness comes out.
+pub(crate) struct Engine {
+    /// Start/stop phase and shutdown, as the coordinator says them.
+    pub commands: mpsc::Sender<Command>,
     /// True while no phase is running.
     pub idle: watch::Receiver<bool>,
 }
@@ -94,37 +97,33 @@ pub(crate) struct EngineState {
 pub(crate) async fn run(
     cfg: LinkConfig,
     outbox: Arc<Outbox>,
-    engine: mpsc::Sender<Command>,
-    state: EngineState,
+    engine: Engine,
     connected: watch::Sender<bool>,
     stop: CancellationToken,
 ) -> LinkEnd {
     let mut backoff = Duration::from_millis(100);
     let mut last_contact = Instant::now();
-    let mut shutting_down: Option<String> = None;
-    let mut parked = Parked::default();
     let cap = if cfg.pool {
         POOL_BACKOFF_CAP
     } else {
         BACKOFF_CAP
     };
+    let mut link = Link {
+        cfg,
+        outbox,
+        engine,
+        connected,
+        shutting_down: None,
+        parked: Parked::default(),
+    };
     loop {
-        let attempt = attach_once(
-            &cfg,
-            &outbox,
-            &engine,
-            &state,
-            &connected,
-            &mut shutting_down,
-            &mut parked,
-            &stop,
-        );
         let result = tokio::select! {
             biased;
             () = stop.cancelled() => return LinkEnd::Cancelled,
-            r = attempt => r,
+            r = link.attach_once(&stop) => r,
         };
-        connected.send_replace(false);
+        link.connected.send_replace(false);
+        let cfg = &link.cfg;
         match result {
             Ok(Attached::Ended(LinkEnd::Shutdown(reason))) if cfg.pool => {
                 tracing::info!("released by the coordinator ({reason}); waiting for the next run");
@@ -224,191 +223,274 @@ enum Attached {
     Ended(LinkEnd),
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn attach_once(
-    cfg: &LinkConfig,
-    outbox: &Arc<Outbox>,
-    engine: &mpsc::Sender<Command>,
-    state: &EngineState,
-    connected: &watch::Sender<bool>,
-    shutting_down: &mut Option<String>,
-    parked: &mut Parked,
-    stop: &CancellationToken,
-) -> Result<Attached> {
-    let endpoint = fleetbench::tls::Dialer::endpoint(&cfg.coordinator)
-        .context("coordinator address")?
-        .connect_timeout(if cfg.pool {
-            // Redial soon after a coordinator's host comes back.
-            Duration::from_secs(2)
-        } else {
-            Duration::from_secs(5)
-        })
-        .http2_keep_alive_interval(Duration::from_secs(5))
-        .keep_alive_timeout(Duration::from_secs(10));
-    let channel = cfg.dialer.connect(&endpoint).await.context("connecting")?;
-    let mut client = CoordinatorClient::new(channel)
-        .max_decoding_message_size(64 << 20)
-        .max_encoding_message_size(64 << 20);
+/// The link across its attaches: what it was given, and what it carries
+/// from one stream to the next.
+struct Link {
+    cfg: LinkConfig,
+    outbox: Arc<Outbox>,
+    engine: Engine,
+    /// True while attached (and, for a pool agent, held by a run).
+    connected: watch::Sender<bool>,
+    /// The coordinator said Shutdown (why): the link ends once the engine
+    /// is idle and every event is acked.
+    shutting_down: Option<String>,
+    /// Events of earlier runs (a pool agent), for their own logs.
+    parked: Parked,
+}
 
-    let (tx, rx) = mpsc::channel::<pb::AgentMessage>(1024);
-    let mut hello = cfg.hello.clone();
-    (hello.lowest_unacked, hello.highest_seq) = outbox.bounds();
-    if cfg.pool {
-        hello.run_id = outbox.run_id();
+/// One open `Attach` stream. (Fields drop in this order.)
+struct Stream {
+    /// The coordinator's half.
+    inbound: tonic::Streaming<pb::CoordinatorMessage>,
+    /// The agent's half.
+    tx: mpsc::Sender<pb::AgentMessage>,
+    /// The client the stream was opened on, kept as long as the stream.
+    _client: CoordinatorClient<tonic::transport::Channel>,
+}
+
+impl Link {
+    /// One attach: dial, Hello, Welcome, then resend and serve the stream
+    /// until it breaks or the link ends.
+    async fn attach_once(&mut self, stop: &CancellationToken) -> Result<Attached> {
+        let mut stream = self.dial().await?;
+        let welcome = match welcome(&mut stream.inbound).await? {
+            Ok(w) => w,
+            Err(not_welcomed) => return Ok(not_welcomed),
+        };
+        self.join_run(&welcome).await;
+        self.outbox.ack(welcome.acked_through);
+        self.connected.send_replace(true);
+        // Whatever earlier runs left unacked goes to their own logs through
+        // this coordinator.
+        for late in self.parked.messages() {
+            if stream.tx.send(late).await.is_err() {
+                return Ok(Attached::Lost(anyhow::anyhow!("outgoing stream closed")));
+            }
+        }
+        tracing::info!(
+            "attached to {} (run {}), resending from seq {}",
+            self.cfg.coordinator,
+            welcome.run_id,
+            welcome.acked_through + 1
+        );
+
+        // Sender: everything after what the coordinator holds, then new events.
+        let sender_stop = stop.child_token();
+        let sender_dead = CancellationToken::new();
+        tokio::spawn({
+            let (outbox, tx, stop, dead) = (
+                self.outbox.clone(),
+                stream.tx.clone(),
+                sender_stop.clone(),
+                sender_dead.clone(),
+            );
+            async move {
+                send_events(outbox, tx, welcome.acked_through, stop).await;
+                dead.cancel();
+            }
+        });
+        let _stop_sender = sender_stop.drop_guard();
+        Ok(self.serve(&mut stream, &sender_dead).await)
     }
-    tx.send(msg(pb::agent_message::Msg::Hello(hello)))
-        .await
-        .expect("receiver is alive: held below");
-    let mut inbound = client
-        .attach(ReceiverStream::new(rx))
-        .await
-        .context("attaching")?
-        .into_inner();
 
-    let welcome = match inbound.message().await.context("waiting for welcome")? {
-        Some(pb::CoordinatorMessage {
-            msg: Some(pb::coordinator_message::Msg::Welcome(w)),
-        }) => w,
-        Some(pb::CoordinatorMessage {
-            msg: Some(pb::coordinator_message::Msg::Refused(r)),
-        }) if r.retry => return Ok(Attached::Deferred(r.reason)),
-        Some(pb::CoordinatorMessage {
-            msg: Some(pb::coordinator_message::Msg::Refused(r)),
-        }) => return Ok(Attached::Ended(LinkEnd::Refused(r.reason))),
-        other => bail!("coordinator did not welcome us: {other:?}"),
-    };
-    if cfg.pool {
-        let current = outbox.run_id();
+    /// Dials the coordinator and opens the stream with Hello (which carries
+    /// the outbox's bounds and, for a pool agent, the run they belong to).
+    async fn dial(&self) -> Result<Stream> {
+        let cfg = &self.cfg;
+        let endpoint = fleetbench::tls::Dialer::endpoint(&cfg.coordinator)
+            .context("coordinator address")?
+            .connect_timeout(if cfg.pool {
+                // Redial soon after a coordinator's host comes back.
+                Duration::from_secs(2)
+            } else {
+                Duration::from_secs(5)
+            })
+            .http2_keep_alive_interval(Duration::from_secs(5))
+            .keep_alive_timeout(Duration::from_secs(10));
+        let channel = cfg.dialer.connect(&endpoint).await.context("connecting")?;
+        let mut client = CoordinatorClient::new(channel)
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20);
+
+        let (tx, rx) = mpsc::channel::<pb::AgentMessage>(1024);
+        let mut hello = cfg.hello.clone();
+        (hello.lowest_unacked, hello.highest_seq) = self.outbox.bounds();
+        if cfg.pool {
+            hello.run_id = self.outbox.run_id();
+        }
+        tx.send(msg(pb::agent_message::Msg::Hello(hello)))
+            .await
+            .expect("receiver is alive: held below");
+        let inbound = client
+            .attach(ReceiverStream::new(rx))
+            .await
+            .context("attaching")?
+            .into_inner();
+        Ok(Stream {
+            inbound,
+            tx,
+            _client: client,
+        })
+    }
+
+    /// A pool agent moves to the run the Welcome names: a phase of another
+    /// run still running ends first, then the outbox starts the new run's
+    /// sequence space, and what the old run never had acked is kept aside.
+    async fn join_run(&mut self, welcome: &pb::Welcome) {
+        if !self.cfg.pool {
+            return;
+        }
+        let current = self.outbox.run_id();
         if !current.is_empty() && current != welcome.run_id {
             // A phase of the old run may still be running (its coordinator
             // died less than a lease ago): it ends here, before the switch,
             // so none of its windows lands in the new run.
-            let _ = engine.send(Command::StopAll).await;
-            let mut idle = state.idle.clone();
+            let _ = self.engine.commands.send(Command::StopAll).await;
+            let mut idle = self.engine.idle.clone();
             let _ = tokio::time::timeout(Duration::from_secs(10), idle.wait_for(|i| *i)).await;
         }
-    }
-    if cfg.pool
-        && let Some((old_run, left)) = outbox.start_run(&welcome.run_id)
-    {
-        let n = left.len();
-        let kept = parked.keep(old_run.clone(), left);
-        let message = format!(
-            "holding {n} event(s) of run {old_run} that its coordinator never acked; kept aside ({kept} in all) for run {old_run}'s own log, never logged into run {}",
-            welcome.run_id
-        );
-        tracing::warn!("{message}");
-        outbox.push(pb::event::Kind::Notice(pb::AgentNotice {
-            level: pb::agent_notice::Level::Warn as i32,
-            message,
-        }));
-    }
-    outbox.ack(welcome.acked_through);
-    connected.send_replace(true);
-    // Whatever earlier runs left unacked goes to their own logs through
-    // this coordinator.
-    for late in parked.messages() {
-        if tx.send(late).await.is_err() {
-            return Ok(Attached::Lost(anyhow::anyhow!("outgoing stream closed")));
+        if let Some((old_run, left)) = self.outbox.start_run(&welcome.run_id) {
+            let n = left.len();
+            let kept = self.parked.keep(old_run.clone(), left);
+            let message = format!(
+                "holding {n} event(s) of run {old_run} that its coordinator never acked; kept aside ({kept} in all) for run {old_run}'s own log, never logged into run {}",
+                welcome.run_id
+            );
+            tracing::warn!("{message}");
+            self.outbox.push(pb::event::Kind::Notice(pb::AgentNotice {
+                level: pb::agent_notice::Level::Warn as i32,
+                message,
+            }));
         }
     }
-    tracing::info!(
-        "attached to {} (run {}), resending from seq {}",
-        cfg.coordinator,
-        welcome.run_id,
-        welcome.acked_through + 1
-    );
 
-    // Sender: everything after what the coordinator holds, then new events.
-    let sender_stop = stop.child_token();
-    let sender_dead = CancellationToken::new();
-    tokio::spawn({
-        let (outbox, tx, stop, dead) = (
-            outbox.clone(),
-            tx.clone(),
-            sender_stop.clone(),
-            sender_dead.clone(),
-        );
-        async move {
-            send_events(outbox, tx, welcome.acked_through, stop).await;
-            dead.cancel();
-        }
-    });
-    let _stop_sender = sender_stop.drop_guard();
-
-    let mut idle = state.idle.clone();
-    loop {
-        let drained = async {
-            if shutting_down.is_none() {
-                return std::future::pending().await;
-            }
-            let _ = idle.wait_for(|i| *i).await;
-            outbox.drained().await;
-        };
-        tokio::select! {
-            biased;
-            () = drained => {
-                let reason = shutting_down.take().unwrap_or_default();
-                return Ok(Attached::Ended(LinkEnd::Shutdown(reason)));
-            }
-            m = inbound.message() => {
-                let m = match m {
-                    Ok(Some(m)) => m,
-                    Ok(None) => return Ok(Attached::Lost(anyhow::anyhow!("coordinator closed the stream"))),
-                    Err(status) => return Ok(Attached::Lost(anyhow::Error::new(status).context("stream broke"))),
-                };
-                use pb::coordinator_message::Msg;
-                match m.msg {
-                    Some(Msg::Ack(a)) => {
-                        outbox.ack(a.through);
-                        if let Some(path) = &cfg.ack_trace {
-                            // Tests read this to check that every acked event is in the log.
-                            let _ = std::fs::write(path, format!("{}\n", a.through));
-                        }
+    /// Serves an attached stream: the coordinator's messages as they come,
+    /// until the stream breaks, the sender dies, or a shutdown has drained.
+    async fn serve(&mut self, stream: &mut Stream, sender_dead: &CancellationToken) -> Attached {
+        let mut idle = self.engine.idle.clone();
+        loop {
+            let drained = async {
+                if self.shutting_down.is_none() {
+                    return std::future::pending().await;
+                }
+                let _ = idle.wait_for(|i| *i).await;
+                self.outbox.drained().await;
+            };
+            tokio::select! {
+                biased;
+                () = drained => {
+                    let reason = self.shutting_down.take().unwrap_or_default();
+                    return Attached::Ended(LinkEnd::Shutdown(reason));
+                }
+                m = stream.inbound.message() => {
+                    let m = match m {
+                        Ok(Some(m)) => m,
+                        Ok(None) => return Attached::Lost(anyhow::anyhow!("coordinator closed the stream")),
+                        Err(status) => return Attached::Lost(anyhow::Error::new(status).context("stream broke")),
+                    };
+                    if let ControlFlow::Break(end) = self.handle(m, &stream.tx).await {
+                        return end;
                     }
-                    Some(Msg::Ping(p)) => {
-                        let pong = pb::Pong {
-                            coordinator_time_us: p.coordinator_time_us,
-                            agent_time_us: fleetbench::clock::now_us(),
-                        };
-                        if tx.send(msg(pb::agent_message::Msg::Pong(pong))).await.is_err() {
-                            return Ok(Attached::Lost(anyhow::anyhow!("outgoing stream closed")));
-                        }
-                    }
-                    Some(Msg::StartPhase(s)) => {
-                        let _ = engine.send(Command::Start(Box::new(s))).await;
-                    }
-                    Some(Msg::StopPhase(s)) => {
-                        let _ = engine.send(Command::Stop(s.phase_index)).await;
-                    }
-                    Some(Msg::Shutdown(s)) => {
-                        tracing::info!("coordinator asks us to shut down: {}", s.reason);
-                        let _ = engine.send(Command::StopAll).await;
-                        if cfg.pool {
-                            // Released: no more host metrics for this run.
-                            connected.send_replace(false);
-                        }
-                        *shutting_down = Some(s.reason);
-                    }
-                    Some(Msg::Refused(r)) => return Ok(Attached::Ended(LinkEnd::Refused(r.reason))),
-                    Some(Msg::LateAck(a)) if a.error.is_empty() => {
-                        let n = parked.ack(&a.run_id, a.through);
-                        tracing::info!("{n} late event(s) of run {} are in its log now", a.run_id);
-                        outbox.push(pb::event::Kind::Notice(pb::AgentNotice {
-                            level: pb::agent_notice::Level::Info as i32,
-                            message: format!("delivered {n} late event(s) into the log of run {}", a.run_id),
-                        }));
-                    }
-                    Some(Msg::LateAck(a)) => {
-                        tracing::warn!("late events of run {} not taken (kept): {}", a.run_id, a.error);
-                    }
-                    Some(Msg::Welcome(_)) | None => {}
+                }
+                () = sender_dead.cancelled() => {
+                    return Attached::Lost(anyhow::anyhow!("outgoing stream closed"));
                 }
             }
-            () = sender_dead.cancelled() => {
-                return Ok(Attached::Lost(anyhow::anyhow!("outgoing stream closed")));
-            }
         }
+    }
+
+    /// One message from the coordinator; `Break` ends this attach.
+    async fn handle(
+        &mut self,
+        m: pb::CoordinatorMessage,
+        tx: &mpsc::Sender<pb::AgentMessage>,
+    ) -> ControlFlow<Attached> {
+        use pb::coordinator_message::Msg;
+        match m.msg {
+            Some(Msg::Ack(a)) => {
+                self.outbox.ack(a.through);
+                if let Some(path) = &self.cfg.ack_trace {
+                    // Tests read this to check that every acked event is in the log.
+                    let _ = std::fs::write(path, format!("{}\n", a.through));
+                }
+            }
+            Some(Msg::Ping(p)) => {
+                let pong = pb::Pong {
+                    coordinator_time_us: p.coordinator_time_us,
+                    agent_time_us: fleetbench::clock::now_us(),
+                };
+                if tx
+                    .send(msg(pb::agent_message::Msg::Pong(pong)))
+                    .await
+                    .is_err()
+                {
+                    return ControlFlow::Break(Attached::Lost(anyhow::anyhow!(
+                        "outgoing stream closed"
+                    )));
+                }
+            }
+            Some(Msg::StartPhase(s)) => {
+                let _ = self.engine.commands.send(Command::Start(Box::new(s))).await;
+            }
+            Some(Msg::StopPhase(s)) => {
+                let _ = self
+                    .engine
+                    .commands
+                    .send(Command::Stop(s.phase_index))
+                    .await;
+            }
+            Some(Msg::Shutdown(s)) => {
+                tracing::info!("coordinator asks us to shut down: {}", s.reason);
+                let _ = self.engine.commands.send(Command::StopAll).await;
+                if self.cfg.pool {
+                    // Released: no more host metrics for this run.
+                    self.connected.send_replace(false);
+                }
+                self.shutting_down = Some(s.reason);
+            }
+            Some(Msg::Refused(r)) => {
+                return ControlFlow::Break(Attached::Ended(LinkEnd::Refused(r.reason)));
+            }
+            Some(Msg::LateAck(a)) if a.error.is_empty() => {
+                let n = self.parked.ack(&a.run_id, a.through);
+                tracing::info!("{n} late event(s) of run {} are in its log now", a.run_id);
+                self.outbox.push(pb::event::Kind::Notice(pb::AgentNotice {
+                    level: pb::agent_notice::Level::Info as i32,
+                    message: format!(
+                        "delivered {n} late event(s) into the log of run {}",
+                        a.run_id
+                    ),
+                }));
+            }
+            Some(Msg::LateAck(a)) => {
+                tracing::warn!(
+                    "late events of run {} not taken (kept): {}",
+                    a.run_id,
+                    a.error
+                );
+            }
+            Some(Msg::Welcome(_)) | None => {}
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Waits for the coordinator's answer to Hello: its Welcome, or (`Err`)
+/// how the attach ends instead (a refusal, final or for now).
+async fn welcome(
+    inbound: &mut tonic::Streaming<pb::CoordinatorMessage>,
+) -> Result<Result<pb::Welcome, Attached>> {
+    match inbound.message().await.context("waiting for welcome")? {
+        Some(pb::CoordinatorMessage {
+            msg: Some(pb::coordinator_message::Msg::Welcome(w)),
+        }) => Ok(Ok(w)),
+        Some(pb::CoordinatorMessage {
+            msg: Some(pb::coordinator_message::Msg::Refused(r)),
+        }) if r.retry => Ok(Err(Attached::Deferred(r.reason))),
+        Some(pb::CoordinatorMessage {
+            msg: Some(pb::coordinator_message::Msg::Refused(r)),
+        }) => Ok(Err(Attached::Ended(LinkEnd::Refused(r.reason)))),
+        other => bail!("coordinator did not welcome us: {other:?}"),
     }
 }
 

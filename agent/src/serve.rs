@@ -52,12 +52,28 @@ impl std::str::FromStr for Stall {
     }
 }
 
+/// `agent serve`'s options (the command line is parsed in `main`).
+#[derive(clap::Args)]
 pub(crate) struct ServeConfig {
+    /// Address to listen on, like 127.0.0.1:18080 (port 0 picks one).
+    #[arg(long)]
     pub listen: SocketAddr,
+    /// Delay every response by this long.
+    #[arg(long, default_value = "0s", value_parser = fleetbench::clock::parse_duration)]
     pub delay: Duration,
+    /// Freeze for FOR out of every EVERY, like 3s:1s.
+    #[arg(long)]
     pub stall: Option<Stall>,
-    pub body: Bytes,
+    /// Size of the response body in bytes.
+    #[arg(long, default_value_t = 100)]
+    pub body_size: usize,
+    /// Also serve a line echo over TCP on this address (each line sent
+    /// is answered with itself; counted in the stats as `echoed`).
+    #[arg(long)]
     pub echo_listen: Option<SocketAddr>,
+    /// Write every request's method and path (in arrival order) to this
+    /// file on exit (for tests; keeps them all in memory).
+    #[arg(long)]
     pub record: Option<std::path::PathBuf>,
 }
 
@@ -108,7 +124,7 @@ pub(crate) async fn serve(cfg: ServeConfig, stop: CancellationToken) -> Result<u
         epoch: Instant::now(),
         delay: cfg.delay,
         stall: cfg.stall,
-        body: cfg.body,
+        body: filler(cfg.body_size),
     });
     let conns = tokio_util::task::TaskTracker::new();
     if let Some(addr) = cfg.echo_listen {
@@ -161,6 +177,11 @@ pub(crate) async fn serve(cfg: ServeConfig, stop: CancellationToken) -> Result<u
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(served)
+}
+
+/// A response body of `size` bytes: `fleetbench\n` over and over.
+fn filler(size: usize) -> Bytes {
+    Bytes::from("fleetbench\n".repeat(size / 11 + 1)[..size].to_string())
 }
 
 async fn handle(

@@ -16,6 +16,14 @@ use fleetbench_gen::{Alphabet, GenKind, GenSpec, Lane, Length, Template, WorkerG
 #[global_allocator]
 static ALLOC: alloc_count::Counting = alloc_count::Counting;
 
+/// The one worker of the one agent every measurement renders as.
+const ALONE: Lane = Lane {
+    agent: 0,
+    agents: 1,
+    worker: 0,
+    workers: 1,
+};
+
 fn generators() -> Vec<GenSpec> {
     let g = |name: &str, kind| GenSpec {
         name: name.to_string(),
@@ -79,16 +87,7 @@ fn main() {
     let body = compile(
         r#"{"order_id":{{order}},"user_id":{{user}},"quantity":{{qty}},"unit_price":{{price}},"status":"{{status}}","note":"{{note}}","request_id":"{{req}}","iteration":{{iteration}},"source":"fleetbench"}"#,
     );
-    let mut worker = WorkerGen::new(
-        &gens,
-        42,
-        Lane {
-            agent: 0,
-            agents: 1,
-            worker: 0,
-            workers: 1,
-        },
-    );
+    let mut worker = WorkerGen::new(&gens, 42, ALONE);
     let mut url_buf = Vec::new();
     let mut header_bufs = [Vec::new(), Vec::new(), Vec::new()];
     let mut body_buf = Vec::new();
@@ -160,16 +159,7 @@ fn main() {
     for g in &alone {
         let t = Template::compile(&format!("{{{{{}}}}}", g.name), &alone)
             .expect("every generator has a name");
-        let mut w = WorkerGen::new(
-            &alone,
-            42,
-            Lane {
-                agent: 0,
-                agents: 1,
-                worker: 0,
-                workers: 1,
-            },
-        );
+        let mut w = WorkerGen::new(&alone, 42, ALONE);
         let mut out = Vec::new();
         let draws = n / 4;
         let start = Instant::now();

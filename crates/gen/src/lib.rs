@@ -4,10 +4,12 @@
 //! templates, rendering per worker ([`WorkerGen`]), and the weighted op
 //! choice with its stream seeds ([`OpPicker`], [`worker_seed`]).
 //!
-//! Depends only on the root `fleetbench` crate (for `pb`) and serde. The
-//! agent links this crate, not the workload language: nothing here parses
-//! TOML or reads files. The workload crate builds [`GenSpec`]s from a file;
-//! `coordinator preview` and the agent's load engine render them.
+//! Depends only on the root `fleetbench` crate (for `pb`), serde and
+//! humantime (RFC 3339 timestamps); the root crate, the wire contract below
+//! it, must never depend on this one. The agent links this crate, not the
+//! workload language: nothing here parses TOML or reads files. The workload
+//! crate builds [`GenSpec`]s from a file; `coordinator preview` and the
+//! agent's load engine render them.
 //!
 //! # Determinism
 //! A generator's stream depends only on its seed (its own `seed`, else the
@@ -35,6 +37,7 @@
 //! slice (agents' slices are disjoint and cover the file).
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod picker;
 pub mod rng;

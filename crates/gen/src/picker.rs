@@ -3,7 +3,8 @@
 
 use crate::rng::Rng;
 
-/// Which stream of a worker a seed is for.
+/// The streams of a worker, as [`worker_seed`]'s `stream`: the op choice
+/// (and a closed loop's think time).
 pub const STREAM_OPS: u64 = 1;
 /// Open-loop arrivals (Poisson gaps).
 pub const STREAM_PACE: u64 = 2;
@@ -26,6 +27,8 @@ pub struct OpPicker {
 }
 
 impl OpPicker {
+    /// A picker over ops of these weights, in order (a weight of 0 counts
+    /// as 1).
     pub fn new(weights: impl IntoIterator<Item = u32>) -> OpPicker {
         let cumulative: Vec<u64> = weights
             .into_iter()
@@ -43,6 +46,7 @@ impl OpPicker {
         }
     }
 
+    /// The index of the next op: one draw from `rng`, none with a single op.
     #[inline]
     pub fn pick(&self, rng: &mut Rng) -> usize {
         match self.cumulative.last() {

@@ -12,10 +12,12 @@ pub struct Rng {
 }
 
 impl Rng {
+    /// A stream from `seed`: the same seed, the same stream, everywhere.
     pub fn new(seed: u64) -> Self {
         Self { state: seed }
     }
 
+    /// The next 64 uniform bits.
     pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.state;
@@ -40,11 +42,34 @@ impl Rng {
 /// A latency distribution, in microseconds.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Latency {
+    /// Always this many µs.
     Constant(u64),
-    Uniform { min: u64, max: u64 },
-    Exponential { mean: u64 },
-    Normal { mean: u64, stddev: u64 },
-    LogNormal { median: u64, sigma: f64 },
+    /// Uniform between `min` and `max` µs (`min <= max`).
+    Uniform {
+        /// The shortest, in µs.
+        min: u64,
+        /// The longest, in µs.
+        max: u64,
+    },
+    /// Exponential with this mean.
+    Exponential {
+        /// The mean, in µs.
+        mean: u64,
+    },
+    /// Normal, cut at zero.
+    Normal {
+        /// The mean, in µs.
+        mean: u64,
+        /// The standard deviation, in µs.
+        stddev: u64,
+    },
+    /// Log-normal: `median · e^(sigma · N(0, 1))`.
+    LogNormal {
+        /// The median, in µs.
+        median: u64,
+        /// The spread of the log, `>= 0`.
+        sigma: f64,
+    },
 }
 
 impl Latency {
@@ -62,6 +87,7 @@ impl Latency {
         v.max(0.0).round() as u64
     }
 
+    /// The distribution as the wire carries it.
     pub fn to_pb(&self) -> pb::LatencyDistribution {
         use pb::latency_distribution::Dist;
         let dist = match *self {
@@ -83,6 +109,8 @@ impl Latency {
         pb::LatencyDistribution { dist: Some(dist) }
     }
 
+    /// A distribution from the wire; `None` if it is missing or invalid
+    /// (`min > max`, a negative or non-finite sigma).
     pub fn from_pb(p: &pb::LatencyDistribution) -> Option<Self> {
         use pb::latency_distribution::Dist;
         Some(match p.dist.as_ref()? {

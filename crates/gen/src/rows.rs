@@ -20,6 +20,7 @@ struct RowsInner {
 }
 
 impl Rows {
+    /// The rows, in order.
     pub fn new<S: AsRef<str>>(rows: impl IntoIterator<Item = S>) -> Rows {
         let mut text = String::new();
         let mut bounds = vec![0];
@@ -30,10 +31,12 @@ impl Rows {
         Rows(Arc::new(RowsInner { text, bounds }))
     }
 
+    /// How many rows.
     pub fn len(&self) -> usize {
         self.0.bounds.len() - 1
     }
 
+    /// No rows at all.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -44,6 +47,7 @@ impl Rows {
         &self.0.text[b[i] as usize..b[i + 1] as usize]
     }
 
+    /// The rows, in order.
     pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
         (0..self.len()).map(|i| self.get(i))
     }

@@ -35,11 +35,7 @@ impl GenSpec {
                 max,
                 precision,
             } => {
-                params = vec![
-                    ("min", *min),
-                    ("max", *max),
-                    ("precision", f64::from(*precision)),
-                ];
+                params = with_precision(&[("min", *min), ("max", *max)], *precision);
                 "uniform_float"
             }
             GenKind::Zipf { n, exponent } => {
@@ -51,15 +47,11 @@ impl GenSpec {
                 stddev,
                 precision,
             } => {
-                params = vec![
-                    ("mean", *mean),
-                    ("stddev", *stddev),
-                    ("precision", f64::from(*precision)),
-                ];
+                params = with_precision(&[("mean", *mean), ("stddev", *stddev)], *precision);
                 "normal"
             }
             GenKind::Exponential { mean, precision } => {
-                params = vec![("mean", *mean), ("precision", f64::from(*precision))];
+                params = with_precision(&[("mean", *mean)], *precision);
                 "exponential"
             }
             GenKind::Pareto {
@@ -67,11 +59,7 @@ impl GenSpec {
                 shape,
                 precision,
             } => {
-                params = vec![
-                    ("scale", *scale),
-                    ("shape", *shape),
-                    ("precision", f64::from(*precision)),
-                ];
+                params = with_precision(&[("scale", *scale), ("shape", *shape)], *precision);
                 "pareto"
             }
             GenKind::Choice { values, weights } => {
@@ -138,167 +126,52 @@ impl GenSpec {
     /// A generator from the wire, checked as the parser checks it (but
     /// without positions: the coordinator sent it).
     pub fn from_pb(g: &pb::Generator) -> Result<GenSpec, String> {
-        let what = format!("generator {:?}", g.name);
-        let param = |key: &str| -> Result<f64, String> {
-            match g.params.get(key) {
-                Some(v) if v.is_finite() => Ok(*v),
-                Some(v) => Err(format!("{what}: {key} is {v}")),
-                None => Err(format!("{what}: {} without `{key}`", g.kind)),
-            }
-        };
-        let int = |key: &str| -> Result<i64, String> {
-            let v = param(key)?;
-            if v.fract() != 0.0 || v.abs() > EXACT as f64 {
-                return Err(format!(
-                    "{what}: {key} {v} is not a whole number within 2^53"
-                ));
-            }
-            Ok(v as i64)
-        };
-        let precision = || -> Result<u32, String> {
-            match int("precision")? {
-                p @ 0..=12 => Ok(p as u32),
-                p => Err(format!("{what}: precision {p} is not 0 to 12")),
-            }
-        };
-        let length = || -> Result<Length, String> {
-            let l = match int("len_dist")? {
-                0 => Length::Fixed(int("len_fixed")?.clamp(0, MAX_LENGTH.into()) as u32),
-                1 => {
-                    let (min, max) = (int("len_min")?, int("len_max")?);
-                    if !(0 <= min && min <= max && max <= MAX_LENGTH.into()) {
-                        return Err(format!("{what}: length {min}..{max}"));
-                    }
-                    Length::Uniform {
-                        min: min as u32,
-                        max: max as u32,
-                    }
-                }
-                2 => Length::Normal {
-                    mean: param("len_mean")?,
-                    stddev: param("len_stddev")?,
-                },
-                3 => Length::Exponential {
-                    mean: param("len_mean")?,
-                },
-                d => return Err(format!("{what}: unknown length dist {d}")),
-            };
-            Ok(l)
-        };
-        let positive = |key: &str| -> Result<f64, String> {
-            let v = param(key)?;
-            if v <= 0.0 {
-                return Err(format!("{what}: {key} must be > 0, not {v}"));
-            }
-            Ok(v)
+        let w = Wire {
+            g,
+            what: format!("generator {:?}", g.name),
         };
         let kind = match g.kind.as_str() {
             "sequence" => GenKind::Sequence {
-                start: int("start")?,
-                step: int("step")?,
+                start: w.int("start")?,
+                step: w.int("step")?,
             },
             "uniform_int" => {
-                let (min, max) = (int("min")?, int("max")?);
-                if min > max {
-                    return Err(format!("{what}: min {min} > max {max}"));
-                }
+                let (min, max) = (w.int("min")?, w.int("max")?);
+                w.ordered(min, max)?;
                 GenKind::UniformInt { min, max }
             }
             "uniform_float" => {
-                let (min, max) = (param("min")?, param("max")?);
-                if min > max {
-                    return Err(format!("{what}: min {min} > max {max}"));
-                }
+                let (min, max) = (w.param("min")?, w.param("max")?);
+                w.ordered(min, max)?;
                 GenKind::UniformFloat {
                     min,
                     max,
-                    precision: precision()?,
+                    precision: w.precision()?,
                 }
             }
-            "zipf" => {
-                let n = int("n")?;
-                if n < 1 {
-                    return Err(format!("{what}: zipf n {n} < 1"));
-                }
-                GenKind::Zipf {
-                    n: n as u64,
-                    exponent: positive("exponent")?,
-                }
-            }
-            "normal" => {
-                let stddev = param("stddev")?;
-                if stddev < 0.0 {
-                    return Err(format!("{what}: stddev {stddev} < 0"));
-                }
-                GenKind::Normal {
-                    mean: param("mean")?,
-                    stddev,
-                    precision: precision()?,
-                }
-            }
+            "zipf" => w.zipf()?,
+            "normal" => w.normal()?,
             "exponential" => GenKind::Exponential {
-                mean: positive("mean")?,
-                precision: precision()?,
+                mean: w.positive("mean")?,
+                precision: w.precision()?,
             },
             "pareto" => GenKind::Pareto {
-                scale: positive("scale")?,
-                shape: positive("shape")?,
-                precision: precision()?,
+                scale: w.positive("scale")?,
+                shape: w.positive("shape")?,
+                precision: w.precision()?,
             },
-            "choice" => {
-                if g.values.is_empty() {
-                    return Err(format!("{what}: choice without values"));
-                }
-                if !g.weights.is_empty()
-                    && (g.weights.len() != g.values.len()
-                        || g.weights.iter().any(|w| !w.is_finite() || *w < 0.0)
-                        || g.weights.iter().sum::<f64>() <= 0.0)
-                {
-                    return Err(format!("{what}: bad weights {:?}", g.weights));
-                }
-                GenKind::Choice {
-                    values: g.values.clone(),
-                    weights: g.weights.clone(),
-                }
-            }
-            "string" => {
-                let alphabet = if int("custom")? == 1 {
-                    if g.text.is_empty() {
-                        return Err(format!("{what}: empty alphabet"));
-                    }
-                    Alphabet::Custom(g.text.chars().collect())
-                } else {
-                    Alphabet::from_name(&g.text)
-                        .ok_or_else(|| format!("{what}: unknown alphabet {:?}", g.text))?
-                };
-                GenKind::String {
-                    length: length()?,
-                    alphabet,
-                }
-            }
-            "bytes" => GenKind::Bytes { length: length()? },
+            "choice" => w.choice()?,
+            "string" => w.string()?,
+            "bytes" => GenKind::Bytes {
+                length: w.length()?,
+            },
             "uuid" => GenKind::Uuid,
             "timestamp" => GenKind::Timestamp {
                 format: TimeFormat::from_name(&g.text)
-                    .ok_or_else(|| format!("{what}: unknown format {:?}", g.text))?,
+                    .ok_or_else(|| w.says(format!("unknown format {:?}", g.text)))?,
             },
-            "file" => {
-                if g.values.is_empty() {
-                    return Err(format!("{what}: no rows of {:?} for this agent", g.text));
-                }
-                GenKind::File {
-                    path: g.text.clone(),
-                    column: None,
-                    order: if int("random")? == 1 {
-                        Order::Random
-                    } else {
-                        Order::Sequential
-                    },
-                    split: int("split")? == 1,
-                    rows: Rows::new(&g.values),
-                }
-            }
-            other => return Err(format!("{what}: unknown kind {other:?}")),
+            "file" => w.file()?,
+            other => return Err(w.says(format!("unknown kind {other:?}"))),
         };
         Ok(GenSpec {
             name: g.name.clone(),
@@ -327,6 +200,13 @@ impl GenSpec {
     }
 }
 
+/// Real-valued parameters, then `precision`.
+fn with_precision<'k>(reals: &[(&'k str, f64)], precision: u32) -> Vec<(&'k str, f64)> {
+    let mut params = reals.to_vec();
+    params.push(("precision", f64::from(precision)));
+    params
+}
+
 fn length_params(length: &Length, params: &mut Vec<(&str, f64)>) {
     match *length {
         Length::Fixed(n) => params.extend([("len_dist", 0.0), ("len_fixed", f64::from(n))]),
@@ -345,5 +225,160 @@ fn length_params(length: &Length, params: &mut Vec<(&str, f64)>) {
             ]);
         }
         Length::Exponential { mean } => params.extend([("len_dist", 3.0), ("len_mean", mean)]),
+    }
+}
+
+/// A generator from the wire, under checking: its errors say
+/// `generator "NAME": ...`.
+struct Wire<'a> {
+    g: &'a pb::Generator,
+    what: String,
+}
+
+impl Wire<'_> {
+    fn says(&self, msg: String) -> String {
+        format!("{}: {msg}", self.what)
+    }
+
+    /// A finite parameter that must be there.
+    fn param(&self, key: &str) -> Result<f64, String> {
+        match self.g.params.get(key) {
+            Some(v) if v.is_finite() => Ok(*v),
+            Some(v) => Err(self.says(format!("{key} is {v}"))),
+            None => Err(self.says(format!("{} without `{key}`", self.g.kind))),
+        }
+    }
+
+    /// A whole-number parameter within 2^53.
+    fn int(&self, key: &str) -> Result<i64, String> {
+        let v = self.param(key)?;
+        if v.fract() != 0.0 || v.abs() > EXACT as f64 {
+            return Err(self.says(format!("{key} {v} is not a whole number within 2^53")));
+        }
+        Ok(v as i64)
+    }
+
+    fn positive(&self, key: &str) -> Result<f64, String> {
+        let v = self.param(key)?;
+        if v <= 0.0 {
+            return Err(self.says(format!("{key} must be > 0, not {v}")));
+        }
+        Ok(v)
+    }
+
+    fn precision(&self) -> Result<u32, String> {
+        match self.int("precision")? {
+            p @ 0..=12 => Ok(p as u32),
+            p => Err(self.says(format!("precision {p} is not 0 to 12"))),
+        }
+    }
+
+    /// `min <= max`.
+    fn ordered<T: PartialOrd + std::fmt::Display>(&self, min: T, max: T) -> Result<(), String> {
+        if min > max {
+            return Err(self.says(format!("min {min} > max {max}")));
+        }
+        Ok(())
+    }
+
+    fn length(&self) -> Result<Length, String> {
+        let l = match self.int("len_dist")? {
+            0 => Length::Fixed(self.int("len_fixed")?.clamp(0, MAX_LENGTH.into()) as u32),
+            1 => {
+                let (min, max) = (self.int("len_min")?, self.int("len_max")?);
+                if !(0 <= min && min <= max && max <= MAX_LENGTH.into()) {
+                    return Err(self.says(format!("length {min}..{max}")));
+                }
+                Length::Uniform {
+                    min: min as u32,
+                    max: max as u32,
+                }
+            }
+            2 => Length::Normal {
+                mean: self.param("len_mean")?,
+                stddev: self.param("len_stddev")?,
+            },
+            3 => Length::Exponential {
+                mean: self.param("len_mean")?,
+            },
+            d => return Err(self.says(format!("unknown length dist {d}"))),
+        };
+        Ok(l)
+    }
+
+    fn zipf(&self) -> Result<GenKind, String> {
+        let n = self.int("n")?;
+        if n < 1 {
+            return Err(self.says(format!("zipf n {n} < 1")));
+        }
+        Ok(GenKind::Zipf {
+            n: n as u64,
+            exponent: self.positive("exponent")?,
+        })
+    }
+
+    fn normal(&self) -> Result<GenKind, String> {
+        let stddev = self.param("stddev")?;
+        if stddev < 0.0 {
+            return Err(self.says(format!("stddev {stddev} < 0")));
+        }
+        Ok(GenKind::Normal {
+            mean: self.param("mean")?,
+            stddev,
+            precision: self.precision()?,
+        })
+    }
+
+    fn choice(&self) -> Result<GenKind, String> {
+        let g = self.g;
+        if g.values.is_empty() {
+            return Err(self.says("choice without values".into()));
+        }
+        if !g.weights.is_empty()
+            && (g.weights.len() != g.values.len()
+                || g.weights.iter().any(|w| !w.is_finite() || *w < 0.0)
+                || g.weights.iter().sum::<f64>() <= 0.0)
+        {
+            return Err(self.says(format!("bad weights {:?}", g.weights)));
+        }
+        Ok(GenKind::Choice {
+            values: g.values.clone(),
+            weights: g.weights.clone(),
+        })
+    }
+
+    fn string(&self) -> Result<GenKind, String> {
+        let text = &self.g.text;
+        let alphabet = if self.int("custom")? == 1 {
+            if text.is_empty() {
+                return Err(self.says("empty alphabet".into()));
+            }
+            Alphabet::Custom(text.chars().collect())
+        } else {
+            Alphabet::from_name(text)
+                .ok_or_else(|| self.says(format!("unknown alphabet {text:?}")))?
+        };
+        Ok(GenKind::String {
+            length: self.length()?,
+            alphabet,
+        })
+    }
+
+    fn file(&self) -> Result<GenKind, String> {
+        let g = self.g;
+        if g.values.is_empty() {
+            return Err(self.says(format!("no rows of {:?} for this agent", g.text)));
+        }
+        Ok(GenKind::File {
+            path: g.text.clone(),
+            column: None,
+            order: if self.int("random")? == 1 {
+                Order::Random
+            } else {
+                Order::Sequential
+            },
+            split: self.int("split")? == 1,
+            rows: Rows::new(&g.values),
+        })
     }
 }

@@ -17,9 +17,13 @@ use crate::zipf::Zipf;
 /// agent (the largest count) for sequences without duplicates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lane {
+    /// The agent's index, from 0.
     pub agent: u32,
+    /// Agents in the run.
     pub agents: u32,
+    /// The worker's index on its agent, from 0.
     pub worker: u32,
+    /// Workers per agent (the largest count of any agent).
     pub workers: u32,
 }
 

@@ -11,15 +11,38 @@
 //! (generator types, templates, op choice). No I/O beyond reading the
 //! workload file and its data files. The agent must never depend on this
 //! crate (it would link the TOML parser); only the coordinator does.
+//!
+//! # Layout
+//! - `spec`: the file as a whole ([`Workload`]), `[run]`, and the checks
+//!   that span tables.
+//! - `agents`: `[agents]` ([`Agents`], [`Split`], [`PoolUse`], [`SshHost`]).
+//! - `service`: `[[service]]` ([`Service`], [`Ready`], [`Command`]).
+//! - `phase`: `[[phase]]`: length, load shape, think time, `until` ([`Phase`],
+//!   [`Load`], [`Until`]).
+//! - `ops`: what an iteration does: http, tcp, exec, synthetic ([`Op`],
+//!   [`OpKind`]).
+//! - `generator`: `[generator.NAME]` tables into `fleetbench_gen::GenSpec`s;
+//!   `data_file`: the CSV and line files they read.
+//! - `source`: spans to positions ([`SpecError`]), and the raw values and
+//!   checks every table shares.
+//! - [`preview`]: a worker's requests, rendered as the agent would send them.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
+mod agents;
 mod data_file;
 mod generator;
-pub mod phase;
+mod ops;
+mod phase;
 pub mod preview;
+mod service;
 mod source;
-pub mod spec;
+mod spec;
 
+pub use agents::{Agents, PoolUse, Split, SshHost, valid_pool_name};
+pub use ops::{Exec, Http, HttpVersion, Op, OpKind, Synthetic, Tcp, TcpRead};
+pub use phase::{Arrival, Load, Phase, Segment, Shape, Until};
+pub use service::{Command, Ready, Service, expand_service_hosts};
 pub use source::{SpecError, WINDOW};
-pub use spec::*;
+pub use spec::Workload;

@@ -13,19 +13,24 @@ use serde::Serialize;
 use fleetbench_gen::rng::Rng;
 use fleetbench_gen::{Lane, OpPicker, Template, WorkerGen};
 
-use crate::phase::{Load, OpKind, Phase};
-use crate::spec::{Workload, expand_service_hosts};
+use crate::ops::OpKind;
+use crate::phase::{Load, Phase};
+use crate::service::expand_service_hosts;
+use crate::spec::Workload;
 
 /// One rendered iteration.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Request {
+    /// The worker's iteration number, from 0.
     pub iteration: u64,
+    /// The op chosen ("" for a phase's single op).
     pub op: String,
     /// "http", "tcp", "exec" or "synthetic".
     pub kind: &'static str,
     /// http: method and URL; tcp: the address; exec: the argv joined by
     /// spaces; synthetic: empty.
     pub target: String,
+    /// http headers, rendered; empty for the other kinds.
     pub headers: Vec<(String, String)>,
     /// http body, tcp payload (lossy UTF-8).
     pub body: String,
@@ -34,14 +39,17 @@ pub struct Request {
 /// Where in the fleet the previewed worker sits.
 #[derive(Debug, Clone, Copy)]
 pub struct Seat {
+    /// The agent's index, from 0.
     pub agent: u32,
+    /// Agents in the run.
     pub agents: u32,
+    /// The worker's index within the agent, from 0.
     pub worker: u32,
 }
 
 /// The lane layout the coordinator gives the agents with an even split:
 /// each agent's workers, the largest count of any agent.
-pub fn lanes(phase: &Phase, agents: u32) -> u32 {
+fn lanes(phase: &Phase, agents: u32) -> u32 {
     phase.load.concurrency().div_ceil(agents.max(1))
 }
 

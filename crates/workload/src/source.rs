@@ -1,9 +1,9 @@
 //! Where a workload file's values come from, and how a bad one is reported:
 //! [`SpecError`] (file:line:column), the [`Source`] that turns a TOML span
-//! into a position, and the raw value types every table shares (numbers,
-//! durations, commands).
+//! into a position, and the raw value types and checks every table shares
+//! (numbers, names, durations, commands).
 
-use std::ops::Range;
+use std::ops::{Range, RangeInclusive};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -17,17 +17,25 @@ pub const WINDOW: Duration = Duration::from_secs(1);
 /// A workload file that failed to load.
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
+    /// The file could not be read.
     #[error("reading workload file {path}")]
     Read {
+        /// The file asked for.
         path: PathBuf,
+        /// Why reading it failed.
         #[source]
         source: std::io::Error,
     },
+    /// The file was read but says something invalid.
     #[error("{path}:{line}:{column}: {message}")]
     Invalid {
+        /// The file, as named to the parser.
         path: String,
+        /// 1-based line of the offending value.
         line: usize,
+        /// 1-based column (in characters) of the offending value.
         column: usize,
+        /// What is wrong and what was expected.
         message: String,
     },
 }
@@ -40,6 +48,7 @@ pub(crate) enum RawCommand {
     Argv(Vec<String>),
 }
 
+/// A TOML number, integer or float.
 #[derive(Deserialize, Clone, Copy)]
 #[serde(untagged)]
 pub(crate) enum Number {
@@ -92,6 +101,44 @@ impl Source<'_> {
             )
         })
     }
+
+    /// The integer `value` if `range` holds it, else an error at its span
+    /// whose message `why` writes from the value.
+    pub(crate) fn int_within(
+        &self,
+        value: &Spanned<i64>,
+        range: RangeInclusive<i64>,
+        why: impl FnOnce(i64) -> String,
+    ) -> Result<i64, SpecError> {
+        let v = *value.get_ref();
+        if range.contains(&v) {
+            Ok(v)
+        } else {
+            Err(self.error(value.span(), why(v)))
+        }
+    }
+
+    /// A name that other parts of the file (or the log) refer to: non-empty
+    /// letters, digits, '-', '_' or '.'. `what` is the table it names
+    /// ("service", "op", "generator").
+    pub(crate) fn plain_name(
+        &self,
+        name: &str,
+        span: Range<usize>,
+        what: &str,
+    ) -> Result<(), SpecError> {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(self.error(
+                span,
+                format!("{what} name {name:?} must be non-empty letters, digits, '-', '_' or '.'"),
+            ));
+        }
+        Ok(())
+    }
 }
 
 pub(crate) fn positive(
@@ -104,6 +151,16 @@ pub(crate) fn positive(
         return Err(src.error(value.span(), format!("{what} must be longer than zero")));
     }
     Ok(d)
+}
+
+/// A duration in whole milliseconds, as the wire carries it (saturating).
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A duration in whole microseconds (saturating).
+pub(crate) fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// Durations in the resolved JSON, as people write them (`30s`, `1m 30s`).

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use fleetbench_fold::{Filter, Fold};
 
-use crate::history;
+use super::history;
 use crate::live::LiveView;
 
 /// Agents attached now, as the fold saw attach and detach records.

@@ -21,6 +21,8 @@ use nix::unistd::Pid;
 use tokio::io::AsyncReadExt;
 use tokio::process::Child;
 
+use super::bootstrap::{self, AgentBinary, Timeouts, sh_quote};
+use super::ssh::{self, Session};
 use crate::hub::Hub;
 
 pub(crate) struct Running {
@@ -251,7 +253,7 @@ pub(crate) async fn stop(hub: &Arc<Hub>, mut running: Vec<Running>, grace: Durat
 /// A service process on an SSH host.
 pub(crate) struct RemoteRunning {
     name: String,
-    session: crate::ssh::Session,
+    session: Session,
     pid: u32,
     /// Shell word of its log file on the host.
     log: String,
@@ -260,10 +262,10 @@ pub(crate) struct RemoteRunning {
 
 /// How services reach their hosts.
 pub(crate) struct RemoteContext<'a> {
-    pub ssh: &'a crate::ssh::Options,
+    pub ssh: &'a ssh::Options,
     pub remote_dir: &'a str,
-    pub agent: &'a crate::bootstrap::AgentBinary,
-    pub timeouts: &'a crate::bootstrap::Timeouts,
+    pub agent: &'a AgentBinary,
+    pub timeouts: &'a Timeouts,
 }
 
 /// Starts the services that have SSH hosts, on every one of their hosts,
@@ -275,111 +277,16 @@ pub(crate) async fn start_remote(
     ctx: &RemoteContext<'_>,
     started: &mut Vec<RemoteRunning>,
 ) -> Result<()> {
-    use crate::bootstrap::{self, AgentBinary, sh_quote};
     let bar = indicatif::ProgressBar::hidden();
     for s in services.iter().filter(|s| !s.hosts.is_empty()) {
-        // The shipped file, if any: the agent itself or a file of the user's.
-        let agent_path = ctx.agent.path.display().to_string();
-        let shipped_file: Option<AgentBinary> = match s.binary.as_deref() {
-            None => None,
-            Some(b) if b == "{agent}" || b == agent_path => Some(ctx.agent.clone()),
-            Some(b) => {
-                let path = std::path::PathBuf::from(b);
-                let meta = std::fs::metadata(&path)
-                    .with_context(|| format!("service {:?}: binary {b}", s.name))?;
-                let hash = fleetbench::binary::file_hash(&path)
-                    .with_context(|| format!("service {:?}: hashing {b}", s.name))?;
-                Some(AgentBinary {
-                    path,
-                    hash,
-                    size: meta.len(),
-                    arch: ctx.agent.arch.clone(),
-                })
-            }
-        };
+        let shipped_file = service_binary(s, ctx)?;
         for host in &s.hosts {
             let session = bootstrap::open(host, ctx.ssh, ctx.timeouts, ctx.agent, &bar)
                 .await
                 .with_context(|| format!("service {:?}", s.name))?;
             let dir = bootstrap::remote_path(ctx.remote_dir);
-            let ship = |name: &'static str, file: AgentBinary| {
-                let (session, dir, bar) = (&session, dir.clone(), bar.clone());
-                async move {
-                    bootstrap::ship(session, &dir, name, &file, &bar, ctx.timeouts)
-                        .await
-                        .map(|s| s.path)
-                        .map_err(|(step, why)| {
-                            anyhow::anyhow!("host {}: {step} failed: {why}", session.target)
-                        })
-                }
-            };
-            let binary_word = match &shipped_file {
-                Some(f) if f.hash == ctx.agent.hash => Some(ship("agent", f.clone()).await?),
-                Some(f) => Some(ship("service", f.clone()).await?),
-                None => None,
-            };
-            let agent_word = if s.command_mentions("{agent}") {
-                Some(ship("agent", ctx.agent.clone()).await?)
-            } else {
-                None
-            };
-            let word = |text: &str| -> String {
-                // Placeholders become shell words; the rest is quoted.
-                let mut out = String::new();
-                let mut rest = text;
-                loop {
-                    let next = [
-                        ("{binary}", binary_word.as_deref()),
-                        ("{agent}", agent_word.as_deref()),
-                    ]
-                    .into_iter()
-                    .filter_map(|(p, w)| rest.find(p).map(|i| (i, p, w)))
-                    .min_by_key(|(i, _, _)| *i);
-                    match next {
-                        Some((i, p, w)) => {
-                            if i > 0 {
-                                out.push_str(&sh_quote(&rest[..i]));
-                            }
-                            out.push_str(w.unwrap_or(""));
-                            rest = &rest[i + p.len()..];
-                        }
-                        None => {
-                            if !rest.is_empty() || out.is_empty() {
-                                out.push_str(&sh_quote(rest));
-                            }
-                            return out;
-                        }
-                    }
-                }
-            };
-            let program = match &s.command {
-                Command::Argv(argv) => argv.iter().map(|a| word(a)).collect::<Vec<_>>().join(" "),
-                Command::Shell(text) => format!("sh -c {}", word(text)),
-            };
-            let env: String = s
-                .env
-                .iter()
-                .map(|(k, v)| format!("{}={} ", k, sh_quote(v)))
-                .collect();
-            let svc_dir = format!("{dir}/services");
-            let log = format!("{svc_dir}/{}.log", sh_quote(&s.name));
-            let script = format!(
-                "set -e; mkdir -p {svc_dir}; cd {svc_dir}; \
-                 if command -v setsid >/dev/null 2>&1; then d=setsid; else d=nohup; fi; \
-                 {env}$d {program} </dev/null >{log} 2>&1 & echo $!"
-            );
-            let out = session
-                .exec(&script, None)
-                .await
-                .with_context(|| format!("starting service {:?} on {host}", s.name))?;
-            let pid: u32 = out.stdout_text().parse().map_err(|_| {
-                anyhow::anyhow!(
-                    "starting service {:?} on {host}: exit {:?}: {}",
-                    s.name,
-                    out.status,
-                    out.stderr_text()
-                )
-            })?;
+            let words = ship_words(&session, &dir, s, shipped_file.as_ref(), ctx, &bar).await?;
+            let (pid, log) = launch(&session, &dir, s, host, &words).await?;
             state(hub, &s.name, "started", format!("{host}: pid {pid}")).await;
             started.push(RemoteRunning {
                 name: s.name.clone(),
@@ -389,75 +296,218 @@ pub(crate) async fn start_remote(
                 keep: s.keep,
             });
             if let Some(ready) = &s.ready {
-                let deadline = tokio::time::Instant::now() + s.ready_timeout;
-                let mut checked_alive = tokio::time::Instant::now();
-                while !probe(ready, &host.host).await {
-                    // Something else may hold the port: the process we
-                    // started must be alive, or it is not ready at all.
-                    let dead = if checked_alive.elapsed() >= Duration::from_millis(500) {
-                        checked_alive = tokio::time::Instant::now();
-                        let running = started.last().expect("just pushed");
-                        running
-                            .session
-                            .exec(
-                                &format!(
-                                    "kill -0 {pid} 2>/dev/null && echo alive",
-                                    pid = running.pid
-                                ),
-                                None,
-                            )
-                            .await
-                            .is_ok_and(|o| o.stdout_text() != "alive")
-                    } else {
-                        false
-                    };
-                    if dead || tokio::time::Instant::now() >= deadline {
-                        let running = started.last().expect("just pushed");
-                        let tail = running
-                            .session
-                            .exec(&format!("tail -c 2000 {} 2>/dev/null", running.log), None)
-                            .await
-                            .map(|o| o.stdout_text())
-                            .unwrap_or_default();
-                        let why = if dead {
-                            "exited before it was ready".to_string()
-                        } else {
-                            format!(
-                                "was not ready ({}) within {}",
-                                describe(ready, &host.host),
-                                humantime_secs(s.ready_timeout)
-                            )
-                        };
-                        bail!(
-                            "service {:?} on {host} {why}; its log ends:\n{tail}",
-                            s.name
-                        );
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                // Ready, and by the process we started (not one left from before)?
                 let running = started.last().expect("just pushed");
-                let alive = running
-                    .session
-                    .exec(
-                        &format!("kill -0 {pid} 2>/dev/null && echo alive", pid = running.pid),
-                        None,
-                    )
-                    .await
-                    .is_ok_and(|o| o.stdout_text() == "alive");
-                if !alive {
-                    bail!(
-                        "service {:?} on {host} exited right after starting, although {} (another process holds it?)",
-                        s.name,
-                        describe(ready, &host.host)
-                    );
-                }
+                wait_remote_ready(running, ready, host, s.ready_timeout).await?;
             }
             state(hub, &s.name, "ready", host.to_string()).await;
             tracing::info!("service {} is ready on {host}", s.name);
         }
     }
     Ok(())
+}
+
+/// The file a service ships to its hosts, if any: the agent itself or a
+/// file of the user's.
+fn service_binary(s: &Service, ctx: &RemoteContext<'_>) -> Result<Option<AgentBinary>> {
+    let agent_path = ctx.agent.path.display().to_string();
+    Ok(match s.binary.as_deref() {
+        None => None,
+        Some(b) if b == "{agent}" || b == agent_path => Some(ctx.agent.clone()),
+        Some(b) => {
+            let path = std::path::PathBuf::from(b);
+            let meta = std::fs::metadata(&path)
+                .with_context(|| format!("service {:?}: binary {b}", s.name))?;
+            let hash = fleetbench::binary::file_hash(&path)
+                .with_context(|| format!("service {:?}: hashing {b}", s.name))?;
+            Some(AgentBinary {
+                path,
+                hash,
+                size: meta.len(),
+                arch: ctx.agent.arch.clone(),
+            })
+        }
+    })
+}
+
+/// Shell words of the files a service's command names on its host.
+struct Words {
+    /// `{binary}`: the service's shipped file.
+    binary: Option<String>,
+    /// `{agent}`: the agent.
+    agent: Option<String>,
+}
+
+/// Ships what the service's command names (`{binary}`, `{agent}`) to the
+/// host under `dir`, unless there already.
+async fn ship_words(
+    session: &Session,
+    dir: &str,
+    s: &Service,
+    shipped_file: Option<&AgentBinary>,
+    ctx: &RemoteContext<'_>,
+    bar: &indicatif::ProgressBar,
+) -> Result<Words> {
+    let ship = |name: &'static str, file: AgentBinary| async move {
+        bootstrap::ship(session, dir, name, &file, bar, ctx.timeouts)
+            .await
+            .map(|s| s.path)
+            .map_err(|(step, why)| anyhow::anyhow!("host {}: {step} failed: {why}", session.target))
+    };
+    let binary = match shipped_file {
+        Some(f) if f.hash == ctx.agent.hash => Some(ship("agent", f.clone()).await?),
+        Some(f) => Some(ship("service", f.clone()).await?),
+        None => None,
+    };
+    let agent = if s.command_mentions("{agent}") {
+        Some(ship("agent", ctx.agent.clone()).await?)
+    } else {
+        None
+    };
+    Ok(Words { binary, agent })
+}
+
+impl Words {
+    /// `text` as shell words: placeholders become the shipped files' words;
+    /// the rest is quoted.
+    fn expand(&self, text: &str) -> String {
+        let mut out = String::new();
+        let mut rest = text;
+        loop {
+            let next = [
+                ("{binary}", self.binary.as_deref()),
+                ("{agent}", self.agent.as_deref()),
+            ]
+            .into_iter()
+            .filter_map(|(p, w)| rest.find(p).map(|i| (i, p, w)))
+            .min_by_key(|(i, _, _)| *i);
+            match next {
+                Some((i, p, w)) => {
+                    if i > 0 {
+                        out.push_str(&sh_quote(&rest[..i]));
+                    }
+                    out.push_str(w.unwrap_or(""));
+                    rest = &rest[i + p.len()..];
+                }
+                None => {
+                    if !rest.is_empty() || out.is_empty() {
+                        out.push_str(&sh_quote(rest));
+                    }
+                    return out;
+                }
+            }
+        }
+    }
+}
+
+/// Starts the service detached on the host (its output to a log file under
+/// `dir`); returns its pid and the shell word of its log.
+async fn launch(
+    session: &Session,
+    dir: &str,
+    s: &Service,
+    host: &ssh::Target,
+    words: &Words,
+) -> Result<(u32, String)> {
+    let program = match &s.command {
+        Command::Argv(argv) => argv
+            .iter()
+            .map(|a| words.expand(a))
+            .collect::<Vec<_>>()
+            .join(" "),
+        Command::Shell(text) => format!("sh -c {}", words.expand(text)),
+    };
+    let env: String = s
+        .env
+        .iter()
+        .map(|(k, v)| format!("{}={} ", k, sh_quote(v)))
+        .collect();
+    let svc_dir = format!("{dir}/services");
+    let log = format!("{svc_dir}/{}.log", sh_quote(&s.name));
+    let script = format!(
+        "set -e; mkdir -p {svc_dir}; cd {svc_dir}; \
+         if command -v setsid >/dev/null 2>&1; then d=setsid; else d=nohup; fi; \
+         {env}$d {program} </dev/null >{log} 2>&1 & echo $!"
+    );
+    let out = session
+        .exec(&script, None)
+        .await
+        .with_context(|| format!("starting service {:?} on {host}", s.name))?;
+    let pid: u32 = out.stdout_text().parse().map_err(|_| {
+        anyhow::anyhow!(
+            "starting service {:?} on {host}: exit {:?}: {}",
+            s.name,
+            out.status,
+            out.stderr_text()
+        )
+    })?;
+    Ok((pid, log))
+}
+
+/// Waits until the service answers `ready` on `host`, within `timeout`,
+/// and its process is still the one that does.
+async fn wait_remote_ready(
+    running: &RemoteRunning,
+    ready: &Ready,
+    host: &ssh::Target,
+    timeout: Duration,
+) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut checked_alive = tokio::time::Instant::now();
+    while !probe(ready, &host.host).await {
+        // Something else may hold the port: the process we
+        // started must be alive, or it is not ready at all.
+        let dead = if checked_alive.elapsed() >= Duration::from_millis(500) {
+            checked_alive = tokio::time::Instant::now();
+            running.alive().await == Some(false)
+        } else {
+            false
+        };
+        if dead || tokio::time::Instant::now() >= deadline {
+            let tail = running
+                .session
+                .exec(&format!("tail -c 2000 {} 2>/dev/null", running.log), None)
+                .await
+                .map(|o| o.stdout_text())
+                .unwrap_or_default();
+            let why = if dead {
+                "exited before it was ready".to_string()
+            } else {
+                format!(
+                    "was not ready ({}) within {}",
+                    describe(ready, &host.host),
+                    humantime_secs(timeout)
+                )
+            };
+            bail!(
+                "service {:?} on {host} {why}; its log ends:\n{tail}",
+                running.name
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Ready, and by the process we started (not one left from before)?
+    if running.alive().await != Some(true) {
+        bail!(
+            "service {:?} on {host} exited right after starting, although {} (another process holds it?)",
+            running.name,
+            describe(ready, &host.host)
+        );
+    }
+    Ok(())
+}
+
+impl RemoteRunning {
+    /// Whether its process is alive; None if the host could not be asked.
+    async fn alive(&self) -> Option<bool> {
+        self.session
+            .exec(
+                &format!("kill -0 {pid} 2>/dev/null && echo alive", pid = self.pid),
+                None,
+            )
+            .await
+            .ok()
+            .map(|o| o.stdout_text() == "alive")
+    }
 }
 
 /// Stops remote services in reverse order (SIGTERM, then SIGKILL after 5 s)

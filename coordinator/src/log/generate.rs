@@ -11,17 +11,32 @@ use fleetbench::pb::log_record::Record;
 use fleetbench::window::{ErrorClass, WindowAcc};
 use fleetbench_gen::rng::Rng;
 
-use crate::log::EventLog;
+use super::event_log::{EventLog, run_dir};
 
 /// Writes the run; returns its id.
 pub(crate) async fn run(data_dir: &Path, agents: u32, seconds: u32, seed: u64) -> Result<String> {
     let run_id = uuid::Uuid::now_v7().to_string();
-    std::fs::create_dir_all(crate::log::run_dir(data_dir, &run_id))?;
+    std::fs::create_dir_all(run_dir(data_dir, &run_id))?;
     let mut log = EventLog::open(data_dir, &run_id)?;
     let t0 = fleetbench::clock::now_us();
     let rec = |at: i64, r: Record| pb::LogRecord {
         logged_at_us: at,
         record: Some(r),
+    };
+    // Agent `id`'s event number `seq`, sent and logged at `at`.
+    let event = |at: i64, id: &str, seq: u64, kind: pb::event::Kind| {
+        rec(
+            at,
+            Record::AgentEvent(pb::AgentEvent {
+                agent_id: id.to_string(),
+                clock_offset_us: 0,
+                event: Some(pb::Event {
+                    seq,
+                    agent_time_us: at,
+                    kind: Some(kind),
+                }),
+            }),
+        )
     };
     let ids: Vec<String> = (1..=agents).map(|i| format!("synthetic-{i}")).collect();
     let mut batch = vec![rec(
@@ -75,18 +90,8 @@ pub(crate) async fn run(data_dir: &Path, agents: u32, seconds: u32, seed: u64) -
             if rng.next_u64().is_multiple_of(50) {
                 w.record_error(ErrorClass::Status5xx, Some(1_000));
             }
-            batch.push(rec(
-                at,
-                Record::AgentEvent(pb::AgentEvent {
-                    agent_id: id.clone(),
-                    clock_offset_us: 0,
-                    event: Some(pb::Event {
-                        seq: u64::from(s) + 1,
-                        agent_time_us: at,
-                        kind: Some(pb::event::Kind::Window(w.to_pb(0, s, 1000))),
-                    }),
-                }),
-            ));
+            let window = pb::event::Kind::Window(w.to_pb(0, s, 1000));
+            batch.push(event(at, id, u64::from(s) + 1, window));
         }
         if batch.len() >= 20_000 {
             log.append(&batch)?;
@@ -95,22 +100,12 @@ pub(crate) async fn run(data_dir: &Path, agents: u32, seconds: u32, seed: u64) -
     }
     let end = t0 + i64::from(seconds + 1) * 1_000_000;
     for id in &ids {
-        batch.push(rec(
-            end,
-            Record::AgentEvent(pb::AgentEvent {
-                agent_id: id.clone(),
-                clock_offset_us: 0,
-                event: Some(pb::Event {
-                    seq: u64::from(seconds) + 1,
-                    agent_time_us: end,
-                    kind: Some(pb::event::Kind::PhaseEnded(pb::PhaseEnded {
-                        phase_index: 0,
-                        windows: seconds,
-                        ..Default::default()
-                    })),
-                }),
-            }),
-        ));
+        let ended = pb::event::Kind::PhaseEnded(pb::PhaseEnded {
+            phase_index: 0,
+            windows: seconds,
+            ..Default::default()
+        });
+        batch.push(event(end, id, u64::from(seconds) + 1, ended));
     }
     batch.push(rec(
         end,

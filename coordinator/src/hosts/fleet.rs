@@ -10,7 +10,7 @@ use std::time::Instant;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::Semaphore;
 
-use crate::bootstrap::{self, AgentBinary, BootstrapError, Deployed, HostJob};
+use super::bootstrap::{self, AgentBinary, BootstrapError, Deployed, HostJob};
 
 /// Hosts bootstrapped at once, at most.
 pub(crate) const PARALLEL: usize = 16;
@@ -123,13 +123,13 @@ fn progress() -> (MultiProgress, ProgressStyle) {
 /// Runs `work` on every host, at most `parallel` at once, each with a
 /// progress bar; results in the order of `targets`.
 pub(crate) async fn each_host<T, F, Fut>(
-    targets: Vec<crate::ssh::Target>,
+    targets: Vec<super::ssh::Target>,
     parallel: usize,
     work: F,
-) -> Vec<(crate::ssh::Target, Result<T, BootstrapError>)>
+) -> Vec<(super::ssh::Target, Result<T, BootstrapError>)>
 where
     T: Send + 'static,
-    F: Fn(crate::ssh::Target, ProgressBar) -> Fut,
+    F: Fn(super::ssh::Target, ProgressBar) -> Fut,
     Fut: std::future::Future<Output = Result<T, BootstrapError>> + Send + 'static,
 {
     let (progress, style) = progress();

@@ -21,7 +21,7 @@ use russh::client::{self, AuthResult, Handle};
 use russh::keys::{PrivateKeyWithHashAlg, PublicKey};
 use tokio::io::AsyncRead;
 
-use crate::known_hosts::{self, Verdict};
+use super::known_hosts::{self, Verdict};
 
 /// `user@host[:port]` from a workload file.
 pub(crate) use fleetbench_workload::SshHost as Target;

@@ -26,7 +26,7 @@ use fleetbench::credentials::Credentials;
 use indicatif::ProgressBar;
 use tokio::io::{AsyncRead, ReadBuf};
 
-use crate::ssh::{Options, Session, Target};
+use super::ssh::{Options, Output, Session, Target};
 
 /// The agent binary the coordinator ships.
 #[derive(Debug, Clone)]
@@ -151,26 +151,17 @@ pub(crate) async fn open(
         step,
         reason,
     };
-    let within = |step: Step, limit: Duration| {
-        let host = host.clone();
-        move |_| BootstrapError {
-            host,
-            step,
-            reason: format!("timed out after {:.0}s", limit.as_secs_f64()),
-        }
-    };
 
     bar.set_message(format!("{host}: connecting"));
     let session = tokio::time::timeout(timeouts.connect, Session::connect(target, ssh))
         .await
-        .map_err(within(Step::Connect, timeouts.connect))?
+        .map_err(|_| fail(Step::Connect, timed_out(timeouts.connect)))?
         .map_err(|e| fail(Step::Connect, strip_host(&e.to_string(), &host)))?;
 
     bar.set_message(format!("{host}: probing"));
-    let probe = tokio::time::timeout(timeouts.probe, session.exec("uname -sm", None))
+    let probe = exec_within(&session, Step::Probe, timeouts.probe, "uname -sm", None)
         .await
-        .map_err(within(Step::Probe, timeouts.probe))?
-        .map_err(|e| fail(Step::Probe, e.to_string()))?;
+        .map_err(|(step, reason)| fail(step, reason))?;
     if !probe.success() {
         return Err(fail(
             Step::Probe,
@@ -270,15 +261,14 @@ async fn start_agents(
         );
         let json = creds.to_json();
         let mut input: &[u8] = json.as_bytes();
-        let out = tokio::time::timeout(job.timeouts.start, session.exec(&script, Some(&mut input)))
-            .await
-            .map_err(|_| {
-                (
-                    Step::Start,
-                    format!("timed out after {:.0}s", job.timeouts.start.as_secs_f64()),
-                )
-            })?
-            .map_err(|e| (Step::Start, e.to_string()))?;
+        let out = exec_within(
+            session,
+            Step::Start,
+            job.timeouts.start,
+            &script,
+            Some(&mut input),
+        )
+        .await?;
         match out
             .stdout_text()
             .parse::<u32>()
@@ -354,15 +344,14 @@ pub(crate) async fn ship(
             size = binary.size
         );
         let started = Instant::now();
-        let out = tokio::time::timeout(timeouts.upload, session.exec(&script, Some(&mut reader)))
-            .await
-            .map_err(|_| {
-                (
-                    Step::Upload,
-                    format!("timed out after {:.0}s", timeouts.upload.as_secs_f64()),
-                )
-            })?
-            .map_err(|e| (Step::Upload, e.to_string()))?;
+        let out = exec_within(
+            session,
+            Step::Upload,
+            timeouts.upload,
+            &script,
+            Some(&mut reader),
+        )
+        .await?;
         if !out.success() {
             let err = out.stderr_text();
             let reason = if err.contains("No space left") {
@@ -383,18 +372,8 @@ pub(crate) async fn ship(
     // shell's own words, instead of as a process that never comes up.
     bar.set_message(format!("{host}: verifying {name}"));
     if name == "agent" {
-        let check = tokio::time::timeout(
-            timeouts.probe,
-            session.exec(&format!("{bin} --version"), None),
-        )
-        .await
-        .map_err(|_| {
-            (
-                Step::Verify,
-                format!("timed out after {:.0}s", timeouts.probe.as_secs_f64()),
-            )
-        })?
-        .map_err(|e| (Step::Verify, e.to_string()))?;
+        let version = format!("{bin} --version");
+        let check = exec_within(session, Step::Verify, timeouts.probe, &version, None).await?;
         if !check.success() {
             let why = [check.stderr_text(), check.stdout_text()]
                 .join(" ")
@@ -443,6 +422,25 @@ pub(crate) async fn kill_run_agents(
     }
     script.push_str("true");
     let _ = tokio::time::timeout(Duration::from_secs(10), session.exec(&script, None)).await;
+}
+
+/// Runs `command` on the host as `step`, feeding it `stdin`, within `limit`.
+async fn exec_within(
+    session: &Session,
+    step: Step,
+    limit: Duration,
+    command: &str,
+    stdin: Option<&mut (dyn AsyncRead + Unpin + Send)>,
+) -> Result<Output, (Step, String)> {
+    tokio::time::timeout(limit, session.exec(command, stdin))
+        .await
+        .map_err(|_| (step, timed_out(limit)))?
+        .map_err(|e| (step, e.to_string()))
+}
+
+/// What a step that ran out of time failed with.
+fn timed_out(limit: Duration) -> String {
+    format!("timed out after {:.0}s", limit.as_secs_f64())
 }
 
 /// `host: reason` -> `reason` (the error already names the host).

@@ -15,7 +15,7 @@ use fleetbench::pb;
 use fleetbench_fold::{Filter, Fold};
 use prost::Message;
 
-use crate::log::{EventLog, LogError, list_runs, run_dir};
+use super::event_log::{EventLog, LogError, list_runs, run_dir};
 
 /// A run folded from its log.
 pub(crate) struct Loaded {

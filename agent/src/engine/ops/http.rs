@@ -1,0 +1,401 @@
+//! The `http` op: one request per try, HTTP/1.1 or HTTP/2 over cleartext
+//! (h2c with prior knowledge), on the worker's own kept-alive connection.
+//! This is the agent's hot path: a request with no templates allocates
+//! nothing beyond what hyper needs, and an HTTP/1.1 connection is driven in
+//! the worker's own poll (see [`drive`]).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use bytes::Bytes;
+use fleetbench::pb;
+use fleetbench::window::ErrorClass;
+use fleetbench_gen::{GenSpec, Template};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
+
+use super::slot::{Conn, Outcome, Scratch, Slot};
+
+pub(crate) struct HttpOp {
+    addr: SocketAddr,
+    method: http::Method,
+    /// The path and query, when it holds no template.
+    path: Option<http::Uri>,
+    path_template: Template,
+    /// Headers with no template (Host included).
+    headers: http::HeaderMap,
+    templated_headers: Vec<(http::HeaderName, Template)>,
+    body: Option<Bytes>,
+    body_template: Template,
+    pub timeout: Duration,
+    expect: Vec<u16>,
+    h2: bool,
+    /// `http://host:port`, the prefix of an HTTP/2 request's URI.
+    origin: String,
+    /// Request line + constant headers, as sent (templated parts are added
+    /// per request).
+    fixed_bytes: u64,
+}
+
+impl HttpOp {
+    pub(super) async fn compile(h: &pb::HttpWorkload, gens: &[GenSpec]) -> Result<HttpOp> {
+        let url = h.url.as_str();
+        let rest = url
+            .strip_prefix("http://")
+            .with_context(|| format!("URL {url:?} is not http://"))?;
+        let split = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority_text, path_text) = rest.split_at(split);
+        let path_text = if path_text.is_empty() { "/" } else { path_text };
+        let authority: http::uri::Authority = authority_text
+            .parse()
+            .with_context(|| format!("URL {url:?} has a bad host"))?;
+        let port = authority.port_u16().unwrap_or(80);
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let addr = tokio::net::lookup_host((host, port))
+            .await
+            .with_context(|| format!("resolving {host}"))?
+            .next()
+            .ok_or_else(|| anyhow!("{host} has no address"))?;
+        let path_template = Template::compile(path_text, gens).map_err(|e| anyhow!("URL: {e}"))?;
+        let h2 = match h.version.as_str() {
+            "" | "1.1" => false,
+            "2" => true,
+            other => bail!("HTTP version {other:?} is not 1.1 or 2"),
+        };
+        let origin = format!("http://{authority}");
+        // HTTP/2 carries the scheme and authority in the URI itself.
+        let path = match path_template.literal() {
+            Some(p) if h2 => Some(
+                http::Uri::try_from(format!("{origin}{}", String::from_utf8_lossy(p)))
+                    .with_context(|| format!("URL {url:?}"))?,
+            ),
+            Some(p) => {
+                Some(http::Uri::try_from(p).with_context(|| format!("URL path {path_text:?}"))?)
+            }
+            None => None,
+        };
+        let method = http::Method::from_bytes(h.method.as_bytes()).context("HTTP method")?;
+        let mut headers = http::HeaderMap::new();
+        if !h2 {
+            headers.insert(
+                http::header::HOST,
+                http::HeaderValue::from_str(authority.as_str()).context("host header")?,
+            );
+        }
+        let mut templated_headers = Vec::new();
+        for hd in &h.headers {
+            let name = http::HeaderName::from_bytes(hd.name.as_bytes())
+                .with_context(|| format!("header name {:?}", hd.name))?;
+            let t = Template::compile(&hd.value, gens)
+                .map_err(|e| anyhow!("header {:?}: {e}", hd.name))?;
+            match t.literal() {
+                Some(v) => {
+                    headers.append(
+                        name,
+                        http::HeaderValue::from_bytes(v)
+                            .with_context(|| format!("header value of {:?}", hd.name))?,
+                    );
+                }
+                None => templated_headers.push((name, t)),
+            }
+        }
+        let body_text = String::from_utf8_lossy(&h.body);
+        let body_template =
+            Template::compile(&body_text, gens).map_err(|e| anyhow!("body: {e}"))?;
+        let body = body_template.literal().map(Bytes::copy_from_slice);
+        if let Some(b) = &body
+            && !b.is_empty()
+            && !headers.contains_key(http::header::CONTENT_LENGTH)
+        {
+            headers.insert(http::header::CONTENT_LENGTH, b.len().into());
+        }
+        let fixed_bytes = (h.method.len() + path_text.len() + 12) as u64
+            + headers
+                .iter()
+                .map(|(k, v)| (k.as_str().len() + v.len() + 4) as u64)
+                .sum::<u64>()
+            + 2;
+        Ok(HttpOp {
+            addr,
+            method,
+            path,
+            path_template,
+            headers,
+            templated_headers,
+            body,
+            body_template,
+            timeout: Duration::from_millis(h.timeout_ms.max(1)),
+            expect: h.expect_status.iter().map(|s| *s as u16).collect(),
+            h2,
+            origin,
+            fixed_bytes,
+        })
+    }
+
+    /// The request of this iteration (templates rendered), and its size.
+    fn request(&self, s: &mut Scratch) -> Result<(hyper::Request<Full<Bytes>>, u64), ()> {
+        let mut bytes = self.fixed_bytes;
+        let body = match &self.body {
+            Some(b) => b.clone(),
+            None => {
+                let mut out = Vec::with_capacity(256);
+                s.values.render(&self.body_template, &mut out);
+                Bytes::from(out)
+            }
+        };
+        let body_len = body.len();
+        bytes += body_len as u64;
+        let mut req = hyper::Request::new(Full::new(body));
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = match &self.path {
+            Some(p) => p.clone(),
+            None => {
+                s.buf.clear();
+                if self.h2 {
+                    s.buf.extend_from_slice(self.origin.as_bytes());
+                }
+                s.values.render(&self.path_template, &mut s.buf);
+                bytes += s.buf.len() as u64;
+                http::Uri::try_from(s.buf.as_slice()).map_err(|_| ())?
+            }
+        };
+        let mut headers = self.headers.clone();
+        for (name, t) in &self.templated_headers {
+            s.buf.clear();
+            s.values.render(t, &mut s.buf);
+            bytes += (name.as_str().len() + s.buf.len() + 4) as u64;
+            headers.append(
+                name.clone(),
+                http::HeaderValue::from_bytes(&s.buf).map_err(|_| ())?,
+            );
+        }
+        if self.body.is_none() && body_len > 0 {
+            headers.insert(http::header::CONTENT_LENGTH, body_len.into());
+        }
+        *req.headers_mut() = headers;
+        Ok((req, bytes))
+    }
+
+    fn classify(&self, status: http::StatusCode) -> Result<(), ErrorClass> {
+        let ok = if self.expect.is_empty() {
+            status.is_success() || status.is_redirection() || status.is_informational()
+        } else {
+            self.expect.contains(&status.as_u16())
+        };
+        if ok {
+            Ok(())
+        } else if status.is_client_error() {
+            Err(ErrorClass::Status4xx)
+        } else if status.is_server_error() {
+            Err(ErrorClass::Status5xx)
+        } else {
+            Err(ErrorClass::StatusOther)
+        }
+    }
+
+    pub(super) async fn execute(
+        &self,
+        slot: &mut Slot,
+        s: &mut Scratch,
+        in_flight: &std::cell::Cell<u64>,
+    ) -> (Instant, Outcome, u64) {
+        if matches!(slot, Slot::H1(c) if c.closed) {
+            *slot = Slot::Empty;
+        }
+        if matches!(slot, Slot::Empty) {
+            // Boxed: connecting is rare, and an unboxed connect future
+            // would make every request's future as large as the handshake's.
+            let connected = if self.h2 {
+                Box::pin(connect_h2(self.addr, self.timeout))
+                    .await
+                    .map(Slot::H2)
+            } else {
+                Box::pin(connect_h1(self.addr, self.timeout))
+                    .await
+                    .map(Slot::H1)
+            };
+            match connected {
+                Ok(c) => *slot = c,
+                Err(()) => {
+                    // Do not spin on a dead target.
+                    let now = Instant::now();
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    return (now, Err((ErrorClass::Connect, false)), 0);
+                }
+            }
+        }
+        let (req, bytes) = match self.request(s) {
+            Ok(r) => r,
+            Err(()) => return (Instant::now(), Err((ErrorClass::Io, false)), 0),
+        };
+        let sent = Instant::now();
+        s.timer
+            .as_mut()
+            .reset(tokio::time::Instant::from_std(sent + self.timeout));
+        in_flight.set(in_flight.get() + 1);
+        let result = match slot {
+            Slot::H1(c) => drive(c, req, s.timer.as_mut()).await,
+            Slot::H2(sender) => {
+                tokio::select! {
+                    r = round_trip(
+                        sender,
+                        req,
+                        http2::SendRequest::poll_ready,
+                        http2::SendRequest::send_request,
+                    ) => Ok(r),
+                    () = s.timer.as_mut() => Err(()),
+                }
+            }
+            _ => Ok(Err(())),
+        };
+        in_flight.set(in_flight.get() - 1);
+        let outcome = match result {
+            Ok(Ok((status, received))) => match self.classify(status) {
+                Ok(()) => Ok(received),
+                Err(class) => Err((class, true)),
+            },
+            Ok(Err(())) => {
+                *slot = Slot::Empty;
+                Err((ErrorClass::Io, false))
+            }
+            Err(()) => {
+                // The response may still come: this connection is unusable.
+                *slot = Slot::Empty;
+                Err((ErrorClass::Timeout, true))
+            }
+        };
+        if matches!(slot, Slot::H1(c) if c.closed) {
+            *slot = Slot::Empty;
+        }
+        (sent, outcome, bytes)
+    }
+}
+
+/// Runs one exchange on `c`, driving its connection in the same poll: hand
+/// the request over, let the connection write and read, then look at the
+/// exchange again, so a response that has arrived completes it in this very
+/// poll instead of after another wake-up. `Err` on timeout.
+async fn drive(
+    c: &mut Conn,
+    req: hyper::Request<Full<Bytes>>,
+    mut timer: Pin<&mut tokio::time::Sleep>,
+) -> Result<Result<(http::StatusCode, u64), ()>, ()> {
+    let Conn {
+        sender,
+        driver,
+        closed,
+    } = c;
+    let exchange = round_trip(
+        sender,
+        req,
+        http1::SendRequest::poll_ready,
+        http1::SendRequest::send_request,
+    );
+    tokio::pin!(exchange);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(r) = exchange.as_mut().poll(cx) {
+            return Poll::Ready(Ok(r));
+        }
+        if !*closed && driver.as_mut().poll(cx).is_ready() {
+            *closed = true;
+        }
+        if let Poll::Ready(r) = exchange.as_mut().poll(cx) {
+            return Poll::Ready(Ok(r));
+        }
+        if *closed {
+            // No driver any more: the exchange can only fail now.
+            return Poll::Ready(Ok(Err(())));
+        }
+        if timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(()));
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+async fn connect_h1(addr: SocketAddr, timeout: Duration) -> Result<Conn, ()> {
+    let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| ())?
+        .map_err(|_| ())?;
+    let _ = stream.set_nodelay(true);
+    let (sender, driver) = http1::Builder::new()
+        .writev(false)
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|_| ())?;
+    Ok(Conn {
+        sender,
+        driver: Box::pin(driver),
+        closed: false,
+    })
+}
+
+async fn connect_h2(
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<http2::SendRequest<Full<Bytes>>, ()> {
+    let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| ())?
+        .map_err(|_| ())?;
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|_| ())?;
+    // HTTP/2 multiplexes: the connection runs as its own task on this
+    // thread's runtime.
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+/// One request and its whole response on a connection's sender, HTTP/1.1 or
+/// HTTP/2: wait until the sender takes a request, send it, read the body.
+///
+/// hyper gives `http1::SendRequest` and `http2::SendRequest` the same two
+/// methods but no trait in common, so the caller names them
+/// (`poll_ready`, `send_request`). They are function items: zero-sized,
+/// known at compile time, so each protocol gets its own copy of this
+/// function, as if written out for it (no box, no dynamic dispatch, no
+/// extra await on the hot path).
+async fn round_trip<S, F>(
+    sender: &mut S,
+    req: hyper::Request<Full<Bytes>>,
+    mut poll_ready: impl FnMut(&mut S, &mut Context<'_>) -> Poll<hyper::Result<()>>,
+    send_request: impl FnOnce(&mut S, hyper::Request<Full<Bytes>>) -> F,
+) -> Result<(http::StatusCode, u64), ()>
+where
+    F: Future<Output = hyper::Result<hyper::Response<Incoming>>>,
+{
+    std::future::poll_fn(|cx| poll_ready(sender, cx))
+        .await
+        .map_err(|_| ())?;
+    let resp = send_request(sender, req).await.map_err(|_| ())?;
+    read_body(resp).await
+}
+
+async fn read_body(resp: hyper::Response<Incoming>) -> Result<(http::StatusCode, u64), ()> {
+    let status = resp.status();
+    let mut body = resp.into_body();
+    let mut received = 0u64;
+    while let Some(frame) = body.frame().await {
+        if let Some(data) = frame.map_err(|_| ())?.data_ref() {
+            received += data.len() as u64;
+        }
+    }
+    Ok((status, received))
+}

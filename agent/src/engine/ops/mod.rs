@@ -1,0 +1,110 @@
+//! The operations an iteration can run: `http` (HTTP/1.1 or h2c), `tcp`
+//! (connect, send, read a reply), `exec` (a command; success is exit 0) and
+//! `synthetic` (a drawn latency). An [`Op`] is compiled once per phase from
+//! the wire form; each worker keeps its own [`Slot`] per op (a connection)
+//! and a reused [`Scratch`], so a request with no templates allocates
+//! nothing beyond what hyper needs.
+//!
+//! # Layout
+//! - this file: [`Op`] (compile, grace) and [`execute`], which dispatches a
+//!   try to its kind.
+//! - `slot`: what a worker keeps between tries ([`Slot`], [`Scratch`]) and
+//!   the [`Outcome`] of a try; shared by the kinds.
+//! - `http`, `tcp`, `exec`, `synthetic`: one file per kind, each with its
+//!   compile step and its try.
+
+mod exec;
+mod http;
+mod slot;
+mod synthetic;
+mod tcp;
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use fleetbench::pb;
+use fleetbench_gen::GenSpec;
+
+use exec::ExecOp;
+use http::HttpOp;
+pub(crate) use slot::{Outcome, Scratch, Slot};
+use synthetic::SyntheticOp;
+use tcp::TcpOp;
+
+pub(crate) struct Op {
+    pub name: String,
+    pub kind: OpKind,
+}
+
+pub(crate) enum OpKind {
+    Http(Box<HttpOp>),
+    Tcp(Box<TcpOp>),
+    Exec(Box<ExecOp>),
+    Synthetic(SyntheticOp),
+}
+
+impl Op {
+    pub(crate) async fn compile(op: &pb::Operation, gens: &[GenSpec]) -> Result<Op> {
+        let what = if op.name.is_empty() {
+            "the phase's workload".to_string()
+        } else {
+            format!("op {:?}", op.name)
+        };
+        let kind = match op
+            .kind
+            .as_ref()
+            .with_context(|| format!("{what} has no kind"))?
+        {
+            pb::operation::Kind::Http(h) => OpKind::Http(Box::new(
+                HttpOp::compile(h, gens)
+                    .await
+                    .with_context(|| what.clone())?,
+            )),
+            pb::operation::Kind::Tcp(t) => OpKind::Tcp(Box::new(
+                TcpOp::compile(t, gens)
+                    .await
+                    .with_context(|| what.clone())?,
+            )),
+            pb::operation::Kind::Exec(e) => OpKind::Exec(Box::new(
+                ExecOp::compile(e, gens).with_context(|| what.clone())?,
+            )),
+            pb::operation::Kind::Synthetic(s) => OpKind::Synthetic(SyntheticOp::compile(s, &what)?),
+        };
+        Ok(Op {
+            name: op.name.clone(),
+            kind,
+        })
+    }
+
+    /// How long requests in flight may finish after the phase's deadline.
+    pub(crate) fn grace(&self) -> Duration {
+        let t = match &self.kind {
+            OpKind::Http(h) => h.timeout,
+            OpKind::Tcp(t) => t.timeout,
+            OpKind::Exec(e) => e.timeout,
+            OpKind::Synthetic(_) => Duration::from_secs(2),
+        };
+        t.min(Duration::from_secs(2))
+    }
+
+    /// A fresh per-worker slot for this op.
+    pub(crate) fn slot(&self) -> Slot {
+        Slot::default()
+    }
+}
+
+/// Runs one try of `op` now. Returns when it was sent (for the send lag),
+/// its outcome and the bytes sent. `in_flight` is bumped around the wait.
+pub(crate) async fn execute(
+    op: &Op,
+    slot: &mut Slot,
+    s: &mut Scratch,
+    in_flight: &std::cell::Cell<u64>,
+) -> (Instant, Outcome, u64) {
+    match &op.kind {
+        OpKind::Http(h) => h.execute(slot, s, in_flight).await,
+        OpKind::Tcp(t) => t.execute(slot, s, in_flight).await,
+        OpKind::Exec(e) => e.execute(s, in_flight).await,
+        OpKind::Synthetic(y) => y.execute(s, in_flight).await,
+    }
+}

@@ -1,0 +1,80 @@
+//! What a worker keeps from one try to the next: a [`Slot`] per op (its
+//! connection, if the op has one) and one [`Scratch`] (reused buffers, the
+//! worker's generators and draws, a timer), so that a request with no
+//! templates allocates nothing beyond what hyper needs. Also the
+//! [`Outcome`] every op's try comes to.
+//!
+//! The op kinds (`http`, `tcp`, `exec`, `synthetic`) use these; nothing here
+//! knows how an op runs.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use fleetbench::window::ErrorClass;
+use fleetbench_gen::WorkerGen;
+use fleetbench_gen::rng::Rng;
+use http_body_util::Full;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// What an operation's try came to: bytes received, or an error class and
+/// whether its latency means something (an error status, a timeout).
+pub(crate) type Outcome = Result<u64, (ErrorClass, bool)>;
+
+/// One worker's connection for one op.
+#[derive(Default)]
+pub(crate) enum Slot {
+    #[default]
+    Empty,
+    H1(Conn),
+    H2(http2::SendRequest<Full<Bytes>>),
+    Tcp(TcpStream),
+}
+
+impl Slot {
+    /// Resolves when an idle HTTP/1.1 connection is closed by the server
+    /// (so the worker notices before sending on it); never otherwise.
+    pub(crate) async fn closed(&mut self) {
+        match self {
+            Slot::H1(c) if !c.closed => {
+                let _ = c.driver.as_mut().await;
+                *self = Slot::Empty;
+            }
+            _ => std::future::pending().await,
+        }
+    }
+}
+
+/// One HTTP/1.1 connection of a worker. The connection future is driven
+/// inline by the worker's own task (no task per connection, no cross-task
+/// wake-up per request).
+pub(crate) struct Conn {
+    pub(super) sender: http1::SendRequest<Full<Bytes>>,
+    pub(super) driver: Pin<Box<http1::Connection<TokioIo<TcpStream>, Full<Bytes>>>>,
+    /// The driver finished: the server closed the connection.
+    pub(super) closed: bool,
+}
+
+/// Per-worker scratch state for the ops.
+pub(crate) struct Scratch {
+    pub values: WorkerGen,
+    pub(super) buf: Vec<u8>,
+    pub(super) read: Vec<u8>,
+    pub rng: Rng,
+    /// One timer per worker, re-armed per request: no allocation.
+    pub(super) timer: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Scratch {
+    pub(crate) fn new(values: WorkerGen, rng: Rng) -> Scratch {
+        Scratch {
+            values,
+            buf: Vec::with_capacity(256),
+            read: Vec::with_capacity(4096),
+            rng,
+            timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+        }
+    }
+}

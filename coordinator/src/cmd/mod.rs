@@ -1,0 +1,19 @@
+//! One file per subcommand: each takes its parsed arguments (`cli`) and the
+//! data directory, does its work through the modules that own it, and says
+//! the exit code.
+//!
+//! Reading runs again (`runs`, `report`, `replay`, `compare`, `export`,
+//! `rerun`) is a fold over the log through `history`; the numbers and their
+//! rendering live in the library crates (`fleetbench_fold`,
+//! `fleetbench_views`).
+
+pub(crate) mod compare;
+pub(crate) mod enroll;
+pub(crate) mod export;
+pub(crate) mod generate;
+pub(crate) mod pool;
+pub(crate) mod preview;
+pub(crate) mod replay;
+pub(crate) mod report;
+pub(crate) mod run;
+pub(crate) mod runs;

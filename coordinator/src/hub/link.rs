@@ -1,0 +1,365 @@
+//! One admitted agent's link, from its Welcome until it ends: pings that
+//! measure the agent's clock offset (the sample with the smallest round
+//! trip wins; the attach is logged once a few came back), each event
+//! dropped if its sequence number was already received and else queued for
+//! the writer, a pool agent's late events (of an earlier run whose
+//! coordinator died before acking them) appended to that run's own log, and
+//! the detach.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fleetbench::pb;
+use tonic::Streaming;
+
+use super::registry::Outgoing;
+use super::state::Hub;
+use super::writer::WriteItem;
+use crate::log::{EventLog, LogError};
+
+/// Pings sent right after attach to measure the clock offset.
+const SYNC_PINGS: u32 = 5;
+
+/// An agent's link, as Attach hands it over once the agent is welcomed.
+pub(super) struct Link {
+    hub: Arc<Hub>,
+    agent_id: String,
+    /// Which of the agent's links this is: a newer one supersedes it.
+    generation: u64,
+    hello: pb::Hello,
+    peer: String,
+    tx: Outgoing,
+    /// Pongs received.
+    pongs: u32,
+    /// Whether this link's AgentAttached is logged: a link that ends before
+    /// (a pool agent benched right after its Welcome) logs no detach either.
+    attach_logged: bool,
+}
+
+impl Link {
+    pub(super) fn new(
+        hub: Arc<Hub>,
+        hello: pb::Hello,
+        peer: String,
+        generation: u64,
+        tx: Outgoing,
+    ) -> Link {
+        Link {
+            hub,
+            agent_id: hello.agent_id.clone(),
+            generation,
+            hello,
+            peer,
+            tx,
+            pongs: 0,
+            attach_logged: false,
+        }
+    }
+
+    /// Reads the link until it ends.
+    pub(super) async fn serve(mut self, mut inbound: Streaming<pb::AgentMessage>) {
+        let mut pings = tokio::time::interval(Duration::from_millis(20));
+        let mut sent_pings = 0u32;
+        let end = loop {
+            tokio::select! {
+                _ = pings.tick() => {
+                    if self.ping() {
+                        sent_pings += 1;
+                    }
+                    if sent_pings == SYNC_PINGS {
+                        // After the burst, one ping a second keeps the estimate fresh.
+                        pings = tokio::time::interval_at(
+                            tokio::time::Instant::now() + Duration::from_secs(1),
+                            Duration::from_secs(1),
+                        );
+                    }
+                }
+                m = inbound.message() => match m {
+                    Ok(Some(m)) => match m.msg {
+                        Some(pb::agent_message::Msg::Event(ev)) => {
+                            if let Err(end) = self.event(ev).await {
+                                break end;
+                            }
+                        }
+                        Some(pb::agent_message::Msg::Pong(p)) => self.pong(&p).await,
+                        Some(pb::agent_message::Msg::LateEvents(late)) => self.late(late).await,
+                        Some(pb::agent_message::Msg::Hello(_)) | None => {}
+                    },
+                    Ok(None) => break "closed by the agent".to_string(),
+                    Err(status) => break format!("link broke: {}", status.message()),
+                }
+            }
+        };
+        self.detach(end).await;
+    }
+
+    fn ping(&self) -> bool {
+        self.tx
+            .try_send(Ok(pb::CoordinatorMessage {
+                msg: Some(pb::coordinator_message::Msg::Ping(pb::Ping {
+                    coordinator_time_us: fleetbench::clock::now_us(),
+                })),
+            }))
+            .is_ok()
+    }
+
+    /// Queues an event for the log unless its seq was received already;
+    /// an error once the writer is gone.
+    async fn event(&self, ev: pb::Event) -> Result<(), String> {
+        let accept = self
+            .hub
+            .slot_mut(&self.agent_id, |slot| {
+                if ev.seq <= slot.state.received_through {
+                    slot.state.duplicates += 1;
+                    None
+                } else {
+                    slot.state.received_through = ev.seq;
+                    Some(slot.state.offset_us)
+                }
+            })
+            .flatten();
+        let Some(offset) = accept else {
+            return Ok(());
+        };
+        let seq = ev.seq;
+        let record = pb::LogRecord {
+            logged_at_us: fleetbench::clock::now_us(),
+            record: Some(pb::log_record::Record::AgentEvent(pb::AgentEvent {
+                agent_id: self.agent_id.clone(),
+                event: Some(ev),
+                clock_offset_us: offset,
+            })),
+        };
+        let item = WriteItem::Agent {
+            agent_id: self.agent_id.clone(),
+            seq,
+            record,
+        };
+        self.hub
+            .queue
+            .send(item)
+            .await
+            .map_err(|_| "the log writer has stopped".to_string())
+    }
+
+    /// Takes a clock sample; once enough came back, logs the attach.
+    async fn pong(&mut self, p: &pb::Pong) {
+        let now = fleetbench::clock::now_us();
+        let rtt = (now - p.coordinator_time_us).max(0) as u64;
+        let offset = p.agent_time_us - (p.coordinator_time_us + (rtt / 2) as i64);
+        self.pongs += 1;
+        let pongs = self.pongs;
+        let first_sync = self
+            .hub
+            .slot_mut(&self.agent_id, |slot| {
+                if slot.state.rtt_us == 0 || rtt < slot.state.rtt_us {
+                    slot.state.rtt_us = rtt.max(1);
+                    slot.state.offset_us = offset;
+                }
+                let first = !slot.state.synced && pongs >= SYNC_PINGS.min(3);
+                if first {
+                    slot.state.synced = true;
+                }
+                first.then_some((slot.state.offset_us, slot.state.rtt_us))
+            })
+            .flatten();
+        let Some((offset, rtt)) = first_sync else {
+            return;
+        };
+        self.attach_logged = true;
+        self.hub
+            .log(pb::log_record::Record::AgentAttached(pb::AgentAttached {
+                hello: Some(self.hello.clone()),
+                peer: self.peer.clone(),
+                clock_offset_us: offset,
+                rtt_us: rtt,
+            }))
+            .await;
+        tracing::info!(
+            "agent {} attached from {} (clock offset {offset} us, rtt {rtt} us)",
+            self.agent_id,
+            self.peer
+        );
+        self.hub.changed.notify_waiters();
+    }
+
+    /// Delivers late events to their run's log, and tells the agent how far.
+    async fn late(&self, late: pb::LateEvents) {
+        let agent_id = &self.agent_id;
+        let run_id = late.run_id.clone();
+        let n = late.events.len();
+        let ack = match deliver_late(&self.hub, agent_id, late).await {
+            Ok(through) => {
+                tracing::info!(
+                    "agent {agent_id}: {n} late event(s) of run {run_id} are in its log (through seq {through})"
+                );
+                pb::LateAck {
+                    run_id,
+                    through,
+                    error: String::new(),
+                }
+            }
+            Err(error) => {
+                tracing::warn!("agent {agent_id}: late events of run {run_id} not taken: {error}");
+                pb::LateAck {
+                    run_id,
+                    through: 0,
+                    error,
+                }
+            }
+        };
+        let _ = self.tx.try_send(Ok(pb::CoordinatorMessage {
+            msg: Some(pb::coordinator_message::Msg::LateAck(ack)),
+        }));
+    }
+
+    /// The link ended (`end` says how): the agent is detached unless a
+    /// newer link holds it already.
+    async fn detach(self, end: String) {
+        let current = self
+            .hub
+            .registry
+            .lock()
+            .expect("never poisoned")
+            .release(&self.agent_id, self.generation);
+        if current && !self.attach_logged {
+            self.hub.changed.notify_waiters();
+        }
+        if current && self.attach_logged {
+            tracing::info!("agent {} detached: {end}", self.agent_id);
+            self.hub
+                .log(pb::log_record::Record::AgentDetached(pb::AgentDetached {
+                    agent_id: self.agent_id.clone(),
+                    reason: end,
+                }))
+                .await;
+            self.hub.changed.notify_waiters();
+        }
+    }
+}
+
+/// Appends `events` of `agent_id` for run `run_id` (not this one) to that
+/// run's log, leaving out those it holds already; returns the highest
+/// seq now durable there.
+async fn deliver_late(hub: &Hub, agent_id: &str, late: pb::LateEvents) -> Result<u64, String> {
+    let dir = hub.late_dir.lock().expect("never poisoned").clone();
+    let pooled = hub
+        .registry
+        .lock()
+        .expect("never poisoned")
+        .pool
+        .contains(agent_id);
+    let (Some(dir), true) = (dir, pooled) else {
+        return Err("this coordinator takes no late events from this agent".into());
+    };
+    if late.run_id == hub.run_id || uuid::Uuid::parse_str(&late.run_id).is_err() {
+        return Err(format!("{:?} is not another run", late.run_id));
+    }
+    if !crate::log::run_dir(&dir, &late.run_id).join("log").exists() {
+        return Err(format!("there is no run {} here", late.run_id));
+    }
+    let _one = hub.late_lock.lock().await;
+    let delivery = LateDelivery {
+        dir,
+        agent: agent_id.to_string(),
+        by: hub.run_id.clone(),
+        late,
+    };
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || delivery.write(&handle))
+        .await
+        .map_err(|e| format!("delivering late events: {e}"))?
+}
+
+/// Late events of `agent`, to go into their run's log under `dir`, brought
+/// by the coordinator of run `by`.
+struct LateDelivery {
+    dir: PathBuf,
+    agent: String,
+    by: String,
+    late: pb::LateEvents,
+}
+
+impl LateDelivery {
+    /// Appends what the run's log lacks of the events (with a notice
+    /// saying who brought them) and flushes; sled blocks, so this runs on
+    /// a blocking thread and waits for the flush through `handle`.
+    fn write(self, handle: &tokio::runtime::Handle) -> Result<u64, String> {
+        let LateDelivery {
+            dir,
+            agent,
+            by,
+            late,
+        } = self;
+        let fail = |e: LogError| format!("run {}: {:#}", late.run_id, anyhow::Error::new(e));
+        let mut log = EventLog::open(&dir, &late.run_id).map_err(fail)?;
+        let (have, offset, attached) = held(&log, &agent).map_err(fail)?;
+        if !attached {
+            return Err(format!(
+                "agent {agent} never attached to run {}",
+                late.run_id
+            ));
+        }
+        let through = late
+            .events
+            .iter()
+            .map(|e| e.seq)
+            .max()
+            .unwrap_or(0)
+            .max(have);
+        let now = fleetbench::clock::now_us();
+        let mut records: Vec<pb::LogRecord> = late
+            .events
+            .into_iter()
+            .filter(|e| e.seq > have)
+            .map(|event| pb::LogRecord {
+                logged_at_us: now,
+                record: Some(pb::log_record::Record::AgentEvent(pb::AgentEvent {
+                    agent_id: agent.clone(),
+                    event: Some(event),
+                    clock_offset_us: offset,
+                })),
+            })
+            .collect();
+        if records.is_empty() {
+            return Ok(through);
+        }
+        let n = records.len();
+        records.push(pb::LogRecord {
+            logged_at_us: now,
+            record: Some(pb::log_record::Record::Notice(pb::CoordinatorNotice {
+                level: "info".into(),
+                message: format!(
+                    "{n} late event(s) of agent {agent} (never acked: this run's coordinator went away) delivered by the coordinator of run {by}"
+                ),
+                agent_id: agent.clone(),
+            })),
+        });
+        log.append(&records).map_err(fail)?;
+        handle.block_on(log.flush()).map_err(fail)?;
+        Ok(through)
+    }
+}
+
+/// What `log` holds of `agent` already: its highest seq, its clock offset
+/// there, and whether it ever attached.
+fn held(log: &EventLog, agent: &str) -> Result<(u64, i64, bool), LogError> {
+    let (mut have, mut offset, mut attached) = (0u64, 0i64, false);
+    for item in log.scan() {
+        match item?.1.record {
+            Some(pb::log_record::Record::AgentEvent(e)) if e.agent_id == agent => {
+                have = have.max(e.event.map_or(0, |e| e.seq));
+                offset = e.clock_offset_us;
+            }
+            Some(pb::log_record::Record::AgentAttached(a))
+                if a.hello.as_ref().is_some_and(|h| h.agent_id == agent) =>
+            {
+                offset = a.clock_offset_us;
+                attached = true;
+            }
+            _ => {}
+        }
+    }
+    Ok((have, offset, attached))
+}

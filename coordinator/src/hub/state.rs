@@ -1,0 +1,323 @@
+//! [`Hub`]: what the links, the writer and run control share, and run
+//! control's side of it: admitting agents, commanding them, logging
+//! coordinator records, waiting until they are durable, reading the fold.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fleetbench::pb;
+use fleetbench_fold::Fold;
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::registry::{AgentState, Registry, Slot};
+use super::writer::{self, Outcome, WriteItem};
+use crate::log::{EventLog, LogReader};
+
+/// Refusals logged per window at most: anyone who can reach the port can be
+/// refused, and must not be able to fill the log. The rest are counted, and
+/// the count is logged with the next refusal that is.
+const REFUSALS_PER_WINDOW: u32 = 20;
+const REFUSAL_WINDOW: Duration = Duration::from_secs(10);
+
+/// How many refusals were logged in the current window, and how many not.
+struct RefusalBudget {
+    window_start: Instant,
+    logged: u32,
+    unlogged: u64,
+}
+
+/// The hub, as run control, the links and the writer share it.
+pub(crate) struct Hub {
+    pub(super) run_id: String,
+    pub(super) registry: Mutex<Registry>,
+    refusals: Mutex<RefusalBudget>,
+    pub(super) queue: mpsc::Sender<WriteItem>,
+    /// The live fold, fed after each durable batch.
+    pub fold: Arc<Mutex<Fold>>,
+    /// Signalled after each durable batch and each agent state change.
+    pub changed: Notify,
+    /// Set when the log cannot be written.
+    failure: Mutex<Option<String>>,
+    /// The newest durable log sequence number, for followers of ReadLog.
+    pub(super) durable_lsn: watch::Sender<u64>,
+    pub(super) reader: LogReader,
+    /// Set once the run has ended; ReadLog followers then finish.
+    pub(super) finished: watch::Sender<bool>,
+    /// The data directory whose other runs' logs take late events.
+    pub(super) late_dir: Mutex<Option<PathBuf>>,
+    /// One late delivery at a time (sled locks a log per open).
+    pub(super) late_lock: tokio::sync::Mutex<()>,
+}
+
+impl Hub {
+    /// Starts the hub and its writer over `log`.
+    pub(crate) fn start(
+        run_id: String,
+        log: EventLog,
+        stop: CancellationToken,
+    ) -> (Arc<Hub>, tokio::task::JoinHandle<()>) {
+        let (queue, rx) = mpsc::channel(writer::QUEUE);
+        let reader = log.reader();
+        let hub = Arc::new(Hub {
+            run_id,
+            registry: Mutex::new(Registry::default()),
+            refusals: Mutex::new(RefusalBudget {
+                window_start: Instant::now(),
+                logged: 0,
+                unlogged: 0,
+            }),
+            queue,
+            fold: Arc::new(Mutex::new(Fold::new())),
+            changed: Notify::new(),
+            failure: Mutex::new(None),
+            durable_lsn: watch::Sender::new(log.next_lsn().saturating_sub(1)),
+            reader,
+            finished: watch::Sender::new(false),
+            late_dir: Mutex::new(None),
+            late_lock: tokio::sync::Mutex::new(()),
+        });
+        let written = {
+            let hub = hub.clone();
+            move |outcome: Outcome<'_>| hub.written(outcome)
+        };
+        let writer = tokio::spawn(writer::write_loop(log, rx, stop, written));
+        (hub, writer)
+    }
+
+    pub(crate) fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// Lets `agent_id` attach, with this secret. Agents not admitted are
+    /// refused; admitting an id again replaces its secret.
+    pub(crate) fn admit(&self, agent_id: impl Into<String>, secret: String) {
+        self.registry
+            .lock()
+            .expect("never poisoned")
+            .admitted
+            .insert(agent_id.into(), secret);
+    }
+
+    /// Lets pool agent `agent_id` attach with this secret, whatever run its
+    /// Hello names.
+    pub(crate) fn admit_pool(&self, agent_id: impl Into<String>, secret: String) {
+        let agent_id = agent_id.into();
+        let mut registry = self.registry.lock().expect("never poisoned");
+        registry.pool.insert(agent_id.clone());
+        registry.admitted.insert(agent_id, secret);
+    }
+
+    /// Pool agents must run this agent binary (hex SHA-256) to get in.
+    pub(crate) fn expect_binary(&self, hash: &str) {
+        self.registry.lock().expect("never poisoned").expected_hash = Some(hash.to_string());
+    }
+
+    /// The agent binary pool agents must run, if set.
+    pub(crate) fn expected_binary(&self) -> Option<String> {
+        self.registry
+            .lock()
+            .expect("never poisoned")
+            .expected_hash
+            .clone()
+    }
+
+    /// This run does not use these pool agents: they are turned away (to
+    /// dial again later), and told to go if attached.
+    pub(crate) fn bench(&self, ids: &[String]) {
+        let mut registry = self.registry.lock().expect("never poisoned");
+        for id in ids {
+            registry.benched.insert(id.clone());
+            if let Some(tx) = registry.slots.get(id).and_then(|s| s.tx.clone()) {
+                let _ = tx.try_send(Ok(pb::CoordinatorMessage {
+                    msg: Some(pb::coordinator_message::Msg::Shutdown(pb::Shutdown {
+                        reason: format!("run {} does not use this agent", self.run_id),
+                    })),
+                }));
+            }
+        }
+    }
+
+    /// From now on every attach is refused, for the agent to retry later
+    /// (with another coordinator): the run is ending.
+    pub(crate) fn close_doors(&self) {
+        self.registry.lock().expect("never poisoned").closing = true;
+    }
+
+    /// Takes pool agents' late events of other runs under `data_dir` into
+    /// those runs' logs.
+    pub(crate) fn accept_late(&self, data_dir: &Path) {
+        *self.late_dir.lock().expect("never poisoned") = Some(data_dir.to_path_buf());
+    }
+
+    /// Makes this hub check and note every Hello, and welcome none.
+    pub(crate) fn look_only(&self) {
+        self.registry.lock().expect("never poisoned").look_only = true;
+    }
+
+    /// Pool agents refused for running another binary, as last seen.
+    pub(crate) fn stale(&self) -> BTreeMap<String, AgentState> {
+        self.registry.lock().expect("never poisoned").stale.clone()
+    }
+
+    /// Logs a refusal as a notice, unless too many were logged lately.
+    /// `agent_id` is set only for an admitted agent: an unknown one is
+    /// whatever a stranger sent, and is only quoted in the message.
+    pub(super) async fn log_refusal(&self, agent_id: &str, message: String) {
+        let unlogged = {
+            let mut budget = self.refusals.lock().expect("never poisoned");
+            if budget.window_start.elapsed() >= REFUSAL_WINDOW {
+                budget.window_start = Instant::now();
+                budget.logged = 0;
+            }
+            if budget.logged >= REFUSALS_PER_WINDOW {
+                budget.unlogged += 1;
+                return;
+            }
+            budget.logged += 1;
+            std::mem::take(&mut budget.unlogged)
+        };
+        let message = if unlogged > 0 {
+            format!("{message} ({unlogged} earlier refusal(s) not logged: too many)")
+        } else {
+            message
+        };
+        self.notice("warn", agent_id, message).await;
+    }
+
+    /// Queues a coordinator record for the log.
+    pub(crate) async fn log(&self, record: pb::log_record::Record) {
+        let rec = pb::LogRecord {
+            logged_at_us: fleetbench::clock::now_us(),
+            record: Some(record),
+        };
+        let _ = self.queue.send(WriteItem::Record(rec)).await;
+    }
+
+    pub(crate) async fn notice(&self, level: &str, agent_id: &str, message: impl Into<String>) {
+        let message = message.into();
+        match level {
+            "error" => tracing::error!("{message}"),
+            "warn" => tracing::warn!("{message}"),
+            _ => tracing::info!("{message}"),
+        }
+        self.log(pb::log_record::Record::Notice(pb::CoordinatorNotice {
+            level: level.into(),
+            message,
+            agent_id: agent_id.into(),
+        }))
+        .await;
+    }
+
+    /// Waits until everything queued so far is durable.
+    pub(crate) async fn flush(&self) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        self.queue
+            .send(WriteItem::Flush(tx))
+            .await
+            .map_err(|_| "the log writer has stopped".to_string())?;
+        rx.await
+            .map_err(|_| "the log writer has stopped".to_string())?
+    }
+
+    /// Why the log cannot be written, if it cannot.
+    pub(crate) fn failure(&self) -> Option<String> {
+        self.failure.lock().expect("never poisoned").clone()
+    }
+
+    pub(crate) fn agents(&self) -> BTreeMap<String, AgentState> {
+        self.registry
+            .lock()
+            .expect("never poisoned")
+            .slots
+            .iter()
+            .map(|(id, s)| (id.clone(), s.state.clone()))
+            .collect()
+    }
+
+    /// Sends a command to an agent; false if it is not connected.
+    pub(crate) fn send(&self, agent_id: &str, msg: pb::coordinator_message::Msg) -> bool {
+        let registry = self.registry.lock().expect("never poisoned");
+        let Some(tx) = registry.slots.get(agent_id).and_then(|s| s.tx.clone()) else {
+            return false;
+        };
+        tx.try_send(Ok(pb::CoordinatorMessage { msg: Some(msg) }))
+            .is_ok()
+    }
+
+    /// Marks the run finished for ReadLog followers.
+    pub(crate) fn finish(&self) {
+        self.finished.send_replace(true);
+    }
+
+    /// What the writer made of a batch: durable, so each agent is acked
+    /// and the fold fed; or not, and nothing is acked any more.
+    fn written(&self, outcome: Outcome<'_>) {
+        let (records, acks, lsn) = match outcome {
+            Outcome::Durable { records, acks, lsn } => (records, acks, lsn),
+            Outcome::Failed(why) => {
+                tracing::error!("{why}");
+                *self.failure.lock().expect("never poisoned") = Some(why.to_string());
+                self.changed.notify_waiters();
+                return;
+            }
+        };
+        for (agent_id, seq) in acks {
+            let tx = self.slot_mut(&agent_id, |slot| {
+                slot.state.acked_through = slot.state.acked_through.max(seq);
+                slot.tx.clone().map(|tx| (tx, slot.state.acked_through))
+            });
+            if let Some(Some((tx, through))) = tx {
+                let _ = tx.try_send(Ok(pb::CoordinatorMessage {
+                    msg: Some(pb::coordinator_message::Msg::Ack(pb::Ack { through })),
+                }));
+            }
+        }
+        {
+            let mut fold = self.fold.lock().expect("never poisoned");
+            for r in records {
+                fold.apply(r);
+            }
+        }
+        self.durable_lsn.send_replace(lsn);
+        self.changed.notify_waiters();
+    }
+
+    pub(super) fn slot_mut<R>(&self, agent_id: &str, f: impl FnOnce(&mut Slot) -> R) -> Option<R> {
+        self.registry
+            .lock()
+            .expect("never poisoned")
+            .slots
+            .get_mut(agent_id)
+            .map(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Refusals are logged up to a budget per window; the rest are counted,
+    /// so a stranger hammering the port cannot fill the log.
+    #[tokio::test]
+    async fn refusal_notices_are_capped() {
+        let data =
+            std::env::temp_dir().join(format!("fleetbench-hub-test-{}", uuid::Uuid::now_v7()));
+        let run_id = uuid::Uuid::now_v7().to_string();
+        let log = EventLog::open(&data, &run_id).unwrap();
+        let stop = CancellationToken::new();
+        let (hub, writer) = Hub::start(run_id, log, stop.clone());
+        for i in 0..REFUSALS_PER_WINDOW + 5 {
+            hub.log_refusal("", format!("refusal {i}")).await;
+        }
+        hub.flush().await.unwrap();
+        let notices = hub.fold.lock().unwrap().notices.clone();
+        assert_eq!(notices.len(), REFUSALS_PER_WINDOW as usize, "{notices:?}");
+        stop.cancel();
+        writer.await.unwrap();
+        drop(hub);
+        std::fs::remove_dir_all(&data).unwrap();
+    }
+}

@@ -1,0 +1,293 @@
+//! Driving one phase: pick a common start instant, log the schedule, send
+//! each agent its share, then watch the fold until every agent says the
+//! phase ended: showing live progress, judging `until`, stopping the phase
+//! when it is met or the run is interrupted, failing past the deadline.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Result, anyhow};
+use fleetbench::pb;
+use fleetbench::pb::coordinator_message::Msg;
+use fleetbench_workload::{Phase, Workload};
+use tokio_util::sync::CancellationToken;
+
+use super::plan::{self, AgentPlan, UntilJudge};
+use super::wait::{changed, check_log};
+use crate::hub::{AgentState, Hub};
+use crate::live::LiveView;
+
+/// How long after a phase's planned end to wait for agents to report it ended.
+const PHASE_GRACE: Duration = Duration::from_secs(15);
+/// Lead time between scheduling a phase and its start.
+const START_LEAD: Duration = Duration::from_millis(300);
+
+/// One phase of the run, on the agents that run load.
+pub(super) struct PhaseRun<'a> {
+    pub hub: &'a Arc<Hub>,
+    pub index: u32,
+    pub phase: &'a Phase,
+    pub workload: &'a Workload,
+    /// The load agents, in plan order.
+    pub ids: &'a [String],
+}
+
+/// Runs the phase to its end (or its stop, or the run's interrupt).
+pub(super) async fn run(
+    r: &PhaseRun<'_>,
+    live: &mut LiveView,
+    stop: &CancellationToken,
+) -> Result<()> {
+    let start_at_us = schedule(r).await?;
+    watch(r, start_at_us, live, stop).await?;
+    live.phase_done();
+    Ok(())
+}
+
+/// Plans the phase, logs its schedule, and sends each agent its part; the
+/// start instant (coordinator clock).
+async fn schedule(r: &PhaseRun<'_>) -> Result<i64> {
+    let (hub, phase, ids) = (r.hub, r.phase, r.ids);
+    let states = hub.agents();
+    let max_rtt = states.values().map(|s| s.rtt_us).max().unwrap_or(0);
+    let lead = START_LEAD + Duration::from_micros(max_rtt * 4);
+    let start_at_us = fleetbench::clock::now_us() + lead.as_micros() as i64;
+    let mut spec = spec(phase, r.workload);
+    let cores = hub.agents();
+    let weights = plan::weights(r.workload, ids, |id| cores.get(id).map(|s| s.hello.cores));
+    let plans = plan::plan_agents(phase, &weights);
+    hub.log(pb::log_record::Record::PhaseScheduled(pb::PhaseScheduled {
+        phase_index: r.index,
+        name: phase.name.clone(),
+        start_at_us,
+        duration_ms: spec.duration_ms,
+        warmup_ms: spec.warmup_ms,
+        window_ms: spec.window_ms,
+        agent_ids: ids.to_vec(),
+        shares: ids
+            .iter()
+            .zip(&plans)
+            .map(|(id, p)| pb::AgentShare {
+                agent_id: id.clone(),
+                share: p.share,
+                concurrency: p.concurrency,
+                rate: p.rate,
+                iterations: p.iterations,
+            })
+            .collect(),
+        iterations: phase.iterations.unwrap_or(0),
+        shape: spec.shape.clone(),
+        ops: phase.op_names(),
+    }))
+    .await;
+    hub.flush()
+        .await
+        .map_err(|e| anyhow!("the event log failed: {e}"))?;
+    spec.max_agent_concurrency = plans.iter().map(|p| p.concurrency).max().unwrap_or(0);
+    start(r, &spec, &plans, start_at_us, &states).await;
+    Ok(start_at_us)
+}
+
+/// The phase as agents are sent it: service host names in targets expanded.
+fn spec(phase: &Phase, workload: &Workload) -> pb::PhaseSpec {
+    let services = &workload.services;
+    let mut spec = phase.to_pb();
+    for op in &mut spec.ops {
+        match op.kind.as_mut() {
+            Some(pb::operation::Kind::Http(h)) => {
+                h.url = fleetbench_workload::expand_service_hosts(&h.url, services);
+            }
+            Some(pb::operation::Kind::Tcp(t)) => {
+                t.address = fleetbench_workload::expand_service_hosts(&t.address, services);
+            }
+            _ => {}
+        }
+    }
+    spec
+}
+
+/// Sends each agent its StartPhase (its share of the shape, its generator
+/// streams, the start on its own clock); one not connected is noted.
+async fn start(
+    r: &PhaseRun<'_>,
+    spec: &pb::PhaseSpec,
+    plans: &[AgentPlan],
+    start_at_us: i64,
+    states: &BTreeMap<String, AgentState>,
+) {
+    let n = r.ids.len() as u32;
+    for (i, (id, plan)) in r.ids.iter().zip(plans).enumerate() {
+        let mut agent_spec = spec.clone();
+        if let Some(shape) = agent_spec.shape.as_mut() {
+            for s in &mut shape.segments {
+                s.from *= plan.share;
+                s.to *= plan.share;
+            }
+        }
+        let generators = r
+            .workload
+            .generators
+            .iter()
+            .map(|g| g.to_pb(i as u32, n))
+            .collect();
+        let offset = states.get(id).map_or(0, |s| s.offset_us);
+        let sent = r.hub.send(
+            id,
+            Msg::StartPhase(pb::StartPhase {
+                phase_index: r.index,
+                spec: Some(agent_spec),
+                start_at_agent_us: start_at_us + offset,
+                agent_index: i as u32,
+                agent_count: n,
+                concurrency: plan.concurrency,
+                rate: plan.rate,
+                iterations: plan.iterations,
+                share: plan.share,
+                generators,
+            }),
+        );
+        if !sent {
+            r.hub
+                .notice(
+                    "error",
+                    id,
+                    format!(
+                        "agent {id} is not connected: phase {:?} runs without it",
+                        r.phase.name
+                    ),
+                )
+                .await;
+        }
+    }
+}
+
+/// Watches the phase until every agent says it ended: live progress,
+/// `until`, the run's interrupt, and the deadline past its planned end.
+async fn watch(
+    r: &PhaseRun<'_>,
+    start_at_us: i64,
+    live: &mut LiveView,
+    stop: &CancellationToken,
+) -> Result<()> {
+    let planned_end = start_at_us + r.phase.duration.as_micros() as i64;
+    let deadline = planned_end + PHASE_GRACE.as_micros() as i64;
+    let mut stopping = false;
+    let mut judge = UntilJudge::new(r.phase);
+    loop {
+        check_log(r.hub)?;
+        let (ended, met) = look(r, live, &mut judge, stopping);
+        if ended {
+            break;
+        }
+        if let Some((w, why)) = met {
+            stopping = true;
+            stop_met(r, w, why).await;
+        }
+        if stop.is_cancelled() && !stopping {
+            stopping = true;
+            r.hub
+                .log(pb::log_record::Record::PhaseStopRequested(
+                    pb::PhaseStopRequested {
+                        phase_index: r.index,
+                        reason: "interrupted".to_string(),
+                        ..Default::default()
+                    },
+                ))
+                .await;
+            stop_agents(r);
+        }
+        if fleetbench::clock::now_us() > deadline {
+            return Err(overdue(r));
+        }
+        changed(r.hub, Duration::from_millis(250)).await;
+    }
+    Ok(())
+}
+
+/// One look at the fold: shows live progress, judges `until` (unless the
+/// phase is stopping already). Whether the phase ended, and a condition met.
+fn look(
+    r: &PhaseRun<'_>,
+    live: &mut LiveView,
+    judge: &mut UntilJudge,
+    stopping: bool,
+) -> (bool, Option<(u32, String)>) {
+    let connected = r.hub.agents().values().filter(|s| s.connected).count();
+    let fold = r.hub.fold.lock().expect("never poisoned");
+    live.show(
+        &fold,
+        r.index,
+        fleetbench::clock::now_us(),
+        connected,
+        r.ids.len(),
+    );
+    let p = fold.phases.get(&r.index);
+    let mut met = None;
+    if let (Some(until), Some(p)) = (&r.phase.until, p)
+        && !stopping
+        && let Some((done, _)) = p.last_complete_window()
+    {
+        met = judge.judge(until, done, |first, last| p.merged(first, last));
+    }
+    (p.is_some_and(|p| p.ended()), met)
+}
+
+/// `until` was met in window `w`: logged, said, and the phase stopped.
+async fn stop_met(r: &PhaseRun<'_>, w: u32, why: String) {
+    let rate = plan::rate_in_window(r.phase, w);
+    r.hub
+        .log(pb::log_record::Record::PhaseStopRequested(
+            pb::PhaseStopRequested {
+                phase_index: r.index,
+                reason: why.clone(),
+                window_index: w,
+                rate,
+                condition_met: true,
+            },
+        ))
+        .await;
+    eprintln!(
+        "phase {:?}: stop condition met in window {w}{}: {why}",
+        r.phase.name,
+        if rate > 0.0 {
+            format!(" (rate {rate:.0}/s)")
+        } else {
+            String::new()
+        }
+    );
+    stop_agents(r);
+}
+
+fn stop_agents(r: &PhaseRun<'_>) {
+    for id in r.ids {
+        r.hub.send(
+            id,
+            Msg::StopPhase(pb::StopPhase {
+                phase_index: r.index,
+            }),
+        );
+    }
+}
+
+/// The error when agents have not reported the phase's end in time.
+fn overdue(r: &PhaseRun<'_>) -> anyhow::Error {
+    let fold = r.hub.fold.lock().expect("never poisoned");
+    let missing: Vec<&str> = r
+        .ids
+        .iter()
+        .filter(|id| {
+            fold.phases
+                .get(&r.index)
+                .and_then(|p| p.agents.get(*id))
+                .is_none_or(|a| a.ended.is_none())
+        })
+        .map(|s| s.as_str())
+        .collect();
+    anyhow!(
+        "phase {:?}: agents did not report its end within {:.0}s of its planned end: {}",
+        r.phase.name,
+        PHASE_GRACE.as_secs_f64(),
+        missing.join(", ")
+    )
+}
