@@ -258,7 +258,7 @@ pub fn csv(report: &Report) -> String {
 
 #[cfg(test)]
 mod tests {
-    use fleetbench_fold::testlog::*;
+    use fleetbench_fold::testlog::{fold_of, limited_agent_log, op_less_log, stop, stream};
     use fleetbench_fold::{Fold, ReportOptions};
 
     use super::*;
