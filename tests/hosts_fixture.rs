@@ -4,6 +4,9 @@
 //! Needs root and the packages of `tests/hosts/README.md` (`.ci/run` installs
 //! them): `cargo test --test hosts_fixture` as root.
 
+// Its test brings the slow fixture up once and checks all it offers in turn.
+#![allow(clippy::too_many_lines)]
+
 mod common;
 
 use std::fs::File;

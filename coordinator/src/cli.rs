@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use fleetbench_views::report::Format;
+use fleetbench_views::Format;
 
 /// Hosts upgraded at once unless `--parallel` says otherwise.
 const UPGRADE_PARALLEL: usize = 2;
@@ -206,8 +206,8 @@ pub(crate) struct CompareArgs {
     #[arg(long, value_parser = limits)]
     pub max_regression: Option<Limits>,
     /// table, json, or html (both runs overlaid on the same charts).
-    #[arg(long, default_value = "table")]
-    pub format: fleetbench_views::compare::Format,
+    #[arg(long, default_value = "table", value_parser = fleetbench_views::compare::parse_format)]
+    pub format: Format,
 }
 
 #[derive(clap::Args)]

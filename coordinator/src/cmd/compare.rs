@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use fleetbench_fold::{Report, ReportOptions, RunInfo};
-use fleetbench_views::compare::{Format, Side};
+use fleetbench_views::Format;
+use fleetbench_views::compare::Side;
 
 use crate::cli::CompareArgs;
 use crate::error::BadInput;

@@ -1,14 +1,18 @@
 //! Applying one log record to the fold: order-independent, each
 //! `(agent, seq)` once.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 use fleetbench::pb;
+use fleetbench::pb::event::Kind;
 use fleetbench::pb::log_record::Record;
 
-use crate::state::*;
+use crate::state::{
+    AgentPhase, AgentWindow, CpuSample, Filter, Fold, PhaseAgg, RunInfo, WindowAgg,
+};
 
 impl Fold {
+    /// An empty fold that keeps everything.
     pub fn new() -> Self {
         Self::default()
     }
@@ -108,45 +112,19 @@ impl Fold {
     }
 
     fn phase_mut(&mut self, index: u32) -> &mut PhaseAgg {
-        self.phases.entry(index).or_insert_with(|| PhaseAgg {
-            index,
-            name: format!("phase-{index}"),
-            start_at_us: 0,
-            duration_ms: 0,
-            warmup_ms: 0,
-            window_ms: 1000,
-            agent_ids: Vec::new(),
-            windows: BTreeMap::new(),
-            agents: BTreeMap::new(),
-            ops: BTreeMap::new(),
-            op_names: Vec::new(),
-            shares: Vec::new(),
-            iterations: 0,
-            shape: None,
-            stop: None,
-        })
+        self.phases
+            .entry(index)
+            .or_insert_with(|| PhaseAgg::new(index))
     }
 
+    /// An agent's event: counted once per `(agent, seq)`, then applied if
+    /// the filter admits the agent.
     fn apply_agent_event(&mut self, e: &pb::AgentEvent) {
         let Some(ev) = &e.event else { return };
-        let fresh = match self.seen.get_mut(&e.agent_id) {
-            Some(set) => set.insert(ev.seq),
-            None => {
-                self.seen
-                    .insert(e.agent_id.clone(), HashSet::from([ev.seq]));
-                true
-            }
-        };
-        if !fresh {
+        if !self.first_sight(&e.agent_id, ev.seq) {
             self.duplicate_events += 1;
             return;
         }
-        if !self.seqs.contains_key(&e.agent_id) {
-            self.seqs.insert(e.agent_id.clone(), (0, 0));
-        }
-        let (high, count) = self.seqs.get_mut(&e.agent_id).expect("just ensured");
-        *high = (*high).max(ev.seq);
-        *count += 1;
         let Some(kind) = &ev.kind else { return };
         if !self.filter.is_empty() {
             let host = self.agents.get(&e.agent_id).map_or("", |a| a.host.as_str());
@@ -154,68 +132,8 @@ impl Fold {
                 return;
             }
         }
-        use pb::event::Kind;
         match kind {
-            Kind::Window(w) => {
-                if !self.filter.ops.is_empty() && !self.filter.ops.contains(&w.op) {
-                    return;
-                }
-                let keep = self.keep_agent_windows;
-                let phase = self.phase_mut(w.phase_index);
-                let agent = phase.agents.get(&e.agent_id);
-                // The agent's first window (of any op) at this index.
-                let new_index = agent.is_none_or(|a| !a.by_window.contains_key(&w.index));
-                let window = phase.windows.entry(w.index).or_insert_with(WindowAgg::new);
-                if window.add(w).is_err() {
-                    self.bad_windows += 1;
-                    return;
-                }
-                if new_index {
-                    window.agents += 1;
-                }
-                if !w.op.is_empty() {
-                    let window = phase
-                        .ops
-                        .entry(w.op.clone())
-                        .or_default()
-                        .entry(w.index)
-                        .or_insert_with(WindowAgg::new);
-                    window.add(w).expect("the same bytes decoded just above");
-                    if new_index {
-                        window.agents += 1;
-                    }
-                }
-                if !phase.agents.contains_key(&e.agent_id) {
-                    phase
-                        .agents
-                        .insert(e.agent_id.clone(), AgentPhase::default());
-                }
-                let agent = phase.agents.get_mut(&e.agent_id).expect("just ensured");
-                if keep {
-                    let kept = agent
-                        .kept
-                        .entry((w.index, w.op.clone()))
-                        .or_insert_with(WindowAgg::new);
-                    if kept.add(w).is_ok() {
-                        kept.agents = 1;
-                    }
-                }
-                let errors = w.errors.values().sum::<u64>();
-                if new_index {
-                    agent.windows += 1;
-                }
-                agent.ok += w.ok;
-                agent.errors += errors;
-                let slot = agent.by_window.entry(w.index).or_default();
-                slot.ok += w.ok;
-                slot.errors += errors;
-                slot.scheduled += w.scheduled;
-                slot.late_wakes += w.late_wakes;
-                slot.max_wake_lag_us = slot.max_wake_lag_us.max(w.max_wake_lag_us);
-                slot.loop_probes += w.loop_probes;
-                slot.loop_late += w.loop_late;
-                slot.max_loop_lag_us = slot.max_loop_lag_us.max(w.max_loop_lag_us);
-            }
+            Kind::Window(w) => self.apply_window(&e.agent_id, w),
             Kind::PhaseEnded(p) => {
                 self.phase_mut(p.phase_index)
                     .agents
@@ -225,41 +143,7 @@ impl Fold {
             }
             Kind::PhaseStarted(_) => {}
             Kind::HostMetrics(m) => {
-                if m.cores > 0 {
-                    // Two samples at one instant: the busier, whatever the order.
-                    let sample = CpuSample {
-                        pct: f64::from(m.agent_cpu_pct),
-                        cores: m.cores,
-                        interval_ms: m.interval_ms,
-                    };
-                    self.agent_cpu
-                        .entry(e.agent_id.clone())
-                        .or_default()
-                        .entry(ev.agent_time_us - e.clock_offset_us)
-                        .and_modify(|s| {
-                            if (sample.pct, sample.cores) > (s.pct, s.cores) {
-                                *s = sample;
-                            }
-                        })
-                        .or_insert(sample);
-                }
-                let host = self
-                    .agents
-                    .get(&e.agent_id)
-                    .map_or_else(|| e.agent_id.clone(), |a| a.host.clone());
-                let t = (ev.agent_time_us - e.clock_offset_us).div_euclid(1_000_000);
-                let s = self
-                    .hosts
-                    .entry(host)
-                    .or_default()
-                    .seconds
-                    .entry(t)
-                    .or_default();
-                s.cpu_pct = s.cpu_pct.max(f64::from(m.cpu_pct));
-                s.mem_used = s.mem_used.max(m.mem_used_bytes);
-                s.net_rx = s.net_rx.max(m.net_rx_bytes);
-                s.net_tx = s.net_tx.max(m.net_tx_bytes);
-                s.load_1 = s.load_1.max(m.load_1);
+                self.apply_host_metrics(&e.agent_id, ev.agent_time_us - e.clock_offset_us, m);
             }
             Kind::Notice(n) => {
                 self.notices.push(format!(
@@ -270,6 +154,83 @@ impl Fold {
                 ));
             }
         }
+    }
+
+    /// Notes event `seq` of `agent`: false when it was seen before. Keeps
+    /// the agent's highest sequence number and its count of distinct ones.
+    fn first_sight(&mut self, agent: &str, seq: u64) -> bool {
+        let fresh = match self.seen.get_mut(agent) {
+            Some(set) => set.insert(seq),
+            None => {
+                self.seen.insert(agent.to_string(), HashSet::from([seq]));
+                true
+            }
+        };
+        if !fresh {
+            return false;
+        }
+        if !self.seqs.contains_key(agent) {
+            self.seqs.insert(agent.to_string(), (0, 0));
+        }
+        let (high, count) = self.seqs.get_mut(agent).expect("just ensured");
+        *high = (*high).max(seq);
+        *count += 1;
+        true
+    }
+
+    /// One agent's window of one operation, if the op filter admits it; a
+    /// window whose histogram does not decode is counted as bad instead.
+    fn apply_window(&mut self, agent: &str, w: &pb::ResultWindow) {
+        if !self.filter.ops.is_empty() && !self.filter.ops.contains(&w.op) {
+            return;
+        }
+        let keep = self.keep_agent_windows;
+        if self
+            .phase_mut(w.phase_index)
+            .add_window(agent, w, keep)
+            .is_err()
+        {
+            self.bad_windows += 1;
+        }
+    }
+
+    /// A host metrics sample taken at `at_us` (coordinator clock): the
+    /// agent process's CPU, and the host's CPU, memory, network and load.
+    fn apply_host_metrics(&mut self, agent: &str, at_us: i64, m: &pb::HostMetrics) {
+        if m.cores > 0 {
+            // Two samples at one instant: the busier, whatever the order.
+            let sample = CpuSample {
+                pct: f64::from(m.agent_cpu_pct),
+                cores: m.cores,
+                interval_ms: m.interval_ms,
+            };
+            self.agent_cpu
+                .entry(agent.to_string())
+                .or_default()
+                .entry(at_us)
+                .and_modify(|s| {
+                    if (sample.pct, sample.cores) > (s.pct, s.cores) {
+                        *s = sample;
+                    }
+                })
+                .or_insert(sample);
+        }
+        let host = self
+            .agents
+            .get(agent)
+            .map_or_else(|| agent.to_string(), |a| a.host.clone());
+        let s = self
+            .hosts
+            .entry(host)
+            .or_default()
+            .seconds
+            .entry(at_us.div_euclid(1_000_000))
+            .or_default();
+        s.cpu_pct = s.cpu_pct.max(f64::from(m.cpu_pct));
+        s.mem_used = s.mem_used.max(m.mem_used_bytes);
+        s.net_rx = s.net_rx.max(m.net_rx_bytes);
+        s.net_tx = s.net_tx.max(m.net_tx_bytes);
+        s.load_1 = s.load_1.max(m.load_1);
     }
 
     /// The run's status as its records tell it. `live` says a coordinator is
@@ -288,6 +249,66 @@ impl Fold {
             .values()
             .map(|(high, count)| high.saturating_sub(*count))
             .sum()
+    }
+}
+
+impl PhaseAgg {
+    /// Adds one agent's window of one operation: to the phase's window of
+    /// that index, to the operation's (a named one), and to the agent's own
+    /// counts. `keep`: also keep the agent's window whole. `Err` when its
+    /// histogram does not decode: then nothing is counted.
+    fn add_window(&mut self, agent: &str, w: &pb::ResultWindow, keep: bool) -> Result<(), String> {
+        // The agent's first window (of any op) at this index.
+        let new_index = self
+            .agents
+            .get(agent)
+            .is_none_or(|a| !a.by_window.contains_key(&w.index));
+        let window = self.windows.entry(w.index).or_insert_with(WindowAgg::new);
+        window.add(w)?;
+        if new_index {
+            window.agents += 1;
+        }
+        if !w.op.is_empty() {
+            let window = self
+                .ops
+                .entry(w.op.clone())
+                .or_default()
+                .entry(w.index)
+                .or_insert_with(WindowAgg::new);
+            window.add(w).expect("the same bytes decoded just above");
+            if new_index {
+                window.agents += 1;
+            }
+        }
+        if !self.agents.contains_key(agent) {
+            self.agents.insert(agent.to_string(), AgentPhase::default());
+        }
+        let agent = self.agents.get_mut(agent).expect("just ensured");
+        agent.add_window(w, new_index, keep);
+        Ok(())
+    }
+}
+
+impl AgentPhase {
+    /// Counts one of the agent's windows (of one operation); `new_index`:
+    /// the first at its index.
+    fn add_window(&mut self, w: &pb::ResultWindow, new_index: bool, keep: bool) {
+        if keep {
+            let kept = self
+                .kept
+                .entry((w.index, w.op.clone()))
+                .or_insert_with(WindowAgg::new);
+            if kept.add(w).is_ok() {
+                kept.agents = 1;
+            }
+        }
+        let counts = AgentWindow::of(w);
+        if new_index {
+            self.windows += 1;
+        }
+        self.ok += counts.ok;
+        self.errors += counts.errors;
+        self.by_window.entry(w.index).or_default().merge(&counts);
     }
 }
 

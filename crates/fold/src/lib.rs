@@ -20,14 +20,17 @@
 //!
 //! - `state`: what the fold keeps; `apply`: one record into it;
 //!   `summary`: the state into a [`Report`]; `model`: the report's types;
-//!   `limited`: the load-generator-limited rules; `shape`: intended rates.
+//!   `limited`: the load-generator-limited rules; `shape`: intended rates;
+//!   `testlog` (feature `test-support`): synthetic logs for tests.
 //!
-//! Depends only on the root `fleetbench` crate (`pb`, the histogram codec)
-//! and serde for the report's JSON shape. It owns no I/O: it neither reads
+//! Depends only on the root `fleetbench` crate (`pb`, the histogram codec),
+//! hdrhistogram, and serde for the report's JSON shape (`testlog` also on
+//! `fleetbench-gen`'s rng). It owns no I/O: it neither reads
 //! the log nor prints. Views depend on it; it depends on no view, and the
 //! agent never links it.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod apply;
 mod limited;
@@ -41,8 +44,15 @@ pub mod testlog;
 mod tests;
 
 pub use apply::notice_level;
-pub use limited::*;
-pub use model::*;
+pub use limited::{
+    AGENT_CPU_SATURATED, AgentLoad, LATE_WAKE_MIN_SCHEDULED, LATE_WAKE_SHARE, SEND_SHORTFALL,
+    SHORTFALL_LATE_SHARE, limited_reasons,
+};
+pub use model::{
+    AgentEvents, AgentPoint, AgentReport, HostPoint, HostReport, LatencyReport, LimitedAgent,
+    LogReport, OpPoint, OpReport, PhaseAgentReport, PhaseReport, Report, SpectrumPoint, StopReport,
+    TimelinePoint, WindowLatency,
+};
 pub use shape::{intended_mean, intended_rate};
-pub use state::*;
+pub use state::{AgentInfo, AgentPhase, Filter, Fold, PhaseAgg, RunInfo, WindowAgg};
 pub use summary::ReportOptions;

@@ -1,13 +1,13 @@
 //! Is an agent, rather than the target, setting the numbers? The rules
 //! that make a phase load-generator-limited, and their thresholds.
 
+use fleetbench::window::LATE_WAKE_US;
+
 /// Open loop: late wakes above this share of the scheduled sends mean the
 /// agent could not keep its schedule (rule a).
 pub const LATE_WAKE_SHARE: f64 = 0.01;
 /// Rule (a) needs at least this many scheduled sends to judge.
 pub const LATE_WAKE_MIN_SCHEDULED: u64 = 100;
-/// How late a wake must be to count, as the agent applies it (µs).
-pub const LATE_WAKE_US: u64 = 5_000;
 /// The agent process at or above this share of the CPU it can use
 /// (min(threads, cores) cores) is saturated (rule b).
 pub const AGENT_CPU_SATURATED: f64 = 0.90;
@@ -27,12 +27,16 @@ pub struct AgentLoad {
     pub scheduled: u64,
     /// Requests the agent finished (ok or failed).
     pub sent: u64,
+    /// Sends whose worker woke more than 5 ms after the intended time.
     pub late_wakes: u64,
+    /// The largest such lag, µs.
     pub max_wake_lag_us: u64,
     /// Event-loop probes of the agent's load threads (one per 10 ms per
-    /// thread), those that fired more than 5 ms late, the largest lag.
+    /// thread).
     pub loop_probes: u64,
+    /// Probes that fired more than 5 ms late.
     pub loop_late: u64,
+    /// The largest probe lag, µs.
     pub max_loop_lag_us: u64,
     /// The agent process's CPU averaged over the phase, percent of one core
     /// (None: the agent reported none).
@@ -65,15 +69,13 @@ pub struct AgentLoad {
 /// An empty list: not limited.
 pub fn limited_reasons(load: &AgentLoad) -> Vec<String> {
     let mut reasons = Vec::new();
-    if load.scheduled >= LATE_WAKE_MIN_SCHEDULED
-        && load.late_wakes as f64 > LATE_WAKE_SHARE * load.scheduled as f64
-    {
-        reasons.push(format!(
-            "{} of sends woke more than {} late (max {})",
-            percent(load.late_wakes as f64 / load.scheduled as f64),
-            format_ms(LATE_WAKE_US),
-            format_ms(load.max_wake_lag_us)
-        ));
+    if let Some(late) = too_often_late(
+        "sends woke",
+        load.late_wakes,
+        load.scheduled,
+        load.max_wake_lag_us,
+    ) {
+        reasons.push(late);
     }
     let usable = match (load.threads, load.cores) {
         (0, c) => c,
@@ -101,17 +103,30 @@ pub fn limited_reasons(load: &AgentLoad) -> Vec<String> {
             percent(load.scheduled.saturating_sub(load.sent) as f64 / load.scheduled as f64)
         ));
     }
-    if load.loop_probes >= LATE_WAKE_MIN_SCHEDULED
-        && load.loop_late as f64 > LATE_WAKE_SHARE * load.loop_probes as f64
-    {
-        reasons.push(format!(
-            "its event loop ran late: {} of its 10 ms probes fired more than {} late (max {})",
-            percent(load.loop_late as f64 / load.loop_probes as f64),
-            format_ms(LATE_WAKE_US),
-            format_ms(load.max_loop_lag_us)
-        ));
+    if let Some(late) = too_often_late(
+        "its 10 ms probes fired",
+        load.loop_late,
+        load.loop_probes,
+        load.max_loop_lag_us,
+    ) {
+        reasons.push(format!("its event loop ran late: {late}"));
     }
     reasons
+}
+
+/// Rules (a) and (d): `late` of `of` things (at least
+/// [`LATE_WAKE_MIN_SCHEDULED`]) were more than [`LATE_WAKE_US`] late, over
+/// [`LATE_WAKE_SHARE`] of them: "34% of THINGS more than 5 ms late (max
+/// 230 ms)".
+fn too_often_late(things: &str, late: u64, of: u64, max_lag_us: u64) -> Option<String> {
+    (of >= LATE_WAKE_MIN_SCHEDULED && late as f64 > LATE_WAKE_SHARE * of as f64).then(|| {
+        format!(
+            "{} of {things} more than {} late (max {})",
+            percent(late as f64 / of as f64),
+            format_ms(LATE_WAKE_US),
+            format_ms(max_lag_us)
+        )
+    })
 }
 
 /// A share as people read it: "34%", "1.5%".

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::limited::AgentLoad;
@@ -11,55 +12,101 @@ use crate::limited::AgentLoad;
 /// read the JSON. Add fields; do not rename them.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// The run's id.
     pub run_id: String,
+    /// The run's name, from the workload file.
     pub name: String,
+    /// How the run ended, as its last record says (`completed`, `aborted`,
+    /// `failed`); without one, `running` while a coordinator still writes
+    /// it, else `incomplete`.
     pub status: String,
+    /// Why it ended so (empty for a run that completed).
     pub reason: String,
+    /// When the run started, RFC 3339 (UTC).
     pub started_at: String,
+    /// Seconds from the run's start to its last logged record (ms
+    /// precision).
     pub duration_s: f64,
+    /// The version of the coordinator that ran it.
     pub coordinator_version: String,
+    /// SHA-256 of the agent binary the run shipped, hex.
     pub agent_binary_hash: String,
+    /// Every agent that attached, by id.
     pub agents: Vec<AgentReport>,
+    /// The phases, in the workload's order (only those a filter names).
     pub phases: Vec<PhaseReport>,
+    /// Per host that sent metrics, by name.
     pub hosts: Vec<HostReport>,
+    /// What the log holds and lacks.
     pub log: LogReport,
+    /// The run's notices in log order, as "LEVEL: [agent ID: ]MESSAGE".
     pub notices: Vec<String>,
 }
 
+/// An agent of the run.
 #[derive(Debug, Clone, Serialize)]
 pub struct AgentReport {
+    /// The agent's id.
     pub id: String,
+    /// The host it ran on.
     pub host: String,
+    /// The host's logical cores.
     pub cores: u32,
+    /// The agent's version.
     pub version: String,
+    /// The agent's clock minus the coordinator's, µs, at its latest attach.
     pub clock_offset_us: i64,
+    /// How many times it attached (more than once: it reconnected).
     pub attaches: u32,
+    /// How many times it detached.
     pub detaches: u32,
 }
 
+/// One phase of the run. Its headline numbers (requests, errors, bytes,
+/// latency, throughput) count the windows inside the report's time range,
+/// warm-up left out unless asked for.
 #[derive(Debug, Clone, Serialize)]
 pub struct PhaseReport {
+    /// The phase's name.
     pub name: String,
+    /// The phase's index in the workload file (0 first).
     pub index: u32,
     /// Seconds from the run's start to the phase's start.
     pub start_s: f64,
     /// Width of the timeline's windows, seconds.
     pub window_s: f64,
+    /// Requests finished, ok or failed.
     pub requests: u64,
+    /// Requests that succeeded.
     pub ok: u64,
+    /// Failed requests per error class (`timeout`, `status_5xx`, ...).
     pub errors: BTreeMap<String, u64>,
+    /// Bytes sent to the target.
     pub bytes_sent: u64,
+    /// Bytes received from the target.
     pub bytes_received: u64,
+    /// Seconds the headline windows cover (the last one may be cut short
+    /// by the phase's end).
     pub duration_s: f64,
+    /// The phase's warm-up, seconds.
     pub warmup_s: f64,
+    /// `requests` per second of `duration_s`.
     pub throughput_rps: f64,
+    /// Latency over all requests, µs (`None`: no request finished).
     pub latency_us: Option<LatencyReport>,
     /// Latency by percentile, for the percentile-spectrum chart.
     pub latency_spectrum: Vec<SpectrumPoint>,
+    /// Latencies beyond the histogram's range, recorded at its top.
     pub latency_clamped: u64,
+    /// Open loop: the largest delay between a request's intended and
+    /// actual send, µs.
     pub max_send_lag_us: u64,
+    /// Every agent the phase was scheduled on said it ended.
     pub ended: bool,
+    /// Per agent: the scheduled ones in order, then any other that logged.
     pub agents: Vec<PhaseAgentReport>,
+    /// Per timeline window (`window_s` wide), all inside the time range,
+    /// warm-up included.
     pub timeline: Vec<TimelinePoint>,
     // Fields below appeared with operations and load shapes; each is left
     // out of the JSON when empty, so an op-less log reports as it did.
@@ -68,8 +115,11 @@ pub struct PhaseReport {
     /// [`limited_reasons`](crate::limited_reasons)).
     #[serde(skip_serializing_if = "is_zero")]
     pub scheduled: u64,
+    /// Open loop: sends whose worker woke more than 5 ms after the intended
+    /// time.
     #[serde(skip_serializing_if = "is_zero")]
     pub late_wakes: u64,
+    /// Open loop: the largest such lag, µs.
     #[serde(skip_serializing_if = "is_zero")]
     pub max_wake_lag_us: u64,
     /// The phase's iteration budget (total across agents).
@@ -102,20 +152,30 @@ fn is_false(v: &bool) -> bool {
 /// latency. The phase's numbers are the sum over its operations.
 #[derive(Debug, Clone, Serialize)]
 pub struct OpReport {
+    /// The operation's name.
     pub name: String,
+    /// Requests finished, ok or failed.
     pub requests: u64,
+    /// Requests that succeeded.
     pub ok: u64,
+    /// Failed requests per error class.
     pub errors: BTreeMap<String, u64>,
     /// Percent of the phase's requests.
     pub share_pct: f64,
+    /// Bytes sent to the target.
     pub bytes_sent: u64,
+    /// Bytes received from the target.
     pub bytes_received: u64,
+    /// `requests` per second of the phase's `duration_s`.
     pub throughput_rps: f64,
+    /// Latency over the operation's requests, µs (`None`: none finished).
     pub latency_us: Option<LatencyReport>,
+    /// Per timeline window, as the phase's.
     pub timeline: Vec<OpPoint>,
 }
 
 impl OpReport {
+    /// Failed requests, all classes.
     pub fn error_count(&self) -> u64 {
         self.errors.values().sum()
     }
@@ -124,23 +184,32 @@ impl OpReport {
 /// One timeline window of one operation (`t_s` from the phase's start).
 #[derive(Debug, Clone, Serialize)]
 pub struct OpPoint {
+    /// Start of the window, seconds from the phase's start.
     pub t_s: f64,
+    /// Requests finished, ok or failed.
     pub requests: u64,
+    /// Requests that failed.
     pub errors: u64,
+    /// Median latency, µs (`None`: no request finished).
     pub p50_us: Option<u64>,
+    /// 99th percentile latency, µs.
     pub p99_us: Option<u64>,
 }
 
 /// An agent that limited a phase, and why (see [`limited_reasons`](crate::limited_reasons)).
 #[derive(Debug, Clone, Serialize)]
 pub struct LimitedAgent {
+    /// The agent's id.
     pub agent: String,
+    /// Each rule it met, in words.
     pub reasons: Vec<String>,
 }
 
 /// Where and why run control stopped a phase early.
 #[derive(Debug, Clone, Serialize)]
 pub struct StopReport {
+    /// The stop condition that held (like "p99 23.1ms > 20ms"), or why the
+    /// user stopped.
     pub reason: String,
     /// The window whose results met the stop condition (or during which the
     /// user interrupted).
@@ -154,45 +223,67 @@ pub struct StopReport {
 }
 
 impl PhaseReport {
+    /// Failed requests, all classes.
     pub fn error_count(&self) -> u64 {
         self.errors.values().sum()
     }
 }
 
+/// Latency of a set of requests, µs, read from their merged histogram.
 #[derive(Debug, Clone, Serialize)]
 pub struct LatencyReport {
+    /// The smallest.
     pub min: u64,
+    /// The mean (to 0.01 µs).
     pub mean: f64,
+    /// The median.
     pub p50: u64,
+    /// The 90th percentile.
     pub p90: u64,
+    /// The 99th percentile.
     pub p99: u64,
+    /// The 99.9th percentile.
     pub p999: u64,
+    /// The largest.
     pub max: u64,
-    /// Percentiles asked for besides these (`p99.99`).
+    /// Percentiles asked for besides these, by name (`p99.99`).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub percentiles: BTreeMap<String, u64>,
 }
 
+/// One agent's part in one phase.
 #[derive(Debug, Clone, Serialize)]
 pub struct PhaseAgentReport {
+    /// The agent's id.
     pub id: String,
+    /// The host it ran on.
     pub host: String,
+    /// Distinct windows it logged inside the time range, warm-up included.
     pub windows: u32,
+    /// Requests it finished in the headline windows, ok or failed.
     pub requests: u64,
+    /// Of those, the failed ones.
     pub errors: u64,
+    /// It said it ended the phase.
     pub ended: bool,
+    /// Requests it still had in flight when the phase was cut off (not
+    /// counted).
     pub abandoned_in_flight: u64,
     /// CPU seconds the agent process used during the phase.
     pub cpu_s: f64,
+    /// Its requests and errors per timeline window.
     pub timeline: Vec<AgentPoint>,
     /// The agent's part of the load as scheduled: its share (weight / sum
     /// of weights), concurrency, open-loop rate and iterations.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub share: Option<f64>,
+    /// Its concurrency (workers), as scheduled.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<u32>,
+    /// Its open-loop rate, requests per second, as scheduled.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate: Option<f64>,
+    /// Its part of the iteration budget, as scheduled.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub iterations: Option<u64>,
     /// It spent its iteration budget.
@@ -206,29 +297,42 @@ pub struct PhaseAgentReport {
     pub load: AgentLoad,
 }
 
+/// One point of the percentile spectrum.
 #[derive(Debug, Clone, Serialize)]
 pub struct SpectrumPoint {
+    /// The percentile, 0 to 100.
     pub percentile: f64,
+    /// The latency at it, µs.
     pub value_us: u64,
 }
 
+/// One agent in one timeline window of a phase.
 #[derive(Debug, Clone, Serialize)]
 pub struct AgentPoint {
+    /// Start of the window, seconds from the phase's start.
     pub t_s: f64,
+    /// Requests finished, ok or failed.
     pub requests: u64,
+    /// Requests that failed.
     pub errors: u64,
 }
 
+/// One timeline window of a phase, every agent and operation merged.
 #[derive(Debug, Clone, Serialize)]
 pub struct TimelinePoint {
+    /// Start of the window, seconds from the phase's start.
     pub t_s: f64,
+    /// The window starts inside the warm-up.
     pub warmup: bool,
+    /// Requests finished, ok or failed.
     pub requests: u64,
+    /// Requests that failed.
     pub errors: u64,
-    pub p50_us: Option<u64>,
-    pub p90_us: Option<u64>,
-    pub p99_us: Option<u64>,
-    pub max_us: Option<u64>,
+    /// Its latency percentiles (`p50_us`, `p90_us`, `p99_us`, `max_us`).
+    #[serde(flatten)]
+    pub latency: WindowLatency,
+    /// How many agents reported it (of a window merged from several logged
+    /// ones, the most any of them had).
     pub agents: u32,
     /// Open loop: sends the schedule called for in this window (offered).
     #[serde(skip_serializing_if = "is_zero")]
@@ -238,42 +342,94 @@ pub struct TimelinePoint {
     pub intended_rps: Option<f64>,
 }
 
+/// A window's latency percentiles, µs (`None`: no request finished in it).
+/// Its fields sit in the JSON of the window that holds it, as
+/// `p50_us`, `p90_us`, `p99_us`, `max_us`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct WindowLatency {
+    /// Median latency, µs.
+    pub p50_us: Option<u64>,
+    /// 90th percentile latency, µs.
+    pub p90_us: Option<u64>,
+    /// 99th percentile latency, µs.
+    pub p99_us: Option<u64>,
+    /// Largest latency, µs.
+    pub max_us: Option<u64>,
+}
+
+impl WindowLatency {
+    /// The percentiles of a window's merged histogram.
+    pub fn of(h: &Histogram<u64>) -> WindowLatency {
+        let at = |q: f64| (!h.is_empty()).then(|| h.value_at_quantile(q));
+        WindowLatency {
+            p50_us: at(0.5),
+            p90_us: at(0.9),
+            p99_us: at(0.99),
+            max_us: (!h.is_empty()).then(|| h.max()),
+        }
+    }
+}
+
+/// One host's metrics over the run, from its agents' samples (per second,
+/// the highest sample of the agents on it).
 #[derive(Debug, Clone, Serialize)]
 pub struct HostReport {
+    /// The host's name.
     pub host: String,
+    /// Its CPU busy, percent of all its cores, averaged over its seconds.
     pub cpu_pct_mean: f64,
+    /// Its CPU busy at the busiest second, percent.
     pub cpu_pct_max: f64,
+    /// The most memory in use, bytes.
     pub mem_used_max_bytes: u64,
+    /// Bytes received over the run, every interface.
     pub net_rx_bytes: u64,
+    /// Bytes sent over the run, every interface.
     pub net_tx_bytes: u64,
+    /// The highest 1-minute load average.
     pub load_1_max: f64,
+    /// Seconds with a sample.
     pub samples: u64,
+    /// Per second with a sample.
     pub timeline: Vec<HostPoint>,
 }
 
 /// One second of one host; `t_s` from the run's start.
 #[derive(Debug, Clone, Serialize)]
 pub struct HostPoint {
+    /// Start of the second, seconds from the run's start.
     pub t_s: f64,
+    /// CPU busy, percent of all the host's cores.
     pub cpu_pct: f64,
+    /// Memory in use, bytes.
     pub mem_used_bytes: u64,
+    /// Bytes received over the sample's interval, every interface.
     pub net_rx_bytes: u64,
+    /// Bytes sent over the sample's interval, every interface.
     pub net_tx_bytes: u64,
 }
 
+/// What the run's log holds, and what it lacks.
 #[derive(Debug, Clone, Serialize)]
 pub struct LogReport {
+    /// Records read.
     pub records: u64,
+    /// Agent events logged more than once (counted once).
     pub duplicate_events: u64,
+    /// Sequence numbers agents skipped (never logged), summed over agents.
     pub seq_gaps: u64,
+    /// Windows whose latency histogram could not be decoded (not counted).
     pub bad_windows: u64,
     /// Per agent: the highest sequence number logged and how many distinct
     /// events are logged (equal when nothing is missing).
     pub agent_events: BTreeMap<String, AgentEvents>,
 }
 
+/// One agent's events in the log.
 #[derive(Debug, Clone, Serialize)]
 pub struct AgentEvents {
+    /// The highest sequence number logged.
     pub highest_seq: u64,
+    /// Distinct events logged.
     pub events: u64,
 }

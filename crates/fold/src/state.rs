@@ -8,48 +8,77 @@ use hdrhistogram::Histogram;
 use fleetbench::pb;
 use fleetbench::window::{merge_encoded, new_growing_histogram};
 
-/// Facts about the run from its first record.
+/// Facts about the run from its first record (`RunStarted`).
 #[derive(Debug, Clone, Default)]
 pub struct RunInfo {
+    /// The run's id.
     pub id: String,
+    /// The run's name, from the workload file.
     pub name: String,
+    /// When the run started, µs since the Unix epoch (coordinator clock).
     pub started_at_us: i64,
+    /// The workload file's path, as the coordinator was given it.
     pub workload_path: String,
+    /// The workload file, byte for byte.
     pub workload_text: String,
+    /// The validated workload, as JSON.
     pub resolved_json: String,
+    /// The version of the coordinator that ran it.
     pub coordinator_version: String,
+    /// SHA-256 of the agent binary the run shipped, hex.
     pub agent_binary_hash: String,
 }
 
+/// An agent as its attach and detach records tell it.
 #[derive(Debug, Clone, Default)]
 pub struct AgentInfo {
+    /// The agent's id.
     pub id: String,
+    /// The host it runs on (its hostname).
     pub host: String,
+    /// The host's logical cores.
     pub cores: u32,
+    /// The host's memory, bytes.
     pub memory_bytes: u64,
+    /// The agent's version.
     pub version: String,
+    /// SHA-256 of the agent's binary, hex.
     pub binary_hash: String,
+    /// The agent's clock minus the coordinator's, µs, measured at its
+    /// latest attach (the ping with the smallest round trip).
     pub clock_offset_us: i64,
+    /// That ping's round trip, µs.
     pub rtt_us: u64,
+    /// How many times it attached (more than once: it reconnected).
     pub attaches: u32,
+    /// How many times it detached.
     pub detaches: u32,
 }
 
-/// All agents' results for one window of one phase.
+/// All agents' results for one window of one phase (or of one operation,
+/// or of one agent's operation).
 #[derive(Debug, Clone)]
 pub struct WindowAgg {
+    /// Requests that succeeded.
     pub ok: u64,
+    /// Failed requests per error class (`timeout`, `status_5xx`, ...).
     pub errors: BTreeMap<String, u64>,
+    /// Bytes sent to the target.
     pub bytes_sent: u64,
+    /// Bytes received from the target.
     pub bytes_received: u64,
+    /// Every request's latency, µs, all agents' histograms merged.
     pub latency: Histogram<u64>,
+    /// Latencies beyond the histogram's range, recorded at its top.
     pub latency_clamped: u64,
+    /// The largest delay between a request's intended and actual send, µs.
     pub max_send_lag_us: u64,
     /// Open loop: sends the schedule called for (the offered load).
     pub scheduled: u64,
     /// Open loop: sends whose worker woke more than 5 ms after the intended
-    /// time (the agent was late, not the target), and the largest such lag.
+    /// time (the agent was late, not the target).
     pub late_wakes: u64,
+    /// Open loop: the largest such lag, µs.
     pub max_wake_lag_us: u64,
     /// How many agents' windows were merged here (an agent sends one window
     /// per operation; it counts once).
@@ -73,10 +102,12 @@ impl WindowAgg {
         }
     }
 
+    /// Failed requests, all classes.
     pub fn error_count(&self) -> u64 {
         self.errors.values().sum()
     }
 
+    /// Requests finished, ok or failed.
     pub fn requests(&self) -> u64 {
         self.ok + self.error_count()
     }
@@ -120,21 +151,52 @@ impl WindowAgg {
     }
 }
 
-/// One agent's counts in one logged window, all its operations together.
+/// One agent's counts in one logged window, all its operations together
+/// (or over several windows: what the limited rule looks at).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct AgentWindow {
-    pub ok: u64,
-    pub errors: u64,
-    pub scheduled: u64,
-    pub late_wakes: u64,
-    pub max_wake_lag_us: u64,
-    pub loop_probes: u64,
-    pub loop_late: u64,
-    pub max_loop_lag_us: u64,
+pub(crate) struct AgentWindow {
+    pub(crate) ok: u64,
+    pub(crate) errors: u64,
+    /// Open loop: sends the schedule called for, those whose worker woke
+    /// late, and the largest such lag.
+    pub(crate) scheduled: u64,
+    pub(crate) late_wakes: u64,
+    pub(crate) max_wake_lag_us: u64,
+    /// Event-loop probes of the agent's load threads, those that fired
+    /// late, and the largest lag.
+    pub(crate) loop_probes: u64,
+    pub(crate) loop_late: u64,
+    pub(crate) max_loop_lag_us: u64,
 }
 
 impl AgentWindow {
-    pub fn requests(&self) -> u64 {
+    /// The counts of one window of one operation, as the agent sent it.
+    pub(crate) fn of(w: &pb::ResultWindow) -> AgentWindow {
+        AgentWindow {
+            ok: w.ok,
+            errors: w.errors.values().sum(),
+            scheduled: w.scheduled,
+            late_wakes: w.late_wakes,
+            max_wake_lag_us: w.max_wake_lag_us,
+            loop_probes: w.loop_probes,
+            loop_late: w.loop_late,
+            max_loop_lag_us: w.max_loop_lag_us,
+        }
+    }
+
+    /// Counts add; lags keep the largest.
+    pub(crate) fn merge(&mut self, other: &AgentWindow) {
+        self.ok += other.ok;
+        self.errors += other.errors;
+        self.scheduled += other.scheduled;
+        self.late_wakes += other.late_wakes;
+        self.max_wake_lag_us = self.max_wake_lag_us.max(other.max_wake_lag_us);
+        self.loop_probes += other.loop_probes;
+        self.loop_late += other.loop_late;
+        self.max_loop_lag_us = self.max_loop_lag_us.max(other.max_loop_lag_us);
+    }
+
+    pub(crate) fn requests(&self) -> u64 {
         self.ok + self.errors
     }
 }
@@ -144,45 +206,79 @@ impl AgentWindow {
 pub struct AgentPhase {
     /// Distinct window indexes logged (an agent sends one window per
     /// operation per index).
-    pub windows: u32,
-    pub ok: u64,
-    pub errors: u64,
+    pub(crate) windows: u32,
+    pub(crate) ok: u64,
+    pub(crate) errors: u64,
+    /// The agent's `PhaseEnded`, once logged: it is done with the phase.
     pub ended: Option<pb::PhaseEnded>,
     /// Per logged window index, all operations together.
-    pub by_window: BTreeMap<u32, AgentWindow>,
+    pub(crate) by_window: BTreeMap<u32, AgentWindow>,
     /// Per logged (window index, operation), everything including the
     /// latency histogram: kept only by a fold made with
     /// [`Fold::keeping_agent_windows`] (`export`).
     pub kept: BTreeMap<(u32, String), WindowAgg>,
 }
 
+/// One phase: its schedule and every result logged for it.
 #[derive(Debug, Clone)]
 pub struct PhaseAgg {
+    /// The phase's index in the workload file (0 first).
     pub index: u32,
+    /// The phase's name.
     pub name: String,
+    /// When it was scheduled to start, µs since the Unix epoch (coordinator
+    /// clock).
     pub start_at_us: i64,
+    /// Its scheduled duration, ms (0: it runs on an iteration budget).
     pub duration_ms: u64,
+    /// Its warm-up at the start, ms, left out of the headline numbers.
     pub warmup_ms: u64,
+    /// Width of the windows the agents log, ms.
     pub window_ms: u32,
+    /// The agents it was scheduled on.
     pub agent_ids: Vec<String>,
     /// Per window index, every agent and every operation merged.
     pub windows: BTreeMap<u32, WindowAgg>,
+    /// Per agent id, its part in the phase.
     pub agents: BTreeMap<String, AgentPhase>,
     /// Per named operation, per window index: every agent merged. Windows of
     /// the unnamed op "" (a single-workload phase) are only in `windows`.
-    pub ops: BTreeMap<String, BTreeMap<u32, WindowAgg>>,
+    pub(crate) ops: BTreeMap<String, BTreeMap<u32, WindowAgg>>,
     /// From `PhaseScheduled`: the operations in the file's order, each
     /// agent's share, the iteration budget and the open-loop shape.
-    pub op_names: Vec<String>,
-    pub shares: Vec<pb::AgentShare>,
-    pub iterations: u64,
-    pub shape: Option<pb::LoadShape>,
+    pub(crate) op_names: Vec<String>,
+    pub(crate) shares: Vec<pb::AgentShare>,
+    pub(crate) iterations: u64,
+    pub(crate) shape: Option<pb::LoadShape>,
     /// Run control cut the phase short (the earliest request, if several).
-    pub stop: Option<pb::PhaseStopRequested>,
+    pub(crate) stop: Option<pb::PhaseStopRequested>,
 }
 
 impl PhaseAgg {
-    pub(crate) fn is_warmup(&self, index: u32) -> bool {
+    /// Phase `index` before its `PhaseScheduled` is applied: named
+    /// `phase-INDEX`, windows of a second, nothing logged.
+    pub(crate) fn new(index: u32) -> PhaseAgg {
+        PhaseAgg {
+            index,
+            name: format!("phase-{index}"),
+            start_at_us: 0,
+            duration_ms: 0,
+            warmup_ms: 0,
+            window_ms: 1000,
+            agent_ids: Vec::new(),
+            windows: BTreeMap::new(),
+            agents: BTreeMap::new(),
+            ops: BTreeMap::new(),
+            op_names: Vec::new(),
+            shares: Vec::new(),
+            iterations: 0,
+            shape: None,
+            stop: None,
+        }
+    }
+
+    /// Window `index` starts inside the warm-up.
+    pub fn is_warmup(&self, index: u32) -> bool {
         u64::from(index) * u64::from(self.window_ms) < self.warmup_ms
     }
 
@@ -250,8 +346,11 @@ pub(crate) struct HostSample {
 /// Everything known about a run, built from its log records.
 #[derive(Debug, Default)]
 pub struct Fold {
+    /// The run's facts, once its `RunStarted` is applied.
     pub run: Option<RunInfo>,
+    /// Per agent id, the agents that attached.
     pub agents: BTreeMap<String, AgentInfo>,
+    /// Per phase index, the phases scheduled or reported on.
     pub phases: BTreeMap<u32, PhaseAgg>,
     pub(crate) hosts: BTreeMap<String, HostAgg>,
     /// Per agent, by the sample's instant (coordinator clock, µs): the agent
@@ -261,33 +360,59 @@ pub struct Fold {
     pub(crate) seen: HashMap<String, HashSet<u64>>,
     /// Per agent: (highest seq seen, distinct seqs seen).
     pub(crate) seqs: BTreeMap<String, (u64, u64)>,
-    pub duplicate_events: u64,
-    pub finished: Option<pb::RunFinished>,
+    /// Agent events logged more than once (counted once).
+    pub(crate) duplicate_events: u64,
+    pub(crate) finished: Option<pb::RunFinished>,
+    /// The run's notices in log order, agents' and the coordinator's, as
+    /// "LEVEL: [agent ID: ]MESSAGE".
     pub notices: Vec<String>,
-    pub records: u64,
-    pub last_logged_at_us: i64,
+    /// Records applied.
+    pub(crate) records: u64,
+    /// The latest record's logging instant, µs (the run's end so far).
+    pub(crate) last_logged_at_us: i64,
     /// Windows whose histogram could not be decoded (counted, not merged).
-    pub bad_windows: u64,
+    pub(crate) bad_windows: u64,
     /// Which results to keep (replay filters).
-    pub filter: Filter,
+    pub(crate) filter: Filter,
     /// Keep each agent's own windows whole ([`AgentPhase::kept`]), not only
     /// their counts. Off by default: it holds a histogram per agent and window.
-    pub keep_agent_windows: bool,
+    pub(crate) keep_agent_windows: bool,
+}
+
+impl Fold {
+    /// The phases a report of this fold shows: all, or those the filter
+    /// names.
+    pub fn reported_phases(&self) -> impl Iterator<Item = &PhaseAgg> {
+        self.phases
+            .values()
+            .filter(|p| self.filter.phases.is_empty() || self.filter.phases.contains(&p.name))
+    }
+
+    /// The fold keeps each agent's windows whole
+    /// ([`Fold::keeping_agent_windows`]).
+    pub fn keeps_agent_windows(&self) -> bool {
+        self.keep_agent_windows
+    }
 }
 
 /// Which agents' results (and which phases) a fold keeps. Empty lists keep
 /// everything.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
+    /// Only these phases (by name) in the report.
     pub phases: Vec<String>,
+    /// Only these agents' results (by id).
     pub agents: Vec<String>,
+    /// Not these agents' results (by id).
     pub exclude_agents: Vec<String>,
+    /// Only results of agents on these hosts.
     pub hosts: Vec<String>,
     /// Only these operations' windows (by name).
     pub ops: Vec<String>,
 }
 
 impl Filter {
+    /// The filter keeps everything.
     pub fn is_empty(&self) -> bool {
         self.phases.is_empty()
             && self.agents.is_empty()

@@ -5,19 +5,21 @@ use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
 
-use crate::limited::*;
-use crate::model::*;
+use crate::limited::{AgentLoad, limited_reasons};
+use crate::model::{
+    AgentEvents, AgentPoint, AgentReport, HostPoint, HostReport, LatencyReport, LimitedAgent,
+    LogReport, OpPoint, OpReport, PhaseAgentReport, PhaseReport, Report, SpectrumPoint, StopReport,
+    TimelinePoint, WindowLatency,
+};
 use crate::shape::intended_mean;
-use crate::state::*;
+use crate::state::{AgentInfo, AgentPhase, AgentWindow, CpuSample, Fold, PhaseAgg, WindowAgg};
 
 impl Fold {
     /// The report of this run, as the user reads it.
     pub fn report(&self, options: &ReportOptions) -> Report {
         let run = self.run.clone().unwrap_or_default();
         let phases: Vec<PhaseReport> = self
-            .phases
-            .values()
-            .filter(|p| self.filter.phases.is_empty() || self.filter.phases.contains(&p.name))
+            .reported_phases()
             .map(|p| phase_report(p, run.started_at_us, &self.agents, &self.agent_cpu, options))
             .collect();
         let hosts = self
@@ -115,6 +117,7 @@ pub struct ReportOptions {
     pub window_s: Option<u32>,
     /// Only windows that lie inside [from_s, to_s], seconds from the run's start.
     pub from_s: Option<f64>,
+    /// See `from_s`.
     pub to_s: Option<f64>,
     /// Extra percentiles to report (like 99.99).
     pub percentiles: Vec<f64>,
@@ -238,10 +241,6 @@ impl<'a> Windowing<'a> {
     }
 }
 
-fn quantile(h: &Histogram<u64>, q: f64) -> Option<u64> {
-    (!h.is_empty()).then(|| h.value_at_quantile(q))
-}
-
 fn throughput(requests: u64, duration_s: f64) -> f64 {
     if duration_s > 0.0 {
         round2(requests as f64 / duration_s)
@@ -272,10 +271,7 @@ fn phase_report(
                 warmup: t_ms < p.warmup_ms,
                 requests: w.requests(),
                 errors: w.error_count(),
-                p50_us: quantile(&w.latency, 0.5),
-                p90_us: quantile(&w.latency, 0.9),
-                p99_us: quantile(&w.latency, 0.99),
-                max_us: (!w.latency.is_empty()).then(|| w.latency.max()),
+                latency: WindowLatency::of(&w.latency),
                 agents: w.agents,
                 scheduled: w.scheduled,
                 intended_rps: p.shape.as_ref().map(|shape| {
@@ -397,12 +393,15 @@ fn op_reports(
                 latency_us: latency_report(&total.latency),
                 timeline: buckets
                     .iter()
-                    .map(|(&b, w)| OpPoint {
-                        t_s: round3((b * at.bucket_ms) as f64 / 1000.0),
-                        requests: w.requests(),
-                        errors: w.error_count(),
-                        p50_us: quantile(&w.latency, 0.5),
-                        p99_us: quantile(&w.latency, 0.99),
+                    .map(|(&b, w)| {
+                        let latency = WindowLatency::of(&w.latency);
+                        OpPoint {
+                            t_s: round3((b * at.bucket_ms) as f64 / 1000.0),
+                            requests: w.requests(),
+                            errors: w.error_count(),
+                            p50_us: latency.p50_us,
+                            p99_us: latency.p99_us,
+                        }
                     })
                     .collect(),
             }
@@ -420,7 +419,7 @@ fn agent_report(
 ) -> PhaseAgentReport {
     let mut points: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
     let (mut requests, mut errors, mut windows) = (0, 0, 0);
-    let mut load = AgentLoad::default();
+    let mut measured = AgentWindow::default();
     for (&index, w) in a.by_window.iter().filter(|(i, _)| at.inside(**i)) {
         let e = points.entry(at.bucket(index)).or_default();
         e.0 += w.requests();
@@ -436,16 +435,21 @@ fn agent_report(
         // them short, so what they lack against the schedule is the stop's.
         let cut = p.stop.as_ref().is_some_and(|s| index > s.window_index);
         if !p.is_warmup(index) && !cut {
-            load.scheduled += w.scheduled;
-            load.late_wakes += w.late_wakes;
-            load.max_wake_lag_us = load.max_wake_lag_us.max(w.max_wake_lag_us);
-            load.loop_probes += w.loop_probes;
-            load.loop_late += w.loop_late;
-            load.max_loop_lag_us = load.max_loop_lag_us.max(w.max_loop_lag_us);
-            load.sent += w.requests();
+            measured.merge(w);
         }
     }
-    load.threads = a.ended.map_or(0, |e| e.threads);
+    let mut load = AgentLoad {
+        scheduled: measured.scheduled,
+        sent: measured.requests(),
+        late_wakes: measured.late_wakes,
+        max_wake_lag_us: measured.max_wake_lag_us,
+        loop_probes: measured.loop_probes,
+        loop_late: measured.loop_late,
+        max_loop_lag_us: measured.max_loop_lag_us,
+        cpu_pct_mean: None,
+        threads: a.ended.map_or(0, |e| e.threads),
+        cores: 0,
+    };
     // CPU samples whose interval's middle lies inside the phase's logged
     // span (its duration, or less when it ended early).
     if let Some(samples) = cpu {

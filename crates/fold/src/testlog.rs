@@ -3,12 +3,15 @@
 //! one phase `load` of 20 one-second windows with 2 s of warm-up.
 
 use fleetbench::pb;
+use fleetbench::pb::event::Kind;
 use fleetbench::pb::log_record::Record;
 use fleetbench::window::{ErrorClass, WindowAcc};
 use fleetbench_gen::rng::Rng;
 
 use crate::Fold;
 
+/// Window `index` of phase 0 from `agent` (event `seq`): up to 49 random
+/// latencies of 1 µs to 10 ms, and a 5xx error one time in three.
 pub fn window_event(agent: &str, seq: u64, index: u32, rng: &mut Rng) -> pb::LogRecord {
     let mut w = WindowAcc::new();
     let n = rng.next_u64() % 50;
@@ -18,20 +21,11 @@ pub fn window_event(agent: &str, seq: u64, index: u32, rng: &mut Rng) -> pb::Log
     if rng.next_u64().is_multiple_of(3) {
         w.record_error(ErrorClass::Status5xx, Some(42));
     }
-    pb::LogRecord {
-        logged_at_us: 1,
-        record: Some(Record::AgentEvent(pb::AgentEvent {
-            agent_id: agent.into(),
-            clock_offset_us: 0,
-            event: Some(pb::Event {
-                seq,
-                agent_time_us: 0,
-                kind: Some(pb::event::Kind::Window(w.to_pb(0, index, 1000))),
-            }),
-        })),
-    }
+    agent_event(agent, seq, 0, Kind::Window(w.to_pb(0, index, 1000)))
 }
 
+/// Phase 0, `load`: 20 s of one-second windows, 2 s of warm-up, on agents
+/// `a` and `b`.
 pub fn scheduled() -> pb::LogRecord {
     pb::LogRecord {
         logged_at_us: 0,
@@ -48,6 +42,7 @@ pub fn scheduled() -> pb::LogRecord {
     }
 }
 
+/// The schedule, then 20 random windows of each agent.
 pub fn stream(seed: u64) -> Vec<pb::LogRecord> {
     let mut rng = Rng::new(seed);
     let mut out = vec![scheduled()];
@@ -59,12 +54,9 @@ pub fn stream(seed: u64) -> Vec<pb::LogRecord> {
     out
 }
 
-pub fn agent_event(
-    agent: &str,
-    seq: u64,
-    agent_time_us: i64,
-    kind: pb::event::Kind,
-) -> pb::LogRecord {
+/// `agent`'s event `seq` of `kind`, at `agent_time_us` on its clock (which
+/// is the coordinator's: no offset).
+pub fn agent_event(agent: &str, seq: u64, agent_time_us: i64, kind: Kind) -> pb::LogRecord {
     pb::LogRecord {
         logged_at_us: 1,
         record: Some(Record::AgentEvent(pb::AgentEvent {
@@ -83,15 +75,25 @@ pub fn agent_event(
 /// (of the same latency), and the open-loop counts.
 #[derive(Debug, Clone, Copy)]
 pub struct OpWindow<'a> {
+    /// The agent that sends it.
     pub agent: &'a str,
+    /// Its event's sequence number.
     pub seq: u64,
+    /// The window's index in phase 0.
     pub index: u32,
+    /// The operation ("": a single-workload phase).
     pub op: &'a str,
+    /// Requests that succeeded.
     pub requests: u64,
+    /// Every request's latency, µs.
     pub latency_us: u64,
+    /// Requests that failed (5xx).
     pub errors: u64,
+    /// Sends the schedule called for.
     pub scheduled: u64,
+    /// Sends whose worker woke late.
     pub late_wakes: u64,
+    /// The largest such lag, µs.
     pub max_wake_lag_us: u64,
 }
 
@@ -126,10 +128,31 @@ impl<'a> OpWindow<'a> {
         w.scheduled = self.scheduled;
         w.late_wakes = self.late_wakes;
         w.max_wake_lag_us = self.max_wake_lag_us;
-        agent_event(self.agent, self.seq, 0, pb::event::Kind::Window(w))
+        agent_event(self.agent, self.seq, 0, Kind::Window(w))
     }
 }
 
+/// `agent`'s host metrics `m` (event `seq`) over the second up to
+/// `agent_time_us`.
+pub fn host_metrics(
+    agent: &str,
+    seq: u64,
+    agent_time_us: i64,
+    m: pb::HostMetrics,
+) -> pb::LogRecord {
+    let m = pb::HostMetrics {
+        interval_ms: 1000,
+        ..m
+    };
+    agent_event(agent, seq, agent_time_us, Kind::HostMetrics(m))
+}
+
+/// `agent` ends phase 0 as `ended` says (event `seq`), at 21 s.
+pub fn phase_ended(agent: &str, seq: u64, ended: pb::PhaseEnded) -> pb::LogRecord {
+    agent_event(agent, seq, 21_000_000, Kind::PhaseEnded(ended))
+}
+
+/// [`scheduled`], changed by `f`.
 pub fn scheduled_with(f: impl FnOnce(&mut pb::PhaseScheduled)) -> pb::LogRecord {
     let mut r = scheduled();
     if let Some(Record::PhaseScheduled(p)) = &mut r.record {
@@ -168,6 +191,7 @@ pub fn op_stream(seed: u64) -> Vec<pb::LogRecord> {
     out
 }
 
+/// A fold of `records`, in their order.
 pub fn fold_of(records: &[pb::LogRecord]) -> Fold {
     let mut f = Fold::new();
     records.iter().for_each(|r| f.apply(r));
@@ -218,30 +242,28 @@ pub fn op_less_log() -> Vec<pb::LogRecord> {
             }
             out.push(r);
             seq += 1;
-            out.push(agent_event(
+            out.push(host_metrics(
                 agent,
                 seq,
                 1_000_000 * (i64::from(i) + 1),
-                pb::event::Kind::HostMetrics(pb::HostMetrics {
+                pb::HostMetrics {
                     cpu_pct: 10.0 + a as f32 + i as f32,
                     mem_used_bytes: 1 << 30,
-                    interval_ms: 1000,
                     ..Default::default()
-                }),
+                },
             ));
         }
         seq += 1;
-        out.push(agent_event(
+        out.push(phase_ended(
             agent,
             seq,
-            21_000_000,
-            pb::event::Kind::PhaseEnded(pb::PhaseEnded {
+            pb::PhaseEnded {
                 phase_index: 0,
                 windows: 20,
                 cpu_ms: 1500,
                 threads: 1,
                 ..Default::default()
-            }),
+            },
         ));
     }
     out.push(rec(
@@ -262,6 +284,8 @@ pub fn op_less_log() -> Vec<pb::LogRecord> {
     out
 }
 
+/// Run control stops phase 0 after window `window_index` (at 1200/s), for
+/// `reason`.
 pub fn stop(window_index: u32, reason: &str) -> pb::LogRecord {
     pb::LogRecord {
         logged_at_us: 5,
@@ -314,44 +338,35 @@ pub fn limited_agent_log() -> Vec<pb::LogRecord> {
                 .record(),
             );
             seq += 1;
-            records.push(agent_event(
-                agent,
-                seq,
-                i64::from(i) * 1_000_000 + 1_000_000,
-                pb::event::Kind::HostMetrics(pb::HostMetrics {
-                    agent_cpu_pct: if agent == "a" { 97.0 } else { 30.0 },
-                    cores: 2,
-                    interval_ms: 1000,
-                    ..Default::default()
-                }),
-            ));
+            let cpu = if agent == "a" { 97.0 } else { 30.0 };
+            records.push(agent_cpu(agent, seq, i64::from(i) + 1, cpu));
         }
         seq += 1;
-        records.push(agent_event(
+        records.push(phase_ended(
             agent,
             seq,
-            21_000_000,
-            pb::event::Kind::PhaseEnded(pb::PhaseEnded {
+            pb::PhaseEnded {
                 phase_index: 0,
                 threads: 1,
                 ..Default::default()
-            }),
+            },
         ));
         // Busy after the phase's 20 s: samples outside it do not count.
         for t in 21..30i64 {
             seq += 1;
-            records.push(agent_event(
-                agent,
-                seq,
-                t * 1_000_000,
-                pb::event::Kind::HostMetrics(pb::HostMetrics {
-                    agent_cpu_pct: 100.0,
-                    cores: 2,
-                    interval_ms: 1000,
-                    ..Default::default()
-                }),
-            ));
+            records.push(agent_cpu(agent, seq, t, 100.0));
         }
     }
     records
+}
+
+/// `agent`'s process at `cpu_pct` of one core on a two-core host, over
+/// the second up to `second` (event `seq`).
+fn agent_cpu(agent: &str, seq: u64, second: i64, cpu_pct: f32) -> pb::LogRecord {
+    let m = pb::HostMetrics {
+        agent_cpu_pct: cpu_pct,
+        cores: 2,
+        ..Default::default()
+    };
+    host_metrics(agent, seq, second * 1_000_000, m)
 }

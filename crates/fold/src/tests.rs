@@ -5,11 +5,25 @@
 use fleetbench::pb;
 use fleetbench_gen::rng::Rng;
 
-use crate::testlog::*;
-use crate::*;
+use crate::testlog::{
+    OpWindow, fold_of, limited_agent_log, op_stream, scheduled_with, shape, stop, stream,
+};
+use crate::{
+    AgentLoad, Filter, Fold, OpReport, ReportOptions, intended_mean, intended_rate, limited_reasons,
+};
 
 fn json(f: &Fold) -> String {
     serde_json::to_string(&f.report(&ReportOptions::default())).unwrap()
+}
+
+/// `records` in an order drawn from `rng` (Fisher-Yates).
+fn shuffled(records: &[pb::LogRecord], rng: &mut Rng) -> Vec<pb::LogRecord> {
+    let mut out = records.to_vec();
+    for i in (1..out.len()).rev() {
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+        out.swap(i, j);
+    }
+    out
 }
 
 #[test]
@@ -18,12 +32,7 @@ fn order_of_arrival_does_not_change_the_report() {
         let records = stream(seed);
         let mut forward = Fold::new();
         records.iter().for_each(|r| forward.apply(r));
-        let mut shuffled = records.clone();
-        let mut rng = Rng::new(seed ^ 0xdead);
-        for i in (1..shuffled.len()).rev() {
-            let j = (rng.next_u64() % (i as u64 + 1)) as usize;
-            shuffled.swap(i, j);
-        }
+        let shuffled = shuffled(&records, &mut Rng::new(seed ^ 0xdead));
         let mut other = Fold::new();
         shuffled.iter().for_each(|r| other.apply(r));
         assert_eq!(json(&forward), json(&other), "seed {seed}");
@@ -85,11 +94,7 @@ fn any_window_size_and_any_order_give_the_same_totals() {
         let want = base.report(&all).phases[0].clone();
         let mut rng = Rng::new(seed + 1000);
         for window in 1..=7u32 {
-            let mut shuffled = records.clone();
-            for i in (1..shuffled.len()).rev() {
-                let j = (rng.next_u64() % (i as u64 + 1)) as usize;
-                shuffled.swap(i, j);
-            }
+            let shuffled = shuffled(&records, &mut rng);
             let mut f = Fold::new();
             shuffled.iter().for_each(|r| f.apply(r));
             let got = f.report(&ReportOptions {
@@ -213,12 +218,7 @@ fn operations_do_not_change_order_independence() {
     for seed in 0..10 {
         let records = op_stream(seed);
         let want = json(&fold_of(&records));
-        let mut shuffled = records.clone();
-        let mut rng = Rng::new(seed ^ 0xbeef);
-        for i in (1..shuffled.len()).rev() {
-            let j = (rng.next_u64() % (i as u64 + 1)) as usize;
-            shuffled.swap(i, j);
-        }
+        let shuffled = shuffled(&records, &mut Rng::new(seed ^ 0xbeef));
         assert_eq!(json(&fold_of(&shuffled)), want, "seed {seed}");
     }
 }

@@ -20,10 +20,11 @@
 use std::fmt::Write as _;
 
 use comfy_table::presets::UTF8_FULL_CONDENSED;
-use comfy_table::{CellAlignment, ContentArrangement, Table};
+use comfy_table::{ContentArrangement, Table};
 use serde::Serialize;
 
-use crate::report::limited_text;
+use crate::cells::{limited_text, right_align};
+use crate::format::Format;
 use crate::stats::{MannWhitney, mann_whitney_u, smallest_p};
 use fleetbench::clock::format_us;
 use fleetbench_fold::{LimitedAgent, PhaseReport, Report, RunInfo, TimelinePoint};
@@ -34,26 +35,14 @@ pub const ALPHA: f64 = 0.05;
 /// How the noise test is done, as the output states it.
 pub const TEST: &str = "two-sided Mann-Whitney U test on per-window values (normal approximation with tie and continuity correction), significant at p < 0.05";
 
-/// Output formats of `compare`. HTML comes with the HTML report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Table,
-    Json,
-    /// Both runs overlaid on the same axes (`html::render_compare`, which
-    /// needs the two reports, not just this comparison).
-    Html,
-}
+/// The formats `compare` offers: no CSV. HTML comes with the HTML report
+/// (both runs overlaid on the same axes: `html::render_compare`, which
+/// needs the two reports, not just the comparison).
+pub const FORMATS: [Format; 3] = [Format::Table, Format::Json, Format::Html];
 
-impl std::str::FromStr for Format {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "table" => Ok(Format::Table),
-            "json" => Ok(Format::Json),
-            "html" => Ok(Format::Html),
-            other => Err(format!("unknown format {other:?}: use table, json or html")),
-        }
-    }
+/// Parses `compare --format`: one of [`FORMATS`].
+pub fn parse_format(s: &str) -> Result<Format, String> {
+    Format::parse_among(s, &FORMATS)
 }
 
 /// A compared quantity.
@@ -64,14 +53,20 @@ pub enum Metric {
     Throughput,
     /// Failed requests, percent of all requests.
     ErrorRate,
+    /// Median latency.
     P50,
+    /// 90th percentile latency.
     P90,
+    /// 99th percentile latency.
     P99,
+    /// 99.9th percentile latency (no per-window value: not tested).
     P999,
+    /// Largest latency.
     Max,
 }
 
 impl Metric {
+    /// Every metric, in the order a comparison lists them.
     pub const ALL: [Metric; 7] = [
         Metric::Throughput,
         Metric::ErrorRate,
@@ -82,6 +77,7 @@ impl Metric {
         Metric::Max,
     ];
 
+    /// The metric's name in limits, the JSON and the table.
     pub fn name(self) -> &'static str {
         match self {
             Metric::Throughput => "throughput",
@@ -118,11 +114,11 @@ impl Metric {
                 Metric::ErrorRate => {
                     (w.requests > 0).then(|| 100.0 * w.errors as f64 / w.requests as f64)
                 }
-                Metric::P50 => w.p50_us.map(|v| v as f64),
-                Metric::P90 => w.p90_us.map(|v| v as f64),
-                Metric::P99 => w.p99_us.map(|v| v as f64),
+                Metric::P50 => w.latency.p50_us.map(|v| v as f64),
+                Metric::P90 => w.latency.p90_us.map(|v| v as f64),
+                Metric::P99 => w.latency.p99_us.map(|v| v as f64),
                 Metric::P999 => None,
-                Metric::Max => w.max_us.map(|v| v as f64),
+                Metric::Max => w.latency.max_us.map(|v| v as f64),
             }
         };
         p.timeline
@@ -159,7 +155,10 @@ impl std::str::FromStr for Metric {
 /// one percentage point).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Limit {
+    /// What is limited.
     pub metric: Metric,
+    /// By how much it may get worse: percent, or percentage points for the
+    /// error rate.
     pub percent: f64,
 }
 
@@ -197,10 +196,13 @@ pub fn parse_limits(text: &str) -> Result<Vec<Limit>, String> {
 pub struct Comparison {
     /// How "beyond noise" is decided.
     pub test: &'static str,
+    /// The run compared against.
     pub base: RunSide,
+    /// The run judged.
     pub candidate: RunSide,
     /// What differs between the runs' set-ups (empty when nothing does).
     pub differences: Differences,
+    /// Each phase of both runs (by name), in the base run's order.
     pub phases: Vec<PhaseComparison>,
     /// Phases present in one run only.
     pub unmatched: Vec<Unmatched>,
@@ -217,53 +219,75 @@ pub struct Comparison {
 /// A compared phase that a load generator limited in one run.
 #[derive(Debug, Clone, Serialize)]
 pub struct LimitedPhase {
+    /// The phase's name.
     pub phase: String,
     /// "base" or "candidate".
     pub run: &'static str,
+    /// The agents that limited it, and why.
     pub agents: Vec<LimitedAgent>,
 }
 
+/// One compared run's facts.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunSide {
+    /// The run's id.
     pub run_id: String,
+    /// The run's name.
     pub name: String,
+    /// How it ended (its report's status).
     pub status: String,
+    /// When it started, RFC 3339.
     pub started_at: String,
+    /// SHA-256 of the agent binary it shipped, hex.
     pub agent_binary_hash: String,
+    /// The version of the coordinator that ran it.
     pub coordinator_version: String,
 }
 
+/// What differs between two runs' set-ups.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Differences {
+    /// The agent binaries differ.
     pub agent_binary_hash: bool,
+    /// The coordinators' versions differ.
     pub coordinator_version: bool,
     /// A line diff of the workload texts: `-` base only, `+` candidate only.
     pub workload: Vec<String>,
 }
 
 impl Differences {
+    /// Something differs.
     pub fn any(&self) -> bool {
         self.agent_binary_hash || self.coordinator_version || !self.workload.is_empty()
     }
 }
 
+/// A phase only one of the runs has.
 #[derive(Debug, Clone, Serialize)]
 pub struct Unmatched {
+    /// The phase's name.
     pub phase: String,
     /// "base" or "candidate".
     pub only_in: &'static str,
 }
 
+/// One phase of both runs.
 #[derive(Debug, Clone, Serialize)]
 pub struct PhaseComparison {
+    /// The phase's name.
     pub name: String,
+    /// Every metric, in [`Metric::ALL`]'s order.
     pub metrics: Vec<MetricComparison>,
 }
 
+/// One metric of one phase in both runs.
 #[derive(Debug, Clone, Serialize)]
 pub struct MetricComparison {
+    /// The metric.
     pub metric: Metric,
+    /// Its headline value in the base run (requests/s, percent, or µs).
     pub base: Option<f64>,
+    /// Its headline value in the candidate run.
     pub candidate: Option<f64>,
     /// (candidate − base) / base, percent; None when base is zero or either
     /// value is missing.
@@ -281,21 +305,27 @@ pub struct MetricComparison {
     pub too_few_windows: bool,
 }
 
+/// One limit held against one phase.
 #[derive(Debug, Clone, Serialize)]
 pub struct LimitCheck {
+    /// The phase's name.
     pub phase: String,
+    /// The limited metric.
     pub metric: Metric,
     /// The limit, percent (percentage points for the error rate).
     pub limit: f64,
     /// The change it was held against, in the same unit, signed so that
     /// positive is worse; None when it could not be computed.
     pub worse_by: Option<f64>,
+    /// It got worse by more than the limit.
     pub crossed: bool,
 }
 
 /// One run to compare: its first record's facts and its report.
 pub struct Side<'a> {
+    /// The run's facts (its binaries, versions and workload).
     pub run: &'a RunInfo,
+    /// The run's report.
     pub report: &'a Report,
 }
 
@@ -462,11 +492,13 @@ pub fn line_diff(a: &str, b: &str) -> Vec<String> {
 
 // ---------------------------------------------------------------- rendering
 
+/// The comparison as a table or as pretty-printed JSON.
 pub fn render(c: &Comparison, format: Format) -> String {
     match format {
-        // The HTML page is drawn from the reports (see `Format::Html`); the
+        // The HTML page is drawn from the reports (see [`FORMATS`]), and a
+        // comparison has no CSV (`compare` does not offer it): the
         // comparison alone renders as its table.
-        Format::Table | Format::Html => table(c),
+        Format::Table | Format::Html | Format::Csv => table(c),
         Format::Json => {
             let mut s = serde_json::to_string_pretty(c).expect("comparison serializes: plain data");
             s.push('\n');
@@ -478,9 +510,31 @@ pub fn render(c: &Comparison, format: Format) -> String {
 /// How many workload diff lines the table shows (the JSON has them all).
 const DIFF_LINES: usize = 40;
 
-/// The comparison for people.
+/// The comparison for people: the two runs and what differs in their
+/// set-ups, a table per phase, the limited warnings, the noise verdict and
+/// the limits.
 pub fn table(c: &Comparison) -> String {
     let mut out = String::new();
+    runs_and_differences(&mut out, c);
+    for p in &c.phases {
+        let _ = writeln!(out, "phase {}", p.name);
+        let _ = writeln!(out, "{}", phase_table(p));
+    }
+    for u in &c.unmatched {
+        let _ = writeln!(out, "phase {} is only in the {} run", u.phase, u.only_in);
+    }
+    limited_warnings(&mut out, c);
+    let _ = writeln!(out, "noise test: {}", c.test);
+    noise_verdict(&mut out, c);
+    for l in &c.limits {
+        let _ = writeln!(out, "{}", limit_line(l));
+    }
+    out
+}
+
+/// Both runs' facts, then their binaries, versions and workloads where
+/// they differ.
+fn runs_and_differences(out: &mut String, c: &Comparison) {
     for (label, s) in [("base", &c.base), ("candidate", &c.candidate)] {
         let _ = writeln!(
             out,
@@ -512,62 +566,61 @@ pub fn table(c: &Comparison) -> String {
             let _ = writeln!(out, "  ... {} more lines", d.workload.len() - DIFF_LINES);
         }
     }
-    for p in &c.phases {
-        let _ = writeln!(out, "phase {}", p.name);
-        let mut t = Table::new();
-        t.load_style(UTF8_FULL_CONDENSED)
-            .set_content_arrangement(ContentArrangement::Disabled)
-            .set_header([
-                "metric",
-                "base",
-                "candidate",
-                "change",
-                "windows",
-                "p",
-                "beyond noise",
-            ]);
-        for m in &p.metrics {
-            let value = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| m.metric.format(v));
-            let change = match (m.metric, m.change_points, m.change_pct) {
-                (Metric::ErrorRate, Some(pt), _) => format!("{pt:+.2}pt"),
-                (_, _, Some(pct)) => format!("{pct:+.1}%"),
-                _ => "-".into(),
-            };
-            let (windows, p, beyond) = match &m.test {
-                Some(t) => (
-                    format!("{}/{}", t.n_a, t.n_b),
-                    format!("{:.3}", t.p),
-                    if m.significant {
-                        "yes"
-                    } else if m.too_few_windows {
-                        "too few windows"
-                    } else {
-                        "no"
-                    }
-                    .to_string(),
-                ),
-                None => ("-".into(), "-".into(), "not tested".into()),
-            };
-            t.add_row([
-                m.metric.name().to_string(),
-                value(m.base),
-                value(m.candidate),
-                change,
-                windows,
-                p,
-                beyond,
-            ]);
-        }
-        for i in 1..6 {
-            if let Some(col) = t.column_mut(i) {
-                col.set_cell_alignment(CellAlignment::Right);
-            }
-        }
-        let _ = writeln!(out, "{t}");
+}
+
+/// One phase's metrics: both values, the change, and the noise test.
+fn phase_table(p: &PhaseComparison) -> Table {
+    let mut t = Table::new();
+    t.load_style(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header([
+            "metric",
+            "base",
+            "candidate",
+            "change",
+            "windows",
+            "p",
+            "beyond noise",
+        ]);
+    for m in &p.metrics {
+        let value = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| m.metric.format(v));
+        let change = match (m.metric, m.change_points, m.change_pct) {
+            (Metric::ErrorRate, Some(pt), _) => format!("{pt:+.2}pt"),
+            (_, _, Some(pct)) => format!("{pct:+.1}%"),
+            _ => "-".into(),
+        };
+        let (windows, p, beyond) = match &m.test {
+            Some(t) => (
+                format!("{}/{}", t.n_a, t.n_b),
+                format!("{:.3}", t.p),
+                if m.significant {
+                    "yes"
+                } else if m.too_few_windows {
+                    "too few windows"
+                } else {
+                    "no"
+                }
+                .to_string(),
+            ),
+            None => ("-".into(), "-".into(), "not tested".into()),
+        };
+        t.add_row([
+            m.metric.name().to_string(),
+            value(m.base),
+            value(m.candidate),
+            change,
+            windows,
+            p,
+            beyond,
+        ]);
     }
-    for u in &c.unmatched {
-        let _ = writeln!(out, "phase {} is only in the {} run", u.phase, u.only_in);
-    }
+    right_align(&mut t, 1..6);
+    t
+}
+
+/// Each limited agent of either run, then which phases that makes
+/// untrustworthy.
+fn limited_warnings(out: &mut String, c: &Comparison) {
     for l in &c.generator_limited {
         for a in &l.agents {
             let _ = writeln!(
@@ -590,7 +643,11 @@ pub fn table(c: &Comparison) -> String {
             phases.join(", ")
         );
     }
-    let _ = writeln!(out, "noise test: {}", c.test);
+}
+
+/// Whether any run had too few windows to tell, and which changes are
+/// beyond noise.
+fn noise_verdict(out: &mut String, c: &Comparison) {
     let significant: Vec<String> = c
         .phases
         .iter()
@@ -617,31 +674,31 @@ pub fn table(c: &Comparison) -> String {
     } else {
         let _ = writeln!(out, "significant change in: {}", significant.join(", "));
     }
-    for l in &c.limits {
-        let verdict = if l.crossed { "REGRESSION" } else { "ok" };
-        let unit = if l.metric == Metric::ErrorRate {
-            "pt"
-        } else {
-            "%"
-        };
-        // Shown as the change itself: negative for throughput.
-        let sign = if l.metric == Metric::Throughput {
-            -1.0
-        } else {
-            1.0
-        };
-        let change = l
-            .worse_by
-            .map_or_else(|| "n/a".to_string(), |w| format!("{:+.2}{unit}", sign * w));
-        let _ = writeln!(
-            out,
-            "{verdict}: phase {} {} {change} (limit {:+}{unit})",
-            l.phase,
-            l.metric.name(),
-            sign * l.limit
-        );
-    }
-    out
+}
+
+/// "REGRESSION: phase load p99 +12.00% (limit +10%)", or "ok: ...".
+fn limit_line(l: &LimitCheck) -> String {
+    let verdict = if l.crossed { "REGRESSION" } else { "ok" };
+    let unit = if l.metric == Metric::ErrorRate {
+        "pt"
+    } else {
+        "%"
+    };
+    // Shown as the change itself: negative for throughput.
+    let sign = if l.metric == Metric::Throughput {
+        -1.0
+    } else {
+        1.0
+    };
+    let change = l
+        .worse_by
+        .map_or_else(|| "n/a".to_string(), |w| format!("{:+.2}{unit}", sign * w));
+    format!(
+        "{verdict}: phase {} {} {change} (limit {:+}{unit})",
+        l.phase,
+        l.metric.name(),
+        sign * l.limit
+    )
 }
 
 #[cfg(test)]
@@ -650,6 +707,7 @@ mod tests {
     use fleetbench::pb;
     use fleetbench::pb::log_record::Record;
     use fleetbench::window::WindowAcc;
+    use fleetbench_fold::testlog::agent_event;
     use fleetbench_fold::{Fold, ReportOptions};
 
     /// A one-phase run whose windows each hold `per_window` requests of
@@ -682,15 +740,12 @@ mod tests {
             for _ in 0..n {
                 w.record_ok(lat);
             }
-            f.apply(&rec(Record::AgentEvent(pb::AgentEvent {
-                agent_id: "a".into(),
-                clock_offset_us: 0,
-                event: Some(pb::Event {
-                    seq: i as u64 + 1,
-                    agent_time_us: 0,
-                    kind: Some(pb::event::Kind::Window(w.to_pb(0, i as u32, 1000))),
-                }),
-            })));
+            f.apply(&agent_event(
+                "a",
+                i as u64 + 1,
+                0,
+                pb::event::Kind::Window(w.to_pb(0, i as u32, 1000)),
+            ));
         }
         let report = f.report(&ReportOptions::default());
         (f.run.clone().unwrap(), report)

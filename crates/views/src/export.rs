@@ -17,47 +17,62 @@ use data_encoding::BASE64;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::report::csv_field;
+use crate::cells::csv_field;
 use fleetbench::pb;
 use fleetbench::pb::log_record::Record;
 use fleetbench::window::{ErrorClass, decode_histogram};
-use fleetbench_fold::{Fold, notice_level};
+use fleetbench_fold::{Fold, WindowLatency, notice_level};
 
 /// One agent's results in one logged window of one phase.
 #[derive(Debug, Clone, Serialize)]
 pub struct WindowRow {
+    /// The run's id.
     pub run_id: String,
     /// Start of the window, seconds from the run's start.
     pub t_s: f64,
+    /// The phase's name.
     pub phase: String,
+    /// The phase's index in the workload file (0 first).
     pub phase_index: u32,
     /// Index of the window within the phase.
     pub window: u32,
+    /// Width of the window, seconds.
     pub window_s: f64,
+    /// The window starts inside the phase's warm-up.
     pub warmup: bool,
+    /// The agent's id.
     pub agent: String,
+    /// The host it ran on.
     pub host: String,
     /// The operation ("" for a single-workload phase): an agent has one row
     /// per operation per window.
     pub op: String,
+    /// Requests finished, ok or failed.
     pub requests: u64,
+    /// Requests that succeeded.
     pub ok: u64,
+    /// Failed requests per error class.
     pub errors: BTreeMap<String, u64>,
+    /// Bytes sent to the target.
     pub bytes_sent: u64,
+    /// Bytes received from the target.
     pub bytes_received: u64,
-    pub p50_us: Option<u64>,
-    pub p90_us: Option<u64>,
-    pub p99_us: Option<u64>,
-    pub max_us: Option<u64>,
+    /// The window's latency percentiles (`p50_us`, `p90_us`, `p99_us`,
+    /// `max_us`).
+    #[serde(flatten)]
+    pub latency: WindowLatency,
+    /// Latencies beyond the histogram's range, recorded at its top.
     pub latency_clamped: u64,
-    /// Open loop: sends the schedule called for, sends whose worker woke
-    /// more than 5 ms late, and the largest such lag.
+    /// Open loop: sends the schedule called for.
     pub scheduled: u64,
+    /// Open loop: sends whose worker woke more than 5 ms late.
     pub late_wakes: u64,
+    /// Open loop: the largest such lag, µs.
     pub max_wake_lag_us: u64,
 }
 
 impl WindowRow {
+    /// Failed requests, all classes.
     pub fn error_count(&self) -> u64 {
         self.errors.values().sum()
     }
@@ -66,20 +81,15 @@ impl WindowRow {
 /// Every agent's every window, in time order (phase, window, agent). The
 /// fold must have been made with [`Fold::keeping_agent_windows`].
 pub fn window_rows(fold: &Fold) -> Vec<WindowRow> {
-    debug_assert!(fold.keep_agent_windows, "the fold kept no agent windows");
+    debug_assert!(fold.keeps_agent_windows(), "the fold kept no agent windows");
     let run = fold.run.clone().unwrap_or_default();
     let mut rows = Vec::new();
-    for p in fold
-        .phases
-        .values()
-        .filter(|p| fold.filter.phases.is_empty() || fold.filter.phases.contains(&p.name))
-    {
+    for p in fold.reported_phases() {
         let phase_start_us = p.start_at_us - run.started_at_us;
         for (agent, a) in &p.agents {
             let host = fold.agents.get(agent).map(|i| i.host.clone());
             for ((index, op), w) in &a.kept {
                 let index = *index;
-                let q = |q: f64| (!w.latency.is_empty()).then(|| w.latency.value_at_quantile(q));
                 let t_us = phase_start_us + i64::from(index) * i64::from(p.window_ms) * 1000;
                 rows.push(WindowRow {
                     run_id: run.id.clone(),
@@ -88,7 +98,7 @@ pub fn window_rows(fold: &Fold) -> Vec<WindowRow> {
                     phase_index: p.index,
                     window: index,
                     window_s: f64::from(p.window_ms) / 1000.0,
-                    warmup: u64::from(index) * u64::from(p.window_ms) < p.warmup_ms,
+                    warmup: p.is_warmup(index),
                     agent: agent.clone(),
                     host: host.clone().unwrap_or_default(),
                     op: op.clone(),
@@ -97,10 +107,7 @@ pub fn window_rows(fold: &Fold) -> Vec<WindowRow> {
                     errors: w.errors.clone(),
                     bytes_sent: w.bytes_sent,
                     bytes_received: w.bytes_received,
-                    p50_us: q(0.5),
-                    p90_us: q(0.9),
-                    p99_us: q(0.99),
-                    max_us: (!w.latency.is_empty()).then(|| w.latency.max()),
+                    latency: WindowLatency::of(&w.latency),
                     latency_clamped: w.latency_clamped,
                     scheduled: w.scheduled,
                     late_wakes: w.late_wakes,
@@ -173,10 +180,10 @@ pub fn write_rows_csv(rows: &[WindowRow], out: &mut impl Write) -> io::Result<()
             ",{},{},{},{},{},{},{},{},{},{}\n",
             r.bytes_sent,
             r.bytes_received,
-            opt(r.p50_us),
-            opt(r.p90_us),
-            opt(r.p99_us),
-            opt(r.max_us),
+            opt(r.latency.p50_us),
+            opt(r.latency.p90_us),
+            opt(r.latency.p99_us),
+            opt(r.latency.max_us),
             r.latency_clamped,
             r.scheduled,
             r.late_wakes,
@@ -191,9 +198,13 @@ pub fn write_rows_csv(rows: &[WindowRow], out: &mut impl Write) -> io::Result<()
 /// `logged_at_us`, `kind` first, then the record's fields.
 #[derive(Debug, Clone, Serialize)]
 pub struct RecordLine {
+    /// The record's position in the log.
     pub lsn: u64,
+    /// When the coordinator logged it, µs since the Unix epoch.
     pub logged_at_us: i64,
+    /// The record's kind in snake case (`run_started`, `agent_event`, ...).
     pub kind: &'static str,
+    /// The record's fields, by their proto names.
     #[serde(flatten)]
     pub fields: Value,
 }
@@ -396,6 +407,7 @@ mod tests {
     use super::*;
     use fleetbench::window::WindowAcc;
     use fleetbench_fold::ReportOptions;
+    use fleetbench_fold::testlog::{agent_event, scheduled_with};
 
     fn rec(r: Record) -> pb::LogRecord {
         pb::LogRecord {
@@ -412,15 +424,12 @@ mod tests {
         for _ in 0..errors {
             w.record_error(ErrorClass::Timeout, Some(5000));
         }
-        rec(Record::AgentEvent(pb::AgentEvent {
-            agent_id: agent.into(),
-            clock_offset_us: 0,
-            event: Some(pb::Event {
-                seq,
-                agent_time_us: 0,
-                kind: Some(pb::event::Kind::Window(w.to_pb(0, index, 1000))),
-            }),
-        }))
+        agent_event(
+            agent,
+            seq,
+            0,
+            pb::event::Kind::Window(w.to_pb(0, index, 1000)),
+        )
     }
 
     fn records() -> Vec<pb::LogRecord> {
@@ -430,16 +439,11 @@ mod tests {
                 started_at_us: 1_000_000,
                 ..Default::default()
             })),
-            rec(Record::PhaseScheduled(pb::PhaseScheduled {
-                phase_index: 0,
-                name: "load".into(),
-                start_at_us: 3_500_000,
-                duration_ms: 4000,
-                warmup_ms: 1000,
-                window_ms: 1000,
-                agent_ids: vec!["a".into(), "b".into()],
-                ..Default::default()
-            })),
+            scheduled_with(|p| {
+                p.start_at_us = 3_500_000;
+                p.duration_ms = 4000;
+                p.warmup_ms = 1000;
+            }),
         ];
         for i in 0..4 {
             out.push(window("a", u64::from(i) + 1, i, 10 + u64::from(i), 1));
@@ -469,7 +473,11 @@ mod tests {
         assert_eq!(rows[7].t_s, 5.5);
         assert_eq!((rows[0].agent.as_str(), rows[1].agent.as_str()), ("a", "b"));
         assert!(rows[0].warmup && !rows[2].warmup);
-        assert_eq!(rows[0].p99_us, Some(5003), "the timeout's 5 ms, in 11");
+        assert_eq!(
+            rows[0].latency.p99_us,
+            Some(5003),
+            "the timeout's 5 ms, in 11"
+        );
     }
 
     #[test]

@@ -27,7 +27,7 @@ use plotters::coord::Shift;
 use plotters::coord::ranged1d::{AsRangedCoord, Ranged, ValueFormatter};
 use plotters::prelude::*;
 
-use crate::report::{latency_cells, latency_of, limited_text, offered_line, stop_text};
+use crate::cells::{latency_cells, latency_of, limited_text, offered_line, stop_text};
 use fleetbench::clock::format_us;
 use fleetbench_fold::{HostPoint, LatencyReport, PhaseReport, Report, TimelinePoint};
 
@@ -570,7 +570,7 @@ enum YAxis {
 }
 
 /// Instants and spans marked on a time axis.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Marks {
     /// Phase starts: (x, label).
     lines: Vec<(f64, String)>,
@@ -709,130 +709,215 @@ fn per_second(p: &PhaseReport, n: u64) -> f64 {
     n as f64 / p.window_s.max(1e-3)
 }
 
+/// The charts of one run: throughput, latency over time, the latency
+/// distribution, per agent, per operation and per host, on the run's time
+/// axis (but the distribution).
 fn run_charts(r: &Report) -> Vec<Chart> {
-    let mut x_lo: f64 = 0.0;
-    let mut x_hi: f64 = 0.0;
-    for p in &r.phases {
-        x_lo = x_lo.min(p.start_s);
-        x_hi = x_hi.max(p.start_s + phase_length(p));
-    }
-    for h in &r.hosts {
-        for pt in &h.timeline {
-            x_lo = x_lo.min(pt.t_s);
-            x_hi = x_hi.max(pt.t_s + 1.0);
+    let axis = RunAxis::of(r);
+    let (ops, op_p99) = op_series(r);
+    let (cpu, mem, net) = host_series(r);
+    let charts = vec![
+        axis.chart(
+            "throughput",
+            "Throughput and errors",
+            "per second",
+            YAxis::Rate,
+            throughput_series(r),
+        ),
+        axis.chart(
+            "latency",
+            "Latency percentiles over time",
+            "latency (log scale)",
+            YAxis::LatencyLog,
+            latency_series(r),
+        ),
+        spectrum_chart("distribution", "Latency distribution", phase_spectra(r)),
+        axis.chart(
+            "agents",
+            "Throughput per agent",
+            "requests/s",
+            YAxis::Rate,
+            agent_series(r),
+        ),
+        axis.chart(
+            "ops",
+            "Throughput per operation",
+            "requests/s",
+            YAxis::Rate,
+            ops,
+        ),
+        axis.chart(
+            "op-latency",
+            "p99 latency per operation",
+            "p99 (log scale)",
+            YAxis::LatencyLog,
+            op_p99,
+        ),
+        axis.chart("host-cpu", "CPU per host", "CPU busy", YAxis::Percent, cpu),
+        axis.chart(
+            "host-memory",
+            "Memory used per host",
+            "memory used",
+            YAxis::Bytes,
+            mem,
+        ),
+        axis.chart(
+            "host-network",
+            "Network per host (sent dashed)",
+            "bytes/s",
+            YAxis::BytesPerSecond,
+            net,
+        ),
+    ];
+    drawn(charts)
+}
+
+/// A run's time axis: its span (every phase and host sample) and its marks
+/// (phase starts, warm-ups, stops).
+struct RunAxis {
+    x_range: (f64, f64),
+    marks: Marks,
+}
+
+impl RunAxis {
+    fn of(r: &Report) -> RunAxis {
+        let mut x_lo: f64 = 0.0;
+        let mut x_hi: f64 = 0.0;
+        for p in &r.phases {
+            x_lo = x_lo.min(p.start_s);
+            x_hi = x_hi.max(p.start_s + phase_length(p));
+        }
+        for h in &r.hosts {
+            for pt in &h.timeline {
+                x_lo = x_lo.min(pt.t_s);
+                x_hi = x_hi.max(pt.t_s + 1.0);
+            }
+        }
+        if x_hi <= x_lo {
+            x_hi = x_lo + 1.0;
+        }
+        let marks = Marks {
+            lines: r
+                .phases
+                .iter()
+                .map(|p| (p.start_s, p.name.clone()))
+                .collect(),
+            shaded: r
+                .phases
+                .iter()
+                .filter(|p| p.warmup_s > 0.0)
+                .map(|p| (p.start_s, p.start_s + p.warmup_s))
+                .collect(),
+            stops: r
+                .phases
+                .iter()
+                .filter_map(|p| {
+                    p.stopped
+                        .as_ref()
+                        .map(|s| (p.start_s + s.at_s, stop_label(s)))
+                })
+                .collect(),
+        };
+        RunAxis {
+            x_range: (x_lo, x_hi),
+            marks,
         }
     }
-    if x_hi <= x_lo {
-        x_hi = x_lo + 1.0;
+
+    /// A chart of `series` on this axis.
+    fn chart(
+        &self,
+        id: &str,
+        title: &str,
+        y_desc: &str,
+        y_axis: YAxis,
+        series: Vec<Series>,
+    ) -> Chart {
+        Chart {
+            id: id.into(),
+            title: title.into(),
+            x_desc: "seconds since the run's start".into(),
+            y_desc: y_desc.into(),
+            x_axis: XAxis::Seconds,
+            y_axis,
+            x_range: self.x_range,
+            series,
+            marks: self.marks.clone(),
+        }
     }
-    let run_time = || Marks {
-        lines: r
-            .phases
-            .iter()
-            .map(|p| (p.start_s, p.name.clone()))
-            .collect(),
-        shaded: r
-            .phases
-            .iter()
-            .filter(|p| p.warmup_s > 0.0)
-            .map(|p| (p.start_s, p.start_s + p.warmup_s))
-            .collect(),
-        stops: r
-            .phases
-            .iter()
-            .filter_map(|p| {
-                p.stopped
-                    .as_ref()
-                    .map(|s| (p.start_s + s.at_s, stop_label(s)))
-            })
-            .collect(),
-    };
-    let timeline = |id: &str, title: &str, y_desc: &str, y_axis, series| Chart {
-        id: id.into(),
-        title: title.into(),
-        x_desc: "seconds since the run's start".into(),
-        y_desc: y_desc.into(),
-        x_axis: XAxis::Seconds,
-        y_axis,
-        x_range: (x_lo, x_hi),
-        series,
-        marks: run_time(),
-    };
+}
 
-    let mut charts = Vec::new();
+/// Where a window of phase `p` sits on the run's time axis (its middle).
+fn run_time(p: &PhaseReport, t_s: f64) -> f64 {
+    p.start_s + mid(p, t_s)
+}
 
+/// Requests and errors per second; for open-loop phases, also what the
+/// schedule offered and what the load shape intended.
+fn throughput_series(r: &Report) -> Vec<Series> {
     let (mut requests, mut errors) = (
         Series::new("requests/s", BLUE),
         Series::new("errors/s", RED),
     );
     for p in &r.phases {
-        let at = |t: f64| p.start_s + mid(p, t);
         requests.segment(
             p.timeline
                 .iter()
-                .map(|w| (at(w.t_s), per_second(p, w.requests)))
+                .map(|w| (run_time(p, w.t_s), per_second(p, w.requests)))
                 .collect(),
         );
         errors.segment(
             p.timeline
                 .iter()
-                .map(|w| (at(w.t_s), per_second(p, w.errors)))
+                .map(|w| (run_time(p, w.t_s), per_second(p, w.errors)))
                 .collect(),
         );
     }
-    // Open loop: what the schedule offered and what the load shape intended.
     let (mut offered, mut intended) = (
         Series::new("offered/s", PURPLE),
         Series::new("intended rate", GREEN).dashed(true),
     );
-    for p in r.phases.iter() {
-        let at = |t: f64| p.start_s + mid(p, t);
+    for p in &r.phases {
         if p.timeline.iter().any(|w| w.scheduled > 0) {
             offered.segment(
                 p.timeline
                     .iter()
-                    .map(|w| (at(w.t_s), per_second(p, w.scheduled)))
+                    .map(|w| (run_time(p, w.t_s), per_second(p, w.scheduled)))
                     .collect(),
             );
         }
         intended.segment(
             p.timeline
                 .iter()
-                .filter_map(|w| w.intended_rps.map(|v| (at(w.t_s), v)))
+                .filter_map(|w| w.intended_rps.map(|v| (run_time(p, w.t_s), v)))
                 .collect(),
         );
     }
-    charts.push(timeline(
-        "throughput",
-        "Throughput and errors",
-        "per second",
-        YAxis::Rate,
-        vec![requests, errors, offered, intended],
-    ));
+    vec![requests, errors, offered, intended]
+}
 
-    let mut latency = Vec::new();
-    for (name, color, get) in percentile_lines() {
-        let mut s = Series::new(name, color);
-        for p in &r.phases {
-            s.segment(
-                p.timeline
-                    .iter()
-                    .filter_map(|w| get(w).map(|v| (p.start_s + mid(p, w.t_s), v as f64)))
-                    .collect(),
-            );
-        }
-        latency.push(s);
-    }
-    charts.push(timeline(
-        "latency",
-        "Latency percentiles over time",
-        "latency (log scale)",
-        YAxis::LatencyLog,
-        latency,
-    ));
+/// p50, p90, p99 and max per window, across phases.
+fn latency_series(r: &Report) -> Vec<Series> {
+    percentile_lines()
+        .into_iter()
+        .map(|(name, color, get)| {
+            let mut s = Series::new(name, color);
+            for p in &r.phases {
+                s.segment(
+                    p.timeline
+                        .iter()
+                        .filter_map(|w| get(w).map(|v| (run_time(p, w.t_s), v as f64)))
+                        .collect(),
+                );
+            }
+            s
+        })
+        .collect()
+}
 
-    let spectra: Vec<Series> = r
-        .phases
+/// Each phase's percentile spectrum.
+fn phase_spectra(r: &Report) -> Vec<Series> {
+    r.phases
         .iter()
         .enumerate()
         .map(|(i, p)| {
@@ -840,14 +925,11 @@ fn run_charts(r: &Report) -> Vec<Chart> {
             s.segment(spectrum_points(p));
             s
         })
-        .collect();
-    charts.push(spectrum_chart(
-        "distribution",
-        "Latency distribution",
-        spectra,
-    ));
+        .collect()
+}
 
-    // One line per agent across phases, in the order agents first appear.
+/// One line per agent across phases, in the order agents first appear.
+fn agent_series(r: &Report) -> Vec<Series> {
     let mut agents: Vec<Series> = Vec::new();
     for p in &r.phases {
         for a in &p.agents {
@@ -862,20 +944,17 @@ fn run_charts(r: &Report) -> Vec<Chart> {
             agents[i].segment(
                 a.timeline
                     .iter()
-                    .map(|w| (p.start_s + mid(p, w.t_s), per_second(p, w.requests)))
+                    .map(|w| (run_time(p, w.t_s), per_second(p, w.requests)))
                     .collect(),
             );
         }
     }
-    charts.push(timeline(
-        "agents",
-        "Throughput per agent",
-        "requests/s",
-        YAxis::Rate,
-        agents,
-    ));
+    agents
+}
 
-    // One line per operation across phases, in the order ops first appear.
+/// Per operation across phases, in the order ops first appear: its
+/// throughput, and its p99.
+fn op_series(r: &Report) -> (Vec<Series>, Vec<Series>) {
     let (mut ops, mut op_p99): (Vec<Series>, Vec<Series>) = (Vec::new(), Vec::new());
     for p in &r.phases {
         for op in &p.ops {
@@ -887,36 +966,26 @@ fn run_charts(r: &Report) -> Vec<Chart> {
                     ops.len() - 1
                 }
             };
-            let at = |t: f64| p.start_s + mid(p, t);
             ops[i].segment(
                 op.timeline
                     .iter()
-                    .map(|w| (at(w.t_s), per_second(p, w.requests)))
+                    .map(|w| (run_time(p, w.t_s), per_second(p, w.requests)))
                     .collect(),
             );
             op_p99[i].segment(
                 op.timeline
                     .iter()
-                    .filter_map(|w| w.p99_us.map(|v| (at(w.t_s), v as f64)))
+                    .filter_map(|w| w.p99_us.map(|v| (run_time(p, w.t_s), v as f64)))
                     .collect(),
             );
         }
     }
-    charts.push(timeline(
-        "ops",
-        "Throughput per operation",
-        "requests/s",
-        YAxis::Rate,
-        ops,
-    ));
-    charts.push(timeline(
-        "op-latency",
-        "p99 latency per operation",
-        "p99 (log scale)",
-        YAxis::LatencyLog,
-        op_p99,
-    ));
+    (ops, op_p99)
+}
 
+/// Per host: its CPU, its memory, and its network (received solid, sent
+/// dashed).
+fn host_series(r: &Report) -> (Vec<Series>, Vec<Series>, Vec<Series>) {
     let mut cpu = Vec::new();
     let mut mem = Vec::new();
     let mut net = Vec::new();
@@ -938,28 +1007,7 @@ fn run_charts(r: &Report) -> Vec<Chart> {
             pt.net_tx_bytes as f64
         }));
     }
-    charts.push(timeline(
-        "host-cpu",
-        "CPU per host",
-        "CPU busy",
-        YAxis::Percent,
-        cpu,
-    ));
-    charts.push(timeline(
-        "host-memory",
-        "Memory used per host",
-        "memory used",
-        YAxis::Bytes,
-        mem,
-    ));
-    charts.push(timeline(
-        "host-network",
-        "Network per host (sent dashed)",
-        "bytes/s",
-        YAxis::BytesPerSecond,
-        net,
-    ));
-    drawn(charts)
+    (cpu, mem, net)
 }
 
 /// The charts with something to draw, each with only the series that have
@@ -1009,10 +1057,10 @@ type Percentile = fn(&TimelinePoint) -> Option<u64>;
 
 fn percentile_lines() -> [(&'static str, RGBColor, Percentile); 4] {
     [
-        ("p50", BLUE, |w| w.p50_us),
-        ("p90", GREEN, |w| w.p90_us),
-        ("p99", ORANGE, |w| w.p99_us),
-        ("max", RED, |w| w.max_us),
+        ("p50", BLUE, |w| w.latency.p50_us),
+        ("p90", GREEN, |w| w.latency.p90_us),
+        ("p99", ORANGE, |w| w.latency.p99_us),
+        ("max", RED, |w| w.latency.max_us),
     ]
 }
 
@@ -1369,8 +1417,10 @@ where
 mod tests {
     use super::*;
     use fleetbench::pb;
+    use fleetbench::pb::event::Kind;
     use fleetbench::pb::log_record::Record;
     use fleetbench::window::{ErrorClass, WindowAcc};
+    use fleetbench_fold::testlog::{agent_event, host_metrics, shape};
     use fleetbench_fold::{Fold, ReportOptions};
     use fleetbench_gen::rng::Rng;
 
@@ -1382,18 +1432,6 @@ mod tests {
             logged_at_us: T0 + 20_000_000,
             record: Some(record),
         }
-    }
-
-    fn event(agent: &str, seq: u64, agent_time_us: i64, kind: pb::event::Kind) -> pb::LogRecord {
-        record(Record::AgentEvent(pb::AgentEvent {
-            agent_id: agent.into(),
-            clock_offset_us: 0,
-            event: Some(pb::Event {
-                seq,
-                agent_time_us,
-                kind: Some(kind),
-            }),
-        }))
     }
 
     /// A finished run of two agents on two hosts: phase "warm & up" (6 s,
@@ -1447,11 +1485,11 @@ mod tests {
                         w.record_error(ErrorClass::Status5xx, Some(slow * 50));
                     }
                     seq[a] += 1;
-                    records.push(event(
+                    records.push(agent_event(
                         id,
                         seq[a],
                         0,
-                        pb::event::Kind::Window(w.to_pb(index as u32, i, 1000)),
+                        Kind::Window(w.to_pb(index as u32, i, 1000)),
                     ));
                 }
             }
@@ -1459,18 +1497,17 @@ mod tests {
         for (a, (id, _)) in agents.iter().enumerate() {
             for s in 0..18i64 {
                 seq[a] += 1;
-                records.push(event(
+                records.push(host_metrics(
                     id,
                     seq[a],
                     T0 + s * 1_000_000,
-                    pb::event::Kind::HostMetrics(pb::HostMetrics {
+                    pb::HostMetrics {
                         cpu_pct: 20.0 + (s % 7) as f32 * 5.0 + a as f32 * 10.0,
                         mem_used_bytes: (1 << 30) + (s as u64) * (8 << 20),
                         net_rx_bytes: 100_000 + s as u64 * 1_000,
                         net_tx_bytes: 50_000 + a as u64 * 20_000,
-                        interval_ms: 1000,
                         ..Default::default()
-                    }),
+                    },
                 ));
             }
         }
@@ -1815,7 +1852,7 @@ mod tests {
             window_ms: 1000,
             agent_ids: agents.iter().map(|a| a.0.to_string()).collect(),
             ops: vec!["read".into(), "write".into()],
-            shape: Some(fleetbench_fold::testlog::shape(&steps, "poisson")),
+            shape: Some(shape(&steps, "poisson")),
             ..Default::default()
         })));
         let mut rng = Rng::new(9);
@@ -1843,7 +1880,7 @@ mod tests {
                         w.max_wake_lag_us = 40_000;
                     }
                     seq[a] += 1;
-                    records.push(event(id, seq[a], 0, pb::event::Kind::Window(w)));
+                    records.push(agent_event(id, seq[a], 0, Kind::Window(w)));
                 }
             }
         }

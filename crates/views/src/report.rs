@@ -6,36 +6,16 @@
 use std::fmt::Write as _;
 
 use comfy_table::presets::UTF8_FULL_CONDENSED;
-use comfy_table::{CellAlignment, ContentArrangement, Table};
+use comfy_table::{ContentArrangement, Table};
 
+use crate::cells::{
+    csv_field, latency_cells, latency_of, limited_text, offered_line, right_align, stop_text,
+};
+use crate::format::Format;
 use fleetbench::clock::format_us;
-use fleetbench_fold::{LatencyReport, LimitedAgent, OpReport, PhaseReport, Report};
+use fleetbench_fold::{LatencyReport, OpReport, PhaseReport, Report};
 
-/// Output formats of `report` and `run`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Table,
-    Json,
-    Csv,
-    /// One self-contained HTML page with SVG charts.
-    Html,
-}
-
-impl std::str::FromStr for Format {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "table" => Ok(Format::Table),
-            "json" => Ok(Format::Json),
-            "csv" => Ok(Format::Csv),
-            "html" => Ok(Format::Html),
-            other => Err(format!(
-                "unknown format {other:?}: use table, json, csv or html"
-            )),
-        }
-    }
-}
-
+/// The report in `format`.
 pub fn render(report: &Report, format: Format) -> String {
     match format {
         Format::Table => table(report),
@@ -45,30 +25,12 @@ pub fn render(report: &Report, format: Format) -> String {
     }
 }
 
+/// The report as pretty-printed JSON (the model's fields by name), ending
+/// in a newline.
 pub fn json(report: &Report) -> String {
     let mut s = serde_json::to_string_pretty(report).expect("report serializes: plain data");
     s.push('\n');
     s
-}
-
-/// p50, p90, p99, p99.9 and max of a phase, as people read them ("-" when
-/// the phase has no latency).
-pub(crate) fn latency_cells(p: &PhaseReport) -> [String; 5] {
-    latency_of(p.latency_us.as_ref())
-}
-
-/// p50, p90, p99, p99.9 and max, as people read them ("-" without latency).
-pub(crate) fn latency_of(l: Option<&LatencyReport>) -> [String; 5] {
-    match l {
-        Some(l) => [
-            format_us(l.p50 as f64),
-            format_us(l.p90 as f64),
-            format_us(l.p99 as f64),
-            format_us(l.p999 as f64),
-            format_us(l.max as f64),
-        ],
-        None => std::array::from_fn(|_| "-".to_string()),
-    }
 }
 
 /// The summary people read at the end of a run and from `report`.
@@ -104,11 +66,7 @@ pub fn table(report: &Report) -> String {
         row.extend([p50, p90, p99, p999, max]);
         t.add_row(row);
     }
-    for i in 1..9 {
-        if let Some(c) = t.column_mut(i) {
-            c.set_cell_alignment(CellAlignment::Right);
-        }
-    }
+    right_align(&mut t, 1..9);
     let _ = writeln!(out, "{t}");
     for p in &report.phases {
         for line in loud_lines(p) {
@@ -179,7 +137,7 @@ pub fn table(report: &Report) -> String {
 
 /// The lines a phase must not be read without: an agent that limited it
 /// (one line per agent) and where run control stopped it.
-pub(crate) fn loud_lines(p: &PhaseReport) -> Vec<String> {
+fn loud_lines(p: &PhaseReport) -> Vec<String> {
     let mut out: Vec<String> = p
         .generator_limited
         .iter()
@@ -189,54 +147,6 @@ pub(crate) fn loud_lines(p: &PhaseReport) -> Vec<String> {
         out.push(format!("{}: {}", p.name, stop_text(s)));
     }
     out
-}
-
-/// "in phase P the numbers describe agent A, not the target: REASONS", as
-/// every format says it.
-pub(crate) fn limited_text(phase: &str, l: &LimitedAgent) -> String {
-    format!(
-        "in phase {phase} the numbers describe agent {}, not the target: {}",
-        l.agent,
-        l.reasons.join("; ")
-    )
-}
-
-/// "stopped at window 12 (t=12s, rate 1200/s): p99 23ms > 20ms".
-pub(crate) fn stop_text(s: &fleetbench_fold::StopReport) -> String {
-    let rate = if s.rate > 0.0 {
-        format!(", rate {}/s", trim_number(s.rate))
-    } else {
-        String::new()
-    };
-    format!(
-        "stopped at window {} (t={}s{rate}): {}",
-        s.window_index,
-        trim_number(s.at_s),
-        if s.reason.is_empty() {
-            "no reason given"
-        } else {
-            &s.reason
-        }
-    )
-}
-
-/// Open loop: what the schedule offered against what was sent.
-pub(crate) fn offered_line(p: &PhaseReport) -> Option<String> {
-    (p.scheduled > 0).then(|| {
-        format!(
-            "{}: offered {} requests (the schedule), achieved {} ({:.1}%)",
-            p.name,
-            p.scheduled,
-            p.requests,
-            p.requests as f64 * 100.0 / p.scheduled as f64
-        )
-    })
-}
-
-/// `12.0` -> "12", `12.5` -> "12.5".
-fn trim_number(v: f64) -> String {
-    let s = format!("{v:.3}");
-    s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 /// A phase's operations: requests, share, throughput, errors, latency.
@@ -261,11 +171,7 @@ fn ops_table(ops: &[OpReport]) -> Table {
             max,
         ]);
     }
-    for i in 1..9 {
-        if let Some(c) = t.column_mut(i) {
-            c.set_cell_alignment(CellAlignment::Right);
-        }
-    }
+    right_align(&mut t, 1..9);
     t
 }
 
@@ -350,18 +256,9 @@ pub fn csv(report: &Report) -> String {
     out
 }
 
-/// A CSV field, quoted when it holds a separator, a quote or a line break.
-pub(crate) fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use fleetbench_fold::testlog::*;
+    use fleetbench_fold::testlog::{fold_of, limited_agent_log, op_less_log, stop, stream};
     use fleetbench_fold::{Fold, ReportOptions};
 
     use super::*;

@@ -23,7 +23,9 @@ pub struct MannWhitney {
     pub z: f64,
     /// Two-sided p-value from the normal approximation.
     pub p: f64,
+    /// Size of the first sample.
     pub n_a: usize,
+    /// Size of the second sample.
     pub n_b: usize,
 }
 

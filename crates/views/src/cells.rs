@@ -1,0 +1,99 @@
+//! The cells and sentences every view shares: a phase's latency cells, the
+//! lines that say a load generator limited a phase, where run control
+//! stopped it and what load it was offered, a quoted CSV field, and the
+//! right-aligned number columns of a text table. They
+//! live here, used by the table, CSV, HTML, compare and export views alike,
+//! so that every format says a thing in the same words.
+
+use std::ops::Range;
+
+use comfy_table::{CellAlignment, Table};
+
+use fleetbench::clock::format_us;
+use fleetbench_fold::{LatencyReport, LimitedAgent, PhaseReport, StopReport};
+
+/// p50, p90, p99, p99.9 and max of a phase, as people read them ("-" when
+/// the phase has no latency).
+pub(crate) fn latency_cells(p: &PhaseReport) -> [String; 5] {
+    latency_of(p.latency_us.as_ref())
+}
+
+/// p50, p90, p99, p99.9 and max, as people read them ("-" without latency).
+pub(crate) fn latency_of(l: Option<&LatencyReport>) -> [String; 5] {
+    match l {
+        Some(l) => [
+            format_us(l.p50 as f64),
+            format_us(l.p90 as f64),
+            format_us(l.p99 as f64),
+            format_us(l.p999 as f64),
+            format_us(l.max as f64),
+        ],
+        None => std::array::from_fn(|_| "-".to_string()),
+    }
+}
+
+/// "in phase P the numbers describe agent A, not the target: REASONS", as
+/// every format says it.
+pub(crate) fn limited_text(phase: &str, l: &LimitedAgent) -> String {
+    format!(
+        "in phase {phase} the numbers describe agent {}, not the target: {}",
+        l.agent,
+        l.reasons.join("; ")
+    )
+}
+
+/// "stopped at window 12 (t=12s, rate 1200/s): p99 23ms > 20ms".
+pub(crate) fn stop_text(s: &StopReport) -> String {
+    let rate = if s.rate > 0.0 {
+        format!(", rate {}/s", trim_number(s.rate))
+    } else {
+        String::new()
+    };
+    format!(
+        "stopped at window {} (t={}s{rate}): {}",
+        s.window_index,
+        trim_number(s.at_s),
+        if s.reason.is_empty() {
+            "no reason given"
+        } else {
+            &s.reason
+        }
+    )
+}
+
+/// Open loop: what the schedule offered against what was sent.
+pub(crate) fn offered_line(p: &PhaseReport) -> Option<String> {
+    (p.scheduled > 0).then(|| {
+        format!(
+            "{}: offered {} requests (the schedule), achieved {} ({:.1}%)",
+            p.name,
+            p.scheduled,
+            p.requests,
+            p.requests as f64 * 100.0 / p.scheduled as f64
+        )
+    })
+}
+
+/// `12.0` -> "12", `12.5` -> "12.5".
+fn trim_number(v: f64) -> String {
+    let s = format!("{v:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// A CSV field, quoted when it holds a separator, a quote or a line break.
+pub(crate) fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// Right-aligns `columns` of a text table (its numbers).
+pub(crate) fn right_align(t: &mut Table, columns: Range<usize>) {
+    for i in columns {
+        if let Some(c) = t.column_mut(i) {
+            c.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+}
