@@ -3,7 +3,7 @@
 //! the exit code.
 //!
 //! Reading runs again (`runs`, `report`, `replay`, `compare`, `export`,
-//! `rerun`) is a fold over the log through `history`; the numbers and their
+//! `rerun`) is a fold over the log through `log::history`; the numbers and their
 //! rendering live in the library crates (`fleetbench_fold`,
 //! `fleetbench_views`).
 

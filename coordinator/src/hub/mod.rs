@@ -16,7 +16,7 @@
 //! fails stops all acking: the agents keep those events, and the run fails
 //! with the log's error.
 //!
-//! Run control (`run.rs`) commands agents through [`Hub::send`] and watches
+//! Run control (`run/`) commands agents through [`Hub::send`] and watches
 //! the fold; it never touches a stream directly.
 //!
 //! Pool agents ([`Hub::admit_pool`]) outlive runs, so their Hello may name an
