@@ -32,10 +32,18 @@ impl Trust {
     /// Loads the identity from `DATA/tls/`, creating it first if there is none.
     pub(crate) fn load_or_create(data_dir: &Path) -> Result<Trust> {
         let dir = tls_dir(data_dir);
-        if !dir.join("cert.pem").exists() {
-            create(data_dir, &dir)?;
-        }
-        load(&dir)
+        let load_or_create = || {
+            if !dir.join("cert.pem").exists() {
+                create(data_dir, &dir)?;
+            }
+            load(&dir)
+        };
+        load_or_create().with_context(|| {
+            format!(
+                "loading the coordinator's TLS identity from {}",
+                dir.display()
+            )
+        })
     }
 
     /// Hex SHA-256 of the certificate's DER bytes.

@@ -6,18 +6,19 @@ use std::path::Path;
 
 use anyhow::{Context, Result, anyhow};
 
-use super::record::{Member, Pool, load_trust};
+use super::record::{Member, Pool};
 use crate::cli::EnrollArgs;
 use crate::error::BadInput;
 use crate::hub;
 use crate::trust;
+use crate::trust::Trust;
 
 /// `coordinator enroll NAME`: admits a new agent to the pool (a fresh id and
 /// secret in the record) and writes the credentials file it needs, for an
 /// agent started by something else (Kubernetes, systemd, cloud-init).
 pub(crate) async fn enroll(data_dir: &Path, args: EnrollArgs) -> Result<()> {
     let mut pool = Pool::load(data_dir, &args.name).map_err(BadInput)?;
-    let trust = load_trust(data_dir)?;
+    let trust = Trust::load_or_create(data_dir)?;
     let id = pick_id(&pool, &args)?;
     let coordinator = dial_address(&pool, &args)?;
     let secret = trust::new_secret()?;

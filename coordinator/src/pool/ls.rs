@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::lookout::Lookout;
-use super::record::{Pool, load_trust, pools_dir};
+use super::record::{Pool, pools_dir};
 use crate::agent_binary;
 use crate::cli::LsArgs;
 use crate::error::BadInput;
@@ -39,7 +39,7 @@ pub(crate) async fn ls(data_dir: &Path, args: LsArgs) -> Result<()> {
         Ok(b) => Some(b.hash),
         Err(_) => None,
     };
-    let trust = load_trust(data_dir)?;
+    let trust = Trust::load_or_create(data_dir)?;
     for name in names {
         let pool = Pool::load(data_dir, &name).map_err(BadInput)?;
         let (live, held_by) = look(data_dir, &pool, &trust, args.wait).await?;

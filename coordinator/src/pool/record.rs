@@ -27,7 +27,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::hosts::ssh::{self, Target};
 use crate::hub::AgentState;
-use crate::trust::Trust;
 
 /// Where a pool listens unless `pool up --listen` says otherwise.
 pub(crate) const DEFAULT_LISTEN: &str = "0.0.0.0:7717";
@@ -328,17 +327,6 @@ pub(crate) async fn bind(record: &Record) -> Result<tokio::net::TcpListener> {
                 record.name, record.listen
             )
         })
-}
-
-/// The coordinator's TLS identity (`DATA/tls`), the one every pool's agents
-/// pin.
-pub(crate) fn load_trust(data_dir: &Path) -> Result<Trust> {
-    Trust::load_or_create(data_dir).with_context(|| {
-        format!(
-            "loading the coordinator's TLS identity from {}",
-            data_dir.join("tls").display()
-        )
-    })
 }
 
 #[cfg(test)]

@@ -10,9 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow};
 
 use super::lookout::Lookout;
-use super::record::{
-    DEFAULT_LEASE, DEFAULT_LISTEN, Member, Pool, Record, check_name, load_trust, pools_dir,
-};
+use super::record::{DEFAULT_LEASE, DEFAULT_LISTEN, Member, Pool, Record, check_name, pools_dir};
 use super::remote::{self, OnHost, PoolHosts, agent_paths, exec, find_agents_sh, start_agent_sh};
 use crate::agent_binary;
 use crate::agent_id;
@@ -23,6 +21,7 @@ use crate::hosts::fleet;
 use crate::hosts::ssh::Target;
 use crate::hub;
 use crate::trust;
+use crate::trust::Trust;
 
 /// What `pool up` did on one host.
 struct HostUp {
@@ -50,7 +49,7 @@ pub(crate) async fn up(data_dir: &Path, args: UpArgs) -> Result<bool> {
     let mut pool = load_or_make(data_dir, &args)?;
     apply_settings(&mut pool, &args)?;
     let _holder = pool.hold("pool up")?;
-    let trust = load_trust(data_dir)?;
+    let trust = Trust::load_or_create(data_dir)?;
     let binary = agent_binary::local(args.agent_binary.as_deref()).await?;
     add_members(&mut pool, &targets, &args)?;
     // Serve the port while agents start, to see them dial in.

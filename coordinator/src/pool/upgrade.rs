@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use super::lookout::Lookout;
-use super::record::{Member, Pool, load_trust};
+use super::record::{Member, Pool};
 use super::remote::{
     self, OnHost, PoolHosts, STOP_PIDS_SH, agent_paths, binary_path, exec, find_agents_sh,
 };
@@ -19,6 +19,7 @@ use crate::error::BadInput;
 use crate::hosts::bootstrap::{self, AgentBinary, BootstrapError, Step, Timeouts, remote_path};
 use crate::hosts::ssh::{self, Target};
 use crate::hub;
+use crate::trust::Trust;
 
 /// `coordinator pool upgrade NAME`: replaces agents whose binary differs
 /// from the local one, host by host (at most `parallel` at once): upload,
@@ -30,7 +31,7 @@ pub(crate) async fn upgrade(data_dir: &Path, args: UpgradeArgs) -> Result<bool> 
     let name = args.name.as_str();
     let mut pool = Pool::load(data_dir, name).map_err(BadInput)?;
     let _holder = pool.hold("pool upgrade")?;
-    let trust = load_trust(data_dir)?;
+    let trust = Trust::load_or_create(data_dir)?;
     let binary = agent_binary::local(args.agent_binary.as_deref()).await?;
     let hosts = stale_hosts(&pool, &binary)?;
     let enrolled = pool

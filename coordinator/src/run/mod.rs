@@ -81,12 +81,7 @@ pub(crate) async fn run(args: RunArgs, stop: CancellationToken) -> Result<Outcom
     let started = std::time::Instant::now();
     let (workload, text) = Workload::load(&args.workload).map_err(|e| BadInput(e.into()))?;
     let shipped = agent_binary::local(args.flags.agent_binary.as_deref()).await?;
-    let trust = Trust::load_or_create(&args.data_dir).with_context(|| {
-        format!(
-            "loading the coordinator's TLS identity from {}",
-            args.data_dir.join("tls").display()
-        )
-    })?;
+    let trust = Trust::load_or_create(&args.data_dir)?;
 
     let run_id = uuid::Uuid::now_v7().to_string();
     // A pool is held (one run at a time) before anything of the run exists.
