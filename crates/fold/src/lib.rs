@@ -35,9 +35,14 @@
 mod apply;
 mod limited;
 mod model;
+mod options;
+mod reasons;
 mod shape;
 mod state;
 mod summary;
+mod threshold;
+mod verdict;
+mod windowing;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testlog;
 #[cfg(test)]
@@ -46,13 +51,15 @@ mod tests;
 pub use apply::notice_level;
 pub use limited::{
     AGENT_CPU_SATURATED, AgentLoad, LATE_WAKE_MIN_SCHEDULED, LATE_WAKE_SHARE, SEND_SHORTFALL,
-    SHORTFALL_LATE_SHARE, limited_reasons,
+    SHORTFALL_LATE_SHARE, limited_reasons, schedule_not_kept,
 };
 pub use model::{
     AgentEvents, AgentPoint, AgentReport, HostPoint, HostReport, LatencyReport, LimitedAgent,
     LogReport, OpPoint, OpReport, PhaseAgentReport, PhaseReport, Report, SpectrumPoint, StopReport,
-    TimelinePoint, WindowLatency,
+    ThresholdReport, ThresholdResult, TimelinePoint, WindowLatency,
 };
+pub use options::ReportOptions;
+pub use reasons::{Reason, ReasonKind, Verdict, verdict_of};
 pub use shape::{intended_mean, intended_rate};
 pub use state::{AgentInfo, AgentPhase, Filter, Fold, PhaseAgg, RunInfo, WindowAgg};
-pub use summary::ReportOptions;
+pub use threshold::{Metric, crossed_in};

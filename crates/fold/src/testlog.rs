@@ -295,6 +295,7 @@ pub fn stop(window_index: u32, reason: &str) -> pb::LogRecord {
             window_index,
             rate: 1200.0,
             condition_met: true,
+            threshold: None,
         })),
     }
 }
