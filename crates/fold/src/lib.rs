@@ -40,13 +40,13 @@ mod reasons;
 mod shape;
 mod state;
 mod summary;
-mod threshold;
-mod verdict;
-mod windowing;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testlog;
 #[cfg(test)]
 mod tests;
+mod threshold;
+mod verdict;
+mod windowing;
 
 pub use apply::notice_level;
 pub use limited::{

@@ -90,9 +90,7 @@ impl Metric {
             Metric::Latency(_) if w.latency.is_empty() => None,
             Metric::Latency(q) if q >= 1.0 => Some(w.latency.max() as f64),
             Metric::Latency(q) => Some(w.latency.value_at_quantile(q) as f64),
-            Metric::ErrorRate => {
-                (requests > 0).then(|| w.error_count() as f64 / requests as f64)
-            }
+            Metric::ErrorRate => (requests > 0).then(|| w.error_count() as f64 / requests as f64),
             Metric::Throughput => (seconds > 0.0).then(|| requests as f64 / seconds),
             Metric::AchievedRatio => {
                 (w.scheduled > 0).then(|| requests as f64 / w.scheduled as f64)
@@ -142,7 +140,11 @@ pub(crate) fn judge_all(fold: &Fold, options: &ReportOptions) -> Vec<ThresholdRe
         .enumerate()
         .map(|(i, t)| {
             // A logged threshold that stopped the run: where, and why.
-            let aborted = options.thresholds.is_none().then(|| aborted_by(fold, i)).flatten();
+            let aborted = options
+                .thresholds
+                .is_none()
+                .then(|| aborted_by(fold, i))
+                .flatten();
             judge(fold, t, start, options, aborted)
         })
         .collect()
@@ -153,8 +155,12 @@ pub(crate) fn judge_all(fold: &Fold, options: &ReportOptions) -> Vec<ThresholdRe
 fn aborted_by(fold: &Fold, index: usize) -> Option<String> {
     fold.phases.values().find_map(|p| {
         let stop = p.stop.as_ref()?;
-        (stop.threshold == Some(index as u32))
-            .then(|| format!("window {} of phase {}: {}", stop.window_index, p.name, stop.reason))
+        (stop.threshold == Some(index as u32)).then(|| {
+            format!(
+                "window {} of phase {}: {}",
+                stop.window_index, p.name, stop.reason
+            )
+        })
     })
 }
 
@@ -180,7 +186,10 @@ fn judge(
     };
     let Some(metric) = Metric::parse(&t.metric) else {
         report.result = ThresholdResult::Skipped;
-        report.text = format!("not judged: this fleetbench does not know metric {:?}", t.metric);
+        report.text = format!(
+            "not judged: this fleetbench does not know metric {:?}",
+            t.metric
+        );
         return report;
     };
     report.unit = metric.unit();
@@ -214,7 +223,11 @@ fn judge(
     let (result, text) = match report.measured {
         None => (
             ThresholdResult::Failed,
-            format!("{} not measured ({bound} wanted): {}", t.metric, unmeasured(metric)),
+            format!(
+                "{} not measured ({bound} wanted): {}",
+                t.metric,
+                unmeasured(metric)
+            ),
         ),
         Some(v) if metric.crosses(v, t.limit) => (
             ThresholdResult::Failed,

@@ -57,9 +57,10 @@ fn how_it_ended(e: &Evidence<'_>) -> Vec<Reason> {
                 }
             ),
         ),
-        Some(f) if f.status == "failed" => {
-            Reason::new(ReasonKind::RunFailed, format!("the run failed: {}", f.reason))
-        }
+        Some(f) if f.status == "failed" => Reason::new(
+            ReasonKind::RunFailed,
+            format!("the run failed: {}", f.reason),
+        ),
         Some(_) => return Vec::new(),
         None if e.options.live => Reason::new(
             ReasonKind::Incomplete,
@@ -92,7 +93,8 @@ fn agents_lost(e: &Evidence<'_>) -> Vec<Reason> {
         for id in &p.agent_ids {
             let info = fold.agents.get(id);
             let host = info.map_or("", |a| a.host.as_str());
-            if !fold.filter.admits(id, host) || p.agents.get(id).is_some_and(|a| a.ended.is_some()) {
+            if !fold.filter.admits(id, host) || p.agents.get(id).is_some_and(|a| a.ended.is_some())
+            {
                 continue;
             }
             let how = match info {

@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::state::{PhaseAgg, WindowAgg};
 use crate::options::ReportOptions;
+use crate::state::{PhaseAgg, WindowAgg};
 
 /// The windows of one series (a phase's, or one operation's) that a report
 /// takes, totalled and bucketed into the report's timeline windows.
@@ -99,4 +99,3 @@ impl<'a> Windowing<'a> {
         }
     }
 }
-
