@@ -217,9 +217,8 @@ pub struct RecordLine {
 pub fn record_json(lsn: u64, rec: &pb::LogRecord) -> RecordLine {
     let (kind, fields) = match &rec.record {
         None => ("unknown", json!({})),
-        Some(Record::RunStarted(r)) => (
-            "run_started",
-            json!({
+        Some(Record::RunStarted(r)) => {
+            let mut fields = json!({
                 "run_id": r.run_id,
                 "name": r.name,
                 "workload_path": r.workload_path,
@@ -229,8 +228,26 @@ pub fn record_json(lsn: u64, rec: &pb::LogRecord) -> RecordLine {
                 "agent_binary_hash": r.agent_binary_hash,
                 "started_at_us": r.started_at_us,
                 "hostname": r.hostname,
-            }),
-        ),
+            });
+            // Left out when none, as every run logged before thresholds.
+            if !r.thresholds.is_empty() {
+                fields["thresholds"] = r
+                    .thresholds
+                    .iter()
+                    .map(|t| {
+                        json!({
+                            "metric": t.metric,
+                            "phase": t.phase,
+                            "op": t.op,
+                            "limit": t.limit,
+                            "abort": t.abort,
+                            "text": t.text,
+                        })
+                    })
+                    .collect();
+            }
+            ("run_started", fields)
+        }
         Some(Record::AgentAttached(a)) => {
             let hello = a.hello.as_ref().map(|h| {
                 json!({
@@ -292,16 +309,19 @@ pub fn record_json(lsn: u64, rec: &pb::LogRecord) -> RecordLine {
                 "ops": p.ops,
             }),
         ),
-        Some(Record::PhaseStopRequested(p)) => (
-            "phase_stop_requested",
-            json!({
+        Some(Record::PhaseStopRequested(p)) => {
+            let mut fields = json!({
                 "phase_index": p.phase_index,
                 "reason": p.reason,
                 "window_index": p.window_index,
                 "rate": p.rate,
                 "condition_met": p.condition_met,
-            }),
-        ),
+            });
+            if let Some(t) = p.threshold {
+                fields["threshold"] = json!(t);
+            }
+            ("phase_stop_requested", fields)
+        }
         Some(Record::ServiceOutput(o)) => (
             "service_output",
             json!({

@@ -483,6 +483,7 @@ fn step_report() -> Report {
         window_index: 7,
         rate: 400.0,
         condition_met: true,
+        threshold: None,
     })));
     let mut fold = Fold::new();
     records.iter().for_each(|r| fold.apply(r));
