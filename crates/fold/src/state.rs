@@ -295,6 +295,12 @@ impl PhaseAgg {
             / 1000.0
     }
 
+    /// The phase's operations, in the file's order (empty for a single
+    /// workload).
+    pub fn op_names(&self) -> &[String] {
+        &self.op_names
+    }
+
     /// Every agent the phase was scheduled on has said it ended.
     pub fn ended(&self) -> bool {
         !self.agent_ids.is_empty()

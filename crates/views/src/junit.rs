@@ -144,8 +144,8 @@ fn xml(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use fleetbench_fold::ReportOptions;
     use fleetbench::pb;
+    use fleetbench_fold::ReportOptions;
     use fleetbench_fold::testlog::{finished, fold_of, phase_ended, stream, threshold};
 
     use super::*;
@@ -183,8 +183,14 @@ mod tests {
         let case = failed[0].parent().unwrap();
         assert_eq!(case.attribute("name"), Some("threshold load:p99<1us"));
         let message = failed[0].attribute("message").unwrap();
-        assert!(message.starts_with("p99 ") && message.ends_with(", not below 1us"), "{message}");
-        assert!(failed[0].text().unwrap().starts_with("p99: measured "), "{text}");
+        assert!(
+            message.starts_with("p99 ") && message.ends_with(", not below 1us"),
+            "{message}"
+        );
+        assert!(
+            failed[0].text().unwrap().starts_with("p99: measured "),
+            "{text}"
+        );
     }
 
     /// A run without end: "run valid" fails with the reason; text that
@@ -201,11 +207,21 @@ mod tests {
             .unwrap();
         let failure = valid.first_element_child().unwrap();
         assert_eq!(failure.attribute("type"), Some("invalid"));
-        assert!(failure.attribute("message").unwrap().contains("no RunFinished"));
+        assert!(
+            failure
+                .attribute("message")
+                .unwrap()
+                .contains("no RunFinished")
+        );
         let suite = doc
             .descendants()
             .find(|n| n.has_tag_name("testsuite"))
             .unwrap();
-        assert!(suite.attribute("name").unwrap().starts_with("a <b> & \"c\" (run "));
+        assert!(
+            suite
+                .attribute("name")
+                .unwrap()
+                .starts_with("a <b> & \"c\" (run ")
+        );
     }
 }

@@ -8,8 +8,8 @@ use std::fmt::Write as _;
 
 use super::axis::bytes;
 use crate::cells::{
-    latency_cells, latency_of, limited_text, offered_line, reason_text, stop_text,
-    threshold_cells, verdict_head,
+    latency_cells, latency_of, limited_text, offered_line, reason_text, stop_text, threshold_cells,
+    verdict_head,
 };
 use fleetbench::clock::format_us;
 use fleetbench_fold::{LatencyReport, PhaseReport, Report};
