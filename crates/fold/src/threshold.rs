@@ -150,16 +150,18 @@ pub(crate) fn judge_all(fold: &Fold, options: &ReportOptions) -> Vec<ThresholdRe
         .collect()
 }
 
-/// Where threshold `index` of the log stopped the run: "window 3 of phase
-/// load: threshold ... crossed: p99 25.10ms".
+/// Where threshold `index` of the log stopped the run, and the value that
+/// crossed: "window 3 of phase load (p99 25.10ms)".
 fn aborted_by(fold: &Fold, index: usize) -> Option<String> {
     fold.phases.values().find_map(|p| {
         let stop = p.stop.as_ref()?;
         (stop.threshold == Some(index as u32)).then(|| {
-            format!(
-                "window {} of phase {}: {}",
-                stop.window_index, p.name, stop.reason
-            )
+            // The reason run control logged: "threshold T crossed: VALUE".
+            let value = stop
+                .reason
+                .split_once(" crossed: ")
+                .map_or(stop.reason.as_str(), |(_, v)| v);
+            format!("window {} of phase {} ({value})", stop.window_index, p.name)
         })
     })
 }
@@ -242,7 +244,7 @@ fn judge(
     report.text = text;
     if let Some(at) = aborted {
         report.result = ThresholdResult::Failed;
-        report.text = format!("{}; it stopped the run in {at}", report.text);
+        report.text = format!("{}; crossed in {at}, it stopped the run", report.text);
     }
     report
 }
