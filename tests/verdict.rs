@@ -8,6 +8,7 @@
 
 mod common;
 
+use std::io::{Read as _, Write as _};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -71,6 +72,34 @@ fn case<'a>(junit: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
         .unwrap_or_else(|| panic!("no JUnit case {name:?} in {junit}"))
 }
 
+/// The rows of a CSV report as Python's csv module reads them, the
+/// comment lines ('#') it opens with skipped.
+fn csv_rows(csv: &str) -> Vec<serde_json::Value> {
+    let mut child = Command::new("python3")
+        .args([
+            "-c",
+            "import csv, json, sys\n\
+             rows = csv.DictReader(l for l in sys.stdin if not l.startswith('#'))\n\
+             print(json.dumps(list(rows)))",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(csv.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "python's csv module could not read:\n{csv}"
+    );
+    serde_json::from_slice(&out.stdout).expect("rows as JSON")
+}
+
 /// A local port with nothing listening on it.
 fn closed_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -97,6 +126,23 @@ fn a_target_that_is_down_fails_the_run() {
     assert_eq!(report["verdict"], "failed", "{report}");
     assert_eq!(report["reasons"][0]["kind"], "all_errors", "{report}");
     assert_eq!(report["reasons"][0]["phase"], "load");
+    // The CSV opens with the verdict as comment lines; a reader that skips
+    // them (Python's csv module here) reads the rows it always read.
+    let out = coordinator(dir.path(), &["report", "latest", "--format", "csv"]);
+    let csv = text(&out.stdout);
+    assert!(
+        csv.starts_with("# verdict: failed\n# reason: failed: every one of the "),
+        "{csv}"
+    );
+    let rows = csv_rows(&csv);
+    assert_eq!(rows.len(), 1, "{csv}");
+    assert_eq!(rows[0]["phase"], "load");
+    assert_eq!(rows[0]["status"], "completed");
+    assert_eq!(
+        rows[0]["requests"],
+        report["phases"][0]["requests"].to_string()
+    );
+    assert_eq!(rows[0]["ok"], "0");
     // `report` reports; with --check it exits with the verdict's code.
     let plain = coordinator(dir.path(), &["report", "latest"]);
     assert_eq!(plain.status.code(), Some(0));
@@ -313,7 +359,6 @@ fn finish(mut child: std::process::Child, within: Duration) -> (std::process::Ex
         child.try_wait().unwrap()
     });
     let mut stdout = String::new();
-    use std::io::Read as _;
     child
         .stdout
         .take()

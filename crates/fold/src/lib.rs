@@ -46,6 +46,8 @@ pub mod testlog;
 mod tests;
 mod threshold;
 mod verdict;
+#[cfg(test)]
+mod verdict_tests;
 mod windowing;
 
 pub use apply::notice_level;

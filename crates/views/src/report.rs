@@ -304,7 +304,10 @@ pub fn csv(report: &Report) -> String {
 
 #[cfg(test)]
 mod tests {
-    use fleetbench_fold::testlog::{fold_of, limited_agent_log, op_less_log, stop, stream};
+    use fleetbench_fold::testlog::{
+        finished, fold_of, limited_agent_log, op_less_log, phase_ended, started_with, stop, stream,
+        threshold,
+    };
     use fleetbench_fold::{Fold, ReportOptions};
 
     use super::*;
@@ -354,6 +357,43 @@ mod tests {
                 .ends_with(",op,generator_limited,stopped_at_window")
         );
         assert!(rows.next().unwrap().ends_with(",,a,"), "{csv}");
+    }
+
+    /// A run that failed a threshold and lost an agent: the table ends on
+    /// the thresholds and the verdict with both reasons; the CSV opens with
+    /// them as comment lines, then the rows it always had.
+    #[test]
+    fn the_verdict_and_thresholds_close_the_table_and_open_the_csv() {
+        let mut records = vec![started_with(vec![threshold(
+            "p99",
+            "load",
+            1.0,
+            "load:p99<1us",
+        )])];
+        records.extend(stream(3));
+        records.push(phase_ended("a", 21, fleetbench::pb::PhaseEnded::default()));
+        records.push(finished("completed", ""));
+        let report = fold_of(&records).report(&ReportOptions::default());
+        let table = table(&report);
+        let tail: Vec<&str> = table.lines().rev().take(3).collect();
+        assert_eq!(tail[2], "VERDICT: INVALID — 2 reasons:", "{table}");
+        assert_eq!(
+            tail[1],
+            "  invalid: agent b never ended phase load: it never attached"
+        );
+        assert!(
+            tail[0].starts_with("  failed: threshold load:p99<1us: p99 ")
+                && tail[0].ends_with(", not below 1us"),
+            "{table}"
+        );
+        assert!(table.contains("│ load:p99<1us ┆ FAILED ┆"), "{table}");
+        let csv = csv(&report);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines[0], "# verdict: invalid");
+        assert!(lines[1].starts_with("# reason: invalid: agent b never ended"));
+        assert!(lines[3].starts_with("# threshold: load:p99<1us failed: p99 "));
+        assert!(lines[4].starts_with("run_id,name,status,phase,"), "{csv}");
+        assert_eq!(lines.len(), 6, "{csv}");
     }
 
     /// A stop is said with its window, time and rate.
