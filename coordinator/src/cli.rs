@@ -68,7 +68,8 @@ pub(crate) enum Cmd {
     /// Admit an agent started by something else (Kubernetes, systemd,
     /// cloud-init) to a pool: writes the credentials it needs.
     Enroll(EnrollArgs),
-    /// Report on a run, from its log alone.
+    /// Report on a run, from its log alone: its numbers and its verdict
+    /// (exit 0 unless --check).
     Report(ReportArgs),
 }
 
@@ -127,6 +128,26 @@ pub(crate) struct RunFlags {
     /// Leave the agents on SSH hosts running after the run.
     #[arg(long)]
     pub keep_agents: bool,
+    /// Also write the verdict and each threshold as JUnit XML to this file.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+}
+
+/// How `report` and `replay` judge the run they show.
+#[derive(clap::Args)]
+pub(crate) struct JudgeFlags {
+    /// Judge the run against this threshold instead of those its workload
+    /// logged (repeatable): [PHASE][/OP]:METRIC<LIMIT, like p99<20ms,
+    /// load:p99<20ms, load/get:error_rate<1% or throughput>900/s.
+    #[arg(long = "threshold", value_name = "EXPR")]
+    pub thresholds: Vec<String>,
+    /// Exit with the verdict's code (0 passed, 1 failed, 3 invalid, 130
+    /// interrupted) instead of 0.
+    #[arg(long)]
+    pub check: bool,
+    /// Also write the verdict and each threshold as JUnit XML to this file.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -188,6 +209,8 @@ pub(crate) struct ReplayArgs {
     /// Play the run's timeline back in the live view at this many times its pace.
     #[arg(long)]
     pub speed: Option<f64>,
+    #[command(flatten)]
+    pub judge: JudgeFlags,
 }
 
 #[derive(clap::Args)]
@@ -271,6 +294,8 @@ pub(crate) struct ReportArgs {
     /// Count warm-up windows in the headline numbers.
     #[arg(long)]
     pub include_warmup: bool,
+    #[command(flatten)]
+    pub judge: JudgeFlags,
 }
 
 #[derive(clap::Args)]

@@ -23,10 +23,13 @@
 //! their rendering live in the library crates (`fleetbench_fold`,
 //! `fleetbench_views`).
 //!
-//! Exit codes: 0 success, 1 the run failed (or was interrupted), or
-//! `compare` found a regression past a limit, 2 bad input (a workload file
-//! that does not validate, a missing binary, an unknown run, phase or
-//! metric).
+//! Exit codes: `run` and `rerun` exit with the run's verdict: 0 passed, 1
+//! failed (a threshold crossed, every request of a phase failed, run
+//! control failed), 3 invalid (numbers not to be trusted), 130 interrupted;
+//! `report` and `replay` do so with `--check` (else 0). `compare` exits 1
+//! when it found a regression past a limit. 2 is bad input (a workload file
+//! that does not validate, a missing binary, an unknown run, phase, metric
+//! or threshold); any other error exits 1.
 
 #![forbid(unsafe_code)]
 

@@ -5,12 +5,14 @@
 //! Reading runs again (`runs`, `report`, `replay`, `compare`, `export`,
 //! `rerun`) is a fold over the log through `log::history`; the numbers and their
 //! rendering live in the library crates (`fleetbench_fold`,
-//! `fleetbench_views`).
+//! `fleetbench_views`). `judge` is what `run`, `report` and `replay` share
+//! about the verdict: `--threshold`, `--junit`, `--check`.
 
 pub(crate) mod compare;
 pub(crate) mod enroll;
 pub(crate) mod export;
 pub(crate) mod generate;
+pub(crate) mod judge;
 pub(crate) mod pool;
 pub(crate) mod preview;
 pub(crate) mod replay;

@@ -1,6 +1,7 @@
 //! `coordinator replay RUN`: a run re-aggregated from its raw events (other
 //! windows, a time range, some phases, agents or hosts), followed live, or
-//! played back.
+//! played back; judged over what it shows (`--threshold`, `--check`,
+//! `--junit` as `report`'s).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -9,6 +10,7 @@ use anyhow::{Context, Result};
 use fleetbench_fold::ReportOptions;
 
 use crate::cli::ReplayArgs;
+use crate::cmd::judge;
 use crate::error::BadInput;
 use crate::log::history;
 use crate::log::replay;
@@ -46,6 +48,7 @@ pub(crate) async fn replay(data_dir: &Path, a: ReplayArgs) -> Result<ExitCode> {
         to_s: a.to,
         percentiles: a.percentiles,
         filtered,
+        thresholds: judge::thresholds(&a.judge, &fold)?,
     });
     let text = fleetbench_views::report::render(&report, a.format);
     match a.output {
@@ -54,5 +57,8 @@ pub(crate) async fn replay(data_dir: &Path, a: ReplayArgs) -> Result<ExitCode> {
         }
         None => print!("{text}"),
     }
-    Ok(ExitCode::SUCCESS)
+    if let Some(path) = &a.judge.junit {
+        judge::write_junit(path, &report)?;
+    }
+    Ok(judge::exit_code(&report, a.judge.check))
 }

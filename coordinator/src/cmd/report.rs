@@ -1,4 +1,6 @@
-//! `coordinator report RUN`: a run's report, from its log alone.
+//! `coordinator report RUN`: a run's report and verdict, from its log alone
+//! (judged again: against `--threshold`s instead of the logged ones, if
+//! given; exit code the verdict's with `--check`).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -7,6 +9,7 @@ use anyhow::Result;
 use fleetbench_fold::ReportOptions;
 
 use crate::cli::ReportArgs;
+use crate::cmd::judge;
 use crate::error::BadInput;
 use crate::log::history;
 
@@ -16,8 +19,12 @@ pub(crate) async fn report(data_dir: &Path, a: ReportArgs) -> Result<ExitCode> {
     let report = loaded.fold.report(&ReportOptions {
         include_warmup: a.include_warmup,
         live: loaded.live,
+        thresholds: judge::thresholds(&a.judge, &loaded.fold)?,
         ..Default::default()
     });
     print!("{}", fleetbench_views::report::render(&report, a.format));
-    Ok(ExitCode::SUCCESS)
+    if let Some(path) = &a.judge.junit {
+        judge::write_junit(path, &report)?;
+    }
+    Ok(judge::exit_code(&report, a.judge.check))
 }

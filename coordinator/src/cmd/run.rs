@@ -1,5 +1,6 @@
 //! `coordinator run WORKLOAD` and `coordinator rerun RUN`: a run from start
-//! to summary (`crate::run`), with Ctrl-C stopping it gracefully.
+//! to summary (`crate::run`), with Ctrl-C stopping it gracefully; the exit
+//! code is the run's verdict's.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -10,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::{RerunArgs, RunArgs, RunFlags};
 use crate::error::BadInput;
 use crate::log::history;
-use crate::run::{self, Outcome};
+use crate::run as run_control;
 
 /// `coordinator run WORKLOAD`.
 pub(crate) async fn run(data_dir: &Path, args: RunArgs) -> Result<ExitCode> {
@@ -47,7 +48,8 @@ pub(crate) async fn rerun(data_dir: &Path, args: RerunArgs) -> Result<ExitCode> 
     outcome
 }
 
-/// `run` and `rerun`: Ctrl-C stops the run gracefully, twice forces.
+/// `run` and `rerun`: Ctrl-C stops the run gracefully (its verdict is then
+/// interrupted, exit 130), twice forces (exit 130 at once).
 async fn start_run(
     workload: PathBuf,
     data_dir: PathBuf,
@@ -67,8 +69,8 @@ async fn start_run(
             }
         }
     });
-    let outcome = run::run(
-        run::RunArgs {
+    let code = run_control::run(
+        run_control::RunArgs {
             workload,
             data_dir,
             flags,
@@ -77,8 +79,5 @@ async fn start_run(
         stop,
     )
     .await?;
-    Ok(match outcome {
-        Outcome::Completed => ExitCode::SUCCESS,
-        Outcome::Failed => ExitCode::FAILURE,
-    })
+    Ok(ExitCode::from(code))
 }

@@ -1,5 +1,5 @@
-//! `coordinator runs`: the runs in the log, one line each, with each
-//! phase's throughput and p99.
+//! `coordinator runs`: the runs in the log, one line each, with their
+//! verdict and each phase's throughput and p99.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -15,8 +15,8 @@ pub(crate) async fn runs(data_dir: &Path, a: RunsArgs) -> Result<ExitCode> {
     let ids = log::list_runs(data_dir)
         .with_context(|| format!("listing runs in {}", data_dir.display()))?;
     println!(
-        "{:<36}  {:<20}  {:<20}  {:>9}  {:<10}  {:>10}  {:>8}  phases (req/s, p99)",
-        "id", "name", "started", "duration", "status", "requests", "errors"
+        "{:<36}  {:<20}  {:<20}  {:>9}  {:<10}  {:<11}  {:>10}  {:>8}  phases (req/s, p99)",
+        "id", "name", "started", "duration", "status", "verdict", "requests", "errors"
     );
     for id in ids {
         // A run id is a UUIDv7: its time says, without opening the
@@ -74,12 +74,13 @@ fn line(r: &Report) -> String {
         })
         .collect();
     format!(
-        "{:<36}  {:<20}  {:<20}  {:>8.1}s  {:<10}  {:>10}  {:>8}  {}",
+        "{:<36}  {:<20}  {:<20}  {:>8.1}s  {:<10}  {:<11}  {:>10}  {:>8}  {}",
         r.run_id,
         r.name,
         r.started_at,
         r.duration_s,
         r.status,
+        r.verdict.name(),
         requests,
         errors,
         headline.join("; ")

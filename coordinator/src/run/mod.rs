@@ -12,7 +12,8 @@
 //!    phase's deadline passes), showing live progress from the fold.
 //! 5. Shut the agents down (each exits once all its events are acked), stop
 //!    the services, log the run's end and print the summary: the same fold,
-//!    so the same numbers `report` prints later.
+//!    so the same numbers and verdict `report` prints later. The exit code
+//!    is the verdict's.
 //!
 //! A run with `[agents] pool = "NAME"` starts no agent: it holds the pool
 //! (its `holder` lock), serves the pool's fixed port, admits the pool's
@@ -71,13 +72,9 @@ pub(crate) struct RunArgs {
     pub rerun_of: Option<String>,
 }
 
-/// How a run ended, for the exit code.
-pub(crate) enum Outcome {
-    Completed,
-    Failed,
-}
-
-pub(crate) async fn run(args: RunArgs, stop: CancellationToken) -> Result<Outcome> {
+/// Runs the workload; the exit code: the verdict's (0 passed, 1 failed, 3
+/// invalid, 130 interrupted), or 1 when the log could not be completed.
+pub(crate) async fn run(args: RunArgs, stop: CancellationToken) -> Result<u8> {
     let started = std::time::Instant::now();
     let (workload, text) = Workload::load(&args.workload).map_err(|e| BadInput(e.into()))?;
     let shipped = agent_binary::local(args.flags.agent_binary.as_deref()).await?;
@@ -129,7 +126,7 @@ pub(crate) async fn run(args: RunArgs, stop: CancellationToken) -> Result<Outcom
 
     let ending = wind_down(&log.hub, running, args.flags.keep_agents, result, &stop).await;
     let report = close(log, served, pool).await;
-    Ok(summary(&report, args.flags.json, &run_id, ending))
+    summary(&report, &args.flags, &run_id, ending)
 }
 
 /// The run's log and the hub that writes it.
@@ -167,6 +164,7 @@ async fn open_log(
         agent_binary_hash: agent_hash.to_string(),
         started_at_us,
         hostname: hostname(),
+        thresholds: workload.thresholds.iter().map(|t| t.to_pb()).collect(),
     }))
     .await;
     if let Some(of) = &args.rerun_of {
@@ -278,8 +276,13 @@ struct Started {
 }
 
 /// The run proper: services, agents (local, on SSH hosts, from a pool),
-/// all attached, then each phase in turn.
-async fn drive(d: &Drive<'_>, started: &mut Started, stop: &CancellationToken) -> Result<()> {
+/// all attached, then each phase in turn. Some(why) when a threshold with
+/// `abort = true` stopped it (the later phases are skipped).
+async fn drive(
+    d: &Drive<'_>,
+    started: &mut Started,
+    stop: &CancellationToken,
+) -> Result<Option<String>> {
     let (hub, workload, attach) = (d.hub, d.workload, &d.attach);
     services::start(
         hub,
@@ -345,6 +348,7 @@ async fn drive(d: &Drive<'_>, started: &mut Started, stop: &CancellationToken) -
     }
 
     let mut live = LiveView::new(workload.phases.len());
+    let mut aborted = None;
     for (index, phase) in workload.phases.iter().enumerate() {
         if stop.is_cancelled() {
             break;
@@ -356,27 +360,30 @@ async fn drive(d: &Drive<'_>, started: &mut Started, stop: &CancellationToken) -
             workload,
             ids: &ids,
         };
-        phase::run(&this, &mut live, stop).await?;
+        aborted = phase::run(&this, &mut live, stop).await?;
+        if aborted.is_some() {
+            break;
+        }
     }
     live.finish();
-    Ok(())
+    Ok(aborted)
 }
 
-/// How the run ended, as the log's last record says.
+/// How the run ended.
 struct Ending {
-    status: &'static str,
     /// Whether the log could be completed.
     flushed: Result<(), String>,
     result: Result<()>,
 }
 
 /// Winds down, whatever happened: pool agents released, our agents and
-/// services stopped, the log's last record written.
+/// services stopped, the log's last record written ("aborted" for an
+/// interrupt or a threshold that stopped the run).
 async fn wind_down(
     hub: &Arc<Hub>,
     mut started: Started,
     keep_agents: bool,
-    result: Result<()>,
+    result: Result<Option<String>>,
     stop: &CancellationToken,
 ) -> Ending {
     if started.from_pool {
@@ -386,8 +393,9 @@ async fn wind_down(
     services::stop_remote(hub, started.remote_services).await;
     services::stop(hub, started.services, Duration::from_secs(5)).await;
     let (status, reason) = match (&result, stop.is_cancelled()) {
-        (Ok(()), false) => ("completed", String::new()),
-        (Ok(()), true) => ("aborted", "interrupted".to_string()),
+        (Ok(None), false) => ("completed", String::new()),
+        (Ok(_), true) => ("aborted", "interrupted".to_string()),
+        (Ok(Some(why)), false) => ("aborted", why.clone()),
         (Err(e), _) => ("failed", format!("{e:#}")),
     };
     hub.log(pb::log_record::Record::RunFinished(pb::RunFinished {
@@ -396,9 +404,8 @@ async fn wind_down(
     }))
     .await;
     Ending {
-        status,
         flushed: hub.flush().await,
-        result,
+        result: result.map(|_| ()),
     }
 }
 
@@ -423,26 +430,25 @@ async fn close(log: RunLog, served: Served, pool: Option<(Pool, Holder)>) -> Rep
         .report(&ReportOptions::default())
 }
 
-/// Prints the summary (the same fold `report` reads later) and says how the
-/// run ended.
-fn summary(report: &Report, json: bool, run_id: &str, ending: Ending) -> Outcome {
-    if json {
+/// Prints the summary (the same fold `report` reads later), writes the
+/// JUnit file if asked, and says the exit code: the verdict's.
+fn summary(report: &Report, flags: &RunFlags, run_id: &str, ending: Ending) -> Result<u8> {
+    if flags.json {
         print!("{}", fleetbench_views::report::json(report));
     } else {
         print!("{}", fleetbench_views::report::table(report));
     }
+    if let Some(path) = &flags.junit {
+        crate::cmd::judge::write_junit(path, report)?;
+    }
     if let Err(e) = ending.flushed {
         eprintln!("error: the event log could not be completed: {e}");
-        return Outcome::Failed;
+        return Ok(1);
     }
-    match ending.result {
-        Ok(()) if ending.status == "completed" => Outcome::Completed,
-        Ok(()) => Outcome::Failed,
-        Err(e) => {
-            eprintln!("error: run {run_id} failed: {e:#}");
-            Outcome::Failed
-        }
+    if let Err(e) = ending.result {
+        eprintln!("error: run {run_id} failed: {e:#}");
     }
+    Ok(report.verdict.exit_code())
 }
 
 fn ssh_options(workload: &Workload, accept_new_host_keys: bool) -> ssh::Options {

@@ -1,7 +1,9 @@
 //! Driving one phase: pick a common start instant, log the schedule, send
 //! each agent its share, then watch the fold until every agent says the
-//! phase ended: showing live progress, judging `until`, stopping the phase
-//! when it is met or the run is interrupted, failing past the deadline.
+//! phase ended: showing live progress, judging `until` and the thresholds
+//! with `abort = true`, stopping the phase when one is met or the run is
+//! interrupted, failing past the deadline. A threshold that stops the phase
+//! stops the run: `run` tells its caller, which skips the later phases.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,10 +12,11 @@ use std::time::Duration;
 use anyhow::{Result, anyhow};
 use fleetbench::pb;
 use fleetbench::pb::coordinator_message::Msg;
+use fleetbench_fold::PhaseAgg;
 use fleetbench_workload::{Phase, Workload};
 use tokio_util::sync::CancellationToken;
 
-use super::plan::{self, AgentPlan, UntilJudge};
+use super::plan::{self, AgentPlan, Met, StopJudge};
 use super::wait::{changed, check_log};
 use crate::hub::{AgentState, Hub};
 use crate::live::LiveView;
@@ -33,16 +36,17 @@ pub(super) struct PhaseRun<'a> {
     pub ids: &'a [String],
 }
 
-/// Runs the phase to its end (or its stop, or the run's interrupt).
+/// Runs the phase to its end (or its stop, or the run's interrupt). Some
+/// (why) when a threshold with `abort = true` stopped it: the run stops.
 pub(super) async fn run(
     r: &PhaseRun<'_>,
     live: &mut LiveView,
     stop: &CancellationToken,
-) -> Result<()> {
+) -> Result<Option<String>> {
     let start_at_us = schedule(r).await?;
-    watch(r, start_at_us, live, stop).await?;
+    let aborted = watch(r, start_at_us, live, stop).await?;
     live.phase_done();
-    Ok(())
+    Ok(aborted)
 }
 
 /// Plans the phase, logs its schedule, and sends each agent its part; the
@@ -162,27 +166,36 @@ async fn start(
     }
 }
 
-/// Watches the phase until every agent says it ended: live progress,
-/// `until`, the run's interrupt, and the deadline past its planned end.
+/// Watches the phase until every agent says it ended: live progress, the
+/// stop conditions, the run's interrupt, and the deadline past its planned
+/// end. Some(why) when a threshold with `abort = true` stopped it.
 async fn watch(
     r: &PhaseRun<'_>,
     start_at_us: i64,
     live: &mut LiveView,
     stop: &CancellationToken,
-) -> Result<()> {
+) -> Result<Option<String>> {
     let planned_end = start_at_us + r.phase.duration.as_micros() as i64;
     let deadline = planned_end + PHASE_GRACE.as_micros() as i64;
     let mut stopping = false;
-    let mut judge = UntilJudge::new(r.phase);
+    let mut aborted = None;
+    let mut judge = StopJudge::new(r.phase);
+    let aborts = aborts(r);
     loop {
         check_log(r.hub)?;
-        let (ended, met) = look(r, live, &mut judge, stopping);
+        let (ended, met) = look(r, live, &mut judge, &aborts, stopping);
         if ended {
             break;
         }
-        if let Some((w, why)) = met {
+        if let Some((w, met)) = met {
             stopping = true;
-            stop_met(r, w, why).await;
+            if met.threshold.is_some() {
+                aborted = Some(format!(
+                    "{} in window {w} of phase {} (abort = true): the later phases were skipped",
+                    met.why, r.phase.name
+                ));
+            }
+            stop_met(r, w, met).await;
         }
         if stop.is_cancelled() && !stopping {
             stopping = true;
@@ -202,17 +215,57 @@ async fn watch(
         }
         changed(r.hub, Duration::from_millis(250)).await;
     }
-    Ok(())
+    Ok(aborted)
 }
 
-/// One look at the fold: shows live progress, judges `until` (unless the
-/// phase is stopping already). Whether the phase ended, and a condition met.
+/// The workload's thresholds with `abort = true` that hold in this phase
+/// (its own, and the run-wide ones), with their index in the workload's list.
+fn aborts(r: &PhaseRun<'_>) -> Vec<(u32, pb::Threshold)> {
+    r.workload
+        .thresholds
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.abort && t.phase.as_ref().is_none_or(|p| *p == r.phase.name))
+        .map(|(i, t)| (i as u32, t.to_pb()))
+        .collect()
+}
+
+/// The first stop condition windows first..=last of `p` meet: `until`,
+/// then each threshold of `aborts` in order (of its operation's windows,
+/// if it names one the phase has).
+fn condition(
+    r: &PhaseRun<'_>,
+    p: &PhaseAgg,
+    aborts: &[(u32, pb::Threshold)],
+    first: u32,
+    last: u32,
+) -> Option<Met> {
+    if let Some(until) = &r.phase.until
+        && let Some(why) = p
+            .merged(first, last)
+            .and_then(|w| plan::until_met(until, &w))
+    {
+        return Some(Met::until(why));
+    }
+    aborts.iter().find_map(|(i, t)| {
+        let w = p.merged_op(&t.op, first, last)?;
+        fleetbench_fold::crossed_in(t, &w, p.covered_s(first, last)).map(|why| Met {
+            why,
+            threshold: Some(*i),
+        })
+    })
+}
+
+/// One look at the fold: shows live progress, judges the stop conditions
+/// (unless the phase is stopping already). Whether the phase ended, and a
+/// condition met.
 fn look(
     r: &PhaseRun<'_>,
     live: &mut LiveView,
-    judge: &mut UntilJudge,
+    judge: &mut StopJudge,
+    aborts: &[(u32, pb::Threshold)],
     stopping: bool,
-) -> (bool, Option<(u32, String)>) {
+) -> (bool, Option<(u32, Met)>) {
     let connected = r.hub.agents().values().filter(|s| s.connected).count();
     let fold = r.hub.fold.lock().expect("never poisoned");
     live.show(
@@ -224,36 +277,45 @@ fn look(
     );
     let p = fold.phases.get(&r.index);
     let mut met = None;
-    if let (Some(until), Some(p)) = (&r.phase.until, p)
+    if let Some(p) = p
+        && (r.phase.until.is_some() || !aborts.is_empty())
         && !stopping
         && let Some((done, _)) = p.last_complete_window()
     {
-        met = judge.judge(until, done, |first, last| p.merged(first, last));
+        met = judge.judge(done, |first, last| condition(r, p, aborts, first, last));
     }
     (p.is_some_and(|p| p.ended()), met)
 }
 
-/// `until` was met in window `w`: logged, said, and the phase stopped.
-async fn stop_met(r: &PhaseRun<'_>, w: u32, why: String) {
+/// A stop condition was met in window `w`: logged, said, and the phase
+/// stopped.
+async fn stop_met(r: &PhaseRun<'_>, w: u32, met: Met) {
     let rate = plan::rate_in_window(r.phase, w);
     r.hub
         .log(pb::log_record::Record::PhaseStopRequested(
             pb::PhaseStopRequested {
                 phase_index: r.index,
-                reason: why.clone(),
+                reason: met.why.clone(),
                 window_index: w,
                 rate,
                 condition_met: true,
+                threshold: met.threshold,
             },
         ))
         .await;
     eprintln!(
-        "phase {:?}: stop condition met in window {w}{}: {why}",
+        "phase {:?}: stop condition met in window {w}{}: {}{}",
         r.phase.name,
         if rate > 0.0 {
             format!(" (rate {rate:.0}/s)")
         } else {
             String::new()
+        },
+        met.why,
+        if met.threshold.is_some() {
+            " (abort = true: the run stops)"
+        } else {
+            ""
         }
     );
     stop_agents(r);

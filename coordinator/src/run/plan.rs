@@ -1,7 +1,9 @@
 //! The planning maths of a run, as plain functions: how a phase's
 //! concurrency, iterations and rate shape are split across agents (even,
 //! by cores, by weights; largest remainder), which windows are warm-up,
-//! where the steps of a step load begin and end, and when `until` is met.
+//! where the steps of a step load begin and end, when `until` is met, and
+//! which windows a stop condition (`until`, a threshold with `abort =
+//! true`) is judged on.
 //!
 //! Nothing here talks to agents or the log; `phase` drives with it.
 
@@ -195,18 +197,37 @@ pub(super) fn until_met(until: &Until, w: &WindowAgg) -> Option<String> {
     None
 }
 
-/// What `until` judges, in order and none skipped: each step of a step load
-/// as a whole (its p99 over all its windows), else each window after the
-/// warm-up.
-pub(super) struct UntilJudge {
+/// A stop condition that windows met: why, and which threshold when it
+/// was one with `abort = true` (its index in the workload's list).
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Met {
+    pub why: String,
+    pub threshold: Option<u32>,
+}
+
+impl Met {
+    /// `until` met.
+    pub(super) fn until(why: String) -> Met {
+        Met {
+            why,
+            threshold: None,
+        }
+    }
+}
+
+/// What run control judges a phase's stop conditions on (`until`, and
+/// thresholds with `abort = true`), in order and none skipped: each step of
+/// a step load as a whole (its p99 over all its windows), else each window
+/// after the warm-up.
+pub(super) struct StopJudge {
     steps: Vec<(u32, u32)>,
     next_step: usize,
     next_window: u32,
 }
 
-impl UntilJudge {
-    pub(super) fn new(phase: &Phase) -> UntilJudge {
-        UntilJudge {
+impl StopJudge {
+    pub(super) fn new(phase: &Phase) -> StopJudge {
+        StopJudge {
             steps: step_windows(phase),
             next_step: 0,
             next_window: warmup_windows(phase),
@@ -214,37 +235,35 @@ impl UntilJudge {
     }
 
     /// Judges what is complete up to window `done` and not judged yet;
-    /// `merged(first, last)` gives those windows merged. The first condition
-    /// met: (the window it was met in, why).
+    /// `met(first, last)` says whether windows first..=last meet a stop
+    /// condition. The first met: (the window it was met in, what).
     pub(super) fn judge(
         &mut self,
-        until: &Until,
         done: u32,
-        merged: impl Fn(u32, u32) -> Option<WindowAgg>,
-    ) -> Option<(u32, String)> {
-        let mut met = None;
+        met: impl Fn(u32, u32) -> Option<Met>,
+    ) -> Option<(u32, Met)> {
+        let mut found = None;
         if self.steps.is_empty() {
-            while met.is_none() && self.next_window <= done {
+            while found.is_none() && self.next_window <= done {
                 let w = self.next_window;
-                met = merged(w, w)
-                    .and_then(|agg| until_met(until, &agg))
-                    .map(|why| (w, why));
+                found = met(w, w).map(|m| (w, m));
                 self.next_window += 1;
             }
         } else {
-            while met.is_none()
+            while found.is_none()
                 && self.next_step < self.steps.len()
                 && self.steps[self.next_step].1 <= done
             {
                 let (first, last) = self.steps[self.next_step];
                 let step = self.next_step + 1;
-                met = merged(first, last)
-                    .and_then(|agg| until_met(until, &agg))
-                    .map(|why| (last, format!("{why} over step {step}")));
+                found = met(first, last).map(|m| {
+                    let why = format!("{} over step {step}", m.why);
+                    (last, Met { why, ..m })
+                });
                 self.next_step += 1;
             }
         }
-        met
+        found
     }
 }
 
@@ -256,7 +275,7 @@ mod tests {
     use fleetbench_workload::{Phase, Until, Workload};
 
     use super::{
-        AgentPlan, UntilJudge, plan_agents, rate_in_window, split_by_weight, step_windows,
+        AgentPlan, Met, StopJudge, plan_agents, rate_in_window, split_by_weight, step_windows,
         until_met, warmup_windows, weights,
     };
 
@@ -426,18 +445,30 @@ mod tests {
         assert_eq!(until_met(&u, &window(99, 1, 1_000)), None);
     }
 
+    /// `until` over windows first..=last, as run control asks it.
+    fn until_over(
+        u: &Until,
+        merged: impl Fn(u32, u32) -> Option<WindowAgg>,
+    ) -> impl Fn(u32, u32) -> Option<Met> {
+        move |first, last| {
+            merged(first, last)
+                .and_then(|w| until_met(u, &w))
+                .map(Met::until)
+        }
+    }
+
     #[test]
     fn until_judges_each_window_after_the_warmup_once() {
         let p = phase("duration = \"10s\"\nwarmup = \"2s\"\nconcurrency = 1");
         let u = until(5_000, None);
         // Every window is slow: the warm-up's are never judged.
-        let slow = |_: u32, _: u32| Some(window(10, 0, 9_000));
-        let mut judge = UntilJudge::new(&p);
-        assert_eq!(judge.judge(&u, 1, slow), None);
-        assert_eq!(judge.judge(&u, 3, slow).map(|(w, _)| w), Some(2));
+        let slow = until_over(&u, |_, _| Some(window(10, 0, 9_000)));
+        let mut judge = StopJudge::new(&p);
+        assert_eq!(judge.judge(1, &slow), None);
+        assert_eq!(judge.judge(3, &slow).map(|(w, _)| w), Some(2));
         // Window 2 was judged; the next call starts at 3.
-        assert_eq!(judge.judge(&u, 3, slow).map(|(w, _)| w), Some(3));
-        assert_eq!(judge.judge(&u, 3, slow), None);
+        assert_eq!(judge.judge(3, &slow).map(|(w, _)| w), Some(3));
+        assert_eq!(judge.judge(3, &slow), None);
     }
 
     #[test]
@@ -450,12 +481,29 @@ mod tests {
             // The second step is slow.
             Some(window(10, 0, if first >= 3 { 9_000 } else { 1_000 }))
         };
-        let mut judge = UntilJudge::new(&p);
-        assert_eq!(judge.judge(&u, 3, merged), None);
+        let met = until_over(&u, merged);
+        let mut judge = StopJudge::new(&p);
+        assert_eq!(judge.judge(3, &met), None);
         assert_eq!(*asked.borrow(), vec![(0, 2)], "step 2 is not whole yet");
-        let (w, why) = judge.judge(&u, 4, merged).unwrap();
+        let (w, m) = judge.judge(4, &met).unwrap();
         assert_eq!(w, 4);
-        assert!(why.ends_with(" over step 2"), "{why}");
+        assert!(m.why.ends_with(" over step 2"), "{}", m.why);
+        assert_eq!(m.threshold, None);
         assert_eq!(*asked.borrow(), vec![(0, 2), (3, 4)]);
+    }
+
+    /// A threshold's stop keeps its index through a step.
+    #[test]
+    fn a_threshold_met_over_a_step_keeps_its_index() {
+        let p = phase("steps = [{ rate = 1, for = \"2s\" }, { rate = 2, for = \"2s\" }]");
+        let met = |first: u32, _: u32| {
+            (first == 2).then(|| Met {
+                why: "threshold p99<1ms crossed: p99 2.00ms".into(),
+                threshold: Some(3),
+            })
+        };
+        let (w, m) = StopJudge::new(&p).judge(3, met).unwrap();
+        assert_eq!((w, m.threshold), (3, Some(3)));
+        assert_eq!(m.why, "threshold p99<1ms crossed: p99 2.00ms over step 2");
     }
 }

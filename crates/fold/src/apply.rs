@@ -48,6 +48,7 @@ impl Fold {
                     resolved_json: r.resolved_json.clone(),
                     coordinator_version: r.coordinator_version.clone(),
                     agent_binary_hash: r.agent_binary_hash.clone(),
+                    thresholds: r.thresholds.clone(),
                 });
             }
             Record::AgentAttached(a) => {

@@ -35,6 +35,8 @@
 mod apply;
 mod limited;
 mod model;
+mod options;
+mod reasons;
 mod shape;
 mod state;
 mod summary;
@@ -42,17 +44,24 @@ mod summary;
 pub mod testlog;
 #[cfg(test)]
 mod tests;
+mod threshold;
+mod verdict;
+#[cfg(test)]
+mod verdict_tests;
+mod windowing;
 
 pub use apply::notice_level;
 pub use limited::{
     AGENT_CPU_SATURATED, AgentLoad, LATE_WAKE_MIN_SCHEDULED, LATE_WAKE_SHARE, SEND_SHORTFALL,
-    SHORTFALL_LATE_SHARE, limited_reasons,
+    SHORTFALL_LATE_SHARE, limited_reasons, schedule_not_kept,
 };
 pub use model::{
     AgentEvents, AgentPoint, AgentReport, HostPoint, HostReport, LatencyReport, LimitedAgent,
     LogReport, OpPoint, OpReport, PhaseAgentReport, PhaseReport, Report, SpectrumPoint, StopReport,
-    TimelinePoint, WindowLatency,
+    ThresholdReport, ThresholdResult, TimelinePoint, WindowLatency,
 };
+pub use options::ReportOptions;
+pub use reasons::{Reason, ReasonKind, Verdict, verdict_of};
 pub use shape::{intended_mean, intended_rate};
 pub use state::{AgentInfo, AgentPhase, Filter, Fold, PhaseAgg, RunInfo, WindowAgg};
-pub use summary::ReportOptions;
+pub use threshold::{Metric, crossed_in};

@@ -92,16 +92,8 @@ pub fn limited_reasons(load: &AgentLoad) -> Vec<String> {
             if usable == 1 { "" } else { "s" }
         ));
     }
-    if load.scheduled > 0
-        && load.late_wakes as f64 > SHORTFALL_LATE_SHARE * load.scheduled as f64
-        && (load.sent as f64) < (1.0 - SEND_SHORTFALL) * load.scheduled as f64
-    {
-        reasons.push(format!(
-            "sent {} of {} scheduled requests ({} short) while waking late",
-            load.sent,
-            load.scheduled,
-            percent(load.scheduled.saturating_sub(load.sent) as f64 / load.scheduled as f64)
-        ));
+    if let Some(short) = schedule_not_kept(load) {
+        reasons.push(short);
     }
     if let Some(late) = too_often_late(
         "its 10 ms probes fired",
@@ -112,6 +104,24 @@ pub fn limited_reasons(load: &AgentLoad) -> Vec<String> {
         reasons.push(format!("its event loop ran late: {late}"));
     }
     reasons
+}
+
+/// Rule (c) alone, in words: open loop, the agent sent fewer than 95 % of
+/// the scheduled requests while waking late, so the load offered was not
+/// the schedule's. Of the four rules it is the one that makes a run's
+/// verdict invalid (the others are warnings; ARCHITECTURE.md, The fold).
+pub fn schedule_not_kept(load: &AgentLoad) -> Option<String> {
+    (load.scheduled > 0
+        && load.late_wakes as f64 > SHORTFALL_LATE_SHARE * load.scheduled as f64
+        && (load.sent as f64) < (1.0 - SEND_SHORTFALL) * load.scheduled as f64)
+        .then(|| {
+            format!(
+                "sent {} of {} scheduled requests ({} short) while waking late",
+                load.sent,
+                load.scheduled,
+                percent(load.scheduled.saturating_sub(load.sent) as f64 / load.scheduled as f64)
+            )
+        })
 }
 
 /// Rules (a) and (d): `late` of `of` things (at least

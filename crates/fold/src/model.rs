@@ -7,6 +7,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::limited::AgentLoad;
+use crate::reasons::{Reason, Verdict};
 
 /// A run's report. Field names are part of fleetbench's interface: scripts
 /// read the JSON. Add fields; do not rename them.
@@ -22,6 +23,15 @@ pub struct Report {
     pub status: String,
     /// Why it ended so (empty for a run that completed).
     pub reason: String,
+    /// The run judged from its log: passed, failed, invalid or interrupted
+    /// (see [`Verdict`]).
+    pub verdict: Verdict,
+    /// Why it is not passed, every fact that says so (empty: passed).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<Reason>,
+    /// Each threshold judged: measured value, limit, result.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub thresholds: Vec<ThresholdReport>,
     /// When the run started, RFC 3339 (UTC).
     pub started_at: String,
     /// Seconds from the run's start to its last logged record (ms
@@ -194,6 +204,63 @@ pub struct OpPoint {
     pub p50_us: Option<u64>,
     /// 99th percentile latency, µs.
     pub p99_us: Option<u64>,
+}
+
+/// One threshold as judged over a report.
+#[derive(Debug, Clone, Serialize)]
+pub struct ThresholdReport {
+    /// The threshold as one line, like "load:p99<20ms".
+    pub threshold: String,
+    /// What it limits: p50, p90, p95, p99, p999, max, error_rate,
+    /// throughput or achieved_ratio.
+    pub metric: String,
+    /// The phase it holds in (none: the whole run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// The operation it holds for (none: all).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub op: Option<String>,
+    /// The limit, in `unit`.
+    pub limit: f64,
+    /// The value measured, in `unit` (none: nothing to measure).
+    pub measured: Option<f64>,
+    /// "us" (latencies), "ratio" (error_rate, achieved_ratio) or "rps".
+    pub unit: &'static str,
+    /// Passed, failed, or skipped (not in this report).
+    pub result: ThresholdResult,
+    /// It stops the run at the first window that crosses it.
+    #[serde(skip_serializing_if = "is_false")]
+    pub abort: bool,
+    /// Where it stopped the run, and the crossing value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aborted: Option<String>,
+    /// The measured value against the limit, in words: "p99 5.21ms, not
+    /// below 1.00ms".
+    pub text: String,
+}
+
+/// A threshold's result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ThresholdResult {
+    /// The measured value is on the right side of the limit.
+    Passed,
+    /// It is not, or nothing could be measured, or it stopped the run.
+    Failed,
+    /// Not judged: its phase or operation is not in this report (a replay
+    /// filter), or its metric is unknown.
+    Skipped,
+}
+
+impl ThresholdResult {
+    /// "passed", "failed" or "skipped".
+    pub fn name(self) -> &'static str {
+        match self {
+            ThresholdResult::Passed => "passed",
+            ThresholdResult::Failed => "failed",
+            ThresholdResult::Skipped => "skipped",
+        }
+    }
 }
 
 /// An agent that limited a phase, and why (see [`limited_reasons`](crate::limited_reasons)).

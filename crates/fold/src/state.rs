@@ -27,6 +27,8 @@ pub struct RunInfo {
     pub coordinator_version: String,
     /// SHA-256 of the agent binary the run shipped, hex.
     pub agent_binary_hash: String,
+    /// The workload's thresholds, in the file's order.
+    pub thresholds: Vec<pb::Threshold>,
 }
 
 /// An agent as its attach and detach records tell it.
@@ -282,6 +284,23 @@ impl PhaseAgg {
         u64::from(index) * u64::from(self.window_ms) < self.warmup_ms
     }
 
+    /// Time windows `from..=to` cover, in seconds: the last one may be cut
+    /// by the phase's end.
+    pub fn covered_s(&self, from: u32, to: u32) -> f64 {
+        let width = u64::from(self.window_ms);
+        let end = self.duration_ms.max(1);
+        (from..=to)
+            .map(|i| width.min(end.saturating_sub(u64::from(i) * width)))
+            .sum::<u64>() as f64
+            / 1000.0
+    }
+
+    /// The phase's operations, in the file's order (empty for a single
+    /// workload).
+    pub fn op_names(&self) -> &[String] {
+        &self.op_names
+    }
+
     /// Every agent the phase was scheduled on has said it ended.
     pub fn ended(&self) -> bool {
         !self.agent_ids.is_empty()
@@ -295,9 +314,19 @@ impl PhaseAgg {
     /// (`None` if none of them is there): a step of a step load, judged
     /// whole by run control's stop conditions.
     pub fn merged(&self, from: u32, to: u32) -> Option<WindowAgg> {
+        self.merged_op("", from, to)
+    }
+
+    /// As [`PhaseAgg::merged`], of operation `op`'s windows only ("": all
+    /// operations); None also when the phase has no such operation.
+    pub fn merged_op(&self, op: &str, from: u32, to: u32) -> Option<WindowAgg> {
+        let windows = if op.is_empty() {
+            &self.windows
+        } else {
+            self.ops.get(op)?
+        };
         let mut acc: Option<WindowAgg> = None;
-        for (_, w) in self
-            .windows
+        for (_, w) in windows
             .range(from..=to)
             .filter(|(i, _)| !self.is_warmup(**i))
         {

@@ -1,5 +1,7 @@
-//! From the fold's state to a [`Report`]: windows selected and merged,
-//! percentiles read from merged histograms, timelines, per-agent rows.
+//! From the fold's state to a [`Report`]: windows selected and merged
+//! (`windowing`), percentiles read from merged histograms, timelines,
+//! per-agent rows; then the thresholds judged (`threshold`) and the verdict
+//! (`verdict`).
 
 use std::collections::BTreeMap;
 
@@ -11,8 +13,13 @@ use crate::model::{
     LogReport, OpPoint, OpReport, PhaseAgentReport, PhaseReport, Report, SpectrumPoint, StopReport,
     TimelinePoint, WindowLatency,
 };
+use crate::options::ReportOptions;
+use crate::reasons::Verdict;
 use crate::shape::intended_mean;
-use crate::state::{AgentInfo, AgentPhase, AgentWindow, CpuSample, Fold, PhaseAgg, WindowAgg};
+use crate::state::{AgentInfo, AgentPhase, AgentWindow, CpuSample, Fold, PhaseAgg};
+use crate::threshold;
+use crate::verdict::{self, Evidence};
+use crate::windowing::{Series, Windowing};
 
 impl Fold {
     /// The report of this run, as the user reads it.
@@ -53,7 +60,7 @@ impl Fold {
             })
             .collect();
         let duration_us = (self.last_logged_at_us - run.started_at_us).max(0);
-        Report {
+        let mut report = Report {
             run_id: run.id,
             name: run.name,
             status: self.status(options.live),
@@ -62,6 +69,9 @@ impl Fold {
                 .as_ref()
                 .map(|f| f.reason.clone())
                 .unwrap_or_default(),
+            verdict: Verdict::Passed,
+            reasons: Vec::new(),
+            thresholds: threshold::judge_all(self, options),
             started_at: fleetbench::clock::rfc3339(run.started_at_us),
             duration_s: round3(duration_us as f64 / 1e6),
             coordinator_version: run.coordinator_version,
@@ -101,28 +111,16 @@ impl Fold {
                     .collect(),
             },
             notices: self.notices.clone(),
-        }
+        };
+        let (verdict, reasons) = verdict::judge(&Evidence {
+            fold: self,
+            report: &report,
+            options,
+        });
+        report.verdict = verdict;
+        report.reasons = reasons;
+        report
     }
-}
-
-/// What a report includes.
-#[derive(Debug, Clone, Default)]
-pub struct ReportOptions {
-    /// Count warm-up windows in the headline numbers.
-    pub include_warmup: bool,
-    /// The run is still being written (status "running", not "incomplete").
-    pub live: bool,
-    /// Timeline windows of this many seconds (a whole multiple of the
-    /// logged windows); None: as logged.
-    pub window_s: Option<u32>,
-    /// Only windows that lie inside [from_s, to_s], seconds from the run's start.
-    pub from_s: Option<f64>,
-    /// See `from_s`.
-    pub to_s: Option<f64>,
-    /// Extra percentiles to report (like 99.99).
-    pub percentiles: Vec<f64>,
-    /// The fold was built with a filter: list only agents that left results.
-    pub filtered: bool,
 }
 
 fn round2(v: f64) -> f64 {
@@ -147,98 +145,6 @@ fn latency_report(h: &Histogram<u64>) -> Option<LatencyReport> {
         max: h.max(),
         percentiles: BTreeMap::new(),
     })
-}
-
-/// The windows of one series (a phase's, or one operation's) that a report
-/// takes, totalled and bucketed into the report's timeline windows.
-struct Series {
-    /// The headline windows (warm-up left out unless asked for) merged.
-    total: WindowAgg,
-    /// Time the headline windows cover, ms.
-    counted_ms: u64,
-    /// Per timeline bucket, every window inside the range merged.
-    buckets: BTreeMap<u64, WindowAgg>,
-}
-
-/// How a phase's logged windows map onto a report: which count, which are
-/// warm-up, how long each covers, which timeline bucket each falls in.
-struct Windowing<'a> {
-    p: &'a PhaseAgg,
-    options: &'a ReportOptions,
-    width_ms: u64,
-    per_bucket: u64,
-    bucket_ms: u64,
-    phase_start_ms: f64,
-}
-
-impl<'a> Windowing<'a> {
-    fn new(p: &'a PhaseAgg, run_start_us: i64, options: &'a ReportOptions) -> Self {
-        let width_ms = u64::from(p.window_ms);
-        // Report windows: whole multiples of the logged ones.
-        let per_bucket = options
-            .window_s
-            .map_or(1, |w| (u64::from(w) * 1000 / width_ms).max(1));
-        Windowing {
-            p,
-            options,
-            width_ms,
-            per_bucket,
-            bucket_ms: width_ms * per_bucket,
-            phase_start_ms: (p.start_at_us - run_start_us) as f64 / 1000.0,
-        }
-    }
-
-    /// A logged window counts when it lies inside [from, to] (run time).
-    fn inside(&self, index: u32) -> bool {
-        let start = self.phase_start_ms + (u64::from(index) * self.width_ms) as f64;
-        let end = start + self.width_ms as f64;
-        self.options
-            .from_s
-            .is_none_or(|f| start >= f * 1000.0 - 0.5)
-            && self.options.to_s.is_none_or(|t| end <= t * 1000.0 + 0.5)
-    }
-
-    /// The window is in the headline numbers.
-    fn headline(&self, index: u32) -> bool {
-        self.inside(index) && (self.options.include_warmup || !self.p.is_warmup(index))
-    }
-
-    /// Time a logged window covers: the last one may be cut by the phase end.
-    fn covers(&self, index: u32) -> u64 {
-        let start = u64::from(index) * self.width_ms;
-        self.width_ms
-            .min(self.p.duration_ms.max(1).saturating_sub(start))
-    }
-
-    fn bucket(&self, index: u32) -> u64 {
-        u64::from(index) / self.per_bucket
-    }
-
-    fn series(&self, windows: &BTreeMap<u32, WindowAgg>) -> Series {
-        let growing = || {
-            let mut agg = WindowAgg::new();
-            agg.latency.auto(true);
-            agg
-        };
-        let mut total = growing();
-        let mut counted_ms = 0u64;
-        let mut buckets: BTreeMap<u64, WindowAgg> = BTreeMap::new();
-        for (&index, w) in windows.iter().filter(|(i, _)| self.inside(**i)) {
-            if self.options.include_warmup || !self.p.is_warmup(index) {
-                total.merge(w);
-                counted_ms += self.covers(index);
-            }
-            buckets
-                .entry(self.bucket(index))
-                .or_insert_with(growing)
-                .merge(w);
-        }
-        Series {
-            total,
-            counted_ms,
-            buckets,
-        }
-    }
 }
 
 fn throughput(requests: u64, duration_s: f64) -> f64 {

@@ -295,6 +295,7 @@ pub fn stop(window_index: u32, reason: &str) -> pb::LogRecord {
             window_index,
             rate: 1200.0,
             condition_met: true,
+            threshold: None,
         })),
     }
 }
@@ -369,4 +370,40 @@ fn agent_cpu(agent: &str, seq: u64, second: i64, cpu_pct: f32) -> pb::LogRecord 
         ..Default::default()
     };
     host_metrics(agent, seq, second * 1_000_000, m)
+}
+
+/// The run's end: RunFinished with `status` and `reason`.
+pub fn finished(status: &str, reason: &str) -> pb::LogRecord {
+    pb::LogRecord {
+        logged_at_us: 30_000_000,
+        record: Some(Record::RunFinished(pb::RunFinished {
+            status: status.into(),
+            reason: reason.into(),
+        })),
+    }
+}
+
+/// The run's start, logging `thresholds`.
+pub fn started_with(thresholds: Vec<pb::Threshold>) -> pb::LogRecord {
+    pb::LogRecord {
+        logged_at_us: 0,
+        record: Some(Record::RunStarted(pb::RunStarted {
+            run_id: "r".into(),
+            name: "run".into(),
+            thresholds,
+            ..Default::default()
+        })),
+    }
+}
+
+/// A threshold on `metric` in `phase` ("": the run) with `limit`, written
+/// as `text`.
+pub fn threshold(metric: &str, phase: &str, limit: f64, text: &str) -> pb::Threshold {
+    pb::Threshold {
+        metric: metric.into(),
+        phase: phase.into(),
+        limit,
+        text: text.into(),
+        ..Default::default()
+    }
 }

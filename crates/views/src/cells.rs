@@ -1,6 +1,7 @@
 //! The cells and sentences every view shares: a phase's latency cells, the
 //! lines that say a load generator limited a phase, where run control
-//! stopped it and what load it was offered, a quoted CSV field, and the
+//! stopped it and what load it was offered, the verdict's headline, its
+//! reasons and the thresholds' cells, a quoted CSV field, and the
 //! right-aligned number columns of a text table. They
 //! live here, used by the table, CSV, HTML, compare and export views alike,
 //! so that every format says a thing in the same words.
@@ -10,7 +11,10 @@ use std::ops::Range;
 use comfy_table::{CellAlignment, Table};
 
 use fleetbench::clock::format_us;
-use fleetbench_fold::{LatencyReport, LimitedAgent, PhaseReport, StopReport};
+use fleetbench_fold::{
+    LatencyReport, LimitedAgent, Metric, PhaseReport, Reason, Report, StopReport, ThresholdReport,
+    ThresholdResult, Verdict,
+};
 
 /// p50, p90, p99, p99.9 and max of a phase, as people read them ("-" when
 /// the phase has no latency).
@@ -72,6 +76,53 @@ pub(crate) fn offered_line(p: &PhaseReport) -> Option<String> {
             p.requests as f64 * 100.0 / p.scheduled as f64
         )
     })
+}
+
+/// The verdict's headline: "VERDICT: FAILED — REASON" for one reason,
+/// "VERDICT: INVALID — 3 reasons:" for several (listed after it by
+/// [`reason_text`]), "VERDICT: PASSED" (with "— 2 thresholds met" when it
+/// had thresholds).
+pub(crate) fn verdict_head(r: &Report) -> String {
+    let head = format!("VERDICT: {}", r.verdict.name().to_uppercase());
+    match r.reasons.as_slice() {
+        [] if r.verdict == Verdict::Passed => {
+            let met = r
+                .thresholds
+                .iter()
+                .filter(|t| t.result == ThresholdResult::Passed)
+                .count();
+            match met {
+                0 => head,
+                1 => format!("{head} — 1 threshold met"),
+                n => format!("{head} — {n} thresholds met"),
+            }
+        }
+        [one] => format!("{head} — {}", one.message),
+        many => format!("{head} — {} reasons:", many.len()),
+    }
+}
+
+/// One reason as a list item: "failed: MESSAGE".
+pub(crate) fn reason_text(r: &Reason) -> String {
+    format!("{}: {}", r.verdict.name(), r.message)
+}
+
+/// A threshold's cells: the threshold, its result, the value measured and
+/// the limit ("-" when nothing was measured).
+pub(crate) fn threshold_cells(t: &ThresholdReport) -> [String; 4] {
+    let metric = Metric::parse(&t.metric);
+    let value = |v: f64| metric.map_or_else(|| v.to_string(), |m| m.format(v));
+    let side = if metric.is_none_or(Metric::below) {
+        "<"
+    } else {
+        ">"
+    };
+    [
+        t.threshold.clone(),
+        t.result.name().to_uppercase(),
+        t.measured.map_or_else(|| "-".to_string(), value),
+        format!("{side} {}", value(t.limit)),
+    ]
 }
 
 /// `12.0` -> "12", `12.5` -> "12.5".

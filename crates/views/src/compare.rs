@@ -23,11 +23,11 @@ use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{ContentArrangement, Table};
 use serde::Serialize;
 
-use crate::cells::{limited_text, right_align};
+use crate::cells::{limited_text, reason_text, right_align};
 use crate::format::Format;
 use crate::stats::{MannWhitney, mann_whitney_u, smallest_p};
 use fleetbench::clock::format_us;
-use fleetbench_fold::{LimitedAgent, PhaseReport, Report, RunInfo, TimelinePoint};
+use fleetbench_fold::{LimitedAgent, PhaseReport, Report, RunInfo, TimelinePoint, Verdict};
 
 /// Significance level of the noise test.
 pub const ALPHA: f64 = 0.05;
@@ -236,6 +236,11 @@ pub struct RunSide {
     pub name: String,
     /// How it ended (its report's status).
     pub status: String,
+    /// Its verdict; a comparison with a run that did not pass says so.
+    pub verdict: Verdict,
+    /// Why it is not passed (empty: passed).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
     /// When it started, RFC 3339.
     pub started_at: String,
     /// SHA-256 of the agent binary it shipped, hex.
@@ -413,6 +418,8 @@ fn side(s: &Side<'_>) -> RunSide {
         run_id: s.report.run_id.clone(),
         name: s.report.name.clone(),
         status: s.report.status.clone(),
+        verdict: s.report.verdict,
+        reasons: s.report.reasons.iter().map(reason_text).collect(),
         started_at: s.report.started_at.clone(),
         agent_binary_hash: s.run.agent_binary_hash.clone(),
         coordinator_version: s.run.coordinator_version.clone(),
@@ -524,6 +531,7 @@ pub fn table(c: &Comparison) -> String {
         let _ = writeln!(out, "phase {} is only in the {} run", u.phase, u.only_in);
     }
     limited_warnings(&mut out, c);
+    verdict_warnings(&mut out, c);
     let _ = writeln!(out, "noise test: {}", c.test);
     noise_verdict(&mut out, c);
     for l in &c.limits {
@@ -641,6 +649,22 @@ fn limited_warnings(out: &mut String, c: &Comparison) {
             out,
             "this comparison is not trustworthy for {}: a load generator, not the target, set those numbers",
             phases.join(", ")
+        );
+    }
+}
+
+/// Each run whose verdict is not passed, with its reasons: its numbers
+/// may not be what they seem, whatever the comparison says.
+fn verdict_warnings(out: &mut String, c: &Comparison) {
+    for (label, s) in [("base", &c.base), ("candidate", &c.candidate)] {
+        if s.verdict == Verdict::Passed {
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "the {label} run's verdict is {}: {}",
+            s.verdict.name().to_uppercase(),
+            s.reasons.join("; ")
         );
     }
 }

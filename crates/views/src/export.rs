@@ -217,20 +217,7 @@ pub struct RecordLine {
 pub fn record_json(lsn: u64, rec: &pb::LogRecord) -> RecordLine {
     let (kind, fields) = match &rec.record {
         None => ("unknown", json!({})),
-        Some(Record::RunStarted(r)) => (
-            "run_started",
-            json!({
-                "run_id": r.run_id,
-                "name": r.name,
-                "workload_path": r.workload_path,
-                "workload_text": r.workload_text,
-                "resolved_json": r.resolved_json,
-                "coordinator_version": r.coordinator_version,
-                "agent_binary_hash": r.agent_binary_hash,
-                "started_at_us": r.started_at_us,
-                "hostname": r.hostname,
-            }),
-        ),
+        Some(Record::RunStarted(r)) => ("run_started", run_started_json(r)),
         Some(Record::AgentAttached(a)) => {
             let hello = a.hello.as_ref().map(|h| {
                 json!({
@@ -292,16 +279,7 @@ pub fn record_json(lsn: u64, rec: &pb::LogRecord) -> RecordLine {
                 "ops": p.ops,
             }),
         ),
-        Some(Record::PhaseStopRequested(p)) => (
-            "phase_stop_requested",
-            json!({
-                "phase_index": p.phase_index,
-                "reason": p.reason,
-                "window_index": p.window_index,
-                "rate": p.rate,
-                "condition_met": p.condition_met,
-            }),
-        ),
+        Some(Record::PhaseStopRequested(p)) => ("phase_stop_requested", stop_json(p)),
         Some(Record::ServiceOutput(o)) => (
             "service_output",
             json!({
@@ -329,6 +307,55 @@ pub fn record_json(lsn: u64, rec: &pb::LogRecord) -> RecordLine {
         kind,
         fields,
     }
+}
+
+/// A `RunStarted`'s fields; its thresholds only when it has some (as every
+/// run logged before thresholds has none).
+fn run_started_json(r: &pb::RunStarted) -> Value {
+    let mut fields = json!({
+        "run_id": r.run_id,
+        "name": r.name,
+        "workload_path": r.workload_path,
+        "workload_text": r.workload_text,
+        "resolved_json": r.resolved_json,
+        "coordinator_version": r.coordinator_version,
+        "agent_binary_hash": r.agent_binary_hash,
+        "started_at_us": r.started_at_us,
+        "hostname": r.hostname,
+    });
+    if !r.thresholds.is_empty() {
+        fields["thresholds"] = r
+            .thresholds
+            .iter()
+            .map(|t| {
+                json!({
+                    "metric": t.metric,
+                    "phase": t.phase,
+                    "op": t.op,
+                    "limit": t.limit,
+                    "abort": t.abort,
+                    "text": t.text,
+                })
+            })
+            .collect();
+    }
+    fields
+}
+
+/// A `PhaseStopRequested`'s fields; the threshold's index only when a
+/// threshold stopped the phase.
+fn stop_json(p: &pb::PhaseStopRequested) -> Value {
+    let mut fields = json!({
+        "phase_index": p.phase_index,
+        "reason": p.reason,
+        "window_index": p.window_index,
+        "rate": p.rate,
+        "condition_met": p.condition_met,
+    });
+    if let Some(t) = p.threshold {
+        fields["threshold"] = json!(t);
+    }
+    fields
 }
 
 fn agent_event_json(e: &pb::AgentEvent) -> Value {

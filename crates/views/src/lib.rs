@@ -4,7 +4,8 @@
 //!
 //! - `report`: table, JSON and CSV, and the [`Format`] dispatch (to `html`
 //!   for a page); `html`: the HTML pages and their SVG charts; `compare`:
-//!   two reports side by side, with `stats` (the noise test); `export`:
+//!   two reports side by side, with `stats` (the noise test); `junit`: the
+//!   verdict and thresholds as JUnit XML for CI; `export`:
 //!   window rows and raw records; `cells`: the cells and sentences every
 //!   view shares; `format`: the formats' names.
 //!
@@ -20,6 +21,7 @@ pub mod compare;
 pub mod export;
 mod format;
 pub mod html;
+pub mod junit;
 pub mod report;
 pub mod stats;
 

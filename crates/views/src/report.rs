@@ -9,7 +9,8 @@ use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{ContentArrangement, Table};
 
 use crate::cells::{
-    csv_field, latency_cells, latency_of, limited_text, offered_line, right_align, stop_text,
+    csv_field, latency_cells, latency_of, limited_text, offered_line, reason_text, right_align,
+    stop_text, threshold_cells, verdict_head,
 };
 use crate::format::Format;
 use fleetbench::clock::format_us;
@@ -132,7 +133,29 @@ pub fn table(report: &Report) -> String {
     for n in &report.notices {
         let _ = writeln!(out, "{n}");
     }
+    verdict_block(&mut out, report);
     out
+}
+
+/// The thresholds' table, then the verdict, last: the line a run ends on.
+fn verdict_block(out: &mut String, report: &Report) {
+    if !report.thresholds.is_empty() {
+        let mut t = Table::new();
+        t.load_style(UTF8_FULL_CONDENSED)
+            .set_content_arrangement(ContentArrangement::Disabled)
+            .set_header(["threshold", "result", "measured", "limit"]);
+        for th in &report.thresholds {
+            t.add_row(threshold_cells(th));
+        }
+        right_align(&mut t, 2..4);
+        let _ = writeln!(out, "thresholds:\n{t}");
+    }
+    let _ = writeln!(out, "{}", verdict_head(report));
+    if report.reasons.len() > 1 {
+        for r in &report.reasons {
+            let _ = writeln!(out, "  {}", reason_text(r));
+        }
+    }
 }
 
 /// The lines a phase must not be read without: an agent that limited it
@@ -175,17 +198,40 @@ fn ops_table(ops: &[OpReport]) -> Table {
     t
 }
 
-/// One CSV row per phase. A report with operations, a load-generator-limited
+/// The lines the CSV opens with, each a comment ("# "): the verdict, then
+/// each reason and each threshold judged. A reader skips lines starting
+/// with '#' (pandas: `comment='#'`; DuckDB: `comment = '#'`).
+fn csv_comments(report: &Report) -> String {
+    let one_line = |s: &str| s.replace(['\n', '\r'], " ");
+    let mut out = format!("# verdict: {}\n", report.verdict.name());
+    for r in &report.reasons {
+        let _ = writeln!(out, "# reason: {}", one_line(&reason_text(r)));
+    }
+    for t in &report.thresholds {
+        let _ = writeln!(
+            out,
+            "# threshold: {} {}: {}",
+            one_line(&t.threshold),
+            t.result.name(),
+            one_line(&t.text)
+        );
+    }
+    out
+}
+
+/// The verdict, its reasons and the thresholds as comment lines ("# "),
+/// then one CSV row per phase. A report with operations, a load-generator-limited
 /// phase or a stopped phase gets three more columns (`op`,
 /// `generator_limited`, `stopped_at_window`) and a row per operation after
 /// its phase's row (`op` empty on phase rows); other reports keep the
 /// columns they always had.
 pub fn csv(report: &Report) -> String {
+    let mut out = csv_comments(report);
     let extended = report
         .phases
         .iter()
         .any(|p| !p.ops.is_empty() || !p.generator_limited.is_empty() || p.stopped.is_some());
-    let mut out = String::from(
+    out.push_str(
         "run_id,name,status,phase,requests,ok,errors,duration_s,throughput_rps,p50_us,p90_us,p99_us,p999_us,max_us",
     );
     out.push_str(if extended {
@@ -258,7 +304,10 @@ pub fn csv(report: &Report) -> String {
 
 #[cfg(test)]
 mod tests {
-    use fleetbench_fold::testlog::{fold_of, limited_agent_log, op_less_log, stop, stream};
+    use fleetbench_fold::testlog::{
+        finished, fold_of, limited_agent_log, op_less_log, phase_ended, started_with, stop, stream,
+        threshold,
+    };
     use fleetbench_fold::{Fold, ReportOptions};
 
     use super::*;
@@ -300,13 +349,51 @@ mod tests {
         let json = json(&report);
         assert!(json.contains("\"generator_limited\""), "{json}");
         let csv = csv(&report);
+        // After the comment lines (the verdict: this log has no end).
+        let mut rows = csv.lines().skip_while(|l| l.starts_with('#'));
         assert!(
-            csv.lines()
-                .next()
+            rows.next()
                 .unwrap()
                 .ends_with(",op,generator_limited,stopped_at_window")
         );
-        assert!(csv.lines().nth(1).unwrap().ends_with(",,a,"), "{csv}");
+        assert!(rows.next().unwrap().ends_with(",,a,"), "{csv}");
+    }
+
+    /// A run that failed a threshold and lost an agent: the table ends on
+    /// the thresholds and the verdict with both reasons; the CSV opens with
+    /// them as comment lines, then the rows it always had.
+    #[test]
+    fn the_verdict_and_thresholds_close_the_table_and_open_the_csv() {
+        let mut records = vec![started_with(vec![threshold(
+            "p99",
+            "load",
+            1.0,
+            "load:p99<1us",
+        )])];
+        records.extend(stream(3));
+        records.push(phase_ended("a", 21, fleetbench::pb::PhaseEnded::default()));
+        records.push(finished("completed", ""));
+        let report = fold_of(&records).report(&ReportOptions::default());
+        let table = table(&report);
+        let tail: Vec<&str> = table.lines().rev().take(3).collect();
+        assert_eq!(tail[2], "VERDICT: INVALID — 2 reasons:", "{table}");
+        assert_eq!(
+            tail[1],
+            "  invalid: agent b never ended phase load: it never attached"
+        );
+        assert!(
+            tail[0].starts_with("  failed: threshold load:p99<1us: p99 ")
+                && tail[0].ends_with(", not below 1us"),
+            "{table}"
+        );
+        assert!(table.contains("│ load:p99<1us ┆ FAILED ┆"), "{table}");
+        let csv = csv(&report);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines[0], "# verdict: invalid");
+        assert!(lines[1].starts_with("# reason: invalid: agent b never ended"));
+        assert!(lines[3].starts_with("# threshold: load:p99<1us failed: p99 "));
+        assert!(lines[4].starts_with("run_id,name,status,phase,"), "{csv}");
+        assert_eq!(lines.len(), 6, "{csv}");
     }
 
     /// A stop is said with its window, time and rate.

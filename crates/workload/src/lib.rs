@@ -21,6 +21,8 @@
 //!   [`Load`], [`Until`]).
 //! - `ops`: what an iteration does: http, tcp, exec, synthetic ([`Op`],
 //!   [`OpKind`]).
+//! - `threshold`: `[[threshold]]` ([`Threshold`]), and the same written on
+//!   one line (`report --threshold`).
 //! - `generator`: `[generator.NAME]` tables into `fleetbench_gen::GenSpec`s;
 //!   `data_file`: the CSV and line files they read.
 //! - `source`: spans to positions ([`SpecError`]), and the raw values and
@@ -39,6 +41,7 @@ pub mod preview;
 mod service;
 mod source;
 mod spec;
+mod threshold;
 
 pub use agents::{Agents, PoolUse, Split, SshHost, valid_pool_name};
 pub use ops::{Exec, Http, HttpVersion, Op, OpKind, Synthetic, Tcp, TcpRead};
@@ -46,3 +49,4 @@ pub use phase::{Arrival, Load, Phase, Segment, Shape, Until};
 pub use service::{Command, Ready, Service, expand_service_hosts};
 pub use source::{SpecError, WINDOW};
 pub use spec::Workload;
+pub use threshold::{METRICS, Threshold};

@@ -1,7 +1,8 @@
 //! The workload file as a whole: the validated [`Workload`] the coordinator
 //! runs, the top-level raw TOML (`[run]`, `[agents]`, `[[service]]`,
-//! `[generator.NAME]`, `[[phase]]`), and the checks that span tables (a
-//! phase's `{service.NAME.host}`, split weights against the agent count).
+//! `[generator.NAME]`, `[[phase]]`, `[[threshold]]`), and the checks that
+//! span tables (a phase's `{service.NAME.host}`, split weights against the
+//! agent count).
 //!
 //! Each table validates in its own module; this one calls them in the
 //! order the file's errors are reported, and names the file, the line and
@@ -20,6 +21,7 @@ use crate::ops::OpKind;
 use crate::phase::{Context, Phase, RawPhase, validate_phase};
 use crate::service::{RawService, Service, check_service_refs, validate_service};
 use crate::source::{Source, SpecError};
+use crate::threshold::{RawThreshold, Threshold, validate_thresholds};
 
 /// A validated workload.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -37,6 +39,9 @@ pub struct Workload {
     pub seed: u64,
     /// `[[phase]]`s, at least one, run in file order.
     pub phases: Vec<Phase>,
+    /// `[[threshold]]`s, in file order (each metric key of a table is one).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub thresholds: Vec<Threshold>,
 }
 
 // ---------------------------------------------------------------- raw TOML
@@ -51,6 +56,8 @@ struct RawWorkload {
     #[serde(default)]
     generator: RawGenerators,
     phase: Option<Spanned<Vec<Spanned<RawPhase>>>>,
+    #[serde(default)]
+    threshold: Vec<Spanned<RawThreshold>>,
 }
 
 #[derive(Deserialize)]
@@ -108,6 +115,7 @@ impl Workload {
         };
         let phases = validate_phases(&src, raw_phases, &cx, &services)?;
         check_split(&src, &agents, agents_span)?;
+        let thresholds = validate_thresholds(&src, raw.threshold, &phases)?;
         Ok(Workload {
             name,
             agents,
@@ -115,6 +123,7 @@ impl Workload {
             generators,
             seed,
             phases,
+            thresholds,
         })
     }
 

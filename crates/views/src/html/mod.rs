@@ -8,8 +8,10 @@
 //! x = 1/(1-p), as HdrHistogram plots it), per-agent throughput, throughput
 //! and p99 per operation (phases with named operations), and CPU, memory and
 //! network per host, on the run's time axis with phase starts, warm-ups and
-//! phase stops marked. A phase whose numbers describe a load generator
-//! rather than the target gets a warning banner. The compare page overlays
+//! phase stops marked. The run's verdict opens the page in a banner (green
+//! passed, red failed or invalid, amber interrupted), its thresholds get a
+//! table, and a phase whose numbers describe a load generator rather than
+//! the target gets a warning banner. The compare page overlays
 //! two runs per phase (matched by name) on the same axes, time measured from
 //! each phase's start.
 //!
@@ -49,7 +51,7 @@ use draw::figure;
 use fleetbench_fold::{PhaseReport, Report};
 use page::{
     compare_table, esc, headline_table, hosts_table, limited_banner, log_integrity, notices,
-    ops_table, page_end, page_start, phase_notes, run_meta,
+    ops_table, page_end, page_start, phase_notes, run_meta, thresholds_table, verdict_banner,
 };
 use run_charts::run_charts;
 
@@ -59,6 +61,7 @@ pub fn render(report: &Report) -> String {
     let mut out = page_start(&title);
     let _ = writeln!(out, "<h1>fleetbench run {}</h1>", esc(&report.name));
     let _ = writeln!(out, "<p class=\"meta\">{}</p>", run_meta(report));
+    out.push_str(&verdict_banner(report));
     if !report.reason.is_empty() {
         let _ = writeln!(
             out,
@@ -70,6 +73,7 @@ pub fn render(report: &Report) -> String {
     for p in &report.phases {
         out.push_str(&limited_banner(p, ""));
     }
+    out.push_str(&thresholds_table(report));
     out.push_str(&phase_notes(report));
     out.push_str(&ops_table(report));
     out.push_str(&hosts_table(report));
@@ -112,6 +116,7 @@ pub fn render_compare(base: &Report, candidate: &Report) -> String {
             ("run", r.run_id.clone()),
             ("name", r.name.clone()),
             ("status", r.status.clone()),
+            ("verdict", r.verdict.name().to_string()),
             ("started", r.started_at.clone()),
             ("duration", format!("{:.1}s", r.duration_s)),
             ("agents", r.agents.len().to_string()),

@@ -7,7 +7,10 @@
 use std::fmt::Write as _;
 
 use super::axis::bytes;
-use crate::cells::{latency_cells, latency_of, limited_text, offered_line, stop_text};
+use crate::cells::{
+    latency_cells, latency_of, limited_text, offered_line, reason_text, stop_text, threshold_cells,
+    verdict_head,
+};
 use fleetbench::clock::format_us;
 use fleetbench_fold::{LatencyReport, PhaseReport, Report};
 
@@ -59,6 +62,10 @@ vertical-align: middle; border-top: 3px solid #999; }
 .limited { background: #fdecea; border: 2px solid #c62828; color: #8e0000; \
 padding: 0.5em 0.8em; margin: 0.6em 0; }
 .limited strong { letter-spacing: 0.03em; }
+.verdict { padding: 0.5em 0.8em; margin: 0.6em 0; border: 2px solid; font-weight: 600; }
+.verdict.passed { background: #e8f5e9; border-color: #2e7d32; color: #1b5e20; }
+.verdict.failed, .verdict.invalid { background: #fdecea; border-color: #c62828; color: #8e0000; }
+.verdict.interrupted { background: #fff4e0; border-color: #ef8f00; color: #8a4b00; }
 footer { margin-top: 2em; font-size: 0.85em; }
 ";
 
@@ -155,6 +162,43 @@ pub(super) fn phase_notes(r: &Report) -> String {
         }
     }
     list("notes", &items)
+}
+
+/// The verdict, on top: green passed, red failed or invalid, amber
+/// interrupted; several reasons listed.
+pub(super) fn verdict_banner(r: &Report) -> String {
+    let mut out = format!(
+        "<div class=\"verdict {}\">{}",
+        r.verdict.name(),
+        esc(&verdict_head(r))
+    );
+    if r.reasons.len() > 1 {
+        let items: Vec<String> = r.reasons.iter().map(|x| esc(&reason_text(x))).collect();
+        out.push('\n');
+        out.push_str(list("reasons", &items).trim_end());
+    }
+    out.push_str("</div>\n");
+    out
+}
+
+/// Each threshold: its result, the value measured, the limit, in words.
+pub(super) fn thresholds_table(r: &Report) -> String {
+    if r.thresholds.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "<h2>Thresholds</h2>\n<table class=\"thresholds\">\n<tr><th>threshold</th><th>result</th>\
+         <th>measured</th><th>limit</th><th>judged</th></tr>\n",
+    );
+    for t in &r.thresholds {
+        out.push_str("<tr>");
+        for cell in threshold_cells(t) {
+            let _ = write!(out, "<td>{}</td>", esc(&cell));
+        }
+        let _ = writeln!(out, "<td>{}</td></tr>", esc(&t.text));
+    }
+    out.push_str("</table>\n");
+    out
 }
 
 /// The warning a load-generator-limited phase must not be read without.

@@ -483,6 +483,7 @@ fn step_report() -> Report {
         window_index: 7,
         rate: 400.0,
         condition_met: true,
+        threshold: None,
     })));
     let mut fold = Fold::new();
     records.iter().for_each(|r| fold.apply(r));
@@ -586,4 +587,73 @@ fn compare_warns_about_a_limited_run_and_marks_stops() {
     let model = compare_charts(0, &base.phases[1], &limited.phases[0]);
     assert_eq!(model[0].marks.stops.len(), 1);
     assert_eq!(model[0].marks.stops[0].0, 7.0);
+}
+
+/// The verdict opens the page in its colour's banner (green passed, red
+/// failed or invalid, amber interrupted), every reason listed; the
+/// thresholds get a table with the value measured.
+#[test]
+fn the_verdict_banner_and_the_thresholds_table() {
+    // (That run has no end record; here it is judged passed.)
+    let mut r = report(1, false);
+    r.verdict = fleetbench_fold::Verdict::Passed;
+    r.reasons.clear();
+    let passed = render(&r);
+    let doc = parse(&passed);
+    let banner = |doc: &roxmltree::Document| {
+        doc.descendants()
+            .find(|n| {
+                n.attribute("class")
+                    .is_some_and(|c| c.starts_with("verdict "))
+            })
+            .map(|n| (n.attribute("class").unwrap().to_string(), n))
+            .expect("a verdict banner")
+            .0
+    };
+    // The banner comes before the headline table.
+    let first = passed.find("class=\"verdict ").unwrap();
+    assert!(first < passed.find("class=\"headline\"").unwrap());
+    assert_eq!(banner(&doc), "verdict passed");
+    assert!(!passed.contains("class=\"thresholds\""));
+
+    let mut other = r.clone();
+    other.verdict = fleetbench_fold::Verdict::Interrupted;
+    assert_eq!(banner(&parse(&render(&other))), "verdict interrupted");
+
+    let mut records = vec![record(Record::RunStarted(pb::RunStarted {
+        run_id: "run-1".into(),
+        thresholds: vec![fleetbench_fold::testlog::threshold(
+            "p99", "", 1.0, "p99<1us",
+        )],
+        ..Default::default()
+    }))];
+    records.push(record(Record::RunFinished(pb::RunFinished {
+        status: "failed".into(),
+        reason: "<boom>".into(),
+    })));
+    let mut fold = Fold::new();
+    records.iter().for_each(|x| fold.apply(x));
+    r = fold.report(&ReportOptions::default());
+    let html = render(&r);
+    let doc = parse(&html);
+    assert_eq!(banner(&doc), "verdict failed");
+    let reasons: Vec<String> = doc
+        .descendants()
+        .filter(|n| {
+            n.has_tag_name("li") && n.parent().and_then(|p| p.attribute("class")) == Some("reasons")
+        })
+        .map(|n| n.text().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(reasons.len(), 2, "{html}");
+    assert_eq!(reasons[0], "failed: the run failed: <boom>");
+    let cells: Vec<String> = doc
+        .descendants()
+        .find(|n| n.attribute("class") == Some("thresholds"))
+        .expect("the thresholds table")
+        .descendants()
+        .filter(|n| n.has_tag_name("td"))
+        .map(|n| n.text().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(cells[..2], ["p99<1us", "FAILED"]);
+    assert_eq!(cells[2], "-", "no request was measured");
 }
