@@ -16,11 +16,13 @@
 //! own; per agent, its counts per window. From these the report says, per
 //! phase, whether an agent rather than the target set the numbers
 //! ([`limited_reasons`]), where run control stopped the phase, and what
-//! rate the load shape intended per window ([`intended_rate`]).
+//! rate the load shape intended per window ([`intended_rate`]); per run,
+//! which `[[service]]` died during it ([`ServiceReport`]).
 //!
 //! - `state`: what the fold keeps; `apply`: one record into it;
 //!   `summary`: the state into a [`Report`]; `model`: the report's types;
 //!   `limited`: the load-generator-limited rules; `shape`: intended rates;
+//!   `services`: the `[[service]]` processes, which died and their stderr;
 //!   `testlog` (feature `test-support`): synthetic logs for tests.
 //!
 //! Depends only on the root `fleetbench` crate (`pb`, the histogram codec),
@@ -35,6 +37,7 @@
 mod apply;
 mod limited;
 mod model;
+mod services;
 mod shape;
 mod state;
 mod summary;
@@ -50,9 +53,10 @@ pub use limited::{
 };
 pub use model::{
     AgentEvents, AgentPoint, AgentReport, HostPoint, HostReport, LatencyReport, LimitedAgent,
-    LogReport, OpPoint, OpReport, PhaseAgentReport, PhaseReport, Report, SpectrumPoint, StopReport,
-    TimelinePoint, WindowLatency,
+    LogReport, OpPoint, OpReport, PhaseAgentReport, PhaseReport, Report, ServiceReport,
+    SpectrumPoint, StopReport, TimelinePoint, WindowLatency,
 };
+pub use services::STDERR_TAIL_LINES;
 pub use shape::{intended_mean, intended_rate};
 pub use state::{AgentInfo, AgentPhase, Filter, Fold, PhaseAgg, RunInfo, WindowAgg};
 pub use summary::ReportOptions;

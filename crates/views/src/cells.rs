@@ -1,6 +1,7 @@
 //! The cells and sentences every view shares: a phase's latency cells, the
 //! lines that say a load generator limited a phase, where run control
-//! stopped it and what load it was offered, a quoted CSV field, and the
+//! stopped it and what load it was offered, what became of a service that
+//! died, a quoted CSV field, and the
 //! right-aligned number columns of a text table. They
 //! live here, used by the table, CSV, HTML, compare and export views alike,
 //! so that every format says a thing in the same words.
@@ -10,7 +11,7 @@ use std::ops::Range;
 use comfy_table::{CellAlignment, Table};
 
 use fleetbench::clock::format_us;
-use fleetbench_fold::{LatencyReport, LimitedAgent, PhaseReport, StopReport};
+use fleetbench_fold::{LatencyReport, LimitedAgent, PhaseReport, ServiceReport, StopReport};
 
 /// p50, p90, p99, p99.9 and max of a phase, as people read them ("-" when
 /// the phase has no latency).
@@ -59,6 +60,39 @@ pub(crate) fn stop_text(s: &StopReport) -> String {
             &s.reason
         }
     )
+}
+
+/// What became of a service that did not run as the run needed it, as
+/// every format says it: "SERVICE DIED: target (pid 42) exited during phase
+/// load, 3.2s in: killed by signal 9 (SIGKILL); the results after that are
+/// not the service's".
+pub(crate) fn service_text(s: &ServiceReport) -> String {
+    let who = match (s.host.is_empty(), s.pid) {
+        (true, 0) => s.name.clone(),
+        (true, pid) => format!("{} (pid {pid})", s.name),
+        (false, 0) => format!("{} on {}", s.name, s.host),
+        (false, pid) => format!("{} on {} (pid {pid})", s.name, s.host),
+    };
+    let how = if s.exit_status.is_empty() {
+        "exit status unknown".to_string()
+    } else {
+        s.exit_status.clone()
+    };
+    if s.died_during_run {
+        format!(
+            "SERVICE DIED: {who} exited {}: {how}; the results after that are not the service's",
+            s.when
+        )
+    } else if s.state == "exited" {
+        format!("service {who} exited before it was ready: {how}")
+    } else {
+        format!("service {who} was not started: {}", s.detail)
+    }
+}
+
+/// The heading of a service's stderr tail.
+pub(crate) fn stderr_heading(s: &ServiceReport) -> String {
+    format!("the last lines {} wrote to stderr:", s.name)
 }
 
 /// Open loop: what the schedule offered against what was sent.

@@ -9,7 +9,8 @@ use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{ContentArrangement, Table};
 
 use crate::cells::{
-    csv_field, latency_cells, latency_of, limited_text, offered_line, right_align, stop_text,
+    csv_field, latency_cells, latency_of, limited_text, offered_line, right_align, service_text,
+    stderr_heading, stop_text,
 };
 use crate::format::Format;
 use fleetbench::clock::format_us;
@@ -48,6 +49,15 @@ pub fn table(report: &Report) -> String {
     );
     if !report.reason.is_empty() {
         let _ = writeln!(out, "reason: {}", report.reason);
+    }
+    for s in &report.services {
+        let _ = writeln!(out, "{}", service_text(s));
+        if !s.stderr_tail.is_empty() {
+            let _ = writeln!(out, "{}", stderr_heading(s));
+            for line in &s.stderr_tail {
+                let _ = writeln!(out, "  | {line}");
+            }
+        }
     }
     let mut t = Table::new();
     t.load_style(UTF8_FULL_CONDENSED)
@@ -179,13 +189,19 @@ fn ops_table(ops: &[OpReport]) -> Table {
 /// phase or a stopped phase gets three more columns (`op`,
 /// `generator_limited`, `stopped_at_window`) and a row per operation after
 /// its phase's row (`op` empty on phase rows); other reports keep the
-/// columns they always had.
+/// columns they always had. A service that died or was never started is
+/// said in a `# ` line before the header.
 pub fn csv(report: &Report) -> String {
     let extended = report
         .phases
         .iter()
         .any(|p| !p.ops.is_empty() || !p.generator_limited.is_empty() || p.stopped.is_some());
-    let mut out = String::from(
+    let mut out: String = report
+        .services
+        .iter()
+        .map(|s| format!("# {}\n", service_text(s)))
+        .collect();
+    out.push_str(
         "run_id,name,status,phase,requests,ok,errors,duration_s,throughput_rps,p50_us,p90_us,p99_us,p999_us,max_us",
     );
     out.push_str(if extended {
@@ -258,7 +274,10 @@ pub fn csv(report: &Report) -> String {
 
 #[cfg(test)]
 mod tests {
-    use fleetbench_fold::testlog::{fold_of, limited_agent_log, op_less_log, stop, stream};
+    use fleetbench::pb::log_record::Record;
+    use fleetbench_fold::testlog::{
+        dead_service, fold_of, limited_agent_log, op_less_log, stop, stream,
+    };
     use fleetbench_fold::{Fold, ReportOptions};
 
     use super::*;
@@ -321,5 +340,50 @@ mod tests {
             "{table}"
         );
         assert!(json(&report).contains("\"stopped\": {"));
+    }
+
+    /// A service that died during the run is said loudly in the table, with
+    /// the end of its stderr; listed in the JSON; said before the CSV header.
+    #[test]
+    fn a_dead_service_is_said_in_every_format() {
+        let mut records = stream(3);
+        records.extend(dead_service());
+        let report = fold_of(&records).report(&ReportOptions::default());
+        let died = "SERVICE DIED: target (pid 4242) exited during phase load, 5.5s in: \
+                    killed by signal 9 (SIGKILL); the results after that are not the service's";
+        let table = table(&report);
+        assert!(table.contains(&format!("{died}\n")), "{table}");
+        let tail_start = table
+            .find("the last lines target wrote to stderr:\n  | target: line 6 <&>\n")
+            .expect("the tail's heading and first line");
+        assert!(table[tail_start..].contains("  | target: line 25 <&>\n"));
+        assert!(!table.contains("line 5 <&>"), "only the last 20 lines");
+        let json: serde_json::Value = serde_json::from_str(&json(&report)).unwrap();
+        let s = &json["services"][0];
+        assert_eq!(s["name"], "target");
+        assert_eq!(s["state"], "exited");
+        assert_eq!(s["died_during_run"], true);
+        assert_eq!(s["exit_status"], "killed by signal 9 (SIGKILL)");
+        assert_eq!(s["stderr_tail"].as_array().unwrap().len(), 20);
+        assert_eq!(s["stderr_tail"][19], "target: line 25 <&>");
+        let csv = csv(&report);
+        assert!(csv.starts_with(&format!("# {died}\nrun_id,")), "{csv}");
+    }
+
+    /// Services that ran until the run stopped them add nothing to any
+    /// format: not even an empty `services` list in the JSON.
+    #[test]
+    fn services_stopped_by_the_run_add_nothing() {
+        let mut records = stream(3);
+        records.extend(dead_service().into_iter().filter(
+            |r| !matches!(&r.record, Some(Record::ServiceState(s)) if s.state == "exited"),
+        ));
+        let report = fold_of(&records).report(&ReportOptions::default());
+        assert!(report.services.is_empty());
+        let json: serde_json::Value = serde_json::from_str(&json(&report)).unwrap();
+        assert!(json.get("services").is_none(), "{json}");
+        assert!(!table(&report).contains("target"));
+        assert!(csv(&report).starts_with("run_id,"));
+        assert!(!crate::html::render(&report).contains("class=\"limited service\""));
     }
 }

@@ -9,7 +9,8 @@
 //! and p99 per operation (phases with named operations), and CPU, memory and
 //! network per host, on the run's time axis with phase starts, warm-ups and
 //! phase stops marked. A phase whose numbers describe a load generator
-//! rather than the target gets a warning banner. The compare page overlays
+//! rather than the target gets a warning banner, and so does a run whose
+//! service died (with the end of its stderr). The compare page overlays
 //! two runs per phase (matched by name) on the same axes, time measured from
 //! each phase's start.
 //!
@@ -49,7 +50,7 @@ use draw::figure;
 use fleetbench_fold::{PhaseReport, Report};
 use page::{
     compare_table, esc, headline_table, hosts_table, limited_banner, log_integrity, notices,
-    ops_table, page_end, page_start, phase_notes, run_meta,
+    ops_table, page_end, page_start, phase_notes, run_meta, services_banner,
 };
 use run_charts::run_charts;
 
@@ -66,6 +67,7 @@ pub fn render(report: &Report) -> String {
             esc(&report.reason)
         );
     }
+    out.push_str(&services_banner(report));
     out.push_str(&headline_table(report));
     for p in &report.phases {
         out.push_str(&limited_banner(p, ""));
