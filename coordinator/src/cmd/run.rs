@@ -80,5 +80,6 @@ async fn start_run(
     Ok(match outcome {
         Outcome::Completed => ExitCode::SUCCESS,
         Outcome::Failed => ExitCode::FAILURE,
+        Outcome::Refused => ExitCode::from(2),
     })
 }

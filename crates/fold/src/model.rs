@@ -82,7 +82,7 @@ pub struct ServiceReport {
 
 impl Report {
     /// The services that died during the run: its numbers after each
-    /// death are not the service's.
+    /// death do not measure the service.
     pub fn dead_services(&self) -> impl Iterator<Item = &ServiceReport> {
         self.services.iter().filter(|s| s.died_during_run)
     }

@@ -3,7 +3,7 @@
 //! never started, and the last lines each wrote to stderr. From these the
 //! report lists the services that did not run as the run needed them
 //! ([`ServiceReport`]): a service that died during the run means the
-//! numbers after its death are not the service's.
+//! numbers after its death do not measure the service.
 //!
 //! Built from `ServiceState` and `ServiceOutput` records alone, so a past
 //! run's report shows the same facts. A service that ran until the run
@@ -85,10 +85,8 @@ impl ServiceLog {
         let service = self.service_mut(&s.service);
         match s.state.as_str() {
             "started" if s.pid > 0 => service.pid = s.pid,
-            "ready" => {
-                if !service.ready_on.contains(&s.host) {
-                    service.ready_on.push(s.host.clone());
-                }
+            "ready" if !service.ready_on.contains(&s.host) => {
+                service.ready_on.push(s.host.clone());
             }
             "exited" | "failed" => {
                 let earlier = service.ending.as_ref().is_none_or(|e| at_us < e.at_us);

@@ -62,11 +62,15 @@ pub(crate) fn stop_text(s: &StopReport) -> String {
     )
 }
 
-/// What became of a service that did not run as the run needed it, as
-/// every format says it: "SERVICE DIED: target (pid 42) exited during phase
-/// load, 3.2s in: killed by signal 9 (SIGKILL); the results after that are
-/// not the service's".
-pub(crate) fn service_text(s: &ServiceReport) -> String {
+/// What became of a service that exited by itself, as every format says
+/// it: "SERVICE DIED: target (pid 42) exited during phase load, 3.2s in:
+/// killed by signal 9 (SIGKILL); the results after that are not the
+/// service's". None for a service that was never started: the run's reason
+/// says why.
+pub(crate) fn service_text(s: &ServiceReport) -> Option<String> {
+    if s.state != "exited" {
+        return None;
+    }
     let who = match (s.host.is_empty(), s.pid) {
         (true, 0) => s.name.clone(),
         (true, pid) => format!("{} (pid {pid})", s.name),
@@ -78,16 +82,14 @@ pub(crate) fn service_text(s: &ServiceReport) -> String {
     } else {
         s.exit_status.clone()
     };
-    if s.died_during_run {
+    Some(if s.died_during_run {
         format!(
-            "SERVICE DIED: {who} exited {}: {how}; the results after that are not the service's",
+            "SERVICE DIED: {who} exited {}: {how}; the results after that do not measure the service",
             s.when
         )
-    } else if s.state == "exited" {
-        format!("service {who} exited before it was ready: {how}")
     } else {
-        format!("service {who} was not started: {}", s.detail)
-    }
+        format!("service {who} exited before it was ready: {how}")
+    })
 }
 
 /// The heading of a service's stderr tail.

@@ -51,7 +51,10 @@ pub fn table(report: &Report) -> String {
         let _ = writeln!(out, "reason: {}", report.reason);
     }
     for s in &report.services {
-        let _ = writeln!(out, "{}", service_text(s));
+        let Some(text) = service_text(s) else {
+            continue;
+        };
+        let _ = writeln!(out, "{text}");
         if !s.stderr_tail.is_empty() {
             let _ = writeln!(out, "{}", stderr_heading(s));
             for line in &s.stderr_tail {
@@ -189,8 +192,8 @@ fn ops_table(ops: &[OpReport]) -> Table {
 /// phase or a stopped phase gets three more columns (`op`,
 /// `generator_limited`, `stopped_at_window`) and a row per operation after
 /// its phase's row (`op` empty on phase rows); other reports keep the
-/// columns they always had. A service that died or was never started is
-/// said in a `# ` line before the header.
+/// columns they always had. A service that exited by itself is said in a
+/// `# ` line before the header.
 pub fn csv(report: &Report) -> String {
     let extended = report
         .phases
@@ -199,7 +202,7 @@ pub fn csv(report: &Report) -> String {
     let mut out: String = report
         .services
         .iter()
-        .map(|s| format!("# {}\n", service_text(s)))
+        .filter_map(|s| Some(format!("# {}\n", service_text(s)?)))
         .collect();
     out.push_str(
         "run_id,name,status,phase,requests,ok,errors,duration_s,throughput_rps,p50_us,p90_us,p99_us,p999_us,max_us",
@@ -350,7 +353,7 @@ mod tests {
         records.extend(dead_service());
         let report = fold_of(&records).report(&ReportOptions::default());
         let died = "SERVICE DIED: target (pid 4242) exited during phase load, 5.5s in: \
-                    killed by signal 9 (SIGKILL); the results after that are not the service's";
+                    killed by signal 9 (SIGKILL); the results after that do not measure the service";
         let table = table(&report);
         assert!(table.contains(&format!("{died}\n")), "{table}");
         let tail_start = table

@@ -174,12 +174,14 @@ pub(super) fn limited_banner(p: &PhaseReport, run: &str) -> String {
     out
 }
 
-/// The warning a run with a dead (or never started) service must not be
-/// read without, with the end of the service's stderr.
+/// The warning a run whose service exited by itself must not be read
+/// without, with the end of the service's stderr.
 pub(super) fn services_banner(r: &Report) -> String {
     let mut out = String::new();
     for s in &r.services {
-        let text = service_text(s);
+        let Some(text) = service_text(s) else {
+            continue;
+        };
         let (head, rest) = text.split_once(": ").unwrap_or(("", &text));
         let _ = write!(out, "<div class=\"limited service\">");
         if s.died_during_run {
