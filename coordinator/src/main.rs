@@ -23,10 +23,11 @@
 //! their rendering live in the library crates (`fleetbench_fold`,
 //! `fleetbench_views`).
 //!
-//! Exit codes: 0 success, 1 the run failed (or was interrupted), or
-//! `compare` found a regression past a limit, 2 bad input (a workload file
-//! that does not validate, a missing binary, an unknown run, phase or
-//! metric).
+//! Exit codes: 0 success, 1 the run failed (or was interrupted, or a
+//! service died during it), or `compare` found a regression past a limit, 2
+//! bad input (a workload file that does not validate, a missing binary, an
+//! unknown run, phase or metric, a service's port already held by another
+//! process).
 
 #![forbid(unsafe_code)]
 

@@ -248,7 +248,11 @@ pub(crate) async fn stop(hub: &Arc<Hub>, mut running: Vec<Running>, grace: Durat
                 }
             }
         } else {
-            let status = *r.exit.borrow();
+            // Its watcher logs the death, then hands over the status.
+            let status = tokio::time::timeout(Duration::from_secs(2), r.exited())
+                .await
+                .ok()
+                .flatten();
             let how = status.map_or_else(|| "unknown".to_string(), exit_text);
             (format!("had already exited: {how}"), status)
         };
