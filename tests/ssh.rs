@@ -375,6 +375,15 @@ concurrency = 2
                 .is_ok_and(|c| c.contains("serve"))
         })
     };
+    // A host has its own pid namespace: the pid it knows a process by.
+    let host_pid = |pid: u32| -> u32 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let nspid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("NSpid:"))
+            .unwrap();
+        nspid.split_whitespace().last().unwrap().parse().unwrap()
+    };
     let kept = dir.write("kept.toml", &workload("1s", true));
     let (first, _) = run(dir.path(), &kept, &[]);
     assert!(first.status.success(), "{}", text(&first.stderr));
@@ -383,7 +392,7 @@ concurrency = 2
     let (refused, _) = run(dir.path(), &kept, &[]);
     let stderr = text(&refused.stderr);
     assert_eq!(refused.status.code(), Some(2), "{stderr}");
-    let named = format!("(port 8080 is held by pid {holder} (agent-");
+    let named = format!("(port 8080 is held by pid {} (agent-", host_pid(holder));
     assert!(stderr.contains(&named), "no {named:?} in:\n{stderr}");
     assert!(stderr.contains(&format!(" on root@{h2})")), "{stderr}");
     let events = events(dir.path(), &run_id(&refused.stderr));
@@ -405,9 +414,10 @@ concurrency = 2
                 let served = serve_stats(target)?["served"].as_u64()?;
                 (served >= 100).then_some(())
             });
-            killed = serving().expect("the service runs on h2");
+            let pid = serving().expect("the service runs on h2");
+            killed = host_pid(pid);
             nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(killed as i32),
+                nix::unistd::Pid::from_raw(pid as i32),
                 nix::sys::signal::Signal::SIGKILL,
             )
             .expect("kill the service");
