@@ -204,6 +204,8 @@ fn quickstart_example_runs_with_its_service() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(requests(&report, 0) > 100, "{report}");
     assert_eq!(report["phases"][0]["errors"].as_object().unwrap().len(), 0);
+    // Stopped by the run at its end, the service is not flagged.
+    assert!(report.get("services").is_none(), "{report}");
     // The service was stopped: its port is free again.
     wait_for(
         "the service's port to close",

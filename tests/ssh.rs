@@ -329,3 +329,109 @@ fn a_cut_host_fails_the_bootstrap_cleanly() {
         || no_agent_processes(&hosts, &["h1", "h3"]).then_some(()),
     );
 }
+
+/// A service on a host whose port a kept service of an earlier run still
+/// holds: the next run is refused before any load (exit 2), naming the
+/// port, the holding process (read from the host's /proc) and the host.
+/// With that process gone, a service killed on its host while a 10 s phase
+/// runs ends the run early, and the report names the service, its host and
+/// the end of its output.
+#[test]
+fn a_remote_service_whose_port_is_taken_or_that_dies_is_reported() {
+    let hosts = Hosts::up(2);
+    let dir = TempDir::new("ssh-service-dies");
+    let h2 = hosts.ip("h2");
+    let workload = |duration: &str, keep: bool| {
+        format!(
+            r#"{agents}
+[[service]]
+name = "target"
+hosts = ["root@{h2}"]
+binary = "{{agent}}"
+args = ["serve", "--listen", "0.0.0.0:8080"]
+ready = {{ tcp = 8080, timeout = "20s" }}
+keep = {keep}
+
+[[phase]]
+name = "load"
+duration = "{duration}"
+[phase.http]
+url = "http://{{service.target.host}}:8080/"
+concurrency = 2
+
+[[phase]]
+name = "after"
+duration = "1s"
+[phase.http]
+url = "http://{{service.target.host}}:8080/"
+concurrency = 2
+"#,
+            agents = agents_table(&hosts, &["h1"], ""),
+        )
+    };
+    let serving = || {
+        hosts.pids("h2").into_iter().find(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.contains("serve"))
+        })
+    };
+    // A host has its own pid namespace: the pid it knows a process by.
+    let host_pid = |pid: u32| -> u32 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let nspid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("NSpid:"))
+            .unwrap();
+        nspid.split_whitespace().last().unwrap().parse().unwrap()
+    };
+    let kept = dir.write("kept.toml", &workload("1s", true));
+    let (first, _) = run(dir.path(), &kept, &[]);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let holder = serving().expect("the kept service runs on h2");
+
+    let (refused, _) = run(dir.path(), &kept, &[]);
+    let stderr = text(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    let named = format!("(port 8080 is held by pid {} (agent-", host_pid(holder));
+    assert!(stderr.contains(&named), "no {named:?} in:\n{stderr}");
+    assert!(stderr.contains(&format!(" on root@{h2})")), "{stderr}");
+    let events = events(dir.path(), &run_id(&refused.stderr));
+    assert!(!events.iter().any(|e| e["kind"] == "phase_scheduled"));
+
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(holder as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    wait_for("the kept service to go", Duration::from_secs(10), || {
+        serving().is_none().then_some(())
+    });
+    let dies = dir.write("dies.toml", &workload("10s", false));
+    let target: std::net::SocketAddr = (h2, 8080).into();
+    let mut killed = 0;
+    let (status, stdout, stderr) =
+        coordinator_while(dir.path(), &["run", dies.to_str().unwrap()], || {
+            wait_for("the service to serve load", Duration::from_secs(60), || {
+                let served = serve_stats(target)?["served"].as_u64()?;
+                (served >= 100).then_some(())
+            });
+            let pid = serving().expect("the service runs on h2");
+            killed = host_pid(pid);
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .expect("kill the service");
+        });
+    // The numbers after the death do not measure the service: invalid.
+    assert_eq!(status.code(), Some(3), "{stdout}\n{stderr}");
+    let died =
+        format!("SERVICE DIED: target on root@{h2} (pid {killed}) exited during phase load, ");
+    assert!(stdout.contains(&died), "no {died:?} in:\n{stdout}");
+    let report = report_json(dir.path(), &run_id(stderr.as_bytes()));
+    let service = &report["services"][0];
+    assert_eq!(service["died_during_run"], true, "{report}");
+    assert_eq!(report["verdict"], "invalid", "{report}");
+    assert_eq!(service["host"], format!("root@{h2}"));
+    assert!(service.get("exit_status").is_none(), "unknown on a host");
+    assert_eq!(report["phases"].as_array().unwrap().len(), 1, "{report}");
+}

@@ -25,11 +25,13 @@
 //!
 //! Exit codes: `run` and `rerun` exit with the run's verdict: 0 passed, 1
 //! failed (a threshold crossed, every request of a phase failed, run
-//! control failed), 3 invalid (numbers not to be trusted), 130 interrupted;
-//! `report` and `replay` do so with `--check` (else 0). `compare` exits 1
-//! when it found a regression past a limit. 2 is bad input (a workload file
-//! that does not validate, a missing binary, an unknown run, phase, metric
-//! or threshold); any other error exits 1.
+//! control failed), 3 invalid (numbers not to be trusted: an agent lost, the
+//! schedule not kept, a service died during the run, the log not whole), 130
+//! interrupted; `report` and `replay` do so with `--check` (else 0).
+//! `compare` exits 1 when it found a regression past a limit. 2 is bad
+//! input (a workload file that does not validate, a missing binary, an
+//! unknown run, phase, metric or threshold, a service's port already held
+//! by another process); any other error exits 1.
 
 #![forbid(unsafe_code)]
 

@@ -125,18 +125,24 @@ impl Target {
 
     /// The target's own stats: `served`, `h2`, `echoed`, `routes`.
     pub(crate) fn stats(&self) -> serde_json::Value {
-        let mut s = TcpStream::connect(self.addr).expect("connect to target");
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        write!(
-            s,
-            "GET /__fleetbench/stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut text = String::new();
-        s.read_to_string(&mut text).expect("read stats");
-        let body = text.split("\r\n\r\n").nth(1).expect("stats body");
-        serde_json::from_str(body.trim()).expect("stats JSON")
+        serve_stats(self.addr).expect("the target's stats")
     }
+}
+
+/// The stats of an `agent serve` listening at `addr` (see
+/// [`Target::stats`]); None when it does not answer them.
+pub(crate) fn serve_stats(addr: SocketAddr) -> Option<serde_json::Value> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET /__fleetbench/stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let body = text.split("\r\n\r\n").nth(1)?;
+    serde_json::from_str(body.trim()).ok()
 }
 
 impl Target {
@@ -172,6 +178,38 @@ pub(crate) fn coordinator(data: &Path, args: &[&str]) -> Output {
         .env("RUST_LOG", "warn")
         .output()
         .expect("run coordinator")
+}
+
+/// Runs `coordinator ARGS` with a data dir in the background (its stdout
+/// and stderr into files there; `SSH_AUTH_SOCK` unset, so SSH uses the
+/// workload's identity file), calls `meanwhile`, then waits for it (at most
+/// 60 s). Its exit status, stdout and stderr.
+pub(crate) fn coordinator_while(
+    data: &Path,
+    args: &[&str],
+    meanwhile: impl FnOnce(),
+) -> (std::process::ExitStatus, String, String) {
+    let (out, err) = (
+        data.join("coordinator.stdout"),
+        data.join("coordinator.stderr"),
+    );
+    let file = |p: &Path| Stdio::from(std::fs::File::create(p).expect("create output file"));
+    let mut child = Command::new(bin("coordinator"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .env_remove("SSH_AUTH_SOCK")
+        .stdout(file(&out))
+        .stderr(file(&err))
+        .spawn()
+        .expect("start coordinator");
+    meanwhile();
+    let status = wait_for("the coordinator to exit", Duration::from_secs(60), || {
+        child.try_wait().expect("wait for coordinator")
+    });
+    let read = |p: &Path| std::fs::read_to_string(p).expect("read output file");
+    (status, read(&out), read(&err))
 }
 
 /// `report RUN --format json`, parsed.

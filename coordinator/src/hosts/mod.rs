@@ -7,6 +7,7 @@
 //! - `bootstrap`: one host: probe, content-addressed upload, exec check,
 //!   credentials, detached start.
 //! - `fleet`: every host in parallel, with progress, and cleanup.
+//! - `listeners`: who listens on a TCP port, from /proc (here or a host's).
 //! - `services`: `[[service]]` processes, local and on SSH hosts.
 //!
 //! Each module here uses only those listed above it, and the hub (to log).
@@ -14,5 +15,6 @@
 pub(crate) mod bootstrap;
 pub(crate) mod fleet;
 pub(crate) mod known_hosts;
+pub(crate) mod listeners;
 pub(crate) mod services;
 pub(crate) mod ssh;

@@ -353,6 +353,10 @@ async fn drive(
         if stop.is_cancelled() {
             break;
         }
+        if let Some(dead) = wait::dead_service(hub) {
+            skip_phases(hub, &workload.phases[index..], &dead).await;
+            break;
+        }
         let this = phase::PhaseRun {
             hub,
             index: index as u32,
@@ -367,6 +371,27 @@ async fn drive(
     }
     live.finish();
     Ok(aborted)
+}
+
+/// A service died: the phases still to run are not run, and the log says so.
+async fn skip_phases(
+    hub: &Hub,
+    rest: &[fleetbench_workload::Phase],
+    dead: &fleetbench_fold::ServiceReport,
+) {
+    let names: Vec<&str> = rest.iter().map(|p| p.name.as_str()).collect();
+    let why = format!(
+        "{}: phase(s) {} not run",
+        wait::death_text(dead),
+        names.join(", ")
+    );
+    eprintln!("error: {why}");
+    hub.log(pb::log_record::Record::Notice(pb::CoordinatorNotice {
+        level: "error".into(),
+        message: why,
+        agent_id: String::new(),
+    }))
+    .await;
 }
 
 /// How the run ended.
@@ -392,6 +417,16 @@ async fn wind_down(
     agents::shutdown(hub, &mut started.local_agents, started.fleet, keep_agents).await;
     services::stop_remote(hub, started.remote_services).await;
     services::stop(hub, started.services, Duration::from_secs(5)).await;
+    // A service that died during the run fails it, whatever else happened
+    // (its "exited" record is durable once the log is flushed).
+    let _ = hub.flush().await;
+    let result = match (result, wait::dead_service(hub)) {
+        (Ok(_), Some(dead)) => Err(anyhow!(
+            "{}; the results after that do not measure the service",
+            wait::death_text(&dead)
+        )),
+        (result, _) => result,
+    };
     let (status, reason) = match (&result, stop.is_cancelled()) {
         (Ok(None), false) => ("completed", String::new()),
         (Ok(_), true) => ("aborted", "interrupted".to_string()),
@@ -447,6 +482,11 @@ fn summary(report: &Report, flags: &RunFlags, run_id: &str, ending: Ending) -> R
     }
     if let Err(e) = ending.result {
         eprintln!("error: run {run_id} failed: {e:#}");
+        // Refused before any load for what the user must change (a
+        // service's port already taken): bad input.
+        if e.downcast_ref::<BadInput>().is_some() {
+            return Ok(2);
+        }
     }
     Ok(report.verdict.exit_code())
 }

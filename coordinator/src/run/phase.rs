@@ -17,7 +17,7 @@ use fleetbench_workload::{Phase, Workload};
 use tokio_util::sync::CancellationToken;
 
 use super::plan::{self, AgentPlan, Met, StopJudge};
-use super::wait::{changed, check_log};
+use super::wait::{changed, check_log, dead_service, death_text};
 use crate::hub::{AgentState, Hub};
 use crate::live::LiveView;
 
@@ -197,6 +197,10 @@ async fn watch(
             }
             stop_met(r, w, met).await;
         }
+        if !stopping && let Some(dead) = dead_service(r.hub) {
+            stopping = true;
+            stop_dead(r, start_at_us, &death_text(&dead)).await;
+        }
         if stop.is_cancelled() && !stopping {
             stopping = true;
             r.hub
@@ -317,6 +321,31 @@ async fn stop_met(r: &PhaseRun<'_>, w: u32, met: Met) {
         } else {
             ""
         }
+    );
+    stop_agents(r);
+}
+
+/// A service died (`why`): the phase is stopped in the window it died in,
+/// logged and said; the rest of the run is skipped by its caller.
+async fn stop_dead(r: &PhaseRun<'_>, start_at_us: i64, why: &str) {
+    let window_us = fleetbench_workload::WINDOW.as_micros().max(1) as i64;
+    let window_index = ((fleetbench::clock::now_us() - start_at_us).max(0) / window_us) as u32;
+    r.hub
+        .log(pb::log_record::Record::PhaseStopRequested(
+            pb::PhaseStopRequested {
+                phase_index: r.index,
+                reason: why.to_string(),
+                window_index,
+                rate: plan::rate_in_window(r.phase, window_index),
+                condition_met: false,
+                ..Default::default()
+            },
+        ))
+        .await;
+    eprintln!(
+        "phase \"{}\": {why}: stopping the phase in window {window_index}; \
+         the results after that do not measure the service",
+        r.phase.name
     );
     stop_agents(r);
 }

@@ -1,9 +1,10 @@
-//! Waiting on the hub: run control's loops check the log's health, then
-//! sleep until something changes (or a short while passes).
+//! Waiting on the hub: run control's loops check the log's health and the
+//! services', then sleep until something changes (or a short while passes).
 
 use std::time::Duration;
 
 use anyhow::{Result, anyhow};
+use fleetbench_fold::ServiceReport;
 
 use crate::hub::Hub;
 
@@ -18,4 +19,32 @@ pub(super) fn check_log(hub: &Hub) -> Result<()> {
 /// Sleeps until the hub's state changes, or `at_most` passes.
 pub(super) async fn changed(hub: &Hub, at_most: Duration) {
     let _ = tokio::time::timeout(at_most, hub.changed.notified()).await;
+}
+
+/// The first service that died during the run, as the fold has it (its
+/// "exited" record is durable): the load after its death measures nothing.
+pub(super) fn dead_service(hub: &Hub) -> Option<ServiceReport> {
+    let fold = hub.fold.lock().expect("never poisoned");
+    fold.services().into_iter().find(|s| s.died_during_run)
+}
+
+/// "service \"target\" (pid 42) died during phase load, 3.2s in: killed by
+/// signal 9 (SIGKILL)".
+pub(super) fn death_text(s: &ServiceReport) -> String {
+    let on = if s.host.is_empty() {
+        String::new()
+    } else {
+        format!(" on {}", s.host)
+    };
+    let pid = if s.pid > 0 {
+        format!(" (pid {})", s.pid)
+    } else {
+        String::new()
+    };
+    let how = if s.exit_status.is_empty() {
+        "exit status unknown"
+    } else {
+        &s.exit_status
+    };
+    format!("service \"{}\"{on}{pid} died {}: {how}", s.name, s.when)
 }

@@ -108,7 +108,8 @@ impl Fold {
                 self.notices
                     .push(format!("{}: {who}{}", n.level, n.message));
             }
-            Record::ServiceOutput(_) | Record::ServiceState(_) => {}
+            Record::ServiceOutput(o) => self.services.output(o),
+            Record::ServiceState(s) => self.services.state(s, rec.logged_at_us),
         }
     }
 

@@ -16,11 +16,13 @@
 //! own; per agent, its counts per window. From these the report says, per
 //! phase, whether an agent rather than the target set the numbers
 //! ([`limited_reasons`]), where run control stopped the phase, and what
-//! rate the load shape intended per window ([`intended_rate`]).
+//! rate the load shape intended per window ([`intended_rate`]); per run,
+//! which `[[service]]` died during it ([`ServiceReport`]).
 //!
 //! - `state`: what the fold keeps; `apply`: one record into it;
 //!   `summary`: the state into a [`Report`]; `model`: the report's types;
 //!   `limited`: the load-generator-limited rules; `shape`: intended rates;
+//!   `services`: the `[[service]]` processes, which died and their stderr;
 //!   `testlog` (feature `test-support`): synthetic logs for tests.
 //!
 //! Depends only on the root `fleetbench` crate (`pb`, the histogram codec),
@@ -37,6 +39,7 @@ mod limited;
 mod model;
 mod options;
 mod reasons;
+mod services;
 mod shape;
 mod state;
 mod summary;
@@ -57,11 +60,12 @@ pub use limited::{
 };
 pub use model::{
     AgentEvents, AgentPoint, AgentReport, HostPoint, HostReport, LatencyReport, LimitedAgent,
-    LogReport, OpPoint, OpReport, PhaseAgentReport, PhaseReport, Report, SpectrumPoint, StopReport,
-    ThresholdReport, ThresholdResult, TimelinePoint, WindowLatency,
+    LogReport, OpPoint, OpReport, PhaseAgentReport, PhaseReport, Report, ServiceReport,
+    SpectrumPoint, StopReport, ThresholdReport, ThresholdResult, TimelinePoint, WindowLatency,
 };
 pub use options::ReportOptions;
 pub use reasons::{Reason, ReasonKind, Verdict, verdict_of};
+pub use services::STDERR_TAIL_LINES;
 pub use shape::{intended_mean, intended_rate};
 pub use state::{AgentInfo, AgentPhase, Filter, Fold, PhaseAgg, RunInfo, WindowAgg};
 pub use threshold::{Metric, crossed_in};

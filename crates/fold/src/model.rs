@@ -51,6 +51,51 @@ pub struct Report {
     pub log: LogReport,
     /// The run's notices in log order, as "LEVEL: [agent ID: ]MESSAGE".
     pub notices: Vec<String>,
+    /// Services that died or were never started (left out of the JSON when
+    /// every service ran until the run stopped it). One that
+    /// `died_during_run` makes the numbers after its death not the
+    /// service's.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<ServiceReport>,
+}
+
+/// A `[[service]]` that did not run as the run needed it: it ended by
+/// itself, or was never started.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceReport {
+    /// The service's name.
+    pub name: String,
+    /// The SSH host it ran on (left out for this machine).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub host: String,
+    /// "exited" (it ended by itself) or "failed" (never started).
+    pub state: String,
+    /// How it ended, as a shell says it ("exit code 1", "killed by signal
+    /// 9 (SIGKILL)"); left out when unknown.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub exit_status: String,
+    /// Its process id on its host (left out when unknown).
+    #[serde(skip_serializing_if = "is_zero_u32")]
+    pub pid: u32,
+    /// It exited after it was ready, before the run stopped it.
+    pub died_during_run: bool,
+    /// When, seconds from the run's start (ms precision).
+    pub at_s: f64,
+    /// When, among the phases ("during phase load, 3.2s in").
+    pub when: String,
+    /// What run control said about it (why it was never started).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+    /// The last lines it wrote to stderr (at most 20).
+    pub stderr_tail: Vec<String>,
+}
+
+impl Report {
+    /// The services that died during the run: its numbers after each
+    /// death do not measure the service.
+    pub fn dead_services(&self) -> impl Iterator<Item = &ServiceReport> {
+        self.services.iter().filter(|s| s.died_during_run)
+    }
 }
 
 /// An agent of the run.
@@ -151,6 +196,10 @@ pub struct PhaseReport {
 }
 
 fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+fn is_zero_u32(v: &u32) -> bool {
     *v == 0
 }
 

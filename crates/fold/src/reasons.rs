@@ -17,7 +17,7 @@ pub enum Verdict {
     /// A threshold was crossed, every request of a phase (or operation)
     /// failed, or run control failed.
     Failed,
-    /// Its numbers cannot be trusted: an agent was lost, the generator did
+    /// Its numbers cannot be trusted: a service died, an agent was lost, the generator did
     /// not keep the schedule, the log has gaps or repeats, or it has no end.
     Invalid,
     /// The user stopped it (Ctrl-C, SIGTERM).
@@ -61,6 +61,8 @@ pub enum ReasonKind {
     /// The log has no RunFinished: the run is still running, or its
     /// coordinator died.
     Incomplete,
+    /// A `[[service]]` exited during the run, after it was ready.
+    ServiceDied,
     /// An agent scheduled in a phase never said it ended it.
     AgentLost,
     /// Open loop: an agent did not keep the schedule (limited rule c).
@@ -86,6 +88,7 @@ impl ReasonKind {
         match self {
             ReasonKind::Interrupted => Verdict::Interrupted,
             ReasonKind::Incomplete
+            | ReasonKind::ServiceDied
             | ReasonKind::AgentLost
             | ReasonKind::ScheduleNotKept
             | ReasonKind::LogGaps

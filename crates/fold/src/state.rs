@@ -8,6 +8,8 @@ use hdrhistogram::Histogram;
 use fleetbench::pb;
 use fleetbench::window::{merge_encoded, new_growing_histogram};
 
+use crate::services::ServiceLog;
+
 /// Facts about the run from its first record (`RunStarted`).
 #[derive(Debug, Clone, Default)]
 pub struct RunInfo {
@@ -406,6 +408,8 @@ pub struct Fold {
     /// Keep each agent's own windows whole ([`AgentPhase::kept`]), not only
     /// their counts. Off by default: it holds a histogram per agent and window.
     pub(crate) keep_agent_windows: bool,
+    /// The `[[service]]` processes: ready where, ended how, their stderr's end.
+    pub(crate) services: ServiceLog,
 }
 
 impl Fold {

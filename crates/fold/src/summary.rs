@@ -10,11 +10,12 @@ use hdrhistogram::Histogram;
 use crate::limited::{AgentLoad, limited_reasons};
 use crate::model::{
     AgentEvents, AgentPoint, AgentReport, HostPoint, HostReport, LatencyReport, LimitedAgent,
-    LogReport, OpPoint, OpReport, PhaseAgentReport, PhaseReport, Report, SpectrumPoint, StopReport,
-    TimelinePoint, WindowLatency,
+    LogReport, OpPoint, OpReport, PhaseAgentReport, PhaseReport, Report, ServiceReport,
+    SpectrumPoint, StopReport, TimelinePoint, WindowLatency,
 };
 use crate::options::ReportOptions;
 use crate::reasons::Verdict;
+use crate::services::PhaseSpan;
 use crate::shape::intended_mean;
 use crate::state::{AgentInfo, AgentPhase, AgentWindow, CpuSample, Fold, PhaseAgg};
 use crate::threshold;
@@ -111,6 +112,7 @@ impl Fold {
                     .collect(),
             },
             notices: self.notices.clone(),
+            services: self.services(),
         };
         let (verdict, reasons) = verdict::judge(&Evidence {
             fold: self,
@@ -120,6 +122,22 @@ impl Fold {
         report.verdict = verdict;
         report.reasons = reasons;
         report
+    }
+
+    /// The services that died or were never started, each placed among the
+    /// phases (all of them, whatever the filter: a death concerns the run).
+    pub fn services(&self) -> Vec<ServiceReport> {
+        let run_start = self.run.as_ref().map_or(0, |r| r.started_at_us);
+        let spans: Vec<PhaseSpan<'_>> = self
+            .phases
+            .values()
+            .map(|p| PhaseSpan {
+                name: &p.name,
+                start_us: p.start_at_us,
+                end_us: p.start_at_us + p.duration_ms as i64 * 1000,
+            })
+            .collect();
+        self.services.report(run_start, &spans)
     }
 }
 

@@ -407,3 +407,40 @@ pub fn threshold(metric: &str, phase: &str, limit: f64, text: &str) -> pb::Thres
         ..Default::default()
     }
 }
+
+/// Service `target` (pid 4242) started and ready before phase `load`, 25
+/// lines on its stderr, then killed by SIGKILL 5.5 s into the phase.
+pub fn dead_service() -> Vec<pb::LogRecord> {
+    let at = |logged_at_us: i64, record: Record| pb::LogRecord {
+        logged_at_us,
+        record: Some(record),
+    };
+    let state = |state: &str, pid: u32, exit_status: &str| {
+        Record::ServiceState(pb::ServiceState {
+            service: "target".into(),
+            state: state.into(),
+            pid,
+            exit_status: exit_status.into(),
+            ..Default::default()
+        })
+    };
+    let mut out = vec![
+        at(-2_000_000, state("started", 4242, "")),
+        at(-1_000_000, state("ready", 0, "")),
+    ];
+    for i in 1..=25 {
+        out.push(at(
+            i,
+            Record::ServiceOutput(pb::ServiceOutput {
+                service: "target".into(),
+                stream: "stderr".into(),
+                data: format!("target: line {i} <&>\n").into_bytes(),
+            }),
+        ));
+    }
+    out.push(at(
+        5_500_000,
+        state("exited", 0, "killed by signal 9 (SIGKILL)"),
+    ));
+    out
+}

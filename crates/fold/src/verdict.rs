@@ -27,6 +27,7 @@ type Rule = fn(&Evidence<'_>) -> Vec<Reason>;
 /// Every rule, in the order their reasons are listed.
 const RULES: &[Rule] = &[
     how_it_ended,
+    services_died,
     agents_lost,
     schedule_kept,
     log_whole,
@@ -57,6 +58,11 @@ fn how_it_ended(e: &Evidence<'_>) -> Vec<Reason> {
                 }
             ),
         ),
+        // A service that died fails run control too; the `services_died`
+        // rule says it, as what makes the numbers untrustworthy.
+        Some(f) if f.status == "failed" && e.report.dead_services().next().is_some() => {
+            return Vec::new();
+        }
         Some(f) if f.status == "failed" => Reason::new(
             ReasonKind::RunFailed,
             format!("the run failed: {}", f.reason),
@@ -72,6 +78,39 @@ fn how_it_ended(e: &Evidence<'_>) -> Vec<Reason> {
         ),
     };
     vec![reason]
+}
+
+/// A `[[service]]` that exited after it was ready, before the run stopped
+/// it: from then on the load met no service (or another process on its
+/// port), so the numbers do not measure it.
+fn services_died(e: &Evidence<'_>) -> Vec<Reason> {
+    e.report
+        .dead_services()
+        .map(|s| {
+            let on = if s.host.is_empty() {
+                String::new()
+            } else {
+                format!(" on {}", s.host)
+            };
+            let pid = if s.pid > 0 {
+                format!(" (pid {})", s.pid)
+            } else {
+                String::new()
+            };
+            let how = if s.exit_status.is_empty() {
+                "exit status unknown"
+            } else {
+                &s.exit_status
+            };
+            Reason::new(
+                ReasonKind::ServiceDied,
+                format!(
+                    "service {}{on}{pid} died {}: {how}; the numbers after that do not measure it",
+                    s.name, s.when
+                ),
+            )
+        })
+        .collect()
 }
 
 fn stopped_by_threshold(fold: &Fold) -> bool {

@@ -6,8 +6,8 @@ use fleetbench::pb;
 use fleetbench::pb::log_record::Record;
 
 use crate::testlog::{
-    OpWindow, finished, fold_of, limited_agent_log, phase_ended, scheduled, scheduled_with,
-    started_with, stop, threshold,
+    OpWindow, dead_service, finished, fold_of, limited_agent_log, phase_ended, scheduled,
+    scheduled_with, started_with, stop, threshold,
 };
 use crate::{
     Filter, Fold, Metric, ReasonKind, Report, ReportOptions, ThresholdResult, Verdict, crossed_in,
@@ -403,4 +403,26 @@ fn metrics_measure_and_cross_as_their_limits_say() {
     assert_eq!(Metric::parse("p95"), Some(Metric::Latency(0.95)));
     assert_eq!(Metric::parse("p98"), None);
     assert_eq!(p.covered_s(0, 3), 4.0);
+}
+
+/// A service that died mid-run makes the run invalid, said once: run
+/// control's "failed" is that same death, not another reason.
+#[test]
+fn a_service_that_died_makes_the_run_invalid() {
+    let r = report(&with(
+        with(ran(500, 0), dead_service()),
+        vec![finished("failed", "service \"target\" (pid 4242) died")],
+    ));
+    assert_eq!(r.verdict, Verdict::Invalid, "{:?}", r.reasons);
+    assert_eq!(kinds(&r), [ReasonKind::ServiceDied]);
+    assert!(
+        r.reasons[0]
+            .message
+            .starts_with("service target (pid 4242) died during phase load, 5.5s in: killed by signal 9 (SIGKILL)"),
+        "{}",
+        r.reasons[0].message
+    );
+    // Run control failing for another reason still says so.
+    let r = report(&with(ran(500, 0), vec![finished("failed", "boom")]));
+    assert_eq!(kinds(&r), [ReasonKind::RunFailed]);
 }

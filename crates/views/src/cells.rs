@@ -1,7 +1,8 @@
 //! The cells and sentences every view shares: a phase's latency cells, the
 //! lines that say a load generator limited a phase, where run control
 //! stopped it and what load it was offered, the verdict's headline, its
-//! reasons and the thresholds' cells, a quoted CSV field, and the
+//! reasons and the thresholds' cells, what became of a service that died,
+//! a quoted CSV field, and the
 //! right-aligned number columns of a text table. They
 //! live here, used by the table, CSV, HTML, compare and export views alike,
 //! so that every format says a thing in the same words.
@@ -12,8 +13,8 @@ use comfy_table::{CellAlignment, Table};
 
 use fleetbench::clock::format_us;
 use fleetbench_fold::{
-    LatencyReport, LimitedAgent, Metric, PhaseReport, Reason, Report, StopReport, ThresholdReport,
-    ThresholdResult, Verdict,
+    LatencyReport, LimitedAgent, Metric, PhaseReport, Reason, Report, ServiceReport, StopReport,
+    ThresholdReport, ThresholdResult, Verdict,
 };
 
 /// p50, p90, p99, p99.9 and max of a phase, as people read them ("-" when
@@ -63,6 +64,41 @@ pub(crate) fn stop_text(s: &StopReport) -> String {
             &s.reason
         }
     )
+}
+
+/// What became of a service that exited by itself, as every format says
+/// it: "SERVICE DIED: target (pid 42) exited during phase load, 3.2s in:
+/// killed by signal 9 (SIGKILL); the results after that are not the
+/// service's". None for a service that was never started: the run's reason
+/// says why.
+pub(crate) fn service_text(s: &ServiceReport) -> Option<String> {
+    if s.state != "exited" {
+        return None;
+    }
+    let who = match (s.host.is_empty(), s.pid) {
+        (true, 0) => s.name.clone(),
+        (true, pid) => format!("{} (pid {pid})", s.name),
+        (false, 0) => format!("{} on {}", s.name, s.host),
+        (false, pid) => format!("{} on {} (pid {pid})", s.name, s.host),
+    };
+    let how = if s.exit_status.is_empty() {
+        "exit status unknown".to_string()
+    } else {
+        s.exit_status.clone()
+    };
+    Some(if s.died_during_run {
+        format!(
+            "SERVICE DIED: {who} exited {}: {how}; the results after that do not measure the service",
+            s.when
+        )
+    } else {
+        format!("service {who} exited before it was ready: {how}")
+    })
+}
+
+/// The heading of a service's stderr tail.
+pub(crate) fn stderr_heading(s: &ServiceReport) -> String {
+    format!("the last lines {} wrote to stderr:", s.name)
 }
 
 /// Open loop: what the schedule offered against what was sent.

@@ -209,6 +209,22 @@ pub struct RecordLine {
     pub fields: Value,
 }
 
+/// A `ServiceState`'s fields; those newer logs set (exit status, pid,
+/// host) only when set, so an old log's records export as they did.
+fn service_state_json(s: &pb::ServiceState) -> Value {
+    let mut fields = json!({ "service": s.service, "state": s.state, "detail": s.detail });
+    if !s.exit_status.is_empty() {
+        fields["exit_status"] = json!(s.exit_status);
+    }
+    if s.pid > 0 {
+        fields["pid"] = json!(s.pid);
+    }
+    if !s.host.is_empty() {
+        fields["host"] = json!(s.host);
+    }
+    fields
+}
+
 /// One raw log record as a JSON object: `lsn`, `logged_at_us`, `kind`, and
 /// the record's fields by their proto names. An agent's event carries its
 /// `event` kind and that event's fields under the same name. Nothing secret
@@ -288,10 +304,7 @@ pub fn record_json(lsn: u64, rec: &pb::LogRecord) -> RecordLine {
                 "data": String::from_utf8_lossy(&o.data),
             }),
         ),
-        Some(Record::ServiceState(s)) => (
-            "service_state",
-            json!({ "service": s.service, "state": s.state, "detail": s.detail }),
-        ),
+        Some(Record::ServiceState(s)) => ("service_state", service_state_json(s)),
         Some(Record::RunFinished(f)) => (
             "run_finished",
             json!({ "status": f.status, "reason": f.reason }),
@@ -603,5 +616,37 @@ mod tests {
             )
             .unwrap();
         assert_eq!(decode_histogram(&bytes).unwrap().len(), 11);
+    }
+
+    /// A service's state exports the fields newer logs set, and only those
+    /// set: an old log's records export as they did.
+    #[test]
+    fn service_states_export_only_the_fields_set() {
+        let rec = |state: pb::ServiceState| pb::LogRecord {
+            logged_at_us: 1,
+            record: Some(Record::ServiceState(state)),
+        };
+        let old = rec(pb::ServiceState {
+            service: "t".into(),
+            state: "stopped".into(),
+            detail: "stopped: exit status: 0".into(),
+            ..Default::default()
+        });
+        assert_eq!(
+            serde_json::to_string(&record_json(2, &old)).unwrap(),
+            r#"{"lsn":2,"logged_at_us":1,"kind":"service_state","detail":"stopped: exit status: 0","service":"t","state":"stopped"}"#
+        );
+        let new = rec(pb::ServiceState {
+            service: "t".into(),
+            state: "exited".into(),
+            exit_status: "exit code 3".into(),
+            pid: 42,
+            host: "h".into(),
+            ..Default::default()
+        });
+        let v = serde_json::to_value(record_json(3, &new)).unwrap();
+        assert_eq!(v["exit_status"], "exit code 3");
+        assert_eq!(v["pid"], 42);
+        assert_eq!(v["host"], "h");
     }
 }

@@ -10,7 +10,7 @@ use comfy_table::{ContentArrangement, Table};
 
 use crate::cells::{
     csv_field, latency_cells, latency_of, limited_text, offered_line, reason_text, right_align,
-    stop_text, threshold_cells, verdict_head,
+    service_text, stderr_heading, stop_text, threshold_cells, verdict_head,
 };
 use crate::format::Format;
 use fleetbench::clock::format_us;
@@ -49,6 +49,18 @@ pub fn table(report: &Report) -> String {
     );
     if !report.reason.is_empty() {
         let _ = writeln!(out, "reason: {}", report.reason);
+    }
+    for s in &report.services {
+        let Some(text) = service_text(s) else {
+            continue;
+        };
+        let _ = writeln!(out, "{text}");
+        if !s.stderr_tail.is_empty() {
+            let _ = writeln!(out, "{}", stderr_heading(s));
+            for line in &s.stderr_tail {
+                let _ = writeln!(out, "  | {line}");
+            }
+        }
     }
     let mut t = Table::new();
     t.load_style(UTF8_FULL_CONDENSED)
@@ -199,13 +211,17 @@ fn ops_table(ops: &[OpReport]) -> Table {
 }
 
 /// The lines the CSV opens with, each a comment ("# "): the verdict, then
-/// each reason and each threshold judged. A reader skips lines starting
+/// each reason, each service that died or never started, and each
+/// threshold judged. A reader skips lines starting
 /// with '#' (pandas: `comment='#'`; DuckDB: `comment = '#'`).
 fn csv_comments(report: &Report) -> String {
     let one_line = |s: &str| s.replace(['\n', '\r'], " ");
     let mut out = format!("# verdict: {}\n", report.verdict.name());
     for r in &report.reasons {
         let _ = writeln!(out, "# reason: {}", one_line(&reason_text(r)));
+    }
+    for s in report.services.iter().filter_map(service_text) {
+        let _ = writeln!(out, "# {}", one_line(&s));
     }
     for t in &report.thresholds {
         let _ = writeln!(
@@ -224,7 +240,8 @@ fn csv_comments(report: &Report) -> String {
 /// phase or a stopped phase gets three more columns (`op`,
 /// `generator_limited`, `stopped_at_window`) and a row per operation after
 /// its phase's row (`op` empty on phase rows); other reports keep the
-/// columns they always had.
+/// columns they always had. A service that exited by itself is said in a
+/// `# ` line before the header.
 pub fn csv(report: &Report) -> String {
     let mut out = csv_comments(report);
     let extended = report
@@ -304,9 +321,10 @@ pub fn csv(report: &Report) -> String {
 
 #[cfg(test)]
 mod tests {
+    use fleetbench::pb::log_record::Record;
     use fleetbench_fold::testlog::{
-        finished, fold_of, limited_agent_log, op_less_log, phase_ended, started_with, stop, stream,
-        threshold,
+        dead_service, finished, fold_of, limited_agent_log, op_less_log, phase_ended, started_with,
+        stop, stream, threshold,
     };
     use fleetbench_fold::{Fold, ReportOptions};
 
@@ -408,5 +426,54 @@ mod tests {
             "{table}"
         );
         assert!(json(&report).contains("\"stopped\": {"));
+    }
+
+    /// A service that died during the run is said loudly in the table, with
+    /// the end of its stderr; listed in the JSON; said before the CSV header.
+    #[test]
+    fn a_dead_service_is_said_in_every_format() {
+        let mut records = stream(3);
+        records.extend(dead_service());
+        let report = fold_of(&records).report(&ReportOptions::default());
+        let died = "SERVICE DIED: target (pid 4242) exited during phase load, 5.5s in: \
+                    killed by signal 9 (SIGKILL); the results after that do not measure the service";
+        let table = table(&report);
+        assert!(table.contains(&format!("{died}\n")), "{table}");
+        let tail_start = table
+            .find("the last lines target wrote to stderr:\n  | target: line 6 <&>\n")
+            .expect("the tail's heading and first line");
+        assert!(table[tail_start..].contains("  | target: line 25 <&>\n"));
+        assert!(!table.contains("line 5 <&>"), "only the last 20 lines");
+        let json: serde_json::Value = serde_json::from_str(&json(&report)).unwrap();
+        let s = &json["services"][0];
+        assert_eq!(s["name"], "target");
+        assert_eq!(s["state"], "exited");
+        assert_eq!(s["died_during_run"], true);
+        assert_eq!(s["exit_status"], "killed by signal 9 (SIGKILL)");
+        assert_eq!(s["stderr_tail"].as_array().unwrap().len(), 20);
+        assert_eq!(s["stderr_tail"][19], "target: line 25 <&>");
+        let csv = csv(&report);
+        // After the verdict and its reasons, before the header.
+        assert!(csv.starts_with("# verdict: "), "{csv}");
+        assert!(csv.contains(&format!("\n# {died}\nrun_id,")), "{csv}");
+    }
+
+    /// Services that ran until the run stopped them add nothing to any
+    /// format: not even an empty `services` list in the JSON.
+    #[test]
+    fn services_stopped_by_the_run_add_nothing() {
+        let mut records = stream(3);
+        records.extend(dead_service().into_iter().filter(
+            |r| !matches!(&r.record, Some(Record::ServiceState(s)) if s.state == "exited"),
+        ));
+        let report = fold_of(&records).report(&ReportOptions::default());
+        assert!(report.services.is_empty());
+        let json: serde_json::Value = serde_json::from_str(&json(&report)).unwrap();
+        assert!(json.get("services").is_none(), "{json}");
+        assert!(!table(&report).contains("target"));
+        let csv = csv(&report);
+        assert!(!csv.contains("target"), "{csv}");
+        assert!(csv.contains("\nrun_id,"), "{csv}");
+        assert!(!crate::html::render(&report).contains("class=\"limited service\""));
     }
 }

@@ -11,7 +11,8 @@
 //! phase stops marked. The run's verdict opens the page in a banner (green
 //! passed, red failed or invalid, amber interrupted), its thresholds get a
 //! table, and a phase whose numbers describe a load generator rather than
-//! the target gets a warning banner. The compare page overlays
+//! the target gets a warning banner, and so does a run whose service died
+//! (with the end of its stderr). The compare page overlays
 //! two runs per phase (matched by name) on the same axes, time measured from
 //! each phase's start.
 //!
@@ -51,7 +52,8 @@ use draw::figure;
 use fleetbench_fold::{PhaseReport, Report};
 use page::{
     compare_table, esc, headline_table, hosts_table, limited_banner, log_integrity, notices,
-    ops_table, page_end, page_start, phase_notes, run_meta, thresholds_table, verdict_banner,
+    ops_table, page_end, page_start, phase_notes, run_meta, services_banner, thresholds_table,
+    verdict_banner,
 };
 use run_charts::run_charts;
 
@@ -69,6 +71,7 @@ pub fn render(report: &Report) -> String {
             esc(&report.reason)
         );
     }
+    out.push_str(&services_banner(report));
     out.push_str(&headline_table(report));
     for p in &report.phases {
         out.push_str(&limited_banner(p, ""));

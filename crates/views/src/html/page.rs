@@ -2,14 +2,15 @@
 //! escaping of every text that comes from the log, and the tables and notes
 //! a page shows: a run's headline, operations and hosts tables, its phase
 //! notes, log integrity and notices, the load-generator-limited banners,
-//! and a compared phase's table of changes. The charts are `draw`'s.
+//! the banner of a service that died, and a compared phase's table of
+//! changes. The charts are `draw`'s.
 
 use std::fmt::Write as _;
 
 use super::axis::bytes;
 use crate::cells::{
-    latency_cells, latency_of, limited_text, offered_line, reason_text, stop_text, threshold_cells,
-    verdict_head,
+    latency_cells, latency_of, limited_text, offered_line, reason_text, service_text,
+    stderr_heading, stop_text, threshold_cells, verdict_head,
 };
 use fleetbench::clock::format_us;
 use fleetbench_fold::{LatencyReport, PhaseReport, Report};
@@ -211,6 +212,34 @@ pub(super) fn limited_banner(p: &PhaseReport, run: &str) -> String {
             esc(run),
             esc(&limited_text(&p.name, l))
         );
+    }
+    out
+}
+
+/// The warning a run whose service exited by itself must not be read
+/// without, with the end of the service's stderr.
+pub(super) fn services_banner(r: &Report) -> String {
+    let mut out = String::new();
+    for s in &r.services {
+        let Some(text) = service_text(s) else {
+            continue;
+        };
+        let (head, rest) = text.split_once(": ").unwrap_or(("", &text));
+        let _ = write!(out, "<div class=\"limited service\">");
+        if s.died_during_run {
+            let _ = write!(out, "<strong>{}</strong>: {}", esc(head), esc(rest));
+        } else {
+            out.push_str(&esc(&text));
+        }
+        if !s.stderr_tail.is_empty() {
+            let _ = write!(
+                out,
+                "<br/>{}\n<pre>{}</pre>",
+                esc(&stderr_heading(s)),
+                esc(&s.stderr_tail.join("\n"))
+            );
+        }
+        out.push_str("</div>\n");
     }
     out
 }

@@ -1,8 +1,8 @@
 //! Both pages as a browser gets them, from synthetic folds, parsed back as
 //! XML: well-formed and self-contained, every expected chart with every
 //! series drawn, phase starts and warm-ups marked, text from the log
-//! escaped; the compare page; and a step-load run's operations, offered
-//! load, stop marks and limited banner.
+//! escaped; the compare page; a step-load run's operations, offered
+//! load, stop marks and limited banner; and a dead service's banner.
 
 use plotters::style::RGBColor;
 
@@ -13,7 +13,7 @@ use fleetbench::pb;
 use fleetbench::pb::event::Kind;
 use fleetbench::pb::log_record::Record;
 use fleetbench::window::{ErrorClass, WindowAcc};
-use fleetbench_fold::testlog::{agent_event, host_metrics, shape};
+use fleetbench_fold::testlog::{agent_event, dead_service, fold_of, host_metrics, shape, stream};
 use fleetbench_fold::{Fold, Report, ReportOptions};
 use fleetbench_gen::rng::Rng;
 
@@ -656,4 +656,42 @@ fn the_verdict_banner_and_the_thresholds_table() {
         .collect();
     assert_eq!(cells[..2], ["p99<1us", "FAILED"]);
     assert_eq!(cells[2], "-", "no request was measured");
+}
+
+/// A service that died during the run gets a banner above the headline
+/// table, with the end of its stderr (escaped) in a `<pre>`.
+#[test]
+fn a_dead_service_gets_a_banner_with_its_stderr() {
+    let mut records = stream(3);
+    records.extend(dead_service());
+    let html = render(&fold_of(&records).report(&ReportOptions::default()));
+    let doc = parse(&html);
+    assert_self_contained(&doc);
+    let banner = doc
+        .descendants()
+        .find(|n| n.attribute("class") == Some("limited service"))
+        .expect("a service banner");
+    let strong = banner
+        .children()
+        .find(|n| n.has_tag_name("strong"))
+        .unwrap();
+    assert_eq!(strong.text(), Some("SERVICE DIED"));
+    let text: String = banner
+        .children()
+        .filter(|n| n.is_text())
+        .filter_map(|n| n.text())
+        .collect();
+    assert!(
+        text.contains("target (pid 4242) exited during phase load, 5.5s in"),
+        "{text}"
+    );
+    let pre = banner.children().find(|n| n.has_tag_name("pre")).unwrap();
+    let lines: Vec<&str> = pre.text().unwrap().lines().collect();
+    assert_eq!(lines.len(), 20);
+    assert_eq!(lines[19], "target: line 25 <&>");
+    let banner_at = html.find("class=\"limited service\"").unwrap();
+    assert!(
+        banner_at < html.find("<table").unwrap(),
+        "above the headline table"
+    );
 }
