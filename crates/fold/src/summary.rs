@@ -154,8 +154,8 @@ fn latency_report(h: &Histogram<u64>) -> Option<LatencyReport> {
 struct Series {
     /// The headline windows (warm-up left out unless asked for) merged.
     total: WindowAgg,
-    /// Time the headline windows cover, ms.
-    counted_ms: u64,
+    /// Time the headline windows cover, µs.
+    counted_us: u64,
     /// Per timeline bucket, every window inside the range merged.
     buckets: BTreeMap<u64, WindowAgg>,
 }
@@ -169,6 +169,8 @@ struct Windowing<'a> {
     per_bucket: u64,
     bucket_ms: u64,
     phase_start_ms: f64,
+    /// How long the load ran, µs from the phase's start (`PhaseAgg::ran_us`).
+    ran_us: u64,
 }
 
 impl<'a> Windowing<'a> {
@@ -185,6 +187,7 @@ impl<'a> Windowing<'a> {
             per_bucket,
             bucket_ms: width_ms * per_bucket,
             phase_start_ms: (p.start_at_us - run_start_us) as f64 / 1000.0,
+            ran_us: p.ran_us(),
         }
     }
 
@@ -203,11 +206,12 @@ impl<'a> Windowing<'a> {
         self.inside(index) && (self.options.include_warmup || !self.p.is_warmup(index))
     }
 
-    /// Time a logged window covers: the last one may be cut by the phase end.
+    /// Time a logged window covers, µs: the last one may be cut by the
+    /// phase's end, or by where its load stopped early.
     fn covers(&self, index: u32) -> u64 {
-        let start = u64::from(index) * self.width_ms;
-        self.width_ms
-            .min(self.p.duration_ms.max(1).saturating_sub(start))
+        let width = self.width_ms * 1000;
+        let start = u64::from(index) * width;
+        width.min(self.ran_us.saturating_sub(start))
     }
 
     fn bucket(&self, index: u32) -> u64 {
@@ -221,12 +225,12 @@ impl<'a> Windowing<'a> {
             agg
         };
         let mut total = growing();
-        let mut counted_ms = 0u64;
+        let mut counted_us = 0u64;
         let mut buckets: BTreeMap<u64, WindowAgg> = BTreeMap::new();
         for (&index, w) in windows.iter().filter(|(i, _)| self.inside(**i)) {
             if self.options.include_warmup || !self.p.is_warmup(index) {
                 total.merge(w);
-                counted_ms += self.covers(index);
+                counted_us += self.covers(index);
             }
             buckets
                 .entry(self.bucket(index))
@@ -235,7 +239,7 @@ impl<'a> Windowing<'a> {
         }
         Series {
             total,
-            counted_ms,
+            counted_us,
             buckets,
         }
     }
@@ -259,7 +263,7 @@ fn phase_report(
     let at = Windowing::new(p, run_start_us, options);
     let Series {
         total,
-        counted_ms,
+        counted_us,
         buckets,
     } = at.series(&p.windows);
     let timeline = buckets
@@ -284,7 +288,7 @@ fn phase_report(
             }
         })
         .collect();
-    let duration_s = counted_ms as f64 / 1000.0;
+    let duration_s = counted_us as f64 / 1e6;
     let requests = total.requests();
     let spectrum = spectrum(&total.latency);
     let mut latency = latency_report(&total.latency);
