@@ -376,7 +376,7 @@ latency = "1ms"
             .lines()
             .map_while(Result::ok)
         {
-            if line.starts_with("all 1 agents attached") {
+            if line.starts_with("1 agent attached") {
                 let _ = tx.send(());
             }
             all.push_str(&line);

@@ -39,7 +39,9 @@ mod hosts;
 mod hub;
 mod live;
 mod log;
+mod output;
 mod pool;
+mod reaper;
 mod run;
 mod trust;
 
@@ -71,15 +73,8 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
-        // The reader went away (`export ... | head`): nothing more to say.
-        Err(e)
-            if e.chain().any(|c| {
-                c.downcast_ref::<std::io::Error>()
-                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-            }) =>
-        {
-            ExitCode::SUCCESS
-        }
+        // The reader went away (`runs | head`): nothing more to say.
+        Err(e) if output::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("coordinator: error: {e:#}");
             if e.downcast_ref::<BadInput>().is_some() {

@@ -12,6 +12,7 @@ use crate::cli::ReplayArgs;
 use crate::error::BadInput;
 use crate::log::history;
 use crate::log::replay;
+use crate::output;
 
 pub(crate) async fn replay(data_dir: &Path, a: ReplayArgs) -> Result<ExitCode> {
     for p in &a.percentiles {
@@ -52,7 +53,7 @@ pub(crate) async fn replay(data_dir: &Path, a: ReplayArgs) -> Result<ExitCode> {
         Some(path) => {
             std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?
         }
-        None => print!("{text}"),
+        None => output::print(text)?,
     }
     Ok(ExitCode::SUCCESS)
 }

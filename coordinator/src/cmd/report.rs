@@ -9,6 +9,7 @@ use fleetbench_fold::ReportOptions;
 use crate::cli::ReportArgs;
 use crate::error::BadInput;
 use crate::log::history;
+use crate::output;
 
 pub(crate) async fn report(data_dir: &Path, a: ReportArgs) -> Result<ExitCode> {
     let id = history::resolve(data_dir, &a.run).map_err(BadInput)?;
@@ -18,6 +19,6 @@ pub(crate) async fn report(data_dir: &Path, a: ReportArgs) -> Result<ExitCode> {
         live: loaded.live,
         ..Default::default()
     });
-    print!("{}", fleetbench_views::report::render(&report, a.format));
+    output::print(fleetbench_views::report::render(&report, a.format))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -24,6 +24,7 @@ use tokio::process::Child;
 use super::bootstrap::{self, AgentBinary, Timeouts, sh_quote};
 use super::ssh::{self, Session};
 use crate::hub::Hub;
+use crate::reaper::Reaper;
 
 pub(crate) struct Running {
     name: String,
@@ -31,13 +32,15 @@ pub(crate) struct Running {
     pumps: Vec<tokio::task::JoinHandle<()>>,
 }
 
-/// Starts the services in order, each ready before the next starts. On
-/// failure the ones already started are returned for stopping.
+/// Starts the services in order, each ready before the next starts (each
+/// group listed in `reaper`). On failure the ones already started are
+/// returned for stopping.
 pub(crate) async fn start(
     hub: &Arc<Hub>,
     services: &[Service],
     agent_binary: &Path,
     started: &mut Vec<Running>,
+    reaper: &Reaper,
 ) -> Result<()> {
     for s in services.iter().filter(|s| s.hosts.is_empty()) {
         let expand = |text: &str| expand(text, agent_binary, s.binary.as_deref());
@@ -59,9 +62,14 @@ pub(crate) async fn start(
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("starting service {:?} ({:?})", s.name, s.command))?;
+        let mut child = cmd.spawn().with_context(|| {
+            format!(
+                "starting service {:?} ({})",
+                s.name,
+                command_line(cmd.as_std())
+            )
+        })?;
+        reaper.add(child.id());
         let pid = child.id().unwrap_or(0);
         state(
             hub,
@@ -100,6 +108,22 @@ pub(crate) async fn start(
         tracing::info!("service {} is ready", s.name);
     }
     Ok(())
+}
+
+/// A command as a shell would read it: words with blanks or quotes quoted.
+fn command_line(cmd: &std::process::Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|w| {
+            let w = w.to_string_lossy();
+            if w.is_empty() || w.contains(|c: char| c.is_whitespace() || "'\"\\$`".contains(c)) {
+                sh_quote(&w)
+            } else {
+                w.into_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn expand(text: &str, agent_binary: &Path, binary: Option<&str>) -> String {
@@ -219,9 +243,16 @@ async fn state(hub: &Hub, service: &str, state: &str, detail: String) {
     .await;
 }
 
-/// Stops services in reverse order: SIGTERM, then SIGKILL after `grace`.
-pub(crate) async fn stop(hub: &Arc<Hub>, mut running: Vec<Running>, grace: Duration) {
+/// Stops services in reverse order: SIGTERM, then SIGKILL after `grace`;
+/// each group stopped is taken off `reaper`'s list.
+pub(crate) async fn stop(
+    hub: &Arc<Hub>,
+    mut running: Vec<Running>,
+    grace: Duration,
+    reaper: &Reaper,
+) {
     while let Some(mut r) = running.pop() {
+        let pid = r.child.id();
         let detail = match r.child.try_wait() {
             Ok(Some(status)) => format!("had already exited: {status}"),
             _ => {
@@ -240,6 +271,7 @@ pub(crate) async fn stop(hub: &Arc<Hub>, mut running: Vec<Running>, grace: Durat
                 }
             }
         };
+        reaper.forget(pid);
         for p in r.pumps {
             let _ = tokio::time::timeout(Duration::from_secs(1), p).await;
         }
@@ -434,9 +466,9 @@ async fn launch(
         .with_context(|| format!("starting service {:?} on {host}", s.name))?;
     let pid: u32 = out.stdout_text().parse().map_err(|_| {
         anyhow::anyhow!(
-            "starting service {:?} on {host}: exit {:?}: {}",
+            "starting service {:?} on {host}: {}: {}",
             s.name,
-            out.status,
+            out.ended(),
             out.stderr_text()
         )
     })?;

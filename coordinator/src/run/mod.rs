@@ -57,7 +57,9 @@ use crate::hosts::ssh;
 use crate::hub::{self, Hub};
 use crate::live::LiveView;
 use crate::log::{EventLog, run_dir};
+use crate::output;
 use crate::pool::record::{Holder, Pool};
+use crate::reaper::Reaper;
 use crate::trust::Trust;
 
 pub(crate) struct RunArgs {
@@ -75,9 +77,25 @@ pub(crate) struct RunArgs {
 pub(crate) enum Outcome {
     Completed,
     Failed,
+    /// Stopped by a signal (Ctrl-C, SIGTERM): its end is logged as
+    /// "aborted", "interrupted".
+    Interrupted,
 }
 
-pub(crate) async fn run(args: RunArgs, stop: CancellationToken) -> Result<Outcome> {
+/// How a run is told to stop (`cmd::run` turns signals into these).
+pub(crate) struct Stop {
+    /// Winds the run down in order: the phase stopped where it is, agents
+    /// and services stopped, the end logged, the summary printed.
+    pub graceful: CancellationToken,
+    /// No time for that: whoever cancels it has killed the process groups
+    /// in `reaper`; the run logs its end if it can, and the process exits.
+    pub forced: CancellationToken,
+    /// The process groups the run starts on this machine.
+    pub reaper: Reaper,
+}
+
+pub(crate) async fn run(args: RunArgs, halt: Stop) -> Result<Outcome> {
+    let stop = &halt.graceful;
     let started = std::time::Instant::now();
     let (workload, text) = Workload::load(&args.workload).map_err(|e| BadInput(e.into()))?;
     let shipped = agent_binary::local(args.flags.agent_binary.as_deref()).await?;
@@ -87,6 +105,7 @@ pub(crate) async fn run(args: RunArgs, stop: CancellationToken) -> Result<Outcom
     // A pool is held (one run at a time) before anything of the run exists.
     let pool = pool_use::hold(&args.data_dir, &workload, args.flags.listen, &run_id)?;
     let log = open_log(&args, &workload, text, &run_id, &shipped.hash).await?;
+    let forced = tokio::spawn(end_when_forced(log.hub.clone(), halt.forced.clone()));
     if let (Some((pool, _)), Some(want)) = (&pool, &workload.agents.pool) {
         pool_use::admit(&log.hub, pool, want, &shipped.hash, &args.data_dir);
     }
@@ -118,18 +137,50 @@ pub(crate) async fn run(args: RunArgs, stop: CancellationToken) -> Result<Outcom
                 ssh: &ssh,
                 timeouts: &timeouts,
                 shipped: &shipped,
+                reaper: &halt.reaper,
             },
             pool: pool.as_ref().map(|(p, _)| p),
             started,
         },
         &mut running,
-        &stop,
+        stop,
     )
     .await;
 
-    let ending = wind_down(&log.hub, running, args.flags.keep_agents, result, &stop).await;
+    let ending = wind_down(
+        &log.hub,
+        running,
+        (args.flags.keep_agents, &halt.reaper),
+        result,
+        stop,
+    )
+    .await;
+    forced.abort();
     let report = close(log, served, pool).await;
     Ok(summary(&report, args.flags.json, &run_id, ending))
+}
+
+/// A forced stop: the process groups are killed already; the run's end is
+/// logged (unless it is) with what happened, and the process exits with
+/// the interrupted code. The log gets a second to take it.
+async fn end_when_forced(hub: Arc<Hub>, forced: CancellationToken) {
+    forced.cancelled().await;
+    let running = hub.fold.lock().expect("never poisoned").status(true) == "running";
+    if running {
+        hub.notice(
+            "warn",
+            "",
+            "forced exit (a second signal): local agents and services killed, their unacked results lost; agents on SSH hosts stop loading within their lease",
+        )
+        .await;
+        hub.log(pb::log_record::Record::RunFinished(pb::RunFinished {
+            status: "aborted".into(),
+            reason: "interrupted".into(),
+        }))
+        .await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), hub.flush()).await;
+    }
+    std::process::exit(130);
 }
 
 /// The run's log and the hub that writes it.
@@ -286,6 +337,7 @@ async fn drive(d: &Drive<'_>, started: &mut Started, stop: &CancellationToken) -
         &workload.services,
         &attach.shipped.path,
         &mut started.services,
+        attach.reaper,
     )
     .await?;
     services::start_remote(
@@ -332,11 +384,11 @@ async fn drive(d: &Drive<'_>, started: &mut Started, stop: &CancellationToken) -
         stop,
     )
     .await?;
-    eprintln!(
-        "all {} agents attached in {:.2}s",
-        everyone.len(),
-        deploying.elapsed().as_secs_f64()
-    );
+    let took = deploying.elapsed().as_secs_f64();
+    match everyone.len() {
+        1 => eprintln!("1 agent attached in {took:.2}s"),
+        n => eprintln!("all {n} agents attached in {took:.2}s"),
+    }
     if d.pool.is_some() {
         eprintln!(
             "pool agents attached {:.2}s after the run started",
@@ -364,6 +416,7 @@ async fn drive(d: &Drive<'_>, started: &mut Started, stop: &CancellationToken) -
 
 /// How the run ended, as the log's last record says.
 struct Ending {
+    /// "completed", "aborted" (interrupted) or "failed".
     status: &'static str,
     /// Whether the log could be completed.
     flushed: Result<(), String>,
@@ -371,24 +424,38 @@ struct Ending {
 }
 
 /// Winds down, whatever happened: pool agents released, our agents and
-/// services stopped, the log's last record written.
+/// services stopped (`keep_agents`: not those on SSH hosts), the log's
+/// last record written. An interrupted run is "aborted" even if the
+/// interrupt cut a step short with an error.
 async fn wind_down(
     hub: &Arc<Hub>,
     mut started: Started,
-    keep_agents: bool,
+    (keep_agents, reaper): (bool, &Reaper),
     result: Result<()>,
     stop: &CancellationToken,
 ) -> Ending {
     if started.from_pool {
         pool_use::release(hub).await;
     }
-    agents::shutdown(hub, &mut started.local_agents, started.fleet, keep_agents).await;
+    agents::shutdown(
+        hub,
+        &mut started.local_agents,
+        started.fleet,
+        keep_agents,
+        reaper,
+    )
+    .await;
     services::stop_remote(hub, started.remote_services).await;
-    services::stop(hub, started.services, Duration::from_secs(5)).await;
+    services::stop(hub, started.services, Duration::from_secs(5), reaper).await;
     let (status, reason) = match (&result, stop.is_cancelled()) {
         (Ok(()), false) => ("completed", String::new()),
         (Ok(()), true) => ("aborted", "interrupted".to_string()),
-        (Err(e), _) => ("failed", format!("{e:#}")),
+        (Err(e), true) => {
+            // What the interrupt cut short (waiting for agents, say).
+            hub.notice("warn", "", format!("interrupted: {e:#}")).await;
+            ("aborted", "interrupted".to_string())
+        }
+        (Err(e), false) => ("failed", format!("{e:#}")),
     };
     hub.log(pb::log_record::Record::RunFinished(pb::RunFinished {
         status: status.into(),
@@ -426,19 +493,26 @@ async fn close(log: RunLog, served: Served, pool: Option<(Pool, Holder)>) -> Rep
 /// Prints the summary (the same fold `report` reads later) and says how the
 /// run ended.
 fn summary(report: &Report, json: bool, run_id: &str, ending: Ending) -> Outcome {
-    if json {
-        print!("{}", fleetbench_views::report::json(report));
+    let text = if json {
+        fleetbench_views::report::json(report)
     } else {
-        print!("{}", fleetbench_views::report::table(report));
+        fleetbench_views::report::table(report)
+    };
+    // The run is over and logged: a reader gone away loses only this.
+    if let Err(e) = output::print(text)
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        eprintln!("error: printing the summary: {e}");
     }
     if let Err(e) = ending.flushed {
         eprintln!("error: the event log could not be completed: {e}");
         return Outcome::Failed;
     }
-    match ending.result {
-        Ok(()) if ending.status == "completed" => Outcome::Completed,
-        Ok(()) => Outcome::Failed,
-        Err(e) => {
+    match (ending.status, ending.result) {
+        ("completed", Ok(())) => Outcome::Completed,
+        ("aborted", _) => Outcome::Interrupted,
+        (_, Ok(())) => Outcome::Failed,
+        (_, Err(e)) => {
             eprintln!("error: run {run_id} failed: {e:#}");
             Outcome::Failed
         }

@@ -186,16 +186,7 @@ async fn watch(
         }
         if stop.is_cancelled() && !stopping {
             stopping = true;
-            r.hub
-                .log(pb::log_record::Record::PhaseStopRequested(
-                    pb::PhaseStopRequested {
-                        phase_index: r.index,
-                        reason: "interrupted".to_string(),
-                        ..Default::default()
-                    },
-                ))
-                .await;
-            stop_agents(r);
+            stop_interrupted(r, start_at_us).await;
         }
         if fleetbench::clock::now_us() > deadline {
             return Err(overdue(r));
@@ -256,6 +247,24 @@ async fn stop_met(r: &PhaseRun<'_>, w: u32, why: String) {
             String::new()
         }
     );
+    stop_agents(r);
+}
+
+/// The run was interrupted: the stop is logged in the window it falls in
+/// (with the planned rate then), and the phase stopped.
+async fn stop_interrupted(r: &PhaseRun<'_>, start_at_us: i64) {
+    let w = plan::window_at(r.phase, fleetbench::clock::now_us() - start_at_us);
+    r.hub
+        .log(pb::log_record::Record::PhaseStopRequested(
+            pb::PhaseStopRequested {
+                phase_index: r.index,
+                reason: "interrupted".to_string(),
+                window_index: w,
+                rate: plan::rate_in_window(r.phase, w),
+                condition_met: false,
+            },
+        ))
+        .await;
     stop_agents(r);
 }
 
