@@ -138,7 +138,10 @@ pub(crate) async fn serve(cfg: ServeConfig, stop: CancellationToken) -> Result<u
             .await
             .with_context(|| format!("binding {addr}"))?;
         let echo_at = echo.local_addr()?;
-        say(std::io::stdout(), format_args!("echo listening on {echo_at}"));
+        say(
+            std::io::stdout(),
+            format_args!("echo listening on {echo_at}"),
+        );
         conns.spawn(echo_loop(echo, state.clone(), stop.clone()));
     }
     loop {
@@ -175,10 +178,16 @@ pub(crate) async fn serve(cfg: ServeConfig, stop: CancellationToken) -> Result<u
     let _ = tokio::time::timeout(Duration::from_secs(3), conns.wait()).await;
     let served = state.served.load(Ordering::SeqCst);
     let plural = if served == 1 { "" } else { "s" };
-    say(std::io::stderr(), format_args!("served {served} request{plural}"));
+    say(
+        std::io::stderr(),
+        format_args!("served {served} request{plural}"),
+    );
     // The target's own log of what it served, for tests and for runs whose
     // service output is logged: one line, `stats {JSON}`.
-    say(std::io::stderr(), format_args!("stats {}", stats_json(&state)));
+    say(
+        std::io::stderr(),
+        format_args!("stats {}", stats_json(&state)),
+    );
     if let (Some(path), Some(recorded)) = (&cfg.record, &state.recorded) {
         let mut text = recorded.lock().expect("never poisoned").join("\n");
         text.push('\n');

@@ -14,6 +14,9 @@
 //! - `hosts`: SSH to plain Linux hosts: known_hosts, bootstrap of one host,
 //!   the fleet in parallel, `[[service]]` processes around a run.
 //! - `live`: the live progress line.
+//! - `output`: what commands print on stdout, without panicking when the
+//!   reader has gone.
+//! - `reaper`: the process groups a run starts here, for a forced exit.
 //! - `pool`: long-lived agent pools (`pool up|ls|upgrade|down`, `enroll`).
 //! - `agent_binary`, `agent_id`: the agent binary we ship, and how the
 //!   agents we start are named.
@@ -23,10 +26,11 @@
 //! their rendering live in the library crates (`fleetbench_fold`,
 //! `fleetbench_views`).
 //!
-//! Exit codes: 0 success, 1 the run failed (or was interrupted), or
-//! `compare` found a regression past a limit, 2 bad input (a workload file
-//! that does not validate, a missing binary, an unknown run, phase or
-//! metric).
+//! Exit codes: 0 success (also when stdout's reader went away: see
+//! `output`), 1 the run failed, or `compare` found a regression past a
+//! limit, 2 bad input (a workload file that does not validate, a missing
+//! binary, an unknown run, phase or metric), 130 the run was interrupted
+//! (SIGINT or SIGTERM; `cmd::run`).
 
 #![forbid(unsafe_code)]
 

@@ -119,7 +119,12 @@ impl Signals {
     /// The first signal stops the run in order. A second kills what the run
     /// started on this machine and exits: the run logs its end if it can
     /// within `FORCED_GRACE`.
-    async fn watch(mut self, graceful: CancellationToken, forced: CancellationToken, reaper: Reaper) {
+    async fn watch(
+        mut self,
+        graceful: CancellationToken,
+        forced: CancellationToken,
+        reaper: Reaper,
+    ) {
         let first = self.next().await;
         eprintln!("interrupted ({first}): stopping the run (a second Ctrl-C or SIGTERM forces)");
         graceful.cancel();

@@ -17,7 +17,13 @@ pub(crate) async fn runs(data_dir: &Path, a: RunsArgs) -> Result<ExitCode> {
         .with_context(|| format!("listing runs in {}", data_dir.display()))?;
     outln!(
         "{:<36}  {:<20}  {:<20}  {:>9}  {:<10}  {:>10}  {:>8}  phases (req/s, p99)",
-        "id", "name", "started", "duration", "status", "requests", "errors"
+        "id",
+        "name",
+        "started",
+        "duration",
+        "status",
+        "requests",
+        "errors"
     )?;
     for id in ids {
         // A run id is a UUIDv7: its time says, without opening the

@@ -89,7 +89,14 @@ fn print_agents(pool: &Pool, live: &Live, local_hash: Option<&str>) -> std::io::
     let now = fleetbench::clock::now_us();
     outln!(
         "  {:<32} {:<24} {:<16} {:<10} {:<20} {:<10} {:>10} {:>10}",
-        "agent", "host", "labels", "version", "binary", "state", "last seen", "uptime"
+        "agent",
+        "host",
+        "labels",
+        "version",
+        "binary",
+        "state",
+        "last seen",
+        "uptime"
     )?;
     for m in &pool.record.agents {
         let s = seen.get(&m.id);

@@ -356,6 +356,9 @@ mod tests {
             table.contains("\nreason: local agent local-1 exited (exit status: 0) before attaching\nno phase ran\n"),
             "{table}"
         );
-        assert!(!table.contains("requests") && !table.contains('┌'), "{table}");
+        assert!(
+            !table.contains("requests") && !table.contains('┌'),
+            "{table}"
+        );
     }
 }
