@@ -24,6 +24,28 @@ fn stop_instant_s(events: &[serde_json::Value]) -> f64 {
     (of("phase_stop_requested", "logged_at_us") - of("phase_scheduled", "start_at_us")) as f64 / 1e6
 }
 
+/// The running run's id, once its phase 0, as the running coordinator
+/// reports it, is as `ready` wants (`what`).
+fn phase_until(
+    run: &mut Background,
+    data: &std::path::Path,
+    what: &str,
+    ready: impl Fn(&serde_json::Value) -> bool,
+) -> String {
+    let id = run
+        .wait_line("logging to", Duration::from_secs(30))
+        .split_whitespace()
+        .nth(1)
+        .expect("run id")
+        .to_string();
+    wait_for(what, Duration::from_secs(30), || {
+        let out = coordinator(data, &["report", &id, "--format", "json"]);
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        ready(&r["phases"][0]).then_some(())
+    });
+    id
+}
+
 /// The log's last record.
 fn last_record(events: &[serde_json::Value]) -> &serde_json::Value {
     events.last().expect("the log has records")
@@ -45,16 +67,8 @@ fn ctrl_c_names_the_window_it_stopped_in_and_rates_the_time_it_ran() {
         ),
     );
     let mut run = Background::coordinator(dir.path(), &["run", w.to_str().unwrap()]);
-    let id = run
-        .wait_line("logging to", Duration::from_secs(30))
-        .split_whitespace()
-        .nth(1)
-        .expect("run id")
-        .to_string();
-    wait_for("three windows logged", Duration::from_secs(30), || {
-        let out = coordinator(dir.path(), &["report", &id, "--format", "json"]);
-        let r: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-        (r["phases"][0]["timeline"].as_array()?.len() >= 3).then_some(())
+    let id = phase_until(&mut run, dir.path(), "three windows logged", |p| {
+        p["timeline"].as_array().is_some_and(|t| t.len() >= 3)
     });
     // As a terminal does: to the whole job, the coordinator and whatever
     // it started in its group.
@@ -147,16 +161,8 @@ fn service_pid(data: &std::path::Path, id: &str) -> i32 {
 /// The run is going: both agents started and a window logged. The run id,
 /// and the pids of the agents and the service.
 fn running(run: &mut Background, data: &std::path::Path) -> (String, Vec<i32>, i32) {
-    let id = run
-        .wait_line("logging to", Duration::from_secs(30))
-        .split_whitespace()
-        .nth(1)
-        .expect("run id")
-        .to_string();
-    wait_for("a window logged", Duration::from_secs(30), || {
-        let out = coordinator(data, &["report", &id, "--format", "json"]);
-        let r: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-        (r["phases"][0]["requests"].as_u64()? > 0).then_some(())
+    let id = phase_until(run, data, "a window logged", |p| {
+        p["requests"].as_u64().is_some_and(|n| n > 0)
     });
     let agents = pids_mentioning(&format!("{id}/agents/local-"));
     assert_eq!(agents.len(), 2, "two local agents: {agents:?}");
