@@ -212,7 +212,13 @@ fn sigkill_of_the_coordinator_loses_no_acked_event() {
             (e.file_name().to_string_lossy().into_owned(), n)
         })
         .collect();
-    let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+    // Each local agent leads a process group of its own.
+    for pid in pids_mentioning(&dir.path().display().to_string()) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
     assert_eq!(acked.len(), 2, "both agents saw acks: {acked:?}");
 
     let runs = coordinator(dir.path(), &["runs"]);

@@ -300,7 +300,9 @@ fn example_exec() {
     );
 }
 
-/// A budget of iterations ends a phase long before its duration cap.
+/// A budget of iterations ends a phase long before its duration cap, and
+/// the phase is rated over the time its load ran (as the agents report
+/// it), not over whole windows: its last window counts only up to the end.
 #[test]
 fn iterations_end_a_phase_early() {
     let _serial = serial();
@@ -322,11 +324,31 @@ latency = "1ms"
 "#,
     );
     let started = std::time::Instant::now();
-    let (_, report) = run_ok(dir.path(), &w);
+    let (run, report) = run_ok(dir.path(), &w);
     assert_eq!(requests(&report, 0), 1000);
     assert!(
         started.elapsed() < Duration::from_secs(60),
         "the phase ran to its cap"
+    );
+    let ran_us = events(dir.path(), &run)
+        .iter()
+        .filter(|e| e["event"] == "phase_ended")
+        .map(|e| e["phase_ended"]["ran_us"].as_u64().expect("ran_us"))
+        .max()
+        .expect("the agents' phase_ended");
+    let p = &report["phases"][0];
+    let ran_s = ran_us as f64 / 1e6;
+    let duration = p["duration_s"].as_f64().unwrap();
+    assert!(
+        (duration - ran_s).abs() < 0.0011,
+        "{duration}s, ran {ran_s}s"
+    );
+    let windows = p["timeline"].as_array().unwrap().len() as f64;
+    assert!(duration < windows, "{duration}s in {windows} window(s)");
+    let rate = p["throughput_rps"].as_f64().unwrap();
+    assert!(
+        (rate * duration / 1000.0 - 1.0).abs() < 0.01,
+        "{rate} req/s over {duration}s"
     );
 }
 
@@ -376,7 +398,7 @@ latency = "1ms"
             .lines()
             .map_while(Result::ok)
         {
-            if line.starts_with("all 1 agents attached") {
+            if line.starts_with("1 agent attached") {
                 let _ = tx.send(());
             }
             all.push_str(&line);

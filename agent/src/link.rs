@@ -490,7 +490,8 @@ async fn welcome(
         Some(pb::CoordinatorMessage {
             msg: Some(pb::coordinator_message::Msg::Refused(r)),
         }) => Ok(Err(Attached::Ended(LinkEnd::Refused(r.reason)))),
-        other => bail!("coordinator did not welcome us: {other:?}"),
+        Some(_) => bail!("coordinator did not welcome us: it answered Hello with another message"),
+        None => bail!("coordinator did not welcome us: it closed the stream"),
     }
 }
 

@@ -107,6 +107,12 @@ impl State {
     }
 }
 
+/// Writes one line to `out`. A reader that went away (the test or script
+/// that read the port and closed the pipe) is no reason to stop serving.
+fn say(mut out: impl std::io::Write, line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+}
+
 /// Serves until `stop`; returns the number of requests served.
 pub(crate) async fn serve(cfg: ServeConfig, stop: CancellationToken) -> Result<u64> {
     let listener = TcpListener::bind(cfg.listen)
@@ -114,7 +120,7 @@ pub(crate) async fn serve(cfg: ServeConfig, stop: CancellationToken) -> Result<u
         .with_context(|| format!("binding {}", cfg.listen))?;
     let local = listener.local_addr()?;
     // Tests and scripts read this line to learn the port.
-    println!("listening on {local}");
+    say(std::io::stdout(), format_args!("listening on {local}"));
     let state = Arc::new(State {
         served: AtomicU64::new(0),
         h2: AtomicU64::new(0),
@@ -131,7 +137,11 @@ pub(crate) async fn serve(cfg: ServeConfig, stop: CancellationToken) -> Result<u
         let echo = TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding {addr}"))?;
-        println!("echo listening on {}", echo.local_addr()?);
+        let echo_at = echo.local_addr()?;
+        say(
+            std::io::stdout(),
+            format_args!("echo listening on {echo_at}"),
+        );
         conns.spawn(echo_loop(echo, state.clone(), stop.clone()));
     }
     loop {
@@ -167,10 +177,17 @@ pub(crate) async fn serve(cfg: ServeConfig, stop: CancellationToken) -> Result<u
     conns.close();
     let _ = tokio::time::timeout(Duration::from_secs(3), conns.wait()).await;
     let served = state.served.load(Ordering::SeqCst);
-    eprintln!("served {served} requests");
+    let plural = if served == 1 { "" } else { "s" };
+    say(
+        std::io::stderr(),
+        format_args!("served {served} request{plural}"),
+    );
     // The target's own log of what it served, for tests and for runs whose
     // service output is logged: one line, `stats {JSON}`.
-    eprintln!("stats {}", stats_json(&state));
+    say(
+        std::io::stderr(),
+        format_args!("stats {}", stats_json(&state)),
+    );
     if let (Some(path), Some(recorded)) = (&cfg.record, &state.recorded) {
         let mut text = recorded.lock().expect("never poisoned").join("\n");
         text.push('\n');

@@ -14,6 +14,9 @@
 //! - `hosts`: SSH to plain Linux hosts: known_hosts, bootstrap of one host,
 //!   the fleet in parallel, `[[service]]` processes around a run.
 //! - `live`: the live progress line.
+//! - `output`: what commands print on stdout, without panicking when the
+//!   reader has gone.
+//! - `reaper`: the process groups a run starts here, for a forced exit.
 //! - `pool`: long-lived agent pools (`pool up|ls|upgrade|down`, `enroll`).
 //! - `agent_binary`, `agent_id`: the agent binary we ship, and how the
 //!   agents we start are named.
@@ -27,11 +30,13 @@
 //! failed (a threshold crossed, every request of a phase failed, run
 //! control failed), 3 invalid (numbers not to be trusted: an agent lost, the
 //! schedule not kept, a service died during the run, the log not whole), 130
-//! interrupted; `report` and `replay` do so with `--check` (else 0).
-//! `compare` exits 1 when it found a regression past a limit. 2 is bad
-//! input (a workload file that does not validate, a missing binary, an
-//! unknown run, phase, metric or threshold, a service's port already held
-//! by another process); any other error exits 1.
+//! interrupted (SIGINT or SIGTERM; `cmd::run`); `report` and `replay` do so
+//! with `--check` (else 0). `compare` exits 1 when it found a regression
+//! past a limit. 2 is bad input (a workload file that does not validate, a
+//! missing binary, an unknown run, phase, metric or threshold, a service's
+//! port already held by another process); any other error exits 1. A
+//! command whose stdout reader went away exits as if it had printed it all
+//! (see `output`).
 
 #![forbid(unsafe_code)]
 
@@ -44,7 +49,9 @@ mod hosts;
 mod hub;
 mod live;
 mod log;
+mod output;
 mod pool;
+mod reaper;
 mod run;
 mod trust;
 
@@ -76,15 +83,8 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
-        // The reader went away (`export ... | head`): nothing more to say.
-        Err(e)
-            if e.chain().any(|c| {
-                c.downcast_ref::<std::io::Error>()
-                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-            }) =>
-        {
-            ExitCode::SUCCESS
-        }
+        // The reader went away (`runs | head`): nothing more to say.
+        Err(e) if output::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("coordinator: error: {e:#}");
             if e.downcast_ref::<BadInput>().is_some() {

@@ -278,3 +278,119 @@ pub(crate) fn synthetic_workload(duration: &str) -> String {
         "[agents]\nlocal = 2\n\n[[phase]]\nname = \"load\"\nduration = \"{duration}\"\n\n[phase.synthetic]\nlatency = \"1ms\"\nconcurrency = 4\n"
     )
 }
+
+/// Pids of the live processes whose command line holds `needle` (a test's
+/// temporary directory names the agents it started). Zombies have no
+/// command line, so a dead but unreaped process is not listed.
+pub(crate) fn pids_mentioning(needle: &str) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid != me)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
+        })
+        .collect()
+}
+
+/// Process `pid` is gone (or a zombie waiting to be reaped).
+pub(crate) fn gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name in parentheses.
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
+        Err(_) => true,
+    }
+}
+
+/// A `coordinator` started in the background in a process group of its own
+/// (as a shell starts a job), its stderr read line by line as it comes.
+pub(crate) struct Background {
+    pub child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    /// Every stderr line read so far.
+    pub stderr: String,
+}
+
+impl Background {
+    pub(crate) fn coordinator(data: &Path, args: &[&str]) -> Background {
+        use std::os::unix::process::CommandExt;
+        let mut child = Command::new(bin("coordinator"))
+            .arg("--data-dir")
+            .arg(data)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .expect("start coordinator");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Background {
+            child,
+            lines,
+            stderr: String::new(),
+        }
+    }
+
+    /// Reads stderr until a line holds `what`, or panics after `timeout`.
+    pub(crate) fn wait_line(&mut self, what: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.stderr.push_str(&line);
+                    self.stderr.push('\n');
+                    if line.contains(what) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no line with {what:?} within {timeout:?}:\n{}", self.stderr),
+            }
+        }
+    }
+
+    /// Sends `signal` to the coordinator alone (`group`: to its whole
+    /// process group, as a terminal's Ctrl-C does).
+    pub(crate) fn signal(&self, signal: nix::sys::signal::Signal, group: bool) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        if group {
+            nix::sys::signal::killpg(pid, signal).expect("signal the process group");
+        } else {
+            nix::sys::signal::kill(pid, signal).expect("signal the coordinator");
+        }
+    }
+
+    /// Waits for the exit, at most `timeout`; the exit code (None: killed
+    /// by a signal) and everything left on stderr.
+    pub(crate) fn wait(&mut self, timeout: Duration) -> Option<i32> {
+        let status = wait_for("the coordinator to exit", timeout, || {
+            self.child.try_wait().expect("wait for coordinator")
+        });
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(2)) {
+            self.stderr.push_str(&line);
+            self.stderr.push('\n');
+        }
+        status.code()
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

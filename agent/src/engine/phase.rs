@@ -281,7 +281,15 @@ impl<'a> PhaseTask<'a> {
                 cpu_ms,
                 threads: self.threads,
                 iterations_done,
+                ran_us: Some(self.ran_us()),
             }));
+    }
+
+    /// How long the load ran, µs from the phase's start: to where it was
+    /// cut, or the planned duration.
+    fn ran_us(&self) -> u64 {
+        let planned = self.plan.duration.as_micros() as u64;
+        self.cut_at.min(planned)
     }
 }
 

@@ -12,6 +12,7 @@ use fleetbench_views::compare::Side;
 use crate::cli::CompareArgs;
 use crate::error::BadInput;
 use crate::log::history;
+use crate::output;
 
 pub(crate) async fn compare(data_dir: &Path, a: CompareArgs) -> Result<ExitCode> {
     let base = load_run(data_dir, &a.base).await?;
@@ -54,7 +55,7 @@ pub(crate) async fn compare(data_dir: &Path, a: CompareArgs) -> Result<ExitCode>
         Format::Html => fleetbench_views::html::render_compare(&base.1, &candidate.1),
         format => fleetbench_views::compare::render(&comparison, format),
     };
-    print!("{text}");
+    output::print(text)?;
     Ok(if comparison.regressed {
         ExitCode::FAILURE
     } else {

@@ -28,7 +28,9 @@ pub(crate) async fn export(data_dir: &Path, a: ExportArgs) -> Result<ExitCode> {
     let mut out = std::io::BufWriter::new(sink);
     if a.events {
         history::scan(data_dir, &id, &mut |lsn, rec| {
-            serde_json::to_writer(&mut out, &fleetbench_views::export::record_json(lsn, rec))?;
+            // As an io::Error, so that a closed pipe is seen as one.
+            serde_json::to_writer(&mut out, &fleetbench_views::export::record_json(lsn, rec))
+                .map_err(std::io::Error::from)?;
             out.write_all(b"\n")?;
             Ok(())
         })

@@ -8,9 +8,10 @@ use anyhow::Result;
 
 use crate::cli::GenerateRunArgs;
 use crate::log::generate;
+use crate::output::outln;
 
 pub(crate) async fn generate_run(data_dir: &Path, a: GenerateRunArgs) -> Result<ExitCode> {
     let id = generate::run(data_dir, a.agents, a.seconds, a.seed).await?;
-    println!("{id}");
+    outln!("{id}")?;
     Ok(ExitCode::SUCCESS)
 }

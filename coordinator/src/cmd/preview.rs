@@ -7,6 +7,7 @@ use anyhow::Result;
 
 use crate::cli::PreviewArgs;
 use crate::error::BadInput;
+use crate::output;
 
 pub(crate) fn preview(a: PreviewArgs) -> Result<ExitCode> {
     let (workload, _) =
@@ -39,16 +40,13 @@ pub(crate) fn preview(a: PreviewArgs) -> Result<ExitCode> {
         agents,
         worker: a.worker,
     };
-    let mut out = std::io::stdout().lock();
     for r in fleetbench_workload::preview::render(&workload, phase, seat, a.count) {
         let line = if a.json {
             format!("{}\n", serde_json::to_string(&r).expect("plain data"))
         } else {
             fleetbench_workload::preview::to_text(&r)
         };
-        if std::io::Write::write_all(&mut out, line.as_bytes()).is_err() {
-            break;
-        }
+        output::print(line)?;
     }
     Ok(ExitCode::SUCCESS)
 }

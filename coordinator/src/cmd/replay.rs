@@ -14,6 +14,7 @@ use crate::cmd::judge;
 use crate::error::BadInput;
 use crate::log::history;
 use crate::log::replay;
+use crate::output;
 
 pub(crate) async fn replay(data_dir: &Path, a: ReplayArgs) -> Result<ExitCode> {
     for p in &a.percentiles {
@@ -55,7 +56,7 @@ pub(crate) async fn replay(data_dir: &Path, a: ReplayArgs) -> Result<ExitCode> {
         Some(path) => {
             std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?
         }
-        None => print!("{text}"),
+        None => output::print(text)?,
     }
     if let Some(path) = &a.judge.junit {
         judge::write_junit(path, &report)?;

@@ -12,6 +12,7 @@ use crate::cli::ReportArgs;
 use crate::cmd::judge;
 use crate::error::BadInput;
 use crate::log::history;
+use crate::output;
 
 pub(crate) async fn report(data_dir: &Path, a: ReportArgs) -> Result<ExitCode> {
     let id = history::resolve(data_dir, &a.run).map_err(BadInput)?;
@@ -22,7 +23,7 @@ pub(crate) async fn report(data_dir: &Path, a: ReportArgs) -> Result<ExitCode> {
         thresholds: judge::thresholds(&a.judge, &loaded.fold)?,
         ..Default::default()
     });
-    print!("{}", fleetbench_views::report::render(&report, a.format));
+    output::print(fleetbench_views::report::render(&report, a.format))?;
     if let Some(path) = &a.judge.junit {
         judge::write_junit(path, &report)?;
     }

@@ -10,14 +10,22 @@ use fleetbench_fold::{Report, ReportOptions};
 use crate::cli::RunsArgs;
 use crate::log;
 use crate::log::history;
+use crate::output::outln;
 
 pub(crate) async fn runs(data_dir: &Path, a: RunsArgs) -> Result<ExitCode> {
     let ids = log::list_runs(data_dir)
         .with_context(|| format!("listing runs in {}", data_dir.display()))?;
-    println!(
+    outln!(
         "{:<36}  {:<20}  {:<20}  {:>9}  {:<10}  {:<11}  {:>10}  {:>8}  phases (req/s, p99)",
-        "id", "name", "started", "duration", "status", "verdict", "requests", "errors"
-    );
+        "id",
+        "name",
+        "started",
+        "duration",
+        "status",
+        "verdict",
+        "requests",
+        "errors"
+    )?;
     for id in ids {
         // A run id is a UUIDv7: its time says, without opening the
         // log, that a run is older than --since (a second of slack:
@@ -31,7 +39,7 @@ pub(crate) async fn runs(data_dir: &Path, a: RunsArgs) -> Result<ExitCode> {
             Ok(loaded) => loaded,
             Err(e) => {
                 if a.name.is_none() && a.since.is_none() && a.status.is_empty() {
-                    println!("{id:<36}  (unreadable: {e:#})");
+                    outln!("{id:<36}  (unreadable: {e:#})")?;
                 }
                 continue;
             }
@@ -49,7 +57,7 @@ pub(crate) async fn runs(data_dir: &Path, a: RunsArgs) -> Result<ExitCode> {
         {
             continue;
         }
-        println!("{}", line(&r));
+        outln!("{}", line(&r))?;
     }
     Ok(ExitCode::SUCCESS)
 }

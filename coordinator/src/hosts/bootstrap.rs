@@ -280,8 +280,8 @@ async fn start_agents(
                 return Err((
                     Step::Start,
                     format!(
-                        "starting agent {id}: exit {:?}: {}",
-                        out.status,
+                        "starting agent {id}: {}: {}",
+                        out.ended(),
                         out.stderr_text()
                     ),
                 ));
@@ -357,7 +357,7 @@ pub(crate) async fn ship(
             let reason = if err.contains("No space left") {
                 format!("disk full on the host: {err}")
             } else {
-                format!("exit {:?}: {err}", out.status)
+                format!("{}: {err}", out.ended())
             };
             return Err((Step::Upload, reason));
         }
@@ -382,8 +382,8 @@ pub(crate) async fn ship(
             return Err((
                 Step::Verify,
                 format!(
-                    "exec failed (exit {:?}): {why}; the agent must be a static binary (see .cargo/config.toml)",
-                    check.status
+                    "exec failed ({}): {why}; the agent must be a static binary (see .cargo/config.toml)",
+                    check.ended()
                 ),
             ));
         }

@@ -179,6 +179,14 @@ impl Output {
         self.status == Some(0)
     }
 
+    /// How the command ended, for messages: "exit status 1".
+    pub(crate) fn ended(&self) -> String {
+        match self.status {
+            Some(code) => format!("exit status {code}"),
+            None => "no exit status".to_string(),
+        }
+    }
+
     pub(crate) fn stdout_text(&self) -> String {
         String::from_utf8_lossy(&self.stdout).trim().to_string()
     }
@@ -304,8 +312,13 @@ impl Session {
                     Some(ChannelMsg::ExtendedData { data, ext: 1 }) => out.stderr.extend_from_slice(&data),
                     Some(ChannelMsg::ExitStatus { exit_status }) => out.status = Some(exit_status),
                     Some(ChannelMsg::ExitSignal { signal_name, .. }) => {
+                        // A named signal's variant is its name (TERM, KILL).
+                        let name = match signal_name {
+                            russh::Sig::Custom(name) => name,
+                            known => format!("{known:?}"),
+                        };
                         out.stderr
-                            .extend_from_slice(format!("killed by signal {signal_name:?}").as_bytes());
+                            .extend_from_slice(format!("killed by signal {name}").as_bytes());
                         out.status.get_or_insert(128);
                     }
                     Some(ChannelMsg::Failure) => {

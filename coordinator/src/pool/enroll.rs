@@ -10,6 +10,7 @@ use super::record::{Member, Pool};
 use crate::cli::EnrollArgs;
 use crate::error::BadInput;
 use crate::hub;
+use crate::output::outln;
 use crate::trust;
 use crate::trust::Trust;
 
@@ -55,7 +56,7 @@ pub(crate) async fn enroll(data_dir: &Path, args: EnrollArgs) -> Result<()> {
             );
         }
         None => {
-            println!("{}", creds.to_json());
+            outln!("{}", creds.to_json())?;
             eprintln!(
                 "agent {id} enrolled in pool {}: put the line above in a file only its user can read (chmod 600) and run `agent attach --credentials FILE`",
                 args.name

@@ -14,6 +14,7 @@ use crate::agent_binary;
 use crate::cli::LsArgs;
 use crate::error::BadInput;
 use crate::hub::{self, AgentState};
+use crate::output::outln;
 use crate::trust::Trust;
 
 /// Agents seen live (since the instant we began to look), if we could look.
@@ -29,10 +30,10 @@ pub(crate) async fn ls(data_dir: &Path, args: LsArgs) -> Result<()> {
         None => Pool::names(data_dir)?,
     };
     if names.is_empty() {
-        println!(
+        outln!(
             "no pools in {} (make one with `coordinator pool up NAME --hosts ...`)",
             pools_dir(data_dir).display()
-        );
+        )?;
         return Ok(());
     }
     let local_hash = match agent_binary::local(None).await {
@@ -43,17 +44,17 @@ pub(crate) async fn ls(data_dir: &Path, args: LsArgs) -> Result<()> {
     for name in names {
         let pool = Pool::load(data_dir, &name).map_err(BadInput)?;
         let (live, held_by) = look(data_dir, &pool, &trust, args.wait).await?;
-        println!(
+        outln!(
             "pool {} (listens on {}, {} agent(s), lease {})",
             pool.name(),
             pool.record.listen,
             pool.record.agents.len(),
             pool.lease()
-        );
+        )?;
         if let Some(why) = held_by {
-            println!("  {why}; showing the agents as last seen");
+            outln!("  {why}; showing the agents as last seen")?;
         }
-        print_agents(&pool, &live, local_hash.as_deref());
+        print_agents(&pool, &live, local_hash.as_deref())?;
     }
     Ok(())
 }
@@ -83,13 +84,20 @@ async fn look(
 }
 
 /// The table of a pool's agents.
-fn print_agents(pool: &Pool, live: &Live, local_hash: Option<&str>) {
+fn print_agents(pool: &Pool, live: &Live, local_hash: Option<&str>) -> std::io::Result<()> {
     let seen = pool.seen();
     let now = fleetbench::clock::now_us();
-    println!(
+    outln!(
         "  {:<32} {:<24} {:<16} {:<10} {:<20} {:<10} {:>10} {:>10}",
-        "agent", "host", "labels", "version", "binary", "state", "last seen", "uptime"
-    );
+        "agent",
+        "host",
+        "labels",
+        "version",
+        "binary",
+        "state",
+        "last seen",
+        "uptime"
+    )?;
     for m in &pool.record.agents {
         let s = seen.get(&m.id);
         let state = match live {
@@ -111,7 +119,7 @@ fn print_agents(pool: &Pool, live: &Live, local_hash: Option<&str>) {
             (None, _) => "-".into(),
         };
         let ago = |us: i64| age((now - us).max(0));
-        println!(
+        outln!(
             "  {:<32} {:<24} {:<16} {:<10} {:<20} {:<10} {:>10} {:>10}",
             m.id,
             m.host.as_deref().unwrap_or("(enrolled)"),
@@ -122,8 +130,9 @@ fn print_agents(pool: &Pool, live: &Live, local_hash: Option<&str>) {
             s.map_or_else(|| "never".into(), |s| format!("{} ago", ago(s.seen_at_us))),
             s.filter(|s| s.started_at_us > 0)
                 .map_or_else(|| "-".into(), |s| ago(s.started_at_us)),
-        );
+        )?;
     }
+    Ok(())
 }
 
 fn show_labels(labels: &BTreeMap<String, String>) -> String {

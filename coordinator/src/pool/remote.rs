@@ -161,7 +161,7 @@ pub(crate) async fn exec(
         return Err(step_failed(
             &session.target,
             step,
-            format!("exit {:?}: {}", out.status, out.stderr_text()),
+            format!("{}: {}", out.ended(), out.stderr_text()),
         ));
     }
     Ok(out)

@@ -23,6 +23,7 @@ use crate::hosts::bootstrap::{AgentBinary, HostJob, Timeouts};
 use crate::hosts::fleet::Fleet;
 use crate::hosts::ssh;
 use crate::hub::Hub;
+use crate::reaper::Reaper;
 use crate::trust;
 
 /// What agents need to reach this coordinator, and how to reach hosts.
@@ -39,10 +40,14 @@ pub(super) struct Attach<'a> {
     pub timeouts: &'a Timeouts,
     /// The agent binary: run locally, shipped to hosts.
     pub shipped: &'a AgentBinary,
+    /// Where local agents' process groups are listed.
+    pub reaper: &'a Reaper,
 }
 
 /// Starts the workload's local agents, each admitted with a fresh secret
-/// and given only the path of its credentials file (0600).
+/// and given only the path of its credentials file (0600). Each leads a
+/// process group of its own: a terminal's Ctrl-C is the coordinator's to
+/// handle (it stops the agents in order), not theirs.
 pub(super) fn start_local(
     hub: &Hub,
     count: u32,
@@ -77,9 +82,11 @@ pub(super) fn start_local(
             .stdin(std::process::Stdio::null())
             .stdout(log_file.try_clone()?)
             .stderr(log_file)
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("starting local agent {id} ({})", agent_binary.display()))?;
+        attach.reaper.add(child.id());
         started.push((id, child));
     }
     Ok(())
@@ -223,10 +230,12 @@ pub(super) async fn wait_attached(
         for (id, child) in children.iter_mut() {
             if let Ok(Some(status)) = child.try_wait() {
                 let log = dir.join("agents").join(format!("{id}.log"));
+                let said = match tail(&log, 10) {
+                    t if t.trim().is_empty() => format!("its log {} is empty", log.display()),
+                    t => format!("last lines of {}:\n{t}", log.display()),
+                };
                 return Err(anyhow!(
-                    "local agent {id} exited ({status}) before attaching; last lines of {}:\n{}",
-                    log.display(),
-                    tail(&log, 10)
+                    "local agent {id} exited ({status}) before attaching; {said}"
                 ));
             }
         }
@@ -250,6 +259,7 @@ pub(super) async fn shutdown(
     local: &mut Vec<(String, Child)>,
     fleet: Option<Fleet>,
     keep_remote: bool,
+    reaper: &Reaper,
 ) {
     let remote_ids: Vec<String> = fleet.as_ref().map(Fleet::agent_ids).unwrap_or_default();
     let shut = |id: &str| {
@@ -269,7 +279,7 @@ pub(super) async fn shutdown(
         }
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    stop_local(hub, local, deadline).await;
+    stop_local(hub, local, deadline, reaper).await;
     let Some(fleet) = fleet else {
         return;
     };
@@ -285,8 +295,14 @@ pub(super) async fn shutdown(
 }
 
 /// Waits until `deadline` for each local agent to exit, then kills it.
-async fn stop_local(hub: &Hub, local: &mut Vec<(String, Child)>, deadline: tokio::time::Instant) {
+async fn stop_local(
+    hub: &Hub,
+    local: &mut Vec<(String, Child)>,
+    deadline: tokio::time::Instant,
+    reaper: &Reaper,
+) {
     for (id, child) in local.iter_mut() {
+        let pid = child.id();
         match tokio::time::timeout_at(deadline, child.wait()).await {
             Ok(Ok(status)) if status.success() => {}
             Ok(Ok(status)) => {
@@ -303,6 +319,7 @@ async fn stop_local(hub: &Hub, local: &mut Vec<(String, Child)>, deadline: tokio
                 let _ = child.kill().await;
             }
         }
+        reaper.forget(pid);
     }
     local.clear();
 }

@@ -58,7 +58,9 @@ use crate::hosts::ssh;
 use crate::hub::{self, Hub};
 use crate::live::LiveView;
 use crate::log::{EventLog, run_dir};
+use crate::output;
 use crate::pool::record::{Holder, Pool};
+use crate::reaper::Reaper;
 use crate::trust::Trust;
 
 pub(crate) struct RunArgs {
@@ -72,9 +74,24 @@ pub(crate) struct RunArgs {
     pub rerun_of: Option<String>,
 }
 
+/// How a run is told to stop (`cmd::run` turns signals into these).
+pub(crate) struct Stop {
+    /// Winds the run down in order: the phase stopped where it is, agents
+    /// and services stopped, the end logged, the summary printed.
+    pub graceful: CancellationToken,
+    /// No time for that: whoever cancels it has killed the process groups
+    /// in `reaper`; the run logs its end if it can, and the process exits.
+    pub forced: CancellationToken,
+    /// The process groups the run starts on this machine.
+    pub reaper: Reaper,
+}
+
 /// Runs the workload; the exit code: the verdict's (0 passed, 1 failed, 3
-/// invalid, 130 interrupted), or 1 when the log could not be completed.
-pub(crate) async fn run(args: RunArgs, stop: CancellationToken) -> Result<u8> {
+/// invalid, 130 interrupted), 2 when refused for bad input found only now
+/// (a service's port already taken), or 1 when the log could not be
+/// completed.
+pub(crate) async fn run(args: RunArgs, halt: Stop) -> Result<u8> {
+    let stop = &halt.graceful;
     let started = std::time::Instant::now();
     let (workload, text) = Workload::load(&args.workload).map_err(|e| BadInput(e.into()))?;
     let shipped = agent_binary::local(args.flags.agent_binary.as_deref()).await?;
@@ -84,6 +101,7 @@ pub(crate) async fn run(args: RunArgs, stop: CancellationToken) -> Result<u8> {
     // A pool is held (one run at a time) before anything of the run exists.
     let pool = pool_use::hold(&args.data_dir, &workload, args.flags.listen, &run_id)?;
     let log = open_log(&args, &workload, text, &run_id, &shipped.hash).await?;
+    let forced = tokio::spawn(end_when_forced(log.hub.clone(), halt.forced.clone()));
     if let (Some((pool, _)), Some(want)) = (&pool, &workload.agents.pool) {
         pool_use::admit(&log.hub, pool, want, &shipped.hash, &args.data_dir);
     }
@@ -115,18 +133,50 @@ pub(crate) async fn run(args: RunArgs, stop: CancellationToken) -> Result<u8> {
                 ssh: &ssh,
                 timeouts: &timeouts,
                 shipped: &shipped,
+                reaper: &halt.reaper,
             },
             pool: pool.as_ref().map(|(p, _)| p),
             started,
         },
         &mut running,
-        &stop,
+        stop,
     )
     .await;
 
-    let ending = wind_down(&log.hub, running, args.flags.keep_agents, result, &stop).await;
+    let ending = wind_down(
+        &log.hub,
+        running,
+        (args.flags.keep_agents, &halt.reaper),
+        result,
+        stop,
+    )
+    .await;
+    forced.abort();
     let report = close(log, served, pool).await;
     summary(&report, &args.flags, &run_id, ending)
+}
+
+/// A forced stop: the process groups are killed already; the run's end is
+/// logged (unless it is) with what happened, and the process exits with
+/// the interrupted code. The log gets a second to take it.
+async fn end_when_forced(hub: Arc<Hub>, forced: CancellationToken) {
+    forced.cancelled().await;
+    let running = hub.fold.lock().expect("never poisoned").status(true) == "running";
+    if running {
+        hub.notice(
+            "warn",
+            "",
+            "forced exit (a second signal): local agents and services killed, their unacked results lost; agents on SSH hosts stop loading within their lease",
+        )
+        .await;
+        hub.log(pb::log_record::Record::RunFinished(pb::RunFinished {
+            status: "aborted".into(),
+            reason: "interrupted".into(),
+        }))
+        .await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), hub.flush()).await;
+    }
+    std::process::exit(130);
 }
 
 /// The run's log and the hub that writes it.
@@ -289,6 +339,7 @@ async fn drive(
         &workload.services,
         &attach.shipped.path,
         &mut started.services,
+        attach.reaper,
     )
     .await?;
     services::start_remote(
@@ -335,11 +386,11 @@ async fn drive(
         stop,
     )
     .await?;
-    eprintln!(
-        "all {} agents attached in {:.2}s",
-        everyone.len(),
-        deploying.elapsed().as_secs_f64()
-    );
+    let took = deploying.elapsed().as_secs_f64();
+    match everyone.len() {
+        1 => eprintln!("1 agent attached in {took:.2}s"),
+        n => eprintln!("all {n} agents attached in {took:.2}s"),
+    }
     if d.pool.is_some() {
         eprintln!(
             "pool agents attached {:.2}s after the run started",
@@ -402,31 +453,47 @@ struct Ending {
 }
 
 /// Winds down, whatever happened: pool agents released, our agents and
-/// services stopped, the log's last record written ("aborted" for an
-/// interrupt or a threshold that stopped the run).
+/// services stopped (`keep_agents`: not those on SSH hosts), the log's
+/// last record written: "aborted" for an interrupt (even if it cut a step
+/// short with an error) or a threshold that stopped the run, "failed"
+/// when run control failed or a service died during the run.
 async fn wind_down(
     hub: &Arc<Hub>,
     mut started: Started,
-    keep_agents: bool,
+    (keep_agents, reaper): (bool, &Reaper),
     result: Result<Option<String>>,
     stop: &CancellationToken,
 ) -> Ending {
     if started.from_pool {
         pool_use::release(hub).await;
     }
-    agents::shutdown(hub, &mut started.local_agents, started.fleet, keep_agents).await;
+    agents::shutdown(
+        hub,
+        &mut started.local_agents,
+        started.fleet,
+        keep_agents,
+        reaper,
+    )
+    .await;
     services::stop_remote(hub, started.remote_services).await;
-    services::stop(hub, started.services, Duration::from_secs(5)).await;
+    services::stop(hub, started.services, Duration::from_secs(5), reaper).await;
     // A service that died during the run fails it, whatever else happened
     // (its "exited" record is durable once the log is flushed).
     let _ = hub.flush().await;
-    let result = match (result, wait::dead_service(hub)) {
+    let mut result = match (result, wait::dead_service(hub)) {
         (Ok(_), Some(dead)) => Err(anyhow!(
             "{}; the results after that do not measure the service",
             wait::death_text(&dead)
         )),
         (result, _) => result,
     };
+    if stop.is_cancelled()
+        && let Err(e) = &result
+    {
+        // What the interrupt cut short (waiting for agents, say).
+        hub.notice("warn", "", format!("interrupted: {e:#}")).await;
+        result = Ok(None);
+    }
     let (status, reason) = match (&result, stop.is_cancelled()) {
         (Ok(None), false) => ("completed", String::new()),
         (Ok(_), true) => ("aborted", "interrupted".to_string()),
@@ -468,10 +535,16 @@ async fn close(log: RunLog, served: Served, pool: Option<(Pool, Holder)>) -> Rep
 /// Prints the summary (the same fold `report` reads later), writes the
 /// JUnit file if asked, and says the exit code: the verdict's.
 fn summary(report: &Report, flags: &RunFlags, run_id: &str, ending: Ending) -> Result<u8> {
-    if flags.json {
-        print!("{}", fleetbench_views::report::json(report));
+    let text = if flags.json {
+        fleetbench_views::report::json(report)
     } else {
-        print!("{}", fleetbench_views::report::table(report));
+        fleetbench_views::report::table(report)
+    };
+    // The run is over and logged: a reader gone away loses only this.
+    if let Err(e) = output::print(text)
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        eprintln!("error: printing the summary: {e}");
     }
     if let Some(path) = &flags.junit {
         crate::cmd::judge::write_junit(path, report)?;

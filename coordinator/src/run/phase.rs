@@ -203,16 +203,7 @@ async fn watch(
         }
         if stop.is_cancelled() && !stopping {
             stopping = true;
-            r.hub
-                .log(pb::log_record::Record::PhaseStopRequested(
-                    pb::PhaseStopRequested {
-                        phase_index: r.index,
-                        reason: "interrupted".to_string(),
-                        ..Default::default()
-                    },
-                ))
-                .await;
-            stop_agents(r);
+            stop_interrupted(r, start_at_us).await;
         }
         if fleetbench::clock::now_us() > deadline {
             return Err(overdue(r));
@@ -328,26 +319,38 @@ async fn stop_met(r: &PhaseRun<'_>, w: u32, met: Met) {
 /// A service died (`why`): the phase is stopped in the window it died in,
 /// logged and said; the rest of the run is skipped by its caller.
 async fn stop_dead(r: &PhaseRun<'_>, start_at_us: i64, why: &str) {
-    let window_us = fleetbench_workload::WINDOW.as_micros().max(1) as i64;
-    let window_index = ((fleetbench::clock::now_us() - start_at_us).max(0) / window_us) as u32;
+    let w = stop_now(r, start_at_us, why).await;
+    eprintln!(
+        "phase \"{}\": {why}: stopping the phase in window {w}; \
+         the results after that do not measure the service",
+        r.phase.name
+    );
+}
+
+/// The run was interrupted: the phase is stopped.
+async fn stop_interrupted(r: &PhaseRun<'_>, start_at_us: i64) {
+    stop_now(r, start_at_us, "interrupted").await;
+}
+
+/// Stops the phase now, for a reason no condition judged: the stop is
+/// logged in the window it falls in (with the planned rate then); that
+/// window.
+async fn stop_now(r: &PhaseRun<'_>, start_at_us: i64, why: &str) -> u32 {
+    let w = plan::window_at(r.phase, fleetbench::clock::now_us() - start_at_us);
     r.hub
         .log(pb::log_record::Record::PhaseStopRequested(
             pb::PhaseStopRequested {
                 phase_index: r.index,
                 reason: why.to_string(),
-                window_index,
-                rate: plan::rate_in_window(r.phase, window_index),
+                window_index: w,
+                rate: plan::rate_in_window(r.phase, w),
                 condition_met: false,
                 ..Default::default()
             },
         ))
         .await;
-    eprintln!(
-        "phase \"{}\": {why}: stopping the phase in window {window_index}; \
-         the results after that do not measure the service",
-        r.phase.name
-    );
     stop_agents(r);
+    w
 }
 
 fn stop_agents(r: &PhaseRun<'_>) {

@@ -8,7 +8,7 @@
 //! Nothing here talks to agents or the log; `phase` drives with it.
 
 use fleetbench_fold::WindowAgg;
-use fleetbench_workload::{Load, Phase, Split, Until, Workload};
+use fleetbench_workload::{Load, Phase, Split, Until, WINDOW, Workload};
 
 use crate::agent_id;
 
@@ -164,6 +164,15 @@ pub(super) fn rate_in_window(phase: &Phase, w: u32) -> f64 {
     }
 }
 
+/// The window that `since_start_us` (µs from the phase's start) falls in:
+/// where an interrupted phase stopped. Before the start is window 0; past
+/// the end, the last window.
+pub(super) fn window_at(phase: &Phase, since_start_us: i64) -> u32 {
+    let width = WINDOW.as_micros() as i64;
+    let last = (phase.duration.as_micros() as i64 - 1).max(0) / width;
+    (since_start_us.max(0) / width).min(last) as u32
+}
+
 /// The first stop condition of `until` that window `w` meets, as a reason.
 pub(super) fn until_met(until: &Until, w: &WindowAgg) -> Option<String> {
     let requests = w.requests();
@@ -276,7 +285,7 @@ mod tests {
 
     use super::{
         AgentPlan, Met, StopJudge, plan_agents, rate_in_window, split_by_weight, step_windows,
-        until_met, warmup_windows, weights,
+        until_met, warmup_windows, weights, window_at,
     };
 
     fn workload(agents: &str, load: &str) -> Workload {
@@ -427,6 +436,19 @@ mod tests {
         let steps = phase("steps = [{ rate = 10, for = \"2s\" }, { rate = 20, for = \"2s\" }]");
         assert_eq!(rate_in_window(&steps, 1), 10.0);
         assert_eq!(rate_in_window(&steps, 2), 20.0);
+    }
+
+    #[test]
+    fn an_interrupt_stops_in_the_window_of_its_instant() {
+        let p = phase("duration = \"10s\"\nconcurrency = 1");
+        assert_eq!(window_at(&p, -250_000), 0, "before the start");
+        assert_eq!(window_at(&p, 999_999), 0);
+        assert_eq!(window_at(&p, 3_000_000), 3);
+        assert_eq!(window_at(&p, 3_400_000), 3);
+        assert_eq!(window_at(&p, 9_999_999), 9);
+        assert_eq!(window_at(&p, 12_000_000), 9, "in the grace after the end");
+        let short = phase("duration = \"2500ms\"\nconcurrency = 1");
+        assert_eq!(window_at(&short, 2_600_000), 2);
     }
 
     #[test]

@@ -96,6 +96,8 @@ impl Fold {
                 if earlier {
                     phase.stop = Some(s.clone());
                 }
+                let at = rec.logged_at_us;
+                phase.stop_logged_at_us = Some(phase.stop_logged_at_us.map_or(at, |t| t.min(at)));
             }
             Record::AgentEvent(e) => self.apply_agent_event(e),
             Record::RunFinished(f) => self.finished = Some(f.clone()),

@@ -256,6 +256,10 @@ pub struct PhaseAgg {
     pub(crate) shape: Option<pb::LoadShape>,
     /// Run control cut the phase short (the earliest request, if several).
     pub(crate) stop: Option<pb::PhaseStopRequested>,
+    /// When the first stop request was logged, µs since the Unix epoch
+    /// (coordinator clock): where the load stopped, for agents that do not
+    /// say so themselves (`PhaseEnded.ran_us`).
+    pub(crate) stop_logged_at_us: Option<i64>,
 }
 
 impl PhaseAgg {
@@ -278,6 +282,7 @@ impl PhaseAgg {
             iterations: 0,
             shape: None,
             stop: None,
+            stop_logged_at_us: None,
         }
     }
 
@@ -310,6 +315,25 @@ impl PhaseAgg {
                 .agent_ids
                 .iter()
                 .all(|id| self.agents.get(id).is_some_and(|a| a.ended.is_some()))
+    }
+
+    /// How long the phase's load ran, µs from its start, at most its
+    /// planned duration: as long as the agent that ran longest says
+    /// (`PhaseEnded.ran_us`); for agents too old to say, up to the stop
+    /// request when one cut them short; else the planned duration.
+    pub fn ran_us(&self) -> u64 {
+        // A phase never scheduled (duration 0) counts its windows as 1 ms.
+        let planned = self.duration_ms.max(1).saturating_mul(1000);
+        let ended = || self.agents.values().filter_map(|a| a.ended.as_ref());
+        if let Some(ran) = ended().filter_map(|e| e.ran_us).max() {
+            return ran.min(planned);
+        }
+        match self.stop_logged_at_us {
+            Some(at) if ended().any(|e| e.stopped_early) => {
+                u64::try_from(at - self.start_at_us).map_or(0, |us| us.min(planned))
+            }
+            _ => planned,
+        }
     }
 
     /// Windows `from..=to` merged into one, warm-up windows left out

@@ -183,7 +183,7 @@ fn phase_report(
     let at = Windowing::new(p, run_start_us, options);
     let Series {
         total,
-        counted_ms,
+        counted_us,
         buckets,
     } = at.series(&p.windows);
     let timeline = buckets
@@ -208,7 +208,7 @@ fn phase_report(
             }
         })
         .collect();
-    let duration_s = counted_ms as f64 / 1000.0;
+    let duration_s = counted_us as f64 / 1e6;
     let requests = total.requests();
     let spectrum = spectrum(&total.latency);
     let mut latency = latency_report(&total.latency);

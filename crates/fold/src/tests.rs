@@ -6,7 +6,8 @@ use fleetbench::pb;
 use fleetbench_gen::rng::Rng;
 
 use crate::testlog::{
-    OpWindow, fold_of, limited_agent_log, op_stream, scheduled_with, shape, stop, stream,
+    OpWindow, fold_of, limited_agent_log, op_stream, phase_ended, scheduled_with, shape, stop,
+    stream,
 };
 use crate::{
     AgentLoad, Filter, Fold, OpReport, ReportOptions, intended_mean, intended_rate, limited_reasons,
@@ -558,4 +559,88 @@ fn the_timeline_carries_the_intended_and_the_offered_rate() {
         assert_eq!(w.requests, w.scheduled);
     }
     assert_eq!(p.timeline[3].intended_rps, Some(450.0));
+}
+
+/// Phase 0 on agent `a` (no warm-up): 100 requests in each of windows
+/// 0..=2 and `last` in window 3, where the load stopped.
+fn stopped_in_window_3(last: u64) -> Vec<pb::LogRecord> {
+    let mut records = vec![scheduled_with(|p| {
+        p.warmup_ms = 0;
+        p.agent_ids = vec!["a".into()];
+    })];
+    for i in 0..4u32 {
+        let requests = if i == 3 { last } else { 100 };
+        records.push(
+            OpWindow {
+                requests,
+                latency_us: 500,
+                ..OpWindow::new("a", u64::from(i) + 1, i)
+            }
+            .record(),
+        );
+    }
+    records
+}
+
+fn ended(ran_us: Option<u64>) -> pb::LogRecord {
+    phase_ended(
+        "a",
+        9,
+        pb::PhaseEnded {
+            phase_index: 0,
+            stopped_early: true,
+            ran_us,
+            ..Default::default()
+        },
+    )
+}
+
+/// A phase stopped early (Ctrl-C, `until`, a budget spent) is rated over
+/// the time its load ran, which its agents say; the window where it
+/// stopped counts only up to there.
+#[test]
+fn a_phase_stopped_early_is_rated_over_the_time_it_ran() {
+    let mut records = stopped_in_window_3(40);
+    records.push(ended(Some(3_400_000)));
+    let p = &fold_of(&records).report(&ReportOptions::default()).phases[0];
+    assert_eq!((p.requests, p.duration_s), (340, 3.4));
+    assert_eq!(p.throughput_rps, 100.0);
+    // The agent that ran longest says how long the phase ran.
+    records.push(phase_ended(
+        "b",
+        1,
+        pb::PhaseEnded {
+            ran_us: Some(3_200_000),
+            ..Default::default()
+        },
+    ));
+    let p = &fold_of(&records).report(&ReportOptions::default()).phases[0];
+    assert_eq!(p.duration_s, 3.4);
+    // Never longer than planned.
+    let mut records = stopped_in_window_3(100);
+    records.push(ended(Some(25_000_000)));
+    let p = &fold_of(&records).report(&ReportOptions::default()).phases[0];
+    assert_eq!(p.duration_s, 4.0);
+}
+
+/// Agents older than `PhaseEnded.ran_us` said nothing of where they
+/// stopped: the stop request's instant stands in for it. A phase that
+/// nobody stopped keeps its windows' whole widths.
+#[test]
+fn without_word_from_the_agents_a_phase_stops_where_it_was_asked_to() {
+    let at = |logged_at_us| {
+        let mut r = stop(2, "interrupted");
+        r.logged_at_us = logged_at_us;
+        r
+    };
+    let mut records = stopped_in_window_3(25);
+    records.push(ended(None));
+    let p = &fold_of(&records).report(&ReportOptions::default()).phases[0];
+    assert_eq!(p.duration_s, 4.0, "not stopped: whole windows");
+    records.push(at(3_250_000));
+    // A later request does not move the stop, whichever comes first.
+    records.insert(1, at(3_900_000));
+    let p = &fold_of(&records).report(&ReportOptions::default()).phases[0];
+    assert_eq!((p.requests, p.duration_s), (325, 3.25));
+    assert_eq!(p.throughput_rps, 100.0);
 }

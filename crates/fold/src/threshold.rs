@@ -214,7 +214,7 @@ fn judge(
         let at = Windowing::new(p, run_start_us, options);
         let phase = at.series(&p.windows);
         // Throughput is per second of the phase's measured time, an op's too.
-        seconds += phase.counted_ms as f64 / 1000.0;
+        seconds += phase.counted_us as f64 / 1e6;
         if t.op.is_empty() {
             total.merge(&phase.total);
         } else if let Some(windows) = p.ops.get(&t.op) {

@@ -13,8 +13,8 @@ use crate::state::{PhaseAgg, WindowAgg};
 pub(crate) struct Series {
     /// The headline windows (warm-up left out unless asked for) merged.
     pub(crate) total: WindowAgg,
-    /// Time the headline windows cover, ms.
-    pub(crate) counted_ms: u64,
+    /// Time the headline windows cover, µs.
+    pub(crate) counted_us: u64,
     /// Per timeline bucket, every window inside the range merged.
     pub(crate) buckets: BTreeMap<u64, WindowAgg>,
 }
@@ -28,6 +28,8 @@ pub(crate) struct Windowing<'a> {
     per_bucket: u64,
     pub(crate) bucket_ms: u64,
     pub(crate) phase_start_ms: f64,
+    /// How long the load ran, µs from the phase's start (`PhaseAgg::ran_us`).
+    ran_us: u64,
 }
 
 impl<'a> Windowing<'a> {
@@ -44,6 +46,7 @@ impl<'a> Windowing<'a> {
             per_bucket,
             bucket_ms: width_ms * per_bucket,
             phase_start_ms: (p.start_at_us - run_start_us) as f64 / 1000.0,
+            ran_us: p.ran_us(),
         }
     }
 
@@ -62,11 +65,12 @@ impl<'a> Windowing<'a> {
         self.inside(index) && (self.options.include_warmup || !self.p.is_warmup(index))
     }
 
-    /// Time a logged window covers: the last one may be cut by the phase end.
+    /// Time a logged window covers, µs: the last one may be cut by the
+    /// phase's end, or by where its load stopped early.
     pub(crate) fn covers(&self, index: u32) -> u64 {
-        let start = u64::from(index) * self.width_ms;
-        self.width_ms
-            .min(self.p.duration_ms.max(1).saturating_sub(start))
+        let width = self.width_ms * 1000;
+        let start = u64::from(index) * width;
+        width.min(self.ran_us.saturating_sub(start))
     }
 
     pub(crate) fn bucket(&self, index: u32) -> u64 {
@@ -80,12 +84,12 @@ impl<'a> Windowing<'a> {
             agg
         };
         let mut total = growing();
-        let mut counted_ms = 0u64;
+        let mut counted_us = 0u64;
         let mut buckets: BTreeMap<u64, WindowAgg> = BTreeMap::new();
         for (&index, w) in windows.iter().filter(|(i, _)| self.inside(**i)) {
             if self.options.include_warmup || !self.p.is_warmup(index) {
                 total.merge(w);
-                counted_ms += self.covers(index);
+                counted_us += self.covers(index);
             }
             buckets
                 .entry(self.bucket(index))
@@ -94,7 +98,7 @@ impl<'a> Windowing<'a> {
         }
         Series {
             total,
-            counted_ms,
+            counted_us,
             buckets,
         }
     }

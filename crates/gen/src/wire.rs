@@ -191,9 +191,10 @@ impl GenSpec {
                 rows,
                 ..
             } if rows.len() < agent_count as usize => Err(format!(
-                "generator {:?}: {path:?} has {} rows, fewer than the {agent_count} agents it is split across",
+                "generator {:?}: {path:?} has {} row{}, fewer than the {agent_count} agents it is split across",
                 self.name,
-                rows.len()
+                rows.len(),
+                if rows.len() == 1 { "" } else { "s" }
             )),
             _ => Ok(()),
         }

@@ -415,9 +415,8 @@ fn agent_event_json(e: &pb::AgentEvent) -> Value {
             "phase_started",
             json!({ "phase_index": p.phase_index, "started_at_us": p.started_at_us }),
         ),
-        Some(Kind::PhaseEnded(p)) => (
-            "phase_ended",
-            json!({
+        Some(Kind::PhaseEnded(p)) => {
+            let mut fields = json!({
                 "phase_index": p.phase_index,
                 "windows": p.windows,
                 "requests": p.requests,
@@ -426,8 +425,13 @@ fn agent_event_json(e: &pb::AgentEvent) -> Value {
                 "cpu_ms": p.cpu_ms,
                 "threads": p.threads,
                 "iterations_done": p.iterations_done,
-            }),
-        ),
+            });
+            // Older agents did not say how long they ran.
+            if let (Some(ran), Value::Object(o)) = (p.ran_us, &mut fields) {
+                o.insert("ran_us".into(), json!(ran));
+            }
+            ("phase_ended", fields)
+        }
         Some(Kind::Notice(n)) => (
             "notice",
             json!({ "level": notice_level(n), "message": n.message }),

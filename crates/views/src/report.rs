@@ -80,7 +80,13 @@ pub fn table(report: &Report) -> String {
         t.add_row(row);
     }
     right_align(&mut t, 1..9);
-    let _ = writeln!(out, "{t}");
+    if report.phases.is_empty() {
+        // A run that failed before its first phase: its status and reason
+        // above say all there is.
+        let _ = writeln!(out, "no phase ran");
+    } else {
+        let _ = writeln!(out, "{t}");
+    }
     for p in &report.phases {
         for line in loud_lines(p) {
             let _ = writeln!(out, "{line}");
@@ -475,5 +481,38 @@ mod tests {
         assert!(!csv.contains("target"), "{csv}");
         assert!(csv.contains("\nrun_id,"), "{csv}");
         assert!(!crate::html::render(&report).contains("class=\"limited service\""));
+    }
+
+    /// A run that failed before any phase shows its failure, not an empty
+    /// table.
+    #[test]
+    fn a_run_that_failed_before_any_phase_prints_no_empty_table() {
+        use fleetbench::pb;
+        use fleetbench::pb::log_record::Record;
+        let rec = |r| pb::LogRecord {
+            logged_at_us: 1,
+            record: Some(r),
+        };
+        let records = [
+            rec(Record::RunStarted(pb::RunStarted {
+                run_id: "r".into(),
+                name: "w".into(),
+                ..Default::default()
+            })),
+            rec(Record::RunFinished(pb::RunFinished {
+                status: "failed".into(),
+                reason: "local agent local-1 exited (exit status: 0) before attaching".into(),
+            })),
+        ];
+        let table = table(&fold_of(&records).report(&ReportOptions::default()));
+        assert!(table.starts_with("run r (w) failed: "), "{table}");
+        assert!(
+            table.contains("\nreason: local agent local-1 exited (exit status: 0) before attaching\nno phase ran\n"),
+            "{table}"
+        );
+        assert!(
+            !table.contains("requests") && !table.contains('┌'),
+            "{table}"
+        );
     }
 }

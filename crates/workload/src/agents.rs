@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::source::{Number, Source, SpecError, duration_text, positive};
+use crate::source::{Number, Source, SpecError, count, duration_text, positive};
 
 /// The validated `[agents]` table.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -385,9 +385,9 @@ pub(crate) fn check_split(
         return Err(src.error(
             table,
             format!(
-                "agents.split lists {} weights for {} agents; give one per agent (local agents first, then per_host per host in order)",
-                w.len(),
-                agents.count()
+                "agents.split lists {} for {}; give one per agent (local agents first, then per_host per host in order)",
+                count(w.len(), "weight"),
+                count(agents.count() as usize, "agent")
             ),
         ));
     }

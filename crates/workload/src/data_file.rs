@@ -7,6 +7,8 @@ use std::path::Path;
 
 use fleetbench_gen::{MAX_FILE_BYTES, Rows};
 
+use crate::source;
+
 /// Why a data file cannot be used: the message a user sees after
 /// `generator "NAME": `.
 #[derive(Debug)]
@@ -115,7 +117,8 @@ fn csv_column(text: &str, column: &str) -> Result<Rows, CsvError> {
         };
         if count != header.len() {
             return Err(CsvError::Syntax(format!(
-                "line {line} has {count} fields, the header has {}",
+                "line {line} has {}, the header has {}",
+                source::count(count, "field"),
                 header.len()
             )));
         }
@@ -246,7 +249,7 @@ mod tests {
     #[test]
     fn csv_errors_name_the_line() {
         let e = column("a,b\n1,2\n3\n", "a").unwrap_err();
-        assert_eq!(e, "line 3 has 1 fields, the header has 2");
+        assert_eq!(e, "line 3 has 1 field, the header has 2");
         let e = column("a,b\n1,\"2\n", "a").unwrap_err();
         assert_eq!(e, "line 2: a quoted field is never closed");
         let e = column("a,b\n\"1\"x,2\n", "a").unwrap_err();

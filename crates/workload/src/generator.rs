@@ -14,7 +14,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::data_file;
-use crate::source::{Number, Source, SpecError};
+use crate::source::{Number, Source, SpecError, count};
 
 #[cfg(test)]
 mod tests;
@@ -442,8 +442,9 @@ impl Table<'_> {
             return Err(self.at(
                 w.span(),
                 format!(
-                    "choice has {values} values but {} weights; give one weight per value",
-                    w.get_ref().len()
+                    "choice has {} but {}; give one weight per value",
+                    count(values, "value"),
+                    count(w.get_ref().len(), "weight")
                 ),
             ));
         }

@@ -153,6 +153,15 @@ pub(crate) fn positive(
     Ok(d)
 }
 
+/// `n` of `noun`, for messages: "1 field", "3 fields".
+pub(crate) fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// A duration in whole milliseconds, as the wire carries it (saturating).
 pub(crate) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)

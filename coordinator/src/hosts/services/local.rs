@@ -30,6 +30,7 @@ use super::readiness::{accepts, describe, own_port, probe, refusal, secs, taken}
 use crate::hosts::bootstrap::sh_quote;
 use crate::hosts::listeners;
 use crate::hub::Hub;
+use crate::reaper::Reaper;
 
 /// Where local services are reached.
 const LOCALHOST: &str = "127.0.0.1";
@@ -45,14 +46,16 @@ pub(crate) struct Running {
     watcher: JoinHandle<()>,
 }
 
-/// Starts the services in order, each ready before the next starts. On
-/// failure the ones already started are returned for stopping. A service
-/// whose readiness port already answers is not started (bad input).
+/// Starts the services in order, each ready before the next starts (each
+/// process group listed in `reaper`). On failure the ones already started
+/// are returned for stopping. A service whose readiness port already
+/// answers is not started (bad input).
 pub(crate) async fn start(
     hub: &Arc<Hub>,
     services: &[Service],
     agent_binary: &Path,
     started: &mut Vec<Running>,
+    reaper: &Reaper,
 ) -> Result<()> {
     for s in services.iter().filter(|s| s.hosts.is_empty()) {
         if let Some(ready) = &s.ready {
@@ -68,7 +71,7 @@ pub(crate) async fn start(
             Command::Argv(argv) => {
                 let mut c = tokio::process::Command::new(expand(&argv[0]));
                 c.args(argv[1..].iter().map(|a| expand(a)));
-                let words: Vec<String> = argv.iter().map(|a| sh_quote(&expand(a))).collect();
+                let words: Vec<String> = argv.iter().map(|a| shell_word(&expand(a))).collect();
                 (c, words.join(" "))
             }
         };
@@ -81,6 +84,7 @@ pub(crate) async fn start(
         let child = cmd
             .spawn()
             .with_context(|| format!("starting service \"{}\" ({shown})", s.name))?;
+        reaper.add(child.id());
         let pid = child.id().unwrap_or(0);
         log_state(
             hub,
@@ -119,6 +123,16 @@ async fn refuse_taken(hub: &Hub, name: &str, ready: &Ready) -> Result<()> {
     let why = taken(&addr, port, &listeners::describe(&sockets, &holders), "");
     log_state(hub, state(name, "failed", why.clone())).await;
     Err(refusal(name, &why))
+}
+
+/// A word as a shell would show it: quoted only when it has blanks, quotes
+/// or other characters a shell reads.
+fn shell_word(w: &str) -> String {
+    if w.is_empty() || w.contains(|c: char| c.is_whitespace() || "'\"\\$`;&|<>()*?#~".contains(c)) {
+        sh_quote(w)
+    } else {
+        w.to_string()
+    }
 }
 
 fn expand(text: &str, agent_binary: &Path, binary: Option<&str>) -> String {
@@ -229,8 +243,14 @@ impl Running {
     }
 }
 
-/// Stops services in reverse order: SIGTERM, then SIGKILL after `grace`.
-pub(crate) async fn stop(hub: &Arc<Hub>, mut running: Vec<Running>, grace: Duration) {
+/// Stops services in reverse order: SIGTERM, then SIGKILL after `grace`;
+/// each group stopped is taken off `reaper`'s list.
+pub(crate) async fn stop(
+    hub: &Arc<Hub>,
+    mut running: Vec<Running>,
+    grace: Duration,
+    reaper: &Reaper,
+) {
     while let Some(mut r) = running.pop() {
         let (detail, status) = if r.end.stopping() {
             let signal = |s: Signal| {
@@ -262,6 +282,7 @@ pub(crate) async fn stop(hub: &Arc<Hub>, mut running: Vec<Running>, grace: Durat
         {
             r.watcher.abort();
         }
+        reaper.forget(Some(r.pid));
         tracing::info!("service {} {detail}", r.name);
         let record = pb::ServiceState {
             exit_status: status.map(exit_text).unwrap_or_default(),

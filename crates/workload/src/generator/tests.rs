@@ -648,7 +648,7 @@ fn file_errors() {
     .unwrap_err();
     assert_eq!(
         e,
-        "w.toml:3:8: generator \"k\": data file \"bad.csv\": line 2 has 1 fields, the header has 2"
+        "w.toml:3:8: generator \"k\": data file \"bad.csv\": line 2 has 1 field, the header has 2"
     );
     let e = parse_in(&dir, "[generator.k]\nkind = \"file\"\nfile = \"bad.csv\"\ncolumn = \"a\"\norder = \"shuffled\"\n").unwrap_err();
     assert_eq!(
@@ -753,7 +753,7 @@ fn every_rejection_names_the_place_and_what_is_expected() {
         ),
         (
             "kind = \"choice\"\nvalues = [\"a\", \"b\"]\nweights = [1]",
-            "w.toml:4:11: generator \"g\": choice has 2 values but 1 weights; give one weight per value",
+            "w.toml:4:11: generator \"g\": choice has 2 values but 1 weight; give one weight per value",
         ),
         (
             "kind = \"choice\"\nvalues = [\"a\", \"b\"]\nweights = [1, -1]",
