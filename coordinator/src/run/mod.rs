@@ -431,11 +431,7 @@ async fn skip_phases(
     dead: &fleetbench_fold::ServiceReport,
 ) {
     let names: Vec<&str> = rest.iter().map(|p| p.name.as_str()).collect();
-    let why = format!(
-        "{}: phase(s) {} not run",
-        wait::death_text(dead),
-        names.join(", ")
-    );
+    let why = format!("{}: phase(s) {} not run", dead.death(), names.join(", "));
     eprintln!("error: {why}");
     hub.log(pb::log_record::Record::Notice(pb::CoordinatorNotice {
         level: "error".into(),
@@ -483,7 +479,7 @@ async fn wind_down(
     let mut result = match (result, wait::dead_service(hub)) {
         (Ok(_), Some(dead)) => Err(anyhow!(
             "{}; the results after that do not measure the service",
-            wait::death_text(&dead)
+            dead.death()
         )),
         (result, _) => result,
     };

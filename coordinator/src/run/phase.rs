@@ -17,7 +17,7 @@ use fleetbench_workload::{Phase, Workload};
 use tokio_util::sync::CancellationToken;
 
 use super::plan::{self, AgentPlan, Met, StopJudge};
-use super::wait::{changed, check_log, dead_service, death_text};
+use super::wait::{changed, check_log, dead_service};
 use crate::hub::{AgentState, Hub};
 use crate::live::LiveView;
 
@@ -199,7 +199,7 @@ async fn watch(
         }
         if !stopping && let Some(dead) = dead_service(r.hub) {
             stopping = true;
-            stop_dead(r, start_at_us, &death_text(&dead)).await;
+            stop_dead(r, start_at_us, &dead.death()).await;
         }
         if stop.is_cancelled() && !stopping {
             stopping = true;

@@ -27,24 +27,3 @@ pub(super) fn dead_service(hub: &Hub) -> Option<ServiceReport> {
     let fold = hub.fold.lock().expect("never poisoned");
     fold.services().into_iter().find(|s| s.died_during_run)
 }
-
-/// "service \"target\" (pid 42) died during phase load, 3.2s in: killed by
-/// signal 9 (SIGKILL)".
-pub(super) fn death_text(s: &ServiceReport) -> String {
-    let on = if s.host.is_empty() {
-        String::new()
-    } else {
-        format!(" on {}", s.host)
-    };
-    let pid = if s.pid > 0 {
-        format!(" (pid {})", s.pid)
-    } else {
-        String::new()
-    };
-    let how = if s.exit_status.is_empty() {
-        "exit status unknown"
-    } else {
-        &s.exit_status
-    };
-    format!("service \"{}\"{on}{pid} died {}: {how}", s.name, s.when)
-}

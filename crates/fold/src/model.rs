@@ -90,6 +90,32 @@ pub struct ServiceReport {
     pub stderr_tail: Vec<String>,
 }
 
+impl ServiceReport {
+    /// Its end in words: `service "target" on HOST (pid 42) died during
+    /// phase load, 3.2s in: killed by signal 9 (SIGKILL)`.
+    pub fn death(&self) -> String {
+        let on = if self.host.is_empty() {
+            String::new()
+        } else {
+            format!(" on {}", self.host)
+        };
+        let pid = if self.pid > 0 {
+            format!(" (pid {})", self.pid)
+        } else {
+            String::new()
+        };
+        let how = if self.exit_status.is_empty() {
+            "exit status unknown"
+        } else {
+            &self.exit_status
+        };
+        format!(
+            "service \"{}\"{on}{pid} died {}: {how}",
+            self.name, self.when
+        )
+    }
+}
+
 impl Report {
     /// The services that died during the run: its numbers after each
     /// death do not measure the service.

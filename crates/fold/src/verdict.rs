@@ -87,27 +87,9 @@ fn services_died(e: &Evidence<'_>) -> Vec<Reason> {
     e.report
         .dead_services()
         .map(|s| {
-            let on = if s.host.is_empty() {
-                String::new()
-            } else {
-                format!(" on {}", s.host)
-            };
-            let pid = if s.pid > 0 {
-                format!(" (pid {})", s.pid)
-            } else {
-                String::new()
-            };
-            let how = if s.exit_status.is_empty() {
-                "exit status unknown"
-            } else {
-                &s.exit_status
-            };
             Reason::new(
                 ReasonKind::ServiceDied,
-                format!(
-                    "service {}{on}{pid} died {}: {how}; the numbers after that do not measure it",
-                    s.name, s.when
-                ),
+                format!("{}; the numbers after that do not measure it", s.death()),
             )
         })
         .collect()

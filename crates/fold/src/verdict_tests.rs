@@ -418,7 +418,7 @@ fn a_service_that_died_makes_the_run_invalid() {
     assert!(
         r.reasons[0]
             .message
-            .starts_with("service target (pid 4242) died during phase load, 5.5s in: killed by signal 9 (SIGKILL)"),
+            .starts_with("service \"target\" (pid 4242) died during phase load, 5.5s in: killed by signal 9 (SIGKILL)"),
         "{}",
         r.reasons[0].message
     );
