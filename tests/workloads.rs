@@ -19,15 +19,32 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Runs `workload` and expects it to pass; the run id and its report. One
+/// reason alone is let through: open loop at these rates, a loaded machine
+/// (CI runs tests side by side) can leave an agent short of its schedule,
+/// and the verdict rightly says `invalid` (exit 3). What these tests check
+/// (counts against the target's, mixes, stops) holds either way.
 fn run_ok(data: &Path, workload: &Path) -> (String, serde_json::Value) {
     let out = coordinator(data, &["run", workload.to_str().unwrap(), "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let behind = out.status.code() == Some(3)
+        && report["reasons"]
+            .as_array()
+            .is_some_and(|r| r.iter().all(|r| r["kind"] == "schedule_not_kept"));
+    if behind {
+        eprintln!(
+            "note: the agent fell behind its schedule here: {}",
+            report["reasons"]
+        );
+    }
     assert!(
-        out.status.success(),
-        "run {} failed: {}",
+        out.status.success() || behind,
+        "run {} failed: {}{}",
         workload.display(),
-        text(&out.stderr)
+        text(&out.stderr),
+        report["reasons"]
     );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("run --json");
+    assert!(report.is_object(), "run --json printed no report");
     (run_id(&out.stderr), report)
 }
 
