@@ -137,8 +137,9 @@ pub(crate) struct RunFlags {
 #[derive(clap::Args)]
 pub(crate) struct JudgeFlags {
     /// Judge the run against this threshold instead of those its workload
-    /// logged (repeatable): [PHASE][/OP]:METRIC<LIMIT, like p99<20ms,
-    /// load:p99<20ms, load/get:error_rate<1% or throughput>900/s.
+    /// logged (repeatable): PHASE/OP:METRIC<LIMIT, PHASE: and /OP optional,
+    /// like p99<20ms, load:p99<20ms, load/get:error_rate<1% or
+    /// throughput>900/s.
     #[arg(long = "threshold", value_name = "EXPR")]
     pub thresholds: Vec<String>,
     /// Exit with the verdict's code (0 passed, 1 failed, 3 invalid, 130
