@@ -218,8 +218,10 @@ fn thresholds_fail_or_pass_the_run_and_reach_junit() {
     );
     let table = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{table}{}", text(&out.stderr));
+    // (A loaded machine may add ", with a warning: 1 phase
+    // load-generator-limited"; that does not change the verdict.)
     assert!(
-        table.ends_with("VERDICT: PASSED — 2 thresholds met\n"),
+        table.contains("\nVERDICT: PASSED — 2 thresholds met"),
         "{table}"
     );
     let read = junit(&again);

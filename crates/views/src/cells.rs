@@ -117,7 +117,8 @@ pub(crate) fn offered_line(p: &PhaseReport) -> Option<String> {
 /// The verdict's headline: "VERDICT: FAILED — REASON" for one reason,
 /// "VERDICT: INVALID — 3 reasons:" for several (listed after it by
 /// [`reason_text`]), "VERDICT: PASSED" (with "— 2 thresholds met" when it
-/// had thresholds).
+/// had thresholds, and ", with a warning: 1 phase load-generator-limited"
+/// when a limited rule that does not void the run held).
 pub(crate) fn verdict_head(r: &Report) -> String {
     let head = format!("VERDICT: {}", r.verdict.name().to_uppercase());
     match r.reasons.as_slice() {
@@ -127,10 +128,24 @@ pub(crate) fn verdict_head(r: &Report) -> String {
                 .iter()
                 .filter(|t| t.result == ThresholdResult::Passed)
                 .count();
-            match met {
+            let head = match met {
                 0 => head,
                 1 => format!("{head} — 1 threshold met"),
                 n => format!("{head} — {n} thresholds met"),
+            };
+            // Limited by rules that do not void the run (the agent was busy,
+            // its sends still went out on time): passed, not silently.
+            match r
+                .phases
+                .iter()
+                .filter(|p| !p.generator_limited.is_empty())
+                .count()
+            {
+                0 => head,
+                n => format!(
+                    "{head}, with a warning: {n} phase{} load-generator-limited",
+                    if n == 1 { "" } else { "s" }
+                ),
             }
         }
         [one] => format!("{head} — {}", one.message),

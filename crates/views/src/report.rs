@@ -383,6 +383,22 @@ mod tests {
         assert!(rows.next().unwrap().ends_with(",,a,"), "{csv}");
     }
 
+    /// A limited agent that still sent on schedule does not void the run,
+    /// but its passed verdict is not a plain one: the last line says it.
+    #[test]
+    fn a_passed_run_with_a_limited_phase_says_so_in_its_verdict() {
+        // (This synthetic log has no end and sequence gaps, so the fold
+        // judges it invalid; the rendering of a passed one is tested.)
+        let mut report = fold_of(&limited_agent_log()).report(&ReportOptions::default());
+        report.verdict = fleetbench_fold::Verdict::Passed;
+        report.reasons.clear();
+        let table = table(&report);
+        assert!(
+            table.ends_with("VERDICT: PASSED, with a warning: 1 phase load-generator-limited\n"),
+            "{table}"
+        );
+    }
+
     /// A run that failed a threshold and lost an agent: the table ends on
     /// the thresholds and the verdict with both reasons; the CSV opens with
     /// them as comment lines, then the rows it always had.
