@@ -50,8 +50,8 @@ pub use limited::{
 };
 pub use model::{
     AgentEvents, AgentPoint, AgentReport, HostPoint, HostReport, LatencyReport, LimitedAgent,
-    LogReport, OpPoint, OpReport, PhaseAgentReport, PhaseReport, Report, SpectrumPoint, StopReport,
-    TimelinePoint, WindowLatency,
+    LogReport, OpPoint, OpReport, PhaseAgentReport, PhaseReport, Report, SendLagReport,
+    SpectrumPoint, StopReport, TimelinePoint, WindowLatency,
 };
 pub use shape::{intended_mean, intended_rate};
 pub use state::{AgentInfo, AgentPhase, Filter, Fold, PhaseAgg, RunInfo, WindowAgg};

@@ -8,8 +8,8 @@ use hdrhistogram::Histogram;
 use crate::limited::{AgentLoad, limited_reasons};
 use crate::model::{
     AgentEvents, AgentPoint, AgentReport, HostPoint, HostReport, LatencyReport, LimitedAgent,
-    LogReport, OpPoint, OpReport, PhaseAgentReport, PhaseReport, Report, SpectrumPoint, StopReport,
-    TimelinePoint, WindowLatency,
+    LogReport, OpPoint, OpReport, PhaseAgentReport, PhaseReport, Report, SendLagReport,
+    SpectrumPoint, StopReport, TimelinePoint, WindowLatency,
 };
 use crate::shape::intended_mean;
 use crate::state::{AgentInfo, AgentPhase, AgentWindow, CpuSample, Fold, PhaseAgg, WindowAgg};
@@ -146,6 +146,16 @@ fn latency_report(h: &Histogram<u64>) -> Option<LatencyReport> {
         p999: h.value_at_quantile(0.999),
         max: h.max(),
         percentiles: BTreeMap::new(),
+    })
+}
+
+/// The send lag of a set of windows (`None` without one: closed loop).
+fn send_lag_report(h: Option<&Histogram<u64>>) -> Option<SendLagReport> {
+    let h = h.filter(|h| !h.is_empty())?;
+    Some(SendLagReport {
+        p50: h.value_at_quantile(0.5),
+        p99: h.value_at_quantile(0.99),
+        max: h.max(),
     })
 }
 
@@ -348,6 +358,7 @@ fn phase_report(
         scheduled: total.scheduled,
         late_wakes: total.late_wakes,
         max_wake_lag_us: total.max_wake_lag_us,
+        send_lag_us: send_lag_report(total.send_lag.as_ref()),
         iterations: p.iterations,
         arrival: p
             .shape
@@ -391,6 +402,7 @@ fn op_reports(
                 bytes_received: total.bytes_received,
                 throughput_rps: throughput(requests, duration_s),
                 latency_us: latency_report(&total.latency),
+                send_lag_us: send_lag_report(total.send_lag.as_ref()),
                 timeline: buckets
                     .iter()
                     .map(|(&b, w)| {

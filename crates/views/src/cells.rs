@@ -1,6 +1,7 @@
 //! The cells and sentences every view shares: a phase's latency cells, the
 //! lines that say a load generator limited a phase, where run control
-//! stopped it and what load it was offered, a quoted CSV field, and the
+//! stopped it, what load it was offered and how late the generator sent, a
+//! quoted CSV field, and the
 //! right-aligned number columns of a text table. They
 //! live here, used by the table, CSV, HTML, compare and export views alike,
 //! so that every format says a thing in the same words.
@@ -70,6 +71,20 @@ pub(crate) fn offered_line(p: &PhaseReport) -> Option<String> {
             p.scheduled,
             p.requests,
             p.requests as f64 * 100.0 / p.scheduled as f64
+        )
+    })
+}
+
+/// Open loop: how late the generator itself sent ("load: send lag p50 12us
+/// p99 48us max 310us (...)").
+pub(crate) fn send_lag_line(p: &PhaseReport) -> Option<String> {
+    p.send_lag_us.map(|l| {
+        format!(
+            "{}: send lag p50 {} p99 {} max {} (the generator's own delay, included in the latency above)",
+            p.name,
+            format_us(l.p50 as f64),
+            format_us(l.p99 as f64),
+            format_us(l.max as f64),
         )
     })
 }

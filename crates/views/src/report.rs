@@ -9,7 +9,8 @@ use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{ContentArrangement, Table};
 
 use crate::cells::{
-    csv_field, latency_cells, latency_of, limited_text, offered_line, right_align, stop_text,
+    csv_field, latency_cells, latency_of, limited_text, offered_line, right_align, send_lag_line,
+    stop_text,
 };
 use crate::format::Format;
 use fleetbench::clock::format_us;
@@ -77,6 +78,9 @@ pub fn table(report: &Report) -> String {
             let _ = writeln!(out, "{}", ops_table(&p.ops));
         }
         if let Some(line) = offered_line(p) {
+            let _ = writeln!(out, "{line}");
+        }
+        if let Some(line) = send_lag_line(p) {
             let _ = writeln!(out, "{line}");
         }
         if let Some(l) = &p.latency_us
@@ -258,7 +262,9 @@ pub fn csv(report: &Report) -> String {
 
 #[cfg(test)]
 mod tests {
-    use fleetbench_fold::testlog::{fold_of, limited_agent_log, op_less_log, stop, stream};
+    use fleetbench_fold::testlog::{
+        OpWindow, fold_of, limited_agent_log, op_less_log, scheduled, stop, stream,
+    };
     use fleetbench_fold::{Fold, ReportOptions};
 
     use super::*;
@@ -321,5 +327,37 @@ mod tests {
             "{table}"
         );
         assert!(json(&report).contains("\"stopped\": {"));
+    }
+
+    /// An open-loop phase's send lag is a line of the table and of the
+    /// HTML notes, and an object in the JSON.
+    #[test]
+    fn the_send_lag_is_said_in_every_format() {
+        let mut records = vec![scheduled()];
+        for (seq, i) in (1..).zip(0..20u32) {
+            let w = OpWindow {
+                requests: 100,
+                latency_us: 300,
+                send_lag_us: Some(12),
+                ..OpWindow::new("a", seq, i)
+            };
+            records.push(w.record());
+        }
+        let report = fold_of(&records).report(&ReportOptions::default());
+        let line = "load: send lag p50 12us p99 12us max 12us \
+                    (the generator's own delay, included in the latency above)";
+        assert!(table(&report).contains(line), "{}", table(&report));
+        assert!(
+            crate::html::render(&report).contains(&line.replace('\'', "&#39;")),
+            "the HTML notes"
+        );
+        let json = json(&report);
+        assert!(
+            json.contains("\"send_lag_us\": {\n        \"p50\": 12,"),
+            "{json}"
+        );
+        // A closed-loop phase has none.
+        let closed = fold_of(&stream(1)).report(&ReportOptions::default());
+        assert!(!table(&closed).contains("send lag"));
     }
 }

@@ -7,7 +7,9 @@
 use std::fmt::Write as _;
 
 use super::axis::bytes;
-use crate::cells::{latency_cells, latency_of, limited_text, offered_line, stop_text};
+use crate::cells::{
+    latency_cells, latency_of, limited_text, offered_line, send_lag_line, stop_text,
+};
 use fleetbench::clock::format_us;
 use fleetbench_fold::{LatencyReport, PhaseReport, Report};
 
@@ -113,8 +115,8 @@ pub(super) fn headline_table(r: &Report) -> String {
     out
 }
 
-/// Extra percentiles, error classes and warm-up per phase, as the table
-/// report lists them.
+/// Extra percentiles, error classes, warm-up, stops, offered load and send
+/// lag per phase, as the table report lists them.
 pub(super) fn phase_notes(r: &Report) -> String {
     let mut items = Vec::new();
     for p in &r.phases {
@@ -151,6 +153,9 @@ pub(super) fn phase_notes(r: &Report) -> String {
             ));
         }
         if let Some(line) = offered_line(p) {
+            items.push(esc(&line));
+        }
+        if let Some(line) = send_lag_line(p) {
             items.push(esc(&line));
         }
     }
