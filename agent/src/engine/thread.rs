@@ -101,6 +101,12 @@ pub(super) fn thread_main(
     halt: Arc<AtomicBool>,
     tx: mpsc::UnboundedSender<ThreadMsg>,
 ) {
+    // The kernel may defer this thread's sleeps (epoll's timeouts: the
+    // probe, think times) by its timer slack, 50 µs by default; 1 ns keeps
+    // them to the instant. (The send timer, a timerfd, has no slack.)
+    if let Err(e) = nix::sys::prctl::set_timerslack(1) {
+        tracing::debug!("load thread {thread}: timer slack stays: {e}");
+    }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
