@@ -291,6 +291,9 @@ pub struct WindowAcc {
     /// Open loop: the largest lag, in µs, between a request's intended send
     /// time and its actual send.
     pub max_send_lag_us: u64,
+    /// Open loop: every send's lag, in µs (see [`new_histogram`]; values
+    /// past its range are recorded at its top).
+    pub send_lag: Histogram<u64>,
     /// Open loop: sends the schedule called for in this window.
     pub scheduled: u64,
     /// Open loop: waits for an intended time that woke more than
@@ -328,6 +331,7 @@ impl WindowAcc {
             latency: new_histogram(),
             latency_clamped: 0,
             max_send_lag_us: 0,
+            send_lag: new_histogram(),
             scheduled: 0,
             late_wakes: 0,
             max_wake_lag_us: 0,
@@ -392,6 +396,9 @@ impl WindowAcc {
     #[inline]
     pub fn record_send_lag(&mut self, us: u64) {
         self.max_send_lag_us = self.max_send_lag_us.max(us);
+        self.send_lag
+            .record(us.min(MAX_LATENCY_US))
+            .expect("value is within the histogram's bounds");
     }
 
     /// Requests finished, ok or not.
@@ -412,6 +419,9 @@ impl WindowAcc {
             .expect("histograms share bounds");
         self.latency_clamped += other.latency_clamped;
         self.max_send_lag_us = self.max_send_lag_us.max(other.max_send_lag_us);
+        self.send_lag
+            .add(&other.send_lag)
+            .expect("histograms share bounds");
         self.scheduled += other.scheduled;
         self.late_wakes += other.late_wakes;
         self.max_wake_lag_us = self.max_wake_lag_us.max(other.max_wake_lag_us);
@@ -426,7 +436,8 @@ impl WindowAcc {
     }
 
     /// The window as the wire carries it: window `index` (of `width_ms`)
-    /// of phase `phase_index`, with its histogram encoded; `op` is left for
+    /// of phase `phase_index`, with its histograms encoded (the send lag's
+    /// only when it holds a value: closed loop sends none); `op` is left for
     /// the caller.
     pub fn to_pb(&self, phase_index: u32, index: u32, width_ms: u32) -> pb::ResultWindow {
         pb::ResultWindow {
@@ -451,6 +462,11 @@ impl WindowAcc {
             loop_probes: self.loop_probes,
             loop_late: self.loop_late,
             max_loop_lag_us: self.max_loop_lag_us,
+            send_lag_histogram: if self.send_lag.is_empty() {
+                Vec::new()
+            } else {
+                encode_histogram(&self.send_lag)
+            },
         }
     }
 }
@@ -538,6 +554,27 @@ mod tests {
         assert_eq!(w.latency_clamped, 1);
         assert_eq!(w.latency.len(), 2);
         assert_eq!(w.latency.min(), 1);
+    }
+
+    /// Open loop sends the send lags as a histogram; closed loop sends no
+    /// bytes for it (the field stays off the wire).
+    #[test]
+    fn send_lags_travel_only_when_recorded() {
+        let mut w = WindowAcc::new();
+        w.record_ok(500);
+        assert!(w.to_pb(0, 0, 1000).send_lag_histogram.is_empty());
+        for lag in [0, 12, 12, 4_000, MAX_LATENCY_US * 3] {
+            w.record_send_lag(lag);
+        }
+        let mut other = WindowAcc::new();
+        other.record_send_lag(7);
+        w.merge(&other);
+        let p = w.to_pb(0, 0, 1000);
+        assert_eq!(p.max_send_lag_us, MAX_LATENCY_US * 3);
+        let h = decode_histogram(&p.send_lag_histogram).unwrap();
+        assert_eq!(h.len(), 6);
+        assert_eq!(h.value_at_quantile(0.5), 12);
+        assert_eq!(h.min(), 0);
     }
 
     #[test]

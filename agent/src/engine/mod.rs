@@ -10,8 +10,11 @@
 //!   pushed, its start and end reported.
 //! - `thread`: one load thread and its workers, and the windows they record.
 //! - `schedule`: open-loop send times from a rate shape.
+//! - `alarm`: precise wake-ups (a timerfd per load thread) for sends and
+//!   synthetic latencies.
 //! - `ops`: what an iteration runs (`http`, `tcp`, `exec`, `synthetic`).
 
+mod alarm;
 mod command;
 mod ops;
 mod phase;

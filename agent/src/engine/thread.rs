@@ -15,6 +15,7 @@ use fleetbench_gen::{Lane, WorkerGen};
 use fleetbench_gen::{STREAM_DRAWS, STREAM_OPS, STREAM_PACE, worker_seed};
 use tokio::sync::mpsc;
 
+use super::alarm::{Alarm, Alarms};
 use super::ops::{self, Op, Scratch, Slot};
 use super::plan::Plan;
 use super::schedule::Walk;
@@ -100,6 +101,12 @@ pub(super) fn thread_main(
     halt: Arc<AtomicBool>,
     tx: mpsc::UnboundedSender<ThreadMsg>,
 ) {
+    // The kernel may defer this thread's sleeps (epoll's timeouts: the
+    // probe, think times) by its timer slack, 50 µs by default; 1 ns keeps
+    // them to the instant. (The send timer, a timerfd, has no slack.)
+    if let Err(e) = nix::sys::prctl::set_timerslack(1) {
+        tracing::debug!("load thread {thread}: timer slack stays: {e}");
+    }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -138,6 +145,15 @@ async fn thread_loop(
             windows: VecDeque::new(),
         }),
     });
+    let alarms = match Alarms::new() {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!("load thread {thread}: no timer: {e}");
+            let _ = tx.send(ThreadMsg::Done { abandoned: 0 });
+            return;
+        }
+    };
+    let alarm_task = tokio::task::spawn_local(alarms.clone().run());
     tokio::time::sleep_until(tokio::time::Instant::from_std(plan.start)).await;
 
     // This thread's workers: every threads-th of the agent's connections.
@@ -145,7 +161,7 @@ async fn thread_loop(
     let total = plan.concurrency as usize;
     for w in (thread..total).step_by(plan.threads) {
         shared.workers.set(shared.workers.get() + 1);
-        workers.spawn_local(worker(shared.clone(), w));
+        workers.spawn_local(worker(shared.clone(), w, alarms.alarm()));
     }
 
     // Tick: hand over each window as soon as it is over. Every wake-up of
@@ -191,6 +207,7 @@ async fn thread_loop(
     .await;
     let abandoned = shared.in_flight.get();
     workers.abort_all();
+    alarm_task.abort();
 
     let now = Instant::now();
     let stopped_at = shared.recorder.borrow().index_at(now.min(deadline));
@@ -226,7 +243,7 @@ impl Drop for WorkerGuard {
 /// Open loop: each send has an intended time from the schedule; latency
 /// counts from it, and a worker that waited for it but woke late records
 /// that the agent, not the target, was behind.
-async fn worker(shared: Rc<Shared>, w: usize) {
+async fn worker(shared: Rc<Shared>, w: usize, alarm: Alarm) {
     let _guard = WorkerGuard(shared.clone());
     let plan = shared.plan.clone();
     let agent = plan.agent_index;
@@ -241,7 +258,7 @@ async fn worker(shared: Rc<Shared>, w: usize) {
     let values = WorkerGen::new(&plan.gens, plan.seed, lane);
     // Draws inside ops (synthetic latencies and errors).
     let op_rng = Rng::new(worker_seed(plan.seed, agent, w, STREAM_DRAWS));
-    let mut scratch = Scratch::new(values, op_rng);
+    let mut scratch = Scratch::new(values, op_rng, alarm);
     let mut slots: Vec<Slot> = plan.ops.iter().map(Op::slot).collect();
     let mut pace = match &plan.schedule {
         Some(s) => Pace::Open(Walk::new(s, w, plan.concurrency as usize, &mut pace_rng)),
@@ -273,17 +290,16 @@ async fn worker(shared: Rc<Shared>, w: usize) {
         }
         let op = plan.picker.pick(&mut rng);
         if let Some(at) = intended {
-            // Wait for the intended time, watching the idle connection so
-            // that a server-side close is noticed before sending.
+            // Wait for the intended time (on the thread's precise timer),
+            // watching the idle connection so that a server-side close is
+            // noticed before sending.
             let now = Instant::now();
             if at > now {
                 let slot = &mut slots[op];
                 tokio::select! {
                     biased;
-                    () = tokio::time::sleep_until(tokio::time::Instant::from_std(at)) => {}
-                    () = slot.closed() => {
-                        tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
-                    }
+                    () = scratch.alarm.until(at) => {}
+                    () = slot.closed() => scratch.alarm.until(at).await,
                 }
                 let woke = Instant::now();
                 let lag = woke.saturating_duration_since(at).as_micros() as u64;

@@ -315,6 +315,7 @@ mod tests {
             latency,
             latency_clamped: 0,
             max_send_lag_us: 0,
+            send_lag: None,
             scheduled: 0,
             late_wakes: 0,
             max_wake_lag_us: 0,

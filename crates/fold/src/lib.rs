@@ -60,8 +60,9 @@ pub use limited::{
 };
 pub use model::{
     AgentEvents, AgentPoint, AgentReport, HostPoint, HostReport, LatencyReport, LimitedAgent,
-    LogReport, OpPoint, OpReport, PhaseAgentReport, PhaseReport, Report, ServiceReport,
-    SpectrumPoint, StopReport, ThresholdReport, ThresholdResult, TimelinePoint, WindowLatency,
+    LogReport, OpPoint, OpReport, PhaseAgentReport, PhaseReport, Report, SendLagReport,
+    ServiceReport, SpectrumPoint, StopReport, ThresholdReport, ThresholdResult, TimelinePoint,
+    WindowLatency,
 };
 pub use options::ReportOptions;
 pub use reasons::{Reason, ReasonKind, Verdict, verdict_of};

@@ -203,6 +203,12 @@ pub struct PhaseReport {
     /// Open loop: the largest such lag, µs.
     #[serde(skip_serializing_if = "is_zero")]
     pub max_wake_lag_us: u64,
+    /// Open loop: the lag between each send's intended time and the moment
+    /// it was sent, over the headline windows: the generator's own delay,
+    /// which the latencies include (they count from the intended time).
+    /// `None` in closed loop and for logs from older agents.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub send_lag_us: Option<SendLagReport>,
     /// The phase's iteration budget (total across agents).
     #[serde(skip_serializing_if = "is_zero")]
     pub iterations: u64,
@@ -257,6 +263,9 @@ pub struct OpReport {
     pub latency_us: Option<LatencyReport>,
     /// Per timeline window, as the phase's.
     pub timeline: Vec<OpPoint>,
+    /// Open loop: the operation's send lag, as the phase's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub send_lag_us: Option<SendLagReport>,
 }
 
 impl OpReport {
@@ -391,6 +400,18 @@ pub struct LatencyReport {
     /// Percentiles asked for besides these, by name (`p99.99`).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub percentiles: BTreeMap<String, u64>,
+}
+
+/// Open loop: how late the generator sent, µs from each request's intended
+/// time to its send, read from the merged send-lag histograms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SendLagReport {
+    /// The median lag.
+    pub p50: u64,
+    /// The 99th percentile.
+    pub p99: u64,
+    /// The largest.
+    pub max: u64,
 }
 
 /// One agent's part in one phase.

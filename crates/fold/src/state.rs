@@ -77,6 +77,11 @@ pub struct WindowAgg {
     pub latency_clamped: u64,
     /// The largest delay between a request's intended and actual send, µs.
     pub max_send_lag_us: u64,
+    /// Open loop: every send's delay between its intended and actual send,
+    /// µs, all agents' histograms merged (`None` in closed loop and in logs
+    /// from before agents sent it; kept only where there is one, as a
+    /// histogram is 16 KiB even empty).
+    pub send_lag: Option<Histogram<u64>>,
     /// Open loop: sends the schedule called for (the offered load).
     pub scheduled: u64,
     /// Open loop: sends whose worker woke more than 5 ms after the intended
@@ -99,6 +104,7 @@ impl WindowAgg {
             latency: new_growing_histogram(),
             latency_clamped: 0,
             max_send_lag_us: 0,
+            send_lag: None,
             scheduled: 0,
             late_wakes: 0,
             max_wake_lag_us: 0,
@@ -116,12 +122,26 @@ impl WindowAgg {
         self.ok + self.error_count()
     }
 
-    /// Adds one agent's window (of one operation); its histogram is merged
-    /// straight from the wire bytes (`Err` if they do not decode: the window
-    /// is not counted). The caller counts the agent in `agents`.
+    /// Adds one agent's window (of one operation); its histograms are merged
+    /// straight from the wire bytes (`Err` if one does not decode: the
+    /// window is not counted). The caller counts the agent in `agents`.
     pub(crate) fn add(&mut self, w: &pb::ResultWindow) -> Result<(), String> {
-        // A bad histogram changes nothing (it is decoded whole first).
+        // A bad histogram changes nothing (each is decoded whole before it
+        // is merged; the send lag's, rarer, into its own first).
+        let send_lag = if w.send_lag_histogram.is_empty() {
+            None
+        } else {
+            let mut h = new_growing_histogram();
+            merge_encoded(&mut h, &w.send_lag_histogram)?;
+            Some(h)
+        };
         merge_encoded(&mut self.latency, &w.latency_histogram)?;
+        if let Some(h) = send_lag {
+            match &mut self.send_lag {
+                Some(lag) => lag.add(&h).expect("auto-resizing histogram"),
+                None => self.send_lag = Some(h),
+            }
+        }
         self.ok += w.ok;
         for (class, n) in &w.errors {
             *self.errors.entry(class.clone()).or_default() += n;
@@ -148,6 +168,12 @@ impl WindowAgg {
             .expect("auto-resizing histogram");
         self.latency_clamped += other.latency_clamped;
         self.max_send_lag_us = self.max_send_lag_us.max(other.max_send_lag_us);
+        if let Some(h) = &other.send_lag {
+            match &mut self.send_lag {
+                Some(lag) => lag.add(h).expect("auto-resizing histogram"),
+                None => self.send_lag = Some(h.clone()),
+            }
+        }
         self.scheduled += other.scheduled;
         self.late_wakes += other.late_wakes;
         self.max_wake_lag_us = self.max_wake_lag_us.max(other.max_wake_lag_us);

@@ -10,8 +10,8 @@ use hdrhistogram::Histogram;
 use crate::limited::{AgentLoad, limited_reasons};
 use crate::model::{
     AgentEvents, AgentPoint, AgentReport, HostPoint, HostReport, LatencyReport, LimitedAgent,
-    LogReport, OpPoint, OpReport, PhaseAgentReport, PhaseReport, Report, ServiceReport,
-    SpectrumPoint, StopReport, TimelinePoint, WindowLatency,
+    LogReport, OpPoint, OpReport, PhaseAgentReport, PhaseReport, Report, SendLagReport,
+    ServiceReport, SpectrumPoint, StopReport, TimelinePoint, WindowLatency,
 };
 use crate::options::ReportOptions;
 use crate::reasons::Verdict;
@@ -165,6 +165,16 @@ fn latency_report(h: &Histogram<u64>) -> Option<LatencyReport> {
     })
 }
 
+/// The send lag of a set of windows (`None` without one: closed loop).
+fn send_lag_report(h: Option<&Histogram<u64>>) -> Option<SendLagReport> {
+    let h = h.filter(|h| !h.is_empty())?;
+    Some(SendLagReport {
+        p50: h.value_at_quantile(0.5),
+        p99: h.value_at_quantile(0.99),
+        max: h.max(),
+    })
+}
+
 fn throughput(requests: u64, duration_s: f64) -> f64 {
     if duration_s > 0.0 {
         round2(requests as f64 / duration_s)
@@ -272,6 +282,7 @@ fn phase_report(
         scheduled: total.scheduled,
         late_wakes: total.late_wakes,
         max_wake_lag_us: total.max_wake_lag_us,
+        send_lag_us: send_lag_report(total.send_lag.as_ref()),
         iterations: p.iterations,
         arrival: p
             .shape
@@ -315,6 +326,7 @@ fn op_reports(
                 bytes_received: total.bytes_received,
                 throughput_rps: throughput(requests, duration_s),
                 latency_us: latency_report(&total.latency),
+                send_lag_us: send_lag_report(total.send_lag.as_ref()),
                 timeline: buckets
                     .iter()
                     .map(|(&b, w)| {

@@ -95,6 +95,9 @@ pub struct OpWindow<'a> {
     pub late_wakes: u64,
     /// The largest such lag, µs.
     pub max_wake_lag_us: u64,
+    /// Open loop: every request's send lag, µs (`None`: closed loop, no
+    /// send-lag histogram).
+    pub send_lag_us: Option<u64>,
 }
 
 impl<'a> OpWindow<'a> {
@@ -111,6 +114,7 @@ impl<'a> OpWindow<'a> {
             scheduled: 0,
             late_wakes: 0,
             max_wake_lag_us: 0,
+            send_lag_us: None,
         }
     }
 
@@ -122,6 +126,9 @@ impl<'a> OpWindow<'a> {
         }
         for _ in 0..self.errors {
             w.record_error(ErrorClass::Status5xx, Some(self.latency_us));
+        }
+        if let Some(lag) = self.send_lag_us {
+            (0..self.requests + self.errors).for_each(|_| w.record_send_lag(lag));
         }
         let mut w = w.to_pb(0, self.index, 1000);
         w.op = self.op.into();

@@ -251,6 +251,7 @@ fn a_single_workload_phase_lists_no_operations() {
         "stopped",
         "intended_rps",
         "scheduled",
+        "\"send_lag_us\"",
     ] {
         assert!(!text.contains(field), "{field} in an op-less report");
     }
@@ -643,4 +644,57 @@ fn without_word_from_the_agents_a_phase_stops_where_it_was_asked_to() {
     let p = &fold_of(&records).report(&ReportOptions::default()).phases[0];
     assert_eq!((p.requests, p.duration_s), (325, 3.25));
     assert_eq!(p.throughput_rps, 100.0);
+}
+
+// ------------------------------------------------------------ send lag
+
+/// Send lags merge like latencies: per phase and per op, from every agent,
+/// headline windows only; a closed-loop phase has none.
+#[test]
+fn send_lag_merges_per_phase_and_op() {
+    let mut records = vec![scheduled_with(|p| {
+        p.ops = vec!["read".into(), "write".into()]
+    })];
+    let mut seq = 0;
+    for i in 0..20u32 {
+        for (agent, op, requests, lag) in [("a", "read", 100, 10), ("b", "read", 5, 1000)]
+            .into_iter()
+            .chain([("a", "write", 10, 50)])
+        {
+            seq += 1;
+            records.push(
+                OpWindow {
+                    op,
+                    requests,
+                    latency_us: 2000,
+                    // A lag in the warm-up that the headline leaves out.
+                    send_lag_us: Some(if i < 2 { 900_000 } else { lag }),
+                    ..OpWindow::new(agent, seq, i)
+                }
+                .record(),
+            );
+        }
+    }
+    let report = fold_of(&records).report(&ReportOptions::default());
+    let p = &report.phases[0];
+    let lag = p.send_lag_us.expect("open loop has a send lag");
+    assert_eq!((lag.p50, lag.p99, lag.max), (10, 1000, 1000), "{lag:?}");
+    let read = p.ops.iter().find(|o| o.name == "read").unwrap();
+    let write = p.ops.iter().find(|o| o.name == "write").unwrap();
+    assert_eq!(read.send_lag_us.map(|l| l.p50), Some(10));
+    assert_eq!(write.send_lag_us.map(|l| (l.p50, l.max)), Some((50, 50)));
+    let all = ReportOptions {
+        include_warmup: true,
+        ..Default::default()
+    };
+    let warm = fold_of(&records).report(&all).phases[0]
+        .send_lag_us
+        .unwrap();
+    assert!(warm.max >= 900_000, "{warm:?}");
+    // The same records in another order: the same lags.
+    let shuffled = shuffled(&records, &mut Rng::new(3));
+    assert_eq!(
+        fold_of(&shuffled).report(&ReportOptions::default()).phases[0].send_lag_us,
+        Some(lag)
+    );
 }

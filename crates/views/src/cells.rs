@@ -1,8 +1,8 @@
 //! The cells and sentences every view shares: a phase's latency cells, the
 //! lines that say a load generator limited a phase, where run control
-//! stopped it and what load it was offered, the verdict's headline, its
-//! reasons and the thresholds' cells, what became of a service that died,
-//! a quoted CSV field, and the
+//! stopped it, what load it was offered and how late the generator sent,
+//! the verdict's headline, its reasons and the thresholds' cells, what
+//! became of a service that died, a quoted CSV field, and the
 //! right-aligned number columns of a text table. They
 //! live here, used by the table, CSV, HTML, compare and export views alike,
 //! so that every format says a thing in the same words.
@@ -174,6 +174,20 @@ pub(crate) fn threshold_cells(t: &ThresholdReport) -> [String; 4] {
         t.measured.map_or_else(|| "-".to_string(), value),
         format!("{side} {}", value(t.limit)),
     ]
+}
+
+/// Open loop: how late the generator itself sent ("load: send lag p50 12us
+/// p99 48us max 310us (...)").
+pub(crate) fn send_lag_line(p: &PhaseReport) -> Option<String> {
+    p.send_lag_us.map(|l| {
+        format!(
+            "{}: send lag p50 {} p99 {} max {} (the generator's own delay, included in the latency above)",
+            p.name,
+            format_us(l.p50 as f64),
+            format_us(l.p99 as f64),
+            format_us(l.max as f64),
+        )
+    })
 }
 
 /// `12.0` -> "12", `12.5` -> "12.5".

@@ -10,7 +10,7 @@ use comfy_table::{ContentArrangement, Table};
 
 use crate::cells::{
     csv_field, latency_cells, latency_of, limited_text, offered_line, reason_text, right_align,
-    service_text, stderr_heading, stop_text, threshold_cells, verdict_head,
+    send_lag_line, service_text, stderr_heading, stop_text, threshold_cells, verdict_head,
 };
 use crate::format::Format;
 use fleetbench::clock::format_us;
@@ -96,6 +96,9 @@ pub fn table(report: &Report) -> String {
             let _ = writeln!(out, "{}", ops_table(&p.ops));
         }
         if let Some(line) = offered_line(p) {
+            let _ = writeln!(out, "{line}");
+        }
+        if let Some(line) = send_lag_line(p) {
             let _ = writeln!(out, "{line}");
         }
         if let Some(l) = &p.latency_us
@@ -329,8 +332,8 @@ pub fn csv(report: &Report) -> String {
 mod tests {
     use fleetbench::pb::log_record::Record;
     use fleetbench_fold::testlog::{
-        dead_service, finished, fold_of, limited_agent_log, op_less_log, phase_ended, started_with,
-        stop, stream, threshold,
+        OpWindow, dead_service, finished, fold_of, limited_agent_log, op_less_log, phase_ended,
+        scheduled, started_with, stop, stream, threshold,
     };
     use fleetbench_fold::{Fold, ReportOptions};
 
@@ -530,5 +533,37 @@ mod tests {
             !table.contains("requests") && !table.contains('┌'),
             "{table}"
         );
+    }
+
+    /// An open-loop phase's send lag is a line of the table and of the
+    /// HTML notes, and an object in the JSON.
+    #[test]
+    fn the_send_lag_is_said_in_every_format() {
+        let mut records = vec![scheduled()];
+        for (seq, i) in (1..).zip(0..20u32) {
+            let w = OpWindow {
+                requests: 100,
+                latency_us: 300,
+                send_lag_us: Some(12),
+                ..OpWindow::new("a", seq, i)
+            };
+            records.push(w.record());
+        }
+        let report = fold_of(&records).report(&ReportOptions::default());
+        let line = "load: send lag p50 12us p99 12us max 12us \
+                    (the generator's own delay, included in the latency above)";
+        assert!(table(&report).contains(line), "{}", table(&report));
+        assert!(
+            crate::html::render(&report).contains(&line.replace('\'', "&#39;")),
+            "the HTML notes"
+        );
+        let json = json(&report);
+        assert!(
+            json.contains("\"send_lag_us\": {\n        \"p50\": 12,"),
+            "{json}"
+        );
+        // A closed-loop phase has none.
+        let closed = fold_of(&stream(1)).report(&ReportOptions::default());
+        assert!(!table(&closed).contains("send lag"));
     }
 }

@@ -1,6 +1,6 @@
 //! What a worker keeps from one try to the next: a [`Slot`] per op (its
 //! connection, if the op has one) and one [`Scratch`] (reused buffers, the
-//! worker's generators and draws, a timer), so that a request with no
+//! worker's generators and draws, its timers), so that a request with no
 //! templates allocates nothing beyond what hyper needs. Also the
 //! [`Outcome`] every op's try comes to.
 //!
@@ -18,6 +18,8 @@ use http_body_util::Full;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+
+use crate::engine::alarm::Alarm;
 
 /// What an operation's try came to: bytes received, or an error class and
 /// whether its latency means something (an error status, a timeout).
@@ -65,16 +67,19 @@ pub(crate) struct Scratch {
     pub rng: Rng,
     /// One timer per worker, re-armed per request: no allocation.
     pub(super) timer: Pin<Box<tokio::time::Sleep>>,
+    /// The worker's precise timer (intended send times, synthetic latencies).
+    pub alarm: Alarm,
 }
 
 impl Scratch {
-    pub(crate) fn new(values: WorkerGen, rng: Rng) -> Scratch {
+    pub(crate) fn new(values: WorkerGen, rng: Rng, alarm: Alarm) -> Scratch {
         Scratch {
             values,
             buf: Vec::with_capacity(256),
             read: Vec::with_capacity(4096),
             rng,
             timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            alarm,
         }
     }
 }

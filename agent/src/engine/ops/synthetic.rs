@@ -1,5 +1,7 @@
 //! The `synthetic` op: no I/O, a latency drawn from a distribution and an
-//! error drawn at a ratio (for trying out workloads and reports).
+//! error drawn at a ratio (for trying out workloads and reports). It waits
+//! on the worker's precise alarm, so it records the drawn latency plus only
+//! the thread's wake-up delay.
 
 use std::time::{Duration, Instant};
 
@@ -35,7 +37,8 @@ impl SyntheticOp {
         let sent = Instant::now();
         let wait = Duration::from_micros(self.latency.sample(&mut s.rng));
         in_flight.set(in_flight.get() + 1);
-        tokio::time::sleep(wait).await;
+        // The precise timer: tokio's would add up to a millisecond.
+        s.alarm.until(sent + wait).await;
         in_flight.set(in_flight.get() - 1);
         let outcome = if s.rng.next_f64() < self.error_ratio {
             Err((ErrorClass::Synthetic, true))

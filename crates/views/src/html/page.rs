@@ -9,8 +9,8 @@ use std::fmt::Write as _;
 
 use super::axis::bytes;
 use crate::cells::{
-    latency_cells, latency_of, limited_text, offered_line, reason_text, service_text,
-    stderr_heading, stop_text, threshold_cells, verdict_head,
+    latency_cells, latency_of, limited_text, offered_line, reason_text, send_lag_line,
+    service_text, stderr_heading, stop_text, threshold_cells, verdict_head,
 };
 use fleetbench::clock::format_us;
 use fleetbench_fold::{LatencyReport, PhaseReport, Report};
@@ -121,8 +121,8 @@ pub(super) fn headline_table(r: &Report) -> String {
     out
 }
 
-/// Extra percentiles, error classes and warm-up per phase, as the table
-/// report lists them.
+/// Extra percentiles, error classes, warm-up, stops, offered load and send
+/// lag per phase, as the table report lists them.
 pub(super) fn phase_notes(r: &Report) -> String {
     let mut items = Vec::new();
     for p in &r.phases {
@@ -159,6 +159,9 @@ pub(super) fn phase_notes(r: &Report) -> String {
             ));
         }
         if let Some(line) = offered_line(p) {
+            items.push(esc(&line));
+        }
+        if let Some(line) = send_lag_line(p) {
             items.push(esc(&line));
         }
     }

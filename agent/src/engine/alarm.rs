@@ -1,0 +1,417 @@
+//! Precise wake-ups for one load thread's workers: an open-loop send is due
+//! at an instant, and so is the end of a synthetic op's drawn latency, both
+//! finer than tokio's timer keeps (it rounds up to whole milliseconds, which
+//! made every send 0.5–1 ms late).
+//!
+//! A load thread has one [`Alarms`]: a `timerfd` (CLOCK_MONOTONIC, armed
+//! with an absolute expiry; timer slack does not apply to it), registered
+//! with the thread's own tokio reactor, and the instants its workers wait
+//! for in a min-heap. The timer is armed for the earliest of them only;
+//! when it fires, the thread's epoll wakes, the alarm task ([`Alarms::run`])
+//! wakes every worker whose instant has come and arms the timer for the
+//! next. So a thread wakes once per due instant (one per second at
+//! 1 req/s), and many workers share one timer.
+//!
+//! Waking a thread is not instant: between the timer's expiry and the alarm
+//! task running lie the interrupt, the scheduler and the return from epoll,
+//! 30–70 µs on a VM. So the timer is armed that much *early* (the
+//! [`Advance`], learned per thread from how late it actually woke), and the
+//! alarm task spins, reading the clock, over the few microseconds left to
+//! the instant. A send is then on time to about a microsecond, at the cost
+//! of spinning the difference between the advance and the actual wake-up:
+//! a few microseconds per wake, nothing between wakes.
+//!
+//! A worker holds an [`Alarm`] (its place in the thread's table) and awaits
+//! [`Alarm::until`]. Nothing here knows about sends, ops or windows.
+
+use std::cell::{Cell, RefCell};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::future::Future;
+use std::io;
+use std::os::fd::AsFd;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use nix::sys::time::TimeSpec;
+use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
+use tokio::net::unix::pipe;
+
+/// What one worker waits for.
+#[derive(Default)]
+struct Waiting {
+    at: Option<Instant>,
+    waker: Option<Waker>,
+}
+
+/// How early the timer is armed before an instant: an estimate of the
+/// thread's wake-up delay (timer expiry to the alarm task running), at the
+/// [`Advance::QUANTILE`] of the delays seen, so that most wakes come a
+/// little early and spin the rest, and few come late. A stochastic quantile
+/// estimate: each delay above it raises it by `UP`, each below lowers it by
+/// `DOWN` (UP / DOWN = q / (1 − q)); one delay, however long (the thread
+/// preempted, or busy with responses), moves it by `UP` only.
+struct Advance {
+    ns: Cell<u64>,
+}
+
+impl Advance {
+    /// Which quantile of the wake-up delays the advance tracks: 3/4.
+    const QUANTILE: (u64, u64) = (3, 4);
+    /// Where it starts: about a VM's wake-up delay.
+    const INITIAL_NS: u64 = 30_000;
+    /// Never more: a thread spins at most this long per wake.
+    const MAX_NS: u64 = 150_000;
+    const DOWN_NS: u64 = 250;
+    const UP_NS: u64 = Self::DOWN_NS * Self::QUANTILE.0 / (Self::QUANTILE.1 - Self::QUANTILE.0);
+
+    fn get(&self) -> Duration {
+        Duration::from_nanos(self.ns.get())
+    }
+
+    /// The timer, due at some instant, woke the thread `delay` after it.
+    fn learn(&self, delay: Duration) {
+        let ns = self.ns.get();
+        let next = if delay.as_nanos() > u128::from(ns) {
+            (ns + Self::UP_NS).min(Self::MAX_NS)
+        } else {
+            ns.saturating_sub(Self::DOWN_NS)
+        };
+        self.ns.set(next);
+    }
+}
+
+/// What the timer is armed for: the instant a worker waits for, and the
+/// (earlier) expiry set, if it was still to come when set.
+#[derive(Clone, Copy, PartialEq)]
+struct Armed {
+    at: Instant,
+    fire: Option<Instant>,
+}
+
+/// One load thread's precise timer and the instants its workers wait for.
+pub(crate) struct Alarms {
+    timer: TimerFd,
+    /// The same timer (a duplicate of its fd) on the thread's reactor: it
+    /// reads as readable once expired. Tokio's `pipe::Receiver` takes any
+    /// readable special file as an owned fd (`AsyncFd` would need `unsafe`).
+    expiries: pipe::Receiver,
+    /// An `Instant` and CLOCK_MONOTONIC read just after it: the timer's
+    /// expiry for an instant `at` is `clock + (at - base)`.
+    base: Instant,
+    clock: Duration,
+    /// (instant, worker), earliest first; an entry whose worker no longer
+    /// waits for that instant is stale and skipped.
+    due: RefCell<BinaryHeap<Reverse<(Instant, usize)>>>,
+    waiting: RefCell<Vec<Waiting>>,
+    /// What the timer is armed for, if it is.
+    armed: Cell<Option<Armed>>,
+    advance: Advance,
+}
+
+impl Alarms {
+    /// A disarmed timer on the current thread's tokio reactor.
+    pub(crate) fn new() -> io::Result<Rc<Alarms>> {
+        let flags = TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC;
+        let timer = TimerFd::new(ClockId::CLOCK_MONOTONIC, flags).map_err(io::Error::from)?;
+        let expiries =
+            pipe::Receiver::from_owned_fd_unchecked(timer.as_fd().try_clone_to_owned()?)?;
+        let base = Instant::now();
+        let clock = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+            .map_err(io::Error::from)?;
+        Ok(Rc::new(Alarms {
+            timer,
+            expiries,
+            base,
+            clock: Duration::from(clock),
+            due: RefCell::new(BinaryHeap::new()),
+            waiting: RefCell::new(Vec::new()),
+            armed: Cell::new(None),
+            advance: Advance {
+                ns: Cell::new(Advance::INITIAL_NS),
+            },
+        }))
+    }
+
+    /// A worker's alarm on this thread.
+    pub(crate) fn alarm(self: &Rc<Self>) -> Alarm {
+        let mut waiting = self.waiting.borrow_mut();
+        waiting.push(Waiting::default());
+        Alarm {
+            alarms: self.clone(),
+            id: waiting.len() - 1,
+        }
+    }
+
+    /// Wakes workers as their instants come; runs as long as the thread
+    /// does (its task is aborted with the thread's workers). Ends only if
+    /// the reactor fails, after waking everyone (they then fall back on
+    /// reading the clock when polled).
+    pub(crate) async fn run(self: Rc<Self>) {
+        let mut expired = [0u8; 8];
+        loop {
+            if let Err(e) = self.expiries.readable().await {
+                tracing::error!("load thread's timer failed: {e}");
+                self.wake_due(None);
+                return;
+            }
+            // The timer fired (a one-shot: it is disarmed now), or tokio
+            // kept a readiness already dealt with. Wake whoever is due, arm
+            // for the next (which resets the timer's count), then read the
+            // count until WouldBlock, which clears tokio's readiness: a
+            // count read means it fired again meanwhile, so go round.
+            loop {
+                let now = Instant::now();
+                if let Some(Armed {
+                    fire: Some(fire), ..
+                }) = self.armed.take()
+                    && now >= fire
+                {
+                    self.advance.learn(now - fire);
+                }
+                if self.wake_due(Some(now)) {
+                    // Let the workers just woken send before the syscalls
+                    // below (arming, reading): a few microseconds sooner.
+                    tokio::task::yield_now().await;
+                }
+                self.arm_next();
+                match self.expiries.try_read(&mut expired) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        tracing::error!("reading the load thread's timer: {e}");
+                        self.wake_due(None);
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Wakes every worker due by `now`, spinning to the instant of those
+    /// due within the advance (the timer was armed that early for them);
+    /// with `None`, wakes everyone at once. Whether it woke any.
+    fn wake_due(&self, now: Option<Instant>) -> bool {
+        let mut now = now;
+        let mut woke = false;
+        let advance = self.advance.get();
+        loop {
+            let waker = {
+                let mut due = self.due.borrow_mut();
+                let Some(&Reverse((at, id))) = due.peek() else {
+                    return woke;
+                };
+                let mut waiting = self.waiting.borrow_mut();
+                let w = &mut waiting[id];
+                if w.at != Some(at) {
+                    due.pop();
+                    continue;
+                }
+                if let Some(t) = now
+                    && at > t
+                {
+                    if at - t > advance {
+                        return woke;
+                    }
+                    // The last microseconds: read the clock until `at`.
+                    while Instant::now() < at {
+                        std::hint::spin_loop();
+                    }
+                    now = Some(at);
+                }
+                due.pop();
+                w.at = None;
+                w.waker.take()
+            };
+            if let Some(waker) = waker {
+                waker.wake();
+                woke = true;
+            }
+        }
+    }
+
+    /// Arms the timer for the earliest instant still waited for.
+    fn arm_next(&self) {
+        let next = self.due.borrow().peek().map(|r| r.0.0);
+        if let Some(at) = next {
+            self.arm(at);
+        }
+    }
+
+    /// Arms the timer to fire the advance before `at` (replacing what it
+    /// was armed for).
+    fn arm(&self, at: Instant) {
+        if self.armed.get().is_some_and(|a| a.at == at) {
+            return;
+        }
+        let fire = at.checked_sub(self.advance.get()).unwrap_or(at);
+        let expiry = self.clock + fire.saturating_duration_since(self.base);
+        let set = self.timer.set(
+            Expiration::OneShot(TimeSpec::from_duration(expiry)),
+            TimerSetTimeFlags::TFD_TIMER_ABSTIME,
+        );
+        match set {
+            Ok(()) => self.armed.set(Some(Armed {
+                at,
+                // An expiry already past fires at once: its delay says
+                // nothing about the thread's wake-ups.
+                fire: (fire > Instant::now()).then_some(fire),
+            })),
+            // Cannot happen with a valid fd and expiry; the worker would
+            // wait forever, so wake everyone instead (they poll the clock).
+            Err(e) => {
+                tracing::error!("arming the load thread's timer: {e}");
+                self.wake_due(None);
+            }
+        }
+    }
+
+    /// Worker `id` waits for `at` with `waker`.
+    fn wait(&self, id: usize, at: Instant, waker: &Waker) {
+        let fresh = {
+            let mut waiting = self.waiting.borrow_mut();
+            let w = &mut waiting[id];
+            if !w.waker.as_ref().is_some_and(|old| old.will_wake(waker)) {
+                w.waker = Some(waker.clone());
+            }
+            let fresh = w.at != Some(at);
+            w.at = Some(at);
+            fresh
+        };
+        if fresh {
+            self.due.borrow_mut().push(Reverse((at, id)));
+            if self.armed.get().is_none_or(|armed| at < armed.at) {
+                self.arm(at);
+            }
+        }
+    }
+
+    /// Worker `id` no longer waits.
+    fn cancel(&self, id: usize) {
+        let mut waiting = self.waiting.borrow_mut();
+        waiting[id] = Waiting::default();
+    }
+}
+
+/// One worker's precise timer.
+pub(crate) struct Alarm {
+    alarms: Rc<Alarms>,
+    id: usize,
+}
+
+impl Alarm {
+    /// Resolves at `at` (at once if it has passed), within microseconds of
+    /// it when the thread is not busy.
+    pub(crate) fn until(&self, at: Instant) -> Until<'_> {
+        Until { alarm: self, at }
+    }
+}
+
+/// The future of [`Alarm::until`].
+pub(crate) struct Until<'a> {
+    alarm: &'a Alarm,
+    at: Instant,
+}
+
+impl Future for Until<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if Instant::now() >= self.at {
+            return Poll::Ready(());
+        }
+        self.alarm.alarms.wait(self.alarm.id, self.at, cx.waker());
+        Poll::Pending
+    }
+}
+
+impl Drop for Until<'_> {
+    fn drop(&mut self) {
+        self.alarm.alarms.cancel(self.alarm.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Many workers on one thread, each waiting for instants a few ms
+    /// apart: every wait ends at or after its instant, and (the thread
+    /// being idle otherwise) soon after it.
+    #[test]
+    fn workers_wake_at_their_instants() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let local = tokio::task::LocalSet::new();
+        let lags = local.block_on(&rt, async {
+            let alarms = Alarms::new().unwrap();
+            let task = tokio::task::spawn_local(alarms.clone().run());
+            let start = Instant::now() + Duration::from_millis(5);
+            let mut workers = Vec::new();
+            for w in 0..8u64 {
+                let alarm = alarms.alarm();
+                workers.push(tokio::task::spawn_local(async move {
+                    let mut lags = Vec::new();
+                    for i in 0..50u64 {
+                        let at = start + Duration::from_micros(w * 370 + i * 2_900);
+                        alarm.until(at).await;
+                        let now = Instant::now();
+                        assert!(now >= at, "woke early");
+                        lags.push(now.duration_since(at).as_micros() as u64);
+                    }
+                    lags
+                }));
+            }
+            let mut lags = Vec::new();
+            for w in workers {
+                lags.extend(w.await.unwrap());
+            }
+            task.abort();
+            eprintln!("advance learned: {:?}", alarms.advance.get());
+            lags
+        });
+        let mut lags = lags;
+        lags.sort_unstable();
+        let p50 = lags[lags.len() / 2];
+        eprintln!(
+            "p10 {} p50 {p50} p90 {} p99 {} max {}",
+            lags[lags.len() / 10],
+            lags[lags.len() * 9 / 10],
+            lags[lags.len() * 99 / 100],
+            lags[lags.len() - 1]
+        );
+        // Half of tokio's millisecond tick, which this timer replaces.
+        assert!(p50 < 250, "median lag {p50} us: {lags:?}");
+    }
+
+    /// The advance settles at the quantile of the delays it is shown, and
+    /// one long delay (the thread preempted) moves it by one step only.
+    #[test]
+    fn advance_tracks_the_wake_up_delay() {
+        let advance = Advance {
+            ns: Cell::new(Advance::INITIAL_NS),
+        };
+        // Delays of 40, 50, 60 and 70 µs in turn: 3/4 of them are 60 µs or less.
+        for i in 0..4_000u64 {
+            advance.learn(Duration::from_micros(40 + 10 * (i % 4)));
+        }
+        let settled = advance.get();
+        assert!(
+            (Duration::from_micros(58)..=Duration::from_micros(71)).contains(&settled),
+            "{settled:?}"
+        );
+        advance.learn(Duration::from_secs(1));
+        assert_eq!(
+            advance.get(),
+            settled + Duration::from_nanos(Advance::UP_NS)
+        );
+        for _ in 0..4_000 {
+            advance.learn(Duration::from_secs(1));
+        }
+        assert_eq!(advance.get(), Duration::from_nanos(Advance::MAX_NS));
+    }
+}
