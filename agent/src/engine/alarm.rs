@@ -53,8 +53,17 @@ struct Waiting {
 /// estimate: each delay above it raises it by `UP`, each below lowers it by
 /// `DOWN` (UP / DOWN = q / (1 − q)); one delay, however long (the thread
 /// preempted, or busy with responses), moves it by `UP` only.
+///
+/// What a wake spins is the advance less the actual delay: the spread of
+/// the delays, a few microseconds. The advance is kept under
+/// [`Advance::MAX_NS`] and under a quarter of the mean time between the
+/// thread's wakes, so that even delays that vary wildly (a busy machine)
+/// never make spinning more than a quarter of the thread's time.
 struct Advance {
     ns: Cell<u64>,
+    /// Mean time between the thread's timer wakes, ns (an EWMA, weight 1/8).
+    interval_ns: Cell<u64>,
+    last_wake: Cell<Option<Instant>>,
 }
 
 impl Advance {
@@ -66,9 +75,30 @@ impl Advance {
     const MAX_NS: u64 = 150_000;
     const DOWN_NS: u64 = 250;
     const UP_NS: u64 = Self::DOWN_NS * Self::QUANTILE.0 / (Self::QUANTILE.1 - Self::QUANTILE.0);
+    /// At most this share of the time between wakes: 1/4.
+    const SHARE: u64 = 4;
+
+    fn new() -> Advance {
+        Advance {
+            ns: Cell::new(Self::INITIAL_NS),
+            interval_ns: Cell::new(1_000_000_000),
+            last_wake: Cell::new(None),
+        }
+    }
 
     fn get(&self) -> Duration {
-        Duration::from_nanos(self.ns.get())
+        Duration::from_nanos(self.ns.get().min(self.interval_ns.get() / Self::SHARE))
+    }
+
+    /// The thread's timer woke it at `now`.
+    fn woke(&self, now: Instant) {
+        if let Some(last) = self.last_wake.replace(Some(now)) {
+            let gap = u64::try_from(now.saturating_duration_since(last).as_nanos())
+                .unwrap_or(u64::MAX)
+                .min(1_000_000_000);
+            let mean = self.interval_ns.get();
+            self.interval_ns.set(mean - mean / 8 + gap / 8);
+        }
     }
 
     /// The timer, due at some instant, woke the thread `delay` after it.
@@ -97,6 +127,7 @@ pub(crate) struct Alarms {
     /// The same timer (a duplicate of its fd) on the thread's reactor: it
     /// reads as readable once expired. Tokio's `pipe::Receiver` takes any
     /// readable special file as an owned fd (`AsyncFd` would need `unsafe`).
+    /// Its count of expiries is never read (see [`Alarms::run`]).
     expiries: pipe::Receiver,
     /// An `Instant` and CLOCK_MONOTONIC read just after it: the timer's
     /// expiry for an instant `at` is `clock + (at - base)`.
@@ -129,9 +160,7 @@ impl Alarms {
             due: RefCell::new(BinaryHeap::new()),
             waiting: RefCell::new(Vec::new()),
             armed: Cell::new(None),
-            advance: Advance {
-                ns: Cell::new(Advance::INITIAL_NS),
-            },
+            advance: Advance::new(),
         }))
     }
 
@@ -150,43 +179,34 @@ impl Alarms {
     /// the reactor fails, after waking everyone (they then fall back on
     /// reading the clock when polled).
     pub(crate) async fn run(self: Rc<Self>) {
-        let mut expired = [0u8; 8];
         loop {
             if let Err(e) = self.expiries.readable().await {
                 tracing::error!("load thread's timer failed: {e}");
                 self.wake_due(None);
                 return;
             }
-            // The timer fired (a one-shot: it is disarmed now), or tokio
-            // kept a readiness already dealt with. Wake whoever is due, arm
-            // for the next (which resets the timer's count), then read the
-            // count until WouldBlock, which clears tokio's readiness: a
-            // count read means it fired again meanwhile, so go round.
-            loop {
-                let now = Instant::now();
-                if let Some(Armed {
-                    fire: Some(fire), ..
-                }) = self.armed.take()
-                    && now >= fire
-                {
-                    self.advance.learn(now - fire);
-                }
-                if self.wake_due(Some(now)) {
-                    // Let the workers just woken send before the syscalls
-                    // below (arming, reading): a few microseconds sooner.
-                    tokio::task::yield_now().await;
-                }
-                self.arm_next();
-                match self.expiries.try_read(&mut expired) {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) => {
-                        tracing::error!("reading the load thread's timer: {e}");
-                        self.wake_due(None);
-                        return;
-                    }
-                }
+            // The timer fired (a one-shot: disarmed now). Its count is not
+            // read (a syscall): an operation that "would block" clears
+            // tokio's readiness, and each later expiry is a new epoll event
+            // (the fd is edge-triggered), arming included.
+            let _ = self
+                .expiries
+                .try_io(|| Err::<(), _>(io::ErrorKind::WouldBlock.into()));
+            let now = Instant::now();
+            self.advance.woke(now);
+            if let Some(Armed {
+                fire: Some(fire), ..
+            }) = self.armed.take()
+                && now >= fire
+            {
+                self.advance.learn(now - fire);
             }
+            if self.wake_due(Some(now)) {
+                // Let the workers just woken send before arming (a
+                // syscall): a few microseconds sooner.
+                tokio::task::yield_now().await;
+            }
+            self.arm_next();
         }
     }
 
@@ -388,13 +408,12 @@ mod tests {
         assert!(p50 < 250, "median lag {p50} us: {lags:?}");
     }
 
-    /// The advance settles at the quantile of the delays it is shown, and
-    /// one long delay (the thread preempted) moves it by one step only.
+    /// The advance settles at the quantile of the delays it is shown, one
+    /// long delay (the thread preempted) moves it by one step only, and it
+    /// stays under a quarter of the time between wakes.
     #[test]
     fn advance_tracks_the_wake_up_delay() {
-        let advance = Advance {
-            ns: Cell::new(Advance::INITIAL_NS),
-        };
+        let advance = Advance::new();
         // Delays of 40, 50, 60 and 70 µs in turn: 3/4 of them are 60 µs or less.
         for i in 0..4_000u64 {
             advance.learn(Duration::from_micros(40 + 10 * (i % 4)));
@@ -413,5 +432,15 @@ mod tests {
             advance.learn(Duration::from_secs(1));
         }
         assert_eq!(advance.get(), Duration::from_nanos(Advance::MAX_NS));
+        // Woken every 100 µs, it spins at most a quarter of that.
+        let t = Instant::now();
+        for i in 0..200 {
+            advance.woke(t + Duration::from_micros(100 * i));
+        }
+        let capped = advance.get();
+        assert!(
+            (Duration::from_micros(24)..=Duration::from_micros(26)).contains(&capped),
+            "{capped:?}"
+        );
     }
 }
