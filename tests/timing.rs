@@ -159,8 +159,10 @@ latency = "1ms"
         let (min, p50) = (lat["min"].as_u64().unwrap(), lat["p50"].as_u64().unwrap());
         eprintln!("{phase}: {lat}");
         assert!(requests(&report, i) > 1000, "{phase}: too few requests");
+        // Tokio's timer read ~2,080 us; a loaded CI box has read 1,269 us
+        // (open loop, where each send's own lag adds to it).
         assert!(
-            p50 <= 1_250,
+            p50 <= 1_600,
             "{phase}: a 1 ms synthetic latency reads p50 {p50} us: {lat}"
         );
         assert!(min >= 1_000, "{phase}: min {min} us below the drawn 1 ms");
