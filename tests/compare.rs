@@ -89,10 +89,10 @@ fn compare_of_a_run_with_itself_finds_no_change_and_exits_0() {
 }
 
 /// The same closed-loop workload against a target that adds 25 ms to every
-/// response: p99 goes up by far more than 10 %, beyond the noise of the
-/// windows, and compare exits 1 naming the regression. The delay is far
-/// above what a loaded CI box adds to the fast run's windows (a 3 ms p99
-/// window was seen beside a 5 ms delay, which made the test overlap).
+/// response: p50 goes up by far more than 10 %, beyond the noise of the
+/// windows, and compare exits 1 naming the regression. The median, not a
+/// tail: on a loaded CI box the fast run's own p99 reached 52 ms (its
+/// event loop 217 ms late), while its p50 stayed at 3 ms.
 #[test]
 fn compare_exits_1_on_a_run_made_slower_on_purpose() {
     let dir = TempDir::new("compare-slow");
@@ -110,14 +110,14 @@ fn compare_exits_1_on_a_run_made_slower_on_purpose() {
             "--phase",
             "load",
             "--max-regression",
-            "p99=10%",
+            "p50=10%",
         ],
     );
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
-    assert!(stdout.contains("REGRESSION: phase load p99 +"), "{stdout}");
+    assert!(stdout.contains("REGRESSION: phase load p50 +"), "{stdout}");
     assert!(stdout.contains("significant change in:"), "{stdout}");
-    assert!(stdout.contains("load p99"), "{stdout}");
+    assert!(stdout.contains("load p50"), "{stdout}");
     assert!(stdout.contains("(limit +10%)"), "{stdout}");
     assert!(!stdout.contains("too few windows"), "{stdout}");
     // The targets listened on different ports: the workload diff shows it.
@@ -134,7 +134,7 @@ fn compare_exits_1_on_a_run_made_slower_on_purpose() {
             &base,
             &candidate,
             "--max-regression",
-            "p99=10%",
+            "p50=10%",
             "--format",
             "json",
         ],
@@ -142,18 +142,18 @@ fn compare_exits_1_on_a_run_made_slower_on_purpose() {
     assert_eq!(json.status.code(), Some(1));
     let c: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(c["regressed"], true);
-    let p99 = c["phases"][0]["metrics"]
+    let p50 = c["phases"][0]["metrics"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|m| m["metric"] == "p99")
+        .find(|m| m["metric"] == "p50")
         .unwrap()
         .clone();
-    assert_eq!(p99["significant"], true, "{p99}");
-    assert!(p99["test"]["p"].as_f64().unwrap() < 0.05, "{p99}");
+    assert_eq!(p50["significant"], true, "{p50}");
+    assert!(p50["test"]["p"].as_f64().unwrap() < 0.05, "{p50}");
     // 25 ms more per request; how much more in % depends on the machine's
     // noise (a loaded CI box has a slow base too): above the 10 % limit.
-    assert!(p99["change_pct"].as_f64().unwrap() > 10.0, "{p99}");
+    assert!(p50["change_pct"].as_f64().unwrap() > 10.0, "{p50}");
     let tput = c["phases"][0]["metrics"][0].clone();
     assert_eq!(tput["metric"], "throughput");
     assert!(tput["change_pct"].as_f64().unwrap() < -50.0, "{tput}");
@@ -161,7 +161,7 @@ fn compare_exits_1_on_a_run_made_slower_on_purpose() {
     // Reversed, the candidate is faster: nothing regressed.
     let back = coordinator(
         dir.path(),
-        &["compare", &candidate, &base, "--max-regression", "p99=10%"],
+        &["compare", &candidate, &base, "--max-regression", "p50=10%"],
     );
     assert_eq!(back.status.code(), Some(0), "{}", text(&back.stdout));
 }
