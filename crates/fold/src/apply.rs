@@ -268,7 +268,7 @@ impl PhaseAgg {
             .get(agent)
             .is_none_or(|a| !a.by_window.contains_key(&w.index));
         let window = self.windows.entry(w.index).or_insert_with(WindowAgg::new);
-        let late_sends = window.add(w)?;
+        window.add(w)?;
         if new_index {
             window.agents += 1;
         }
@@ -288,15 +288,15 @@ impl PhaseAgg {
             self.agents.insert(agent.to_string(), AgentPhase::default());
         }
         let agent = self.agents.get_mut(agent).expect("just ensured");
-        agent.add_window(w, new_index, keep, late_sends);
+        agent.add_window(w, new_index, keep);
         Ok(())
     }
 }
 
 impl AgentPhase {
-    /// Counts one of the agent's windows (of one operation), `late_sends`
-    /// of its sends late; `new_index`: the first at its index.
-    fn add_window(&mut self, w: &pb::ResultWindow, new_index: bool, keep: bool, late_sends: u64) {
+    /// Counts one of the agent's windows (of one operation); `new_index`:
+    /// the first at its index.
+    fn add_window(&mut self, w: &pb::ResultWindow, new_index: bool, keep: bool) {
         if keep {
             let kept = self
                 .kept
@@ -306,7 +306,7 @@ impl AgentPhase {
                 kept.agents = 1;
             }
         }
-        let counts = AgentWindow::of(w, late_sends);
+        let counts = AgentWindow::of(w);
         if new_index {
             self.windows += 1;
         }

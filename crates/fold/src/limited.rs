@@ -31,13 +31,6 @@ pub struct AgentLoad {
     pub late_wakes: u64,
     /// The largest such lag, µs.
     pub max_wake_lag_us: u64,
-    /// Open loop: sends that started more than 5 ms after their intended
-    /// time because the connection that owned them was still busy.
-    pub late_sends: u64,
-    /// The largest send lag, µs.
-    pub max_send_lag_us: u64,
-    /// Connections the agent ran the phase with (0: not known).
-    pub connections: u32,
     /// Event-loop probes of the agent's load threads (one per 10 ms per
     /// thread).
     pub loop_probes: u64,
@@ -66,17 +59,12 @@ pub struct AgentLoad {
 ///     no CPU left to send faster or time requests accurately;
 /// (c) open loop, it sent fewer than (1 − [`SEND_SHORTFALL`]) (95 %) of the
 ///     scheduled requests while over [`SHORTFALL_LATE_SHARE`] (0.1 %) of
-///     them woke late, or while rule (e) held: it fell behind;
+///     them woke late: it fell behind;
 /// (d) its load threads' event-loop probes (a timer every 10 ms) fired more
 ///     than 5 ms late in over [`LATE_WAKE_SHARE`] (1 %) of at least
 ///     [`LATE_WAKE_MIN_SCHEDULED`] (100) probes: the agent's threads were
 ///     not running when due (CPU starvation, preemption), open or closed
-///     loop alike, so its latencies include its own delays;
-/// (e) open loop, over [`LATE_WAKE_SHARE`] (1 %) of at least
-///     [`LATE_WAKE_MIN_SCHEDULED`] (100) scheduled sends started more than
-///     5 ms late: every connection was busy when they were due (the target
-///     answered slower than the agent's connections can carry the rate),
-///     so they went out late and the offered load was not the schedule's.
+///     loop alike, so its latencies include its own delays.
 ///
 /// An empty list: not limited.
 pub fn limited_reasons(load: &AgentLoad) -> Vec<String> {
@@ -104,9 +92,6 @@ pub fn limited_reasons(load: &AgentLoad) -> Vec<String> {
             if usable == 1 { "" } else { "s" }
         ));
     }
-    if let Some(busy) = connections_busy(load) {
-        reasons.push(busy);
-    }
     if let Some(short) = schedule_not_kept(load) {
         reasons.push(short);
     }
@@ -121,51 +106,22 @@ pub fn limited_reasons(load: &AgentLoad) -> Vec<String> {
     reasons
 }
 
-/// Rule (e) in words: "all 4 connections busy; 812 of 1000 sends started
-/// more than 5 ms late (by up to 2.3 s)".
-fn connections_busy(load: &AgentLoad) -> Option<String> {
-    // A send whose worker woke late started late too: that is rule (a)'s.
-    let busy = load.late_sends.saturating_sub(load.late_wakes);
-    (load.scheduled >= LATE_WAKE_MIN_SCHEDULED && busy as f64 > LATE_WAKE_SHARE * load.scheduled as f64)
+/// Rule (c) alone, in words: open loop, the agent sent fewer than 95 % of
+/// the scheduled requests while waking late, so the load offered was not
+/// the schedule's. Of the four rules it is the one that makes a run's
+/// verdict invalid (the others are warnings; ARCHITECTURE.md, The fold).
+pub fn schedule_not_kept(load: &AgentLoad) -> Option<String> {
+    (load.scheduled > 0
+        && load.late_wakes as f64 > SHORTFALL_LATE_SHARE * load.scheduled as f64
+        && (load.sent as f64) < (1.0 - SEND_SHORTFALL) * load.scheduled as f64)
         .then(|| {
-            let all = match load.connections {
-                0 => "all its connections".to_string(),
-                1 => "its 1 connection".to_string(),
-                n => format!("all {n} connections"),
-            };
             format!(
-                "{all} busy; {} of {} sends started more than {} late (by up to {}): raise concurrency",
-                busy,
+                "sent {} of {} scheduled requests ({} short) while waking late",
+                load.sent,
                 load.scheduled,
-                format_ms(LATE_WAKE_US),
-                format_ms(load.max_send_lag_us)
+                percent(load.scheduled.saturating_sub(load.sent) as f64 / load.scheduled as f64)
             )
         })
-}
-
-/// Rule (c) alone, in words: open loop, the agent sent fewer than 95 % of
-/// the scheduled requests while waking late, or while its sends started
-/// late for busy connections (rule e), so the load offered was not the
-/// schedule's. It is the rule that makes a run's verdict invalid (the
-/// others are warnings; ARCHITECTURE.md, The fold).
-pub fn schedule_not_kept(load: &AgentLoad) -> Option<String> {
-    let short =
-        load.scheduled > 0 && (load.sent as f64) < (1.0 - SEND_SHORTFALL) * load.scheduled as f64;
-    let waking_late = load.late_wakes as f64 > SHORTFALL_LATE_SHARE * load.scheduled as f64;
-    let busy = connections_busy(load).is_some();
-    (short && (waking_late || busy)).then(|| {
-        format!(
-            "sent {} of {} scheduled requests ({} short) {}",
-            load.sent,
-            load.scheduled,
-            percent(load.scheduled.saturating_sub(load.sent) as f64 / load.scheduled as f64),
-            if waking_late {
-                "while waking late"
-            } else {
-                "with every connection busy"
-            }
-        )
-    })
 }
 
 /// Rules (a) and (d): `late` of `of` things (at least

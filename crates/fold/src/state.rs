@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use hdrhistogram::Histogram;
 
 use fleetbench::pb;
-use fleetbench::window::{LATE_WAKE_US, merge_encoded, new_growing_histogram};
+use fleetbench::window::{merge_encoded, new_growing_histogram};
 
 use crate::services::ServiceLog;
 
@@ -125,9 +125,7 @@ impl WindowAgg {
     /// Adds one agent's window (of one operation); its histograms are merged
     /// straight from the wire bytes (`Err` if one does not decode: the
     /// window is not counted). The caller counts the agent in `agents`.
-    /// Returns how many of the window's sends started more than
-    /// [`LATE_WAKE_US`] after their intended time (from its send lag).
-    pub(crate) fn add(&mut self, w: &pb::ResultWindow) -> Result<u64, String> {
+    pub(crate) fn add(&mut self, w: &pb::ResultWindow) -> Result<(), String> {
         // A bad histogram changes nothing (each is decoded whole before it
         // is merged; the send lag's, rarer, into its own first).
         let send_lag = if w.send_lag_histogram.is_empty() {
@@ -138,9 +136,6 @@ impl WindowAgg {
             Some(h)
         };
         merge_encoded(&mut self.latency, &w.latency_histogram)?;
-        let late_sends = send_lag
-            .as_ref()
-            .map_or(0, |h| h.len() - h.count_between(0, LATE_WAKE_US));
         if let Some(h) = send_lag {
             match &mut self.send_lag {
                 Some(lag) => lag.add(&h).expect("auto-resizing histogram"),
@@ -158,7 +153,7 @@ impl WindowAgg {
         self.scheduled += w.scheduled;
         self.late_wakes += w.late_wakes;
         self.max_wake_lag_us = self.max_wake_lag_us.max(w.max_wake_lag_us);
-        Ok(late_sends)
+        Ok(())
     }
 
     pub(crate) fn merge(&mut self, other: &WindowAgg) {
@@ -197,10 +192,6 @@ pub(crate) struct AgentWindow {
     pub(crate) scheduled: u64,
     pub(crate) late_wakes: u64,
     pub(crate) max_wake_lag_us: u64,
-    /// Open loop: sends that started more than 5 ms after their intended
-    /// time (their connection was still busy), and the largest send lag.
-    pub(crate) late_sends: u64,
-    pub(crate) max_send_lag_us: u64,
     /// Event-loop probes of the agent's load threads, those that fired
     /// late, and the largest lag.
     pub(crate) loop_probes: u64,
@@ -209,17 +200,14 @@ pub(crate) struct AgentWindow {
 }
 
 impl AgentWindow {
-    /// The counts of one window of one operation, as the agent sent it,
-    /// `late_sends` of them late (`WindowAgg::add` counted them).
-    pub(crate) fn of(w: &pb::ResultWindow, late_sends: u64) -> AgentWindow {
+    /// The counts of one window of one operation, as the agent sent it.
+    pub(crate) fn of(w: &pb::ResultWindow) -> AgentWindow {
         AgentWindow {
             ok: w.ok,
             errors: w.errors.values().sum(),
             scheduled: w.scheduled,
             late_wakes: w.late_wakes,
             max_wake_lag_us: w.max_wake_lag_us,
-            late_sends,
-            max_send_lag_us: w.max_send_lag_us,
             loop_probes: w.loop_probes,
             loop_late: w.loop_late,
             max_loop_lag_us: w.max_loop_lag_us,
@@ -233,8 +221,6 @@ impl AgentWindow {
         self.scheduled += other.scheduled;
         self.late_wakes += other.late_wakes;
         self.max_wake_lag_us = self.max_wake_lag_us.max(other.max_wake_lag_us);
-        self.late_sends += other.late_sends;
-        self.max_send_lag_us = self.max_send_lag_us.max(other.max_send_lag_us);
         self.loop_probes += other.loop_probes;
         self.loop_late += other.loop_late;
         self.max_loop_lag_us = self.max_loop_lag_us.max(other.max_loop_lag_us);

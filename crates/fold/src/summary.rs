@@ -379,9 +379,6 @@ fn agent_report(
         sent: measured.requests(),
         late_wakes: measured.late_wakes,
         max_wake_lag_us: measured.max_wake_lag_us,
-        late_sends: measured.late_sends,
-        max_send_lag_us: measured.max_send_lag_us,
-        connections: 0,
         loop_probes: measured.loop_probes,
         loop_late: measured.loop_late,
         max_loop_lag_us: measured.max_loop_lag_us,
@@ -421,7 +418,6 @@ fn agent_report(
         load.cores = agents.get(id).map_or(0, |a| a.cores);
     }
     let share = p.shares.iter().find(|s| s.agent_id == id);
-    load.connections = share.map_or(0, |s| s.concurrency);
     PhaseAgentReport {
         id: id.to_string(),
         host: agents.get(id).map(|a| a.host.clone()).unwrap_or_default(),
