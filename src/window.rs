@@ -308,6 +308,12 @@ pub struct WindowAcc {
     pub loop_late: u64,
     /// The largest probe lag, in µs.
     pub max_loop_lag_us: u64,
+    /// Open loop: sends that found every connection busy, the agent at its
+    /// cap, and started late.
+    pub busy_late: u64,
+    /// Open loop: the agent's connections at the window's end (set on the
+    /// first op's window by the phase, as `scheduled`).
+    pub connections: u32,
 }
 
 /// A worker that waited for its intended send time and woke later than this
@@ -338,6 +344,8 @@ impl WindowAcc {
             loop_probes: 0,
             loop_late: 0,
             max_loop_lag_us: 0,
+            busy_late: 0,
+            connections: 0,
         }
     }
 
@@ -428,11 +436,17 @@ impl WindowAcc {
         self.loop_probes += other.loop_probes;
         self.loop_late += other.loop_late;
         self.max_loop_lag_us = self.max_loop_lag_us.max(other.max_loop_lag_us);
+        self.busy_late += other.busy_late;
+        self.connections = self.connections.max(other.connections);
     }
 
     /// Nothing recorded (an op no iteration picked in this window).
     pub fn is_empty(&self) -> bool {
-        self.requests() == 0 && self.scheduled == 0 && self.late_wakes == 0 && self.loop_probes == 0
+        self.requests() == 0
+            && self.scheduled == 0
+            && self.late_wakes == 0
+            && self.loop_probes == 0
+            && self.busy_late == 0
     }
 
     /// The window as the wire carries it: window `index` (of `width_ms`)
@@ -467,6 +481,8 @@ impl WindowAcc {
             } else {
                 encode_histogram(&self.send_lag)
             },
+            busy_late: self.busy_late,
+            connections: self.connections,
         }
     }
 }

@@ -233,6 +233,9 @@ impl<'a> PhaseTask<'a> {
     fn push_window(&mut self, index: u32, accs: &mut [WindowAcc]) {
         if let Some(first) = accs.first_mut() {
             first.scheduled = self.due(index);
+            if self.plan.schedule.is_some() {
+                first.connections = self.plan.connections();
+            }
         }
         let plan = self.plan;
         for (op, acc) in plan.ops.iter().zip(accs.iter()) {

@@ -1,14 +1,14 @@
 //! The phase as this agent runs it: its share of the load, its ops compiled,
 //! its schedule and budget, on how many threads.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use fleetbench::pb;
-use fleetbench_gen::GenSpec;
 use fleetbench_gen::OpPicker;
 use fleetbench_gen::rng::Latency;
+use fleetbench_gen::{GenKind, GenSpec};
 
 use super::ops::{Op, OpKind};
 use super::schedule::Schedule;
@@ -22,8 +22,13 @@ pub(super) struct Plan {
     pub(super) windows: u32,
     pub(super) ops: Vec<Op>,
     pub(super) picker: OpPicker,
-    /// Connections (closed: workers) on this agent.
+    /// Connections (closed: workers) on this agent at the start.
     pub(super) concurrency: u32,
+    /// Open loop: the most connections (workers) this agent may open when
+    /// every one is busy at a send's time (see [`Plan::grow`]).
+    pub(super) max_connections: u32,
+    /// Workers started on this agent so far, across its threads.
+    workers: AtomicU32,
     /// Open loop: when this agent's sends are due.
     pub(super) schedule: Option<Schedule>,
     /// Iterations this agent may still start (its share of the phase's).
@@ -49,7 +54,27 @@ impl Plan {
                 .is_ok(),
         }
     }
+
+    /// Takes the index of one more worker, if the agent may open one more
+    /// connection (open loop, under `max_connections`).
+    pub(super) fn grow(&self) -> Option<usize> {
+        self.workers
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < self.max_connections).then_some(n + 1)
+            })
+            .ok()
+            .map(|n| n as usize)
+    }
+
+    /// Connections (workers) this agent has opened so far.
+    pub(super) fn connections(&self) -> u32 {
+        self.workers.load(Ordering::Relaxed)
+    }
 }
+
+/// Open loop: the most connections an agent opens when its phase does
+/// not say (`max_connections`).
+const DEFAULT_MAX_CONNECTIONS: u32 = 1_000;
 
 pub(super) async fn plan(s: pb::StartPhase, threads: usize) -> Result<Plan> {
     let spec = s.spec.context("StartPhase without a spec")?;
@@ -100,6 +125,18 @@ pub(super) async fn plan(s: pb::StartPhase, threads: usize) -> Result<Plan> {
         () => cores,
     }
     .clamp(1, s.concurrency.max(1) as usize);
+    // A sequence's values are laid out by the workers the phase starts
+    // with (`lanes`): a worker beyond them would repeat another's values,
+    // so such a phase keeps its workers.
+    let sequences = gens
+        .iter()
+        .any(|g| matches!(g.kind, GenKind::Sequence { .. }));
+    let max_connections = match spec.max_connections {
+        _ if schedule.is_none() || sequences => s.concurrency,
+        0 => DEFAULT_MAX_CONNECTIONS,
+        n => n,
+    }
+    .max(s.concurrency);
     Ok(Plan {
         phase_index: s.phase_index,
         start,
@@ -109,6 +146,8 @@ pub(super) async fn plan(s: pb::StartPhase, threads: usize) -> Result<Plan> {
         ops,
         picker,
         concurrency: s.concurrency,
+        max_connections,
+        workers: AtomicU32::new(s.concurrency),
         schedule,
         budget: spec.has_iterations.then(|| AtomicU64::new(s.iterations)),
         think: spec.think.as_ref().and_then(Latency::from_pb),

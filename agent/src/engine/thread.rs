@@ -13,7 +13,8 @@ use fleetbench::window::WindowAcc;
 use fleetbench_gen::rng::Rng;
 use fleetbench_gen::{Lane, WorkerGen};
 use fleetbench_gen::{STREAM_DRAWS, STREAM_OPS, STREAM_PACE, worker_seed};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
+use tokio::task::AbortHandle;
 
 use super::alarm::{Alarm, Alarms};
 use super::ops::{self, Op, Scratch, Slot};
@@ -39,7 +40,23 @@ struct Shared {
     in_flight: Cell<u64>,
     /// Workers still running (an iteration budget can end them early).
     workers: Cell<usize>,
+    /// Told when the last worker ends.
+    all_done: Notify,
+    /// Every worker started on this thread, to abort at the end.
+    handles: RefCell<Vec<AbortHandle>>,
     recorder: RefCell<Recorder>,
+    alarms: Rc<Alarms>,
+    /// Open loop: this thread's share of the schedule, which its workers
+    /// take sends from in turn, each its next when it is free.
+    sends: Option<RefCell<Sends>>,
+    /// Open loop: workers waiting for the intended time of a send they took.
+    holding: Cell<usize>,
+}
+
+/// One thread's walk through the open-loop schedule.
+struct Sends {
+    walk: Walk,
+    rng: Rng,
 }
 
 impl Shared {
@@ -47,6 +64,23 @@ impl Shared {
     fn should_stop(&self, now: Instant) -> bool {
         self.stopping.get() || now >= self.deadline || self.halt.load(Ordering::Relaxed)
     }
+
+    /// Open loop: the intended time of the thread's next send, taken.
+    #[inline]
+    fn next_send(&self) -> Option<Instant> {
+        let mut sends = self.sends.as_ref()?.borrow_mut();
+        let Sends { walk, rng } = &mut *sends;
+        let schedule = self.plan.schedule.as_ref()?;
+        let t = walk.next(schedule, rng)?;
+        Some(self.plan.start + Duration::from_secs_f64(t))
+    }
+}
+
+/// Starts worker `w` on this thread.
+fn spawn_worker(shared: &Rc<Shared>, w: usize) {
+    shared.workers.set(shared.workers.get() + 1);
+    let task = tokio::task::spawn_local(worker(shared.clone(), w, shared.alarms.alarm()));
+    shared.handles.borrow_mut().push(task.abort_handle());
 }
 
 /// Windows of one thread, indexed from the phase start; one accumulator per
@@ -129,22 +163,6 @@ async fn thread_loop(
     tx: mpsc::UnboundedSender<ThreadMsg>,
 ) {
     let deadline = plan.start + plan.duration;
-    let shared = Rc::new(Shared {
-        plan: plan.clone(),
-        halt,
-        deadline,
-        stopping: Cell::new(false),
-        in_flight: Cell::new(0),
-        workers: Cell::new(0),
-        recorder: RefCell::new(Recorder {
-            start: plan.start,
-            width_us: plan.width.as_micros().max(1),
-            last: plan.windows.saturating_sub(1),
-            ops: plan.ops.len(),
-            base: 0,
-            windows: VecDeque::new(),
-        }),
-    });
     let alarms = match Alarms::new() {
         Ok(a) => a,
         Err(e) => {
@@ -153,15 +171,45 @@ async fn thread_loop(
             return;
         }
     };
-    let alarm_task = tokio::task::spawn_local(alarms.clone().run());
+    let sends = plan.schedule.as_ref().map(|s| {
+        let mut rng = Rng::new(worker_seed(
+            plan.seed,
+            plan.agent_index,
+            thread,
+            STREAM_PACE,
+        ));
+        let walk = Walk::new(s, thread, plan.threads, &mut rng);
+        RefCell::new(Sends { walk, rng })
+    });
+    let shared = Rc::new(Shared {
+        plan: plan.clone(),
+        halt,
+        deadline,
+        stopping: Cell::new(false),
+        in_flight: Cell::new(0),
+        workers: Cell::new(0),
+        all_done: Notify::new(),
+        handles: RefCell::new(Vec::new()),
+        recorder: RefCell::new(Recorder {
+            start: plan.start,
+            width_us: plan.width.as_micros().max(1),
+            last: plan.windows.saturating_sub(1),
+            ops: plan.ops.len(),
+            base: 0,
+            windows: VecDeque::new(),
+        }),
+        alarms: alarms.clone(),
+        sends,
+        holding: Cell::new(0),
+    });
+    let alarm_task = tokio::task::spawn_local(alarms.run());
     tokio::time::sleep_until(tokio::time::Instant::from_std(plan.start)).await;
 
-    // This thread's workers: every threads-th of the agent's connections.
-    let mut workers = tokio::task::JoinSet::new();
+    // This thread's workers: every threads-th of the agent's connections
+    // (in open loop the pool grows from there: see `worker`).
     let total = plan.concurrency as usize;
     for w in (thread..total).step_by(plan.threads) {
-        shared.workers.set(shared.workers.get() + 1);
-        workers.spawn_local(worker(shared.clone(), w, alarms.alarm()));
+        spawn_worker(&shared, w);
     }
 
     // Tick: hand over each window as soon as it is over. Every wake-up of
@@ -202,11 +250,15 @@ async fn thread_loop(
         .max()
         .unwrap_or(Duration::from_secs(2));
     let _ = tokio::time::timeout(grace, async {
-        while workers.join_next().await.is_some() {}
+        while shared.workers.get() > 0 {
+            shared.all_done.notified().await;
+        }
     })
     .await;
     let abandoned = shared.in_flight.get();
-    workers.abort_all();
+    for task in shared.handles.borrow().iter() {
+        task.abort();
+    }
     alarm_task.abort();
 
     let now = Instant::now();
@@ -223,32 +275,34 @@ async fn thread_loop(
     let _ = tx.send(ThreadMsg::Done { abandoned });
 }
 
-/// When a worker sends.
-enum Pace {
-    Closed,
-    Open(Walk),
-}
-
 /// Decrements the thread's worker count when a worker ends (even aborted).
 struct WorkerGuard(Rc<Shared>);
 
 impl Drop for WorkerGuard {
     fn drop(&mut self) {
-        self.0.workers.set(self.0.workers.get().saturating_sub(1));
+        let left = self.0.workers.get().saturating_sub(1);
+        self.0.workers.set(left);
+        if left == 0 {
+            self.0.all_done.notify_one();
+        }
     }
 }
 
 /// One worker: picks an op per iteration, runs it, records it. Closed loop:
 /// the next iteration starts when this one is done (plus the think time).
-/// Open loop: each send has an intended time from the schedule; latency
-/// counts from it, and a worker that waited for it but woke late records
-/// that the agent, not the target, was behind.
+/// Open loop: a free worker takes the thread's next send from the schedule
+/// and waits for its intended time; latency counts from it, and a worker
+/// that waited for it but woke late records that the agent, not the
+/// target, was behind. When a send is due and no other worker of the
+/// thread holds a later one, every connection would be busy at the next:
+/// the thread opens one more (up to the agent's `max_connections`), which
+/// takes that one. A send taken after its time, at the cap, found every
+/// connection busy: it is counted (`busy_late`).
 async fn worker(shared: Rc<Shared>, w: usize, alarm: Alarm) {
     let _guard = WorkerGuard(shared.clone());
     let plan = shared.plan.clone();
     let agent = plan.agent_index;
     let mut rng = Rng::new(worker_seed(plan.seed, agent, w, STREAM_OPS));
-    let mut pace_rng = Rng::new(worker_seed(plan.seed, agent, w, STREAM_PACE));
     let lane = Lane {
         agent,
         agents: plan.agent_count,
@@ -260,30 +314,22 @@ async fn worker(shared: Rc<Shared>, w: usize, alarm: Alarm) {
     let op_rng = Rng::new(worker_seed(plan.seed, agent, w, STREAM_DRAWS));
     let mut scratch = Scratch::new(values, op_rng, alarm);
     let mut slots: Vec<Slot> = plan.ops.iter().map(Op::slot).collect();
-    let mut pace = match &plan.schedule {
-        Some(s) => Pace::Open(Walk::new(s, w, plan.concurrency as usize, &mut pace_rng)),
-        None => Pace::Closed,
-    };
+    let open = shared.sends.is_some();
     let mut iteration = 0u64;
     loop {
-        let intended = match &mut pace {
-            Pace::Closed => {
-                if shared.should_stop(Instant::now()) {
-                    break;
-                }
-                None
+        let intended = if open {
+            let Some(at) = shared.next_send() else {
+                break;
+            };
+            if at >= shared.deadline || shared.should_stop(Instant::now()) {
+                break;
             }
-            Pace::Open(walk) => {
-                let schedule = plan.schedule.as_ref().expect("open loop has a schedule");
-                let Some(t) = walk.next(schedule, &mut pace_rng) else {
-                    break;
-                };
-                let at = plan.start + Duration::from_secs_f64(t);
-                if at >= shared.deadline || shared.should_stop(Instant::now()) {
-                    break;
-                }
-                Some(at)
+            Some(at)
+        } else {
+            if shared.should_stop(Instant::now()) {
+                break;
             }
+            None
         };
         if !plan.claim() {
             break;
@@ -295,18 +341,27 @@ async fn worker(shared: Rc<Shared>, w: usize, alarm: Alarm) {
             // noticed before sending.
             let now = Instant::now();
             if at > now {
+                shared.holding.set(shared.holding.get() + 1);
                 let slot = &mut slots[op];
                 tokio::select! {
                     biased;
                     () = scratch.alarm.until(at) => {}
                     () = slot.closed() => scratch.alarm.until(at).await,
                 }
+                shared.holding.set(shared.holding.get() - 1);
                 let woke = Instant::now();
                 let lag = woke.saturating_duration_since(at).as_micros() as u64;
                 shared.recorder.borrow_mut().at(at, op).record_wake_lag(lag);
+            } else if at < now && plan.connections() >= plan.max_connections {
+                shared.recorder.borrow_mut().at(at, op).busy_late += 1;
             }
             if shared.should_stop(Instant::now()) {
                 break;
+            }
+            if shared.holding.get() == 0
+                && let Some(next) = plan.grow()
+            {
+                spawn_worker(&shared, next);
             }
         }
         scratch.values.begin(iteration);

@@ -38,6 +38,13 @@ pub struct AgentLoad {
     pub loop_late: u64,
     /// The largest probe lag, µs.
     pub max_loop_lag_us: u64,
+    /// Open loop: sends that found every connection busy at their intended
+    /// time with the agent at its `max_connections`, and started late.
+    pub busy_late: u64,
+    /// Open loop: the largest send lag, µs.
+    pub max_send_lag_us: u64,
+    /// Open loop: the most connections the agent had open.
+    pub connections: u32,
     /// The agent process's CPU averaged over the phase, percent of one core
     /// (None: the agent reported none).
     pub cpu_pct_mean: Option<f64>,
@@ -59,12 +66,18 @@ pub struct AgentLoad {
 ///     no CPU left to send faster or time requests accurately;
 /// (c) open loop, it sent fewer than (1 − [`SEND_SHORTFALL`]) (95 %) of the
 ///     scheduled requests while over [`SHORTFALL_LATE_SHARE`] (0.1 %) of
-///     them woke late: it fell behind;
+///     them woke late, or while rule (e) held: it fell behind;
 /// (d) its load threads' event-loop probes (a timer every 10 ms) fired more
 ///     than 5 ms late in over [`LATE_WAKE_SHARE`] (1 %) of at least
 ///     [`LATE_WAKE_MIN_SCHEDULED`] (100) probes: the agent's threads were
 ///     not running when due (CPU starvation, preemption), open or closed
-///     loop alike, so its latencies include its own delays.
+///     loop alike, so its latencies include its own delays;
+/// (e) open loop, over [`LATE_WAKE_SHARE`] (1 %) of at least
+///     [`LATE_WAKE_MIN_SCHEDULED`] (100) scheduled sends found every
+///     connection busy at their intended time with the agent at its
+///     `max_connections`, so they started late: the agent's connections,
+///     not the target, set the pace ("all 2 connections busy; 410 requests
+///     started late by up to 1.2 s").
 ///
 /// An empty list: not limited.
 pub fn limited_reasons(load: &AgentLoad) -> Vec<String> {
@@ -103,25 +116,53 @@ pub fn limited_reasons(load: &AgentLoad) -> Vec<String> {
     ) {
         reasons.push(format!("its event loop ran late: {late}"));
     }
+    if load.scheduled >= LATE_WAKE_MIN_SCHEDULED
+        && load.busy_late as f64 > LATE_WAKE_SHARE * load.scheduled as f64
+    {
+        reasons.push(format!(
+            "all {} connections busy; {} requests started late by up to {}",
+            load.connections,
+            load.busy_late,
+            format_lag(load.max_send_lag_us)
+        ));
+    }
     reasons
 }
 
 /// Rule (c) alone, in words: open loop, the agent sent fewer than 95 % of
-/// the scheduled requests while waking late, so the load offered was not
-/// the schedule's. Of the four rules it is the one that makes a run's
-/// verdict invalid (the others are warnings; ARCHITECTURE.md, The fold).
+/// the scheduled requests while waking late, or while its connections, at
+/// their cap, were all busy (rule e), so the load offered was not the
+/// schedule's. It is the rule that makes a run's verdict invalid (the
+/// others are warnings; ARCHITECTURE.md, The fold).
 pub fn schedule_not_kept(load: &AgentLoad) -> Option<String> {
-    (load.scheduled > 0
-        && load.late_wakes as f64 > SHORTFALL_LATE_SHARE * load.scheduled as f64
-        && (load.sent as f64) < (1.0 - SEND_SHORTFALL) * load.scheduled as f64)
-        .then(|| {
-            format!(
-                "sent {} of {} scheduled requests ({} short) while waking late",
-                load.sent,
-                load.scheduled,
-                percent(load.scheduled.saturating_sub(load.sent) as f64 / load.scheduled as f64)
-            )
-        })
+    let short =
+        load.scheduled > 0 && (load.sent as f64) < (1.0 - SEND_SHORTFALL) * load.scheduled as f64;
+    let waking_late = load.late_wakes as f64 > SHORTFALL_LATE_SHARE * load.scheduled as f64;
+    let busy = load.busy_late as f64 > LATE_WAKE_SHARE * load.scheduled as f64;
+    (short && (waking_late || busy)).then(|| {
+        format!(
+            "sent {} of {} scheduled requests ({} short) {}",
+            load.sent,
+            load.scheduled,
+            percent(load.scheduled.saturating_sub(load.sent) as f64 / load.scheduled as f64),
+            if waking_late {
+                "while waking late"
+            } else {
+                "with every connection busy at max_connections"
+            }
+        )
+    })
+}
+
+/// A lag as people read it: "850 µs", "12 ms", "1.2 s".
+fn format_lag(us: u64) -> String {
+    if us < 1000 {
+        format!("{us} µs")
+    } else if us < 1_000_000 {
+        format_ms(us)
+    } else {
+        format!("{:.1} s", us as f64 / 1e6)
+    }
 }
 
 /// Rules (a) and (d): `late` of `of` things (at least

@@ -455,6 +455,10 @@ pub struct PhaseAgentReport {
     /// Its process CPU averaged over the phase, percent of one core.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent_cpu_pct: Option<f64>,
+    /// Open loop: the most connections it had open (it opens more when
+    /// every one is busy at a send's time, up to `max_connections`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connections: Option<u32>,
     /// What the load-generator-limited rule saw (measured windows).
     #[serde(skip)]
     pub load: AgentLoad,

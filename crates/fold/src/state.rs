@@ -197,6 +197,11 @@ pub(crate) struct AgentWindow {
     pub(crate) loop_probes: u64,
     pub(crate) loop_late: u64,
     pub(crate) max_loop_lag_us: u64,
+    /// Open loop: sends that found every connection busy at the cap, the
+    /// largest send lag, and the most connections open.
+    pub(crate) busy_late: u64,
+    pub(crate) max_send_lag_us: u64,
+    pub(crate) connections: u32,
 }
 
 impl AgentWindow {
@@ -211,6 +216,9 @@ impl AgentWindow {
             loop_probes: w.loop_probes,
             loop_late: w.loop_late,
             max_loop_lag_us: w.max_loop_lag_us,
+            busy_late: w.busy_late,
+            max_send_lag_us: w.max_send_lag_us,
+            connections: w.connections,
         }
     }
 
@@ -224,6 +232,9 @@ impl AgentWindow {
         self.loop_probes += other.loop_probes;
         self.loop_late += other.loop_late;
         self.max_loop_lag_us = self.max_loop_lag_us.max(other.max_loop_lag_us);
+        self.busy_late += other.busy_late;
+        self.max_send_lag_us = self.max_send_lag_us.max(other.max_send_lag_us);
+        self.connections = self.connections.max(other.connections);
     }
 
     pub(crate) fn requests(&self) -> u64 {

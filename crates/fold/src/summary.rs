@@ -354,13 +354,14 @@ fn agent_report(
     cpu: Option<&BTreeMap<i64, CpuSample>>,
 ) -> PhaseAgentReport {
     let mut points: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
-    let (mut requests, mut errors, mut windows) = (0, 0, 0);
+    let (mut requests, mut errors, mut windows, mut connections) = (0, 0, 0, 0);
     let mut measured = AgentWindow::default();
     for (&index, w) in a.by_window.iter().filter(|(i, _)| at.inside(**i)) {
         let e = points.entry(at.bucket(index)).or_default();
         e.0 += w.requests();
         e.1 += w.errors;
         windows += 1;
+        connections = connections.max(w.connections);
         if at.headline(index) {
             requests += w.requests();
             errors += w.errors;
@@ -382,6 +383,9 @@ fn agent_report(
         loop_probes: measured.loop_probes,
         loop_late: measured.loop_late,
         max_loop_lag_us: measured.max_loop_lag_us,
+        busy_late: measured.busy_late,
+        max_send_lag_us: measured.max_send_lag_us,
+        connections: measured.connections,
         cpu_pct_mean: None,
         threads: a.ended.map_or(0, |e| e.threads),
         cores: 0,
@@ -441,6 +445,7 @@ fn agent_report(
         iterations: share.map(|s| s.iterations),
         iterations_done: a.ended.is_some_and(|e| e.iterations_done),
         agent_cpu_pct: load.cpu_pct_mean.map(round2),
+        connections: (connections > 0).then_some(connections),
         load,
     }
 }

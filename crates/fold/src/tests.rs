@@ -301,10 +301,49 @@ fn load() -> AgentLoad {
         loop_probes: 500,
         loop_late: 2,
         max_loop_lag_us: 7_000,
+        busy_late: 0,
+        max_send_lag_us: 900,
+        connections: 8,
         cpu_pct_mean: Some(40.0),
         threads: 1,
         cores: 4,
     }
+}
+
+#[test]
+fn sends_finding_every_connection_busy_limit_the_agent() {
+    let capped = AgentLoad {
+        busy_late: 4_100,
+        max_send_lag_us: 1_240_000,
+        connections: 2,
+        ..load()
+    };
+    assert_eq!(
+        limited_reasons(&capped),
+        ["all 2 connections busy; 4100 requests started late by up to 1.2 s"]
+    );
+    // 1 % is not over the bar; too few scheduled sends do not judge.
+    let edge = AgentLoad {
+        busy_late: 100,
+        ..capped
+    };
+    assert!(limited_reasons(&edge).is_empty());
+    let few = AgentLoad {
+        scheduled: 99,
+        sent: 99,
+        busy_late: 60,
+        ..capped
+    };
+    assert!(limited_reasons(&few).is_empty());
+    let ms = AgentLoad {
+        busy_late: 101,
+        max_send_lag_us: 48_000,
+        ..capped
+    };
+    assert_eq!(
+        limited_reasons(&ms),
+        ["all 2 connections busy; 101 requests started late by up to 48 ms"]
+    );
 }
 
 #[test]

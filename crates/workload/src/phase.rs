@@ -65,12 +65,19 @@ pub enum Load {
         concurrency: u32,
     },
     /// Open loop: sends on a schedule of intended times over `concurrency`
-    /// connections; latency counts from the intended time.
+    /// connections at the start; latency counts from the intended time.
+    /// When every connection of an agent is busy at a send's time, the
+    /// agent opens one more, up to `max_connections`.
     Open {
         /// The rate over time.
         shape: Shape,
-        /// Connections in total (by default enough for the peak rate).
+        /// Connections in total at the start (by default enough for the
+        /// peak rate at ~2 ms per request).
         concurrency: u32,
+        /// The most connections each agent may open (`None`: the agent's
+        /// default, [`DEFAULT_MAX_CONNECTIONS`]).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        max_connections: Option<u32>,
     },
 }
 
@@ -82,6 +89,10 @@ impl Load {
         }
     }
 }
+
+/// Open loop: the most connections an agent opens when its phase does not
+/// say (`max_connections`); the agent holds the same number.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 1_000;
 
 /// An open-loop rate over time: segments in order, each linear from `from`
 /// to `to` requests per second; the last one's `to` holds after it.
@@ -187,6 +198,13 @@ impl Phase {
             seed: self.seed,
             has_iterations: self.iterations.is_some(),
             max_agent_concurrency: 0,
+            max_connections: match &self.load {
+                Load::Open {
+                    max_connections: Some(n),
+                    ..
+                } => *n,
+                _ => 0,
+            },
         }
     }
 
@@ -206,6 +224,7 @@ pub(crate) struct RawPhase {
     iterations: Option<Spanned<i64>>,
     warmup: Option<Spanned<String>>,
     concurrency: Option<Spanned<i64>>,
+    max_connections: Option<Spanned<i64>>,
     rate: Option<Spanned<Number>>,
     ramp: Option<Spanned<RawRamp>>,
     steps: Option<Spanned<Vec<Spanned<RawStep>>>>,
@@ -457,20 +476,60 @@ impl PhaseAt<'_> {
                     "needs `concurrency = N` (closed loop) or `rate = R`, `ramp = {...}` or `steps = [...]` (open loop)",
                 ));
             };
+            if let Some(m) = &p.max_connections {
+                return Err(self.error(
+                    m.span(),
+                    "max_connections is for open loop (`rate`, `ramp` or `steps`); in closed loop `concurrency` is the connections",
+                ));
+            }
             Load::Closed { concurrency }
         } else {
             let shape = Shape { segments, arrival };
             // Enough connections for ~2 ms of service time per request at the
-            // peak, at least 4 per agent; the user can set it.
+            // peak, at least 4 per agent, to start with; the agents open more
+            // when all are busy.
             let agents = agents.max(1);
             let default =
                 ((shape.peak() / 500.0).ceil() as u32).clamp(4 * agents, 1024.max(4 * agents));
+            let max_connections = self.max_connections(p, concurrency, agents)?;
+            let cap = max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
             Load::Open {
                 shape,
-                concurrency: concurrency.unwrap_or(default),
+                concurrency: concurrency.unwrap_or(default.min(cap.saturating_mul(agents))),
+                max_connections,
             }
         };
         Ok((duration, load))
+    }
+
+    /// Open loop: `max_connections` (per agent), checked against the
+    /// connections the phase starts with (`concurrency`, in total).
+    fn max_connections(
+        &self,
+        p: &RawPhase,
+        concurrency: Option<u32>,
+        agents: u32,
+    ) -> Result<Option<u32>, SpecError> {
+        let Some(m) = &p.max_connections else {
+            return Ok(None);
+        };
+        let max = self.src.int_within(m, 1..=1_000_000, |v| {
+            self.q(&format!(
+                "max_connections must be a whole number from 1 to 1000000, not {v}"
+            ))
+        })? as u32;
+        if let Some(c) = concurrency
+            && c.div_ceil(agents) > max
+        {
+            return Err(self.error(
+                m.span(),
+                &format!(
+                    "max_connections = {max} (per agent) is below the {} connections per agent that `concurrency = {c}` starts with",
+                    c.div_ceil(agents)
+                ),
+            ));
+        }
+        Ok(Some(max))
     }
 
     /// The open-loop rate's segments from `rate` (held for the phase),

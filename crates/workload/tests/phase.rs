@@ -59,6 +59,29 @@ fn the_base_parses_into_ops() {
     ))
     .unwrap();
     assert_eq!(steps.phases[0].duration, std::time::Duration::from_secs(10));
+    // Open loop: connections to start with (by default enough for ~2 ms a
+    // request at the peak, at least 4 per agent) and the most per agent.
+    match &steps.phases[0].load {
+        Load::Open {
+            concurrency: 8,
+            max_connections: None,
+            ..
+        } => {}
+        other => panic!("{other:?}"),
+    }
+    let capped = parse(&BASE.replace(
+        "duration = \"10s\"\nconcurrency = 4",
+        "duration = \"10s\"\nrate = 100000\nmax_connections = 50",
+    ))
+    .unwrap();
+    match &capped.phases[0].load {
+        Load::Open {
+            concurrency: 100,
+            max_connections: Some(50),
+            ..
+        } => {}
+        other => panic!("{other:?}"),
+    }
     assert_eq!(
         steps.phases[0].until.as_ref().unwrap().latency,
         vec![("p99".to_string(), 0.99, 20_000)]
@@ -103,6 +126,9 @@ fn every_rejection_names_its_place_and_says_why() {
         (BASE.replace(phase_load, "duration = \"1s\"\nrate = 5\narrival = \"bursty\""), "w.toml:13:11:", "arrival \"bursty\" is not \"uniform\""),
         (BASE.replace(phase_load, "duration = \"1s\""), "w.toml:9:1:", "needs `concurrency = N` (closed loop) or `rate = R`"),
         (BASE.replace(phase_load, "duration = \"1s\"\nrate = 5\nthink = \"1ms\""), "w.toml:13:9:", "think time is for closed-loop phases"),
+        (BASE.replace(phase_load, "duration = \"1s\"\nconcurrency = 4\nmax_connections = 8"), "w.toml:13:19:", "max_connections is for open loop"),
+        (BASE.replace(phase_load, "duration = \"1s\"\nrate = 5\nmax_connections = 0"), "w.toml:13:19:", "max_connections must be a whole number from 1 to 1000000, not 0"),
+        (BASE.replace(phase_load, "duration = \"1s\"\nrate = 5\nconcurrency = 10\nmax_connections = 4"), "w.toml:14:19:", "max_connections = 4 (per agent) is below the 5 connections per agent that `concurrency = 10` starts with"),
         (BASE.replace(phase_load, "duration = \"1s\"\nconcurrency = 4\nthink = { dist = \"gamma\" }"), "w.toml:13:9:", "think: unknown dist \"gamma\""),
         (BASE.replace(phase_load, "duration = \"1s\"\nconcurrency = 4\nuntil = {}"), "w.toml:13:9:", "until needs a condition"),
         (BASE.replace(phase_load, "duration = \"1s\"\nconcurrency = 4\nuntil = { error_rate = 2 }"), "w.toml:13:24:", "until.error_rate must be at least 0 and below 1"),
