@@ -8,8 +8,9 @@ mod common;
 use common::*;
 
 /// One open-loop phase at 200 requests/s against a target that answers in
-/// 50 ms (`extra`: more phase keys); the report.
-fn run_slow(tag: &str, extra: &str) -> serde_json::Value {
+/// 50 ms (`extra`: more phase keys); the report, and the run's exit code
+/// as `want` expects it.
+fn run_slow(tag: &str, extra: &str, want: i32) -> serde_json::Value {
     let target = Target::start(&["--delay", "50ms"]);
     let dir = TempDir::new(tag);
     let url = target.url();
@@ -33,8 +34,15 @@ url = "{url}"
         ),
     );
     let out = coordinator(dir.path(), &["run", w.to_str().unwrap(), "--json"]);
-    assert!(out.status.success(), "run failed: {}", text(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(want),
+        "{}{}",
+        text(&out.stderr),
+        report["reasons"]
+    );
+    report
 }
 
 /// Offered (the schedule's sends) and achieved (requests finished) in the
@@ -53,7 +61,7 @@ fn offered_achieved(report: &serde_json::Value) -> (u64, u64) {
 /// needs and sends at the offered rate, and nothing is flagged.
 #[test]
 fn the_pool_grows_to_the_offered_rate() {
-    let report = run_slow("growth", "");
+    let report = run_slow("growth", "", 0);
     let (offered, achieved) = offered_achieved(&report);
     let agent = &report["phases"][0]["agents"][0];
     eprintln!(
@@ -78,10 +86,11 @@ fn the_pool_grows_to_the_offered_rate() {
 }
 
 /// At `max_connections = 2` the pool cannot grow: sends find both busy and
-/// start late, and the phase says so: limited, with the reason.
+/// start late, and the phase says so: limited, with the reason; the
+/// schedule was not kept, so the run is invalid (exit 3).
 #[test]
 fn a_capped_pool_is_flagged() {
-    let report = run_slow("growth-cap", "max_connections = 2\nconcurrency = 2");
+    let report = run_slow("growth-cap", "max_connections = 2\nconcurrency = 2", 3);
     let (offered, achieved) = offered_achieved(&report);
     assert!(
         achieved * 2 < offered,
