@@ -16,6 +16,7 @@ for d in "$OLD" "$NEW"; do
 done
 S=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/wrk-compare.sh
 OUT=${OUT:-$(mktemp -d /tmp/fleetbench-ab.XXXXXX)}
+mkdir -p "$OUT"
 echo "ab-rounds: results in $OUT" >&2
 for r in $(seq 1 "$ROUNDS"); do
     case $(( r % 3 )) in
