@@ -21,6 +21,18 @@
 //! of spinning the difference between the advance and the actual wake-up:
 //! a few microseconds per wake, nothing between wakes.
 //!
+//! Each wake-up has a price: on a VM, putting a thread to sleep and waking
+//! it costs ~20 µs of its CPU (bench/wake-cost.sh), so 10,000 sends a
+//! second, each its own wake-up, cost a fifth of a core in wake-ups alone.
+//! A phase that would rather spend less CPU than send on the microsecond
+//! sets a slack (`send_slack`): a send ([`Alarm::send_at`]) may then go out
+//! up to the slack after its instant. The timer is armed for the earliest
+//! send plus the slack, every send due by then goes out on that one
+//! wake-up, and a thread awake anyway (a worker just finished a request)
+//! sends whatever is already due. Each send is at most the slack late (its
+//! send lag shows it; its latency includes it). Waits that must end on time
+//! ([`Alarm::until`]: a synthetic op's drawn latency) never take a slack.
+//!
 //! A worker holds an [`Alarm`] (its place in the thread's table) and awaits
 //! [`Alarm::until`]. Nothing here knows about sends, ops or windows.
 
@@ -45,6 +57,15 @@ struct Waiting {
     at: Option<Instant>,
     waker: Option<Waker>,
 }
+
+/// The two queues of instants: waits that end on time, and sends that may
+/// take the slack.
+const PRECISE: usize = 0;
+const SLACK: usize = 1;
+
+/// (instant, worker), earliest first; an entry whose worker no longer
+/// waits for that instant is stale and skipped.
+type Queue = BinaryHeap<Reverse<(Instant, usize)>>;
 
 /// How early the timer is armed before an instant: an estimate of the
 /// thread's wake-up delay (timer expiry to the alarm task running), at the
@@ -113,8 +134,9 @@ impl Advance {
     }
 }
 
-/// What the timer is armed for: the instant a worker waits for, and the
-/// (earlier) expiry set, if it was still to come when set.
+/// What the timer is armed for: the instant the thread must be awake by
+/// (a worker's instant, plus the slack for a send), and the (earlier)
+/// expiry set, if it was still to come when set.
 #[derive(Clone, Copy, PartialEq)]
 struct Armed {
     at: Instant,
@@ -133,18 +155,21 @@ pub(crate) struct Alarms {
     /// expiry for an instant `at` is `clock + (at - base)`.
     base: Instant,
     clock: Duration,
-    /// (instant, worker), earliest first; an entry whose worker no longer
-    /// waits for that instant is stale and skipped.
-    due: RefCell<BinaryHeap<Reverse<(Instant, usize)>>>,
+    /// The instants waited for: [`PRECISE`] and [`SLACK`].
+    due: [RefCell<Queue>; 2],
     waiting: RefCell<Vec<Waiting>>,
     /// What the timer is armed for, if it is.
     armed: Cell<Option<Armed>>,
     advance: Advance,
+    /// How late a send may go out (the phase's `send_slack`): sends due by
+    /// the earliest one's instant plus it share a wake-up.
+    slack: Duration,
 }
 
 impl Alarms {
-    /// A disarmed timer on the current thread's tokio reactor.
-    pub(crate) fn new() -> io::Result<Rc<Alarms>> {
+    /// A disarmed timer on the current thread's tokio reactor; sends may go
+    /// out up to `slack` late (zero: each at its instant).
+    pub(crate) fn new(slack: Duration) -> io::Result<Rc<Alarms>> {
         let flags = TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC;
         let timer = TimerFd::new(ClockId::CLOCK_MONOTONIC, flags).map_err(io::Error::from)?;
         let expiries =
@@ -157,10 +182,11 @@ impl Alarms {
             expiries,
             base,
             clock: Duration::from(clock),
-            due: RefCell::new(BinaryHeap::new()),
+            due: [RefCell::new(Queue::new()), RefCell::new(Queue::new())],
             waiting: RefCell::new(Vec::new()),
             armed: Cell::new(None),
             advance: Advance::new(),
+            slack,
         }))
     }
 
@@ -210,16 +236,26 @@ impl Alarms {
         }
     }
 
-    /// Wakes every worker due by `now`, spinning to the instant of those
-    /// due within the advance (the timer was armed that early for them);
-    /// with `None`, wakes everyone at once. Whether it woke any.
+    /// Wakes every worker due by `now`: those whose wait must end on time
+    /// and is due within the advance are spun to their instant (the timer
+    /// was armed that early for them); sends that may take the slack go if
+    /// their instant has passed. With `None`, wakes everyone at once.
+    /// Whether it woke any.
     fn wake_due(&self, now: Option<Instant>) -> bool {
+        let precise = self.wake_queue(PRECISE, now, self.advance.get());
+        let now = now.map(|_| Instant::now());
+        let slack = self.wake_queue(SLACK, now, Duration::ZERO);
+        precise || slack
+    }
+
+    /// [`Alarms::wake_due`] for one queue, spinning to instants up to
+    /// `spin` after `now`.
+    fn wake_queue(&self, queue: usize, now: Option<Instant>, spin: Duration) -> bool {
         let mut now = now;
         let mut woke = false;
-        let advance = self.advance.get();
         loop {
             let waker = {
-                let mut due = self.due.borrow_mut();
+                let mut due = self.due[queue].borrow_mut();
                 let Some(&Reverse((at, id))) = due.peek() else {
                     return woke;
                 };
@@ -232,7 +268,7 @@ impl Alarms {
                 if let Some(t) = now
                     && at > t
                 {
-                    if at - t > advance {
+                    if at - t > spin {
                         return woke;
                     }
                     // The last microseconds: read the clock until `at`.
@@ -252,21 +288,37 @@ impl Alarms {
         }
     }
 
-    /// Arms the timer for the earliest instant still waited for.
+    /// The earliest live instant of `queue` (stale entries on top dropped).
+    fn earliest(&self, queue: usize) -> Option<Instant> {
+        let mut due = self.due[queue].borrow_mut();
+        let waiting = self.waiting.borrow();
+        while let Some(&Reverse((at, id))) = due.peek() {
+            if waiting[id].at == Some(at) {
+                return Some(at);
+            }
+            due.pop();
+        }
+        None
+    }
+
+    /// Arms the timer for the earliest instant the thread must be awake by:
+    /// the earliest wait that ends on time, or the earliest send plus the
+    /// slack.
     fn arm_next(&self) {
-        let next = self.due.borrow().peek().map(|r| r.0.0);
-        if let Some(at) = next {
-            self.arm(at);
+        let precise = self.earliest(PRECISE);
+        let send = self.earliest(SLACK).map(|at| at + self.slack);
+        if let Some(by) = precise.into_iter().chain(send).min() {
+            self.arm(by);
         }
     }
 
-    /// Arms the timer to fire the advance before `at` (replacing what it
-    /// was armed for).
-    fn arm(&self, at: Instant) {
-        if self.armed.get().is_some_and(|a| a.at == at) {
+    /// Arms the timer to fire the advance before `by`, the instant the
+    /// thread must be awake by (replacing what it was armed for).
+    fn arm(&self, by: Instant) {
+        if self.armed.get().is_some_and(|a| a.at == by) {
             return;
         }
-        let fire = at.checked_sub(self.advance.get()).unwrap_or(at);
+        let fire = by.checked_sub(self.advance.get()).unwrap_or(by);
         let expiry = self.clock + fire.saturating_duration_since(self.base);
         let set = self.timer.set(
             Expiration::OneShot(TimeSpec::from_duration(expiry)),
@@ -274,7 +326,7 @@ impl Alarms {
         );
         match set {
             Ok(()) => self.armed.set(Some(Armed {
-                at,
+                at: by,
                 // An expiry already past fires at once: its delay says
                 // nothing about the thread's wake-ups.
                 fire: (fire > Instant::now()).then_some(fire),
@@ -288,8 +340,9 @@ impl Alarms {
         }
     }
 
-    /// Worker `id` waits for `at` with `waker`.
-    fn wait(&self, id: usize, at: Instant, waker: &Waker) {
+    /// Worker `id` waits for `at` with `waker`, in `queue`. The thread is
+    /// awake: sends already due that were waiting for the timer go now.
+    fn wait(&self, id: usize, at: Instant, queue: usize, waker: &Waker) {
         let fresh = {
             let mut waiting = self.waiting.borrow_mut();
             let w = &mut waiting[id];
@@ -300,11 +353,16 @@ impl Alarms {
             w.at = Some(at);
             fresh
         };
-        if fresh {
-            self.due.borrow_mut().push(Reverse((at, id)));
-            if self.armed.get().is_none_or(|armed| at < armed.at) {
-                self.arm(at);
-            }
+        if !fresh {
+            return;
+        }
+        self.due[queue].borrow_mut().push(Reverse((at, id)));
+        if queue == SLACK && !self.slack.is_zero() {
+            self.wake_queue(SLACK, Some(Instant::now()), Duration::ZERO);
+        }
+        let by = if queue == SLACK { at + self.slack } else { at };
+        if self.armed.get().is_none_or(|armed| by < armed.at) {
+            self.arm(by);
         }
     }
 
@@ -325,14 +383,29 @@ impl Alarm {
     /// Resolves at `at` (at once if it has passed), within microseconds of
     /// it when the thread is not busy.
     pub(crate) fn until(&self, at: Instant) -> Until<'_> {
-        Until { alarm: self, at }
+        Until {
+            alarm: self,
+            at,
+            queue: PRECISE,
+        }
+    }
+
+    /// Resolves at `at` for a send: like [`Alarm::until`], or up to the
+    /// phase's slack later, to share a wake-up with other sends.
+    pub(crate) fn send_at(&self, at: Instant) -> Until<'_> {
+        Until {
+            alarm: self,
+            at,
+            queue: SLACK,
+        }
     }
 }
 
-/// The future of [`Alarm::until`].
+/// The future of [`Alarm::until`] and [`Alarm::send_at`].
 pub(crate) struct Until<'a> {
     alarm: &'a Alarm,
     at: Instant,
+    queue: usize,
 }
 
 impl Future for Until<'_> {
@@ -342,7 +415,9 @@ impl Future for Until<'_> {
         if Instant::now() >= self.at {
             return Poll::Ready(());
         }
-        self.alarm.alarms.wait(self.alarm.id, self.at, cx.waker());
+        self.alarm
+            .alarms
+            .wait(self.alarm.id, self.at, self.queue, cx.waker());
         Poll::Pending
     }
 }
@@ -368,7 +443,7 @@ mod tests {
             .unwrap();
         let local = tokio::task::LocalSet::new();
         let lags = local.block_on(&rt, async {
-            let alarms = Alarms::new().unwrap();
+            let alarms = Alarms::new(Duration::ZERO).unwrap();
             let task = tokio::task::spawn_local(alarms.clone().run());
             let start = Instant::now() + Duration::from_millis(5);
             let mut workers = Vec::new();
@@ -406,6 +481,63 @@ mod tests {
         );
         // Half of tokio's millisecond tick, which this timer replaces.
         assert!(p50 < 250, "median lag {p50} us: {lags:?}");
+    }
+
+    /// With a slack, sends close together share a wake-up: one worker
+    /// sending at instants 100 µs apart with a 500 µs slack is woken at the
+    /// first instant plus the slack, finds the next ones already past, and
+    /// sends them at once; so its waits end up to the slack late, about
+    /// half of it on the median, and never early. Another worker's waits
+    /// that must end on time (a synthetic latency) take no slack.
+    #[test]
+    fn a_slack_batches_sends_but_not_precise_waits() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let local = tokio::task::LocalSet::new();
+        let slack = Duration::from_micros(500);
+        let (mut sends, mut precise) = local.block_on(&rt, async {
+            let alarms = Alarms::new(slack).unwrap();
+            let task = tokio::task::spawn_local(alarms.clone().run());
+            let start = Instant::now() + Duration::from_millis(5);
+            let waits = |alarm: Alarm, send: bool, offset: u64, gap: u64, n: u64| async move {
+                let mut lags = Vec::new();
+                for i in 0..n {
+                    let at = start + Duration::from_micros(offset + i * gap);
+                    if send {
+                        alarm.send_at(at).await;
+                    } else {
+                        alarm.until(at).await;
+                    }
+                    let now = Instant::now();
+                    assert!(now >= at, "woke early");
+                    lags.push(now.duration_since(at).as_micros() as u64);
+                }
+                lags
+            };
+            let sends = tokio::task::spawn_local(waits(alarms.alarm(), true, 0, 100, 300));
+            let precise = tokio::task::spawn_local(waits(alarms.alarm(), false, 370, 2_900, 10));
+            let lags = (sends.await.unwrap(), precise.await.unwrap());
+            task.abort();
+            lags
+        });
+        sends.sort_unstable();
+        precise.sort_unstable();
+        let (p50, precise_p50) = (sends[sends.len() / 2], precise[precise.len() / 2]);
+        eprintln!(
+            "sends p50 {p50} max {}; precise p50 {precise_p50}",
+            sends[sends.len() - 1]
+        );
+        // Without the slack, the median lag is a few microseconds.
+        assert!(
+            p50 >= 150,
+            "median send lag {p50} us: the slack did not batch"
+        );
+        assert!(
+            precise_p50 < 150,
+            "a precise wait took the slack: {precise:?}"
+        );
     }
 
     /// The advance settles at the quantile of the delays it is shown, one

@@ -9,6 +9,8 @@
 //! exponential draw of mean 1 (Poisson arrivals: the merged stream of the c
 //! workers is then a Poisson process at the scheduled rate).
 
+use std::time::Duration;
+
 use fleetbench::pb;
 use fleetbench_gen::rng::Rng;
 
@@ -32,6 +34,9 @@ pub(crate) struct Schedule {
     tail_start: f64,
     tail_count0: f64,
     pub poisson: bool,
+    /// How late a send may go out so that sends close together share one
+    /// wake-up of the thread (the phase's `send_slack`).
+    pub slack: Duration,
 }
 
 impl Schedule {
@@ -62,6 +67,7 @@ impl Schedule {
             tail_start: start,
             tail_count0: count,
             poisson: shape.arrival == "poisson",
+            slack: Duration::from_micros(u64::from(shape.send_slack_us)),
         })
     }
 
@@ -73,6 +79,7 @@ impl Schedule {
             tail_start: 0.0,
             tail_count0: 0.0,
             poisson: false,
+            slack: Duration::ZERO,
         }
     }
 
@@ -185,6 +192,7 @@ mod tests {
                 })
                 .collect(),
             arrival: arrival.into(),
+            send_slack_us: 0,
         })
         .unwrap()
     }

@@ -163,7 +163,8 @@ async fn thread_loop(
     tx: mpsc::UnboundedSender<ThreadMsg>,
 ) {
     let deadline = plan.start + plan.duration;
-    let alarms = match Alarms::new() {
+    let slack = plan.schedule.as_ref().map_or(Duration::ZERO, |s| s.slack);
+    let alarms = match Alarms::new(slack) {
         Ok(a) => a,
         Err(e) => {
             tracing::error!("load thread {thread}: no timer: {e}");
@@ -345,8 +346,8 @@ async fn worker(shared: Rc<Shared>, w: usize, alarm: Alarm) {
                 let slot = &mut slots[op];
                 tokio::select! {
                     biased;
-                    () = scratch.alarm.until(at) => {}
-                    () = slot.closed() => scratch.alarm.until(at).await,
+                    () = scratch.alarm.send_at(at) => {}
+                    () = slot.closed() => scratch.alarm.send_at(at).await,
                 }
                 shared.holding.set(shared.holding.get() - 1);
                 let woke = Instant::now();

@@ -215,6 +215,11 @@ pub struct PhaseReport {
     /// Open-loop arrivals: "uniform" or "poisson".
     #[serde(skip_serializing_if = "Option::is_none")]
     pub arrival: Option<String>,
+    /// Open loop: how late the phase let a send go out so that sends close
+    /// together share a wake-up of the agent (`send_slack`), µs; the send
+    /// lag above includes it.
+    #[serde(skip_serializing_if = "is_zero_u32")]
+    pub send_slack_us: u32,
     /// Per named operation (empty for a single-workload phase).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ops: Vec<OpReport>,

@@ -289,6 +289,7 @@ fn phase_report(
             .as_ref()
             .map(|s| s.arrival.clone())
             .filter(|a| !a.is_empty()),
+        send_slack_us: p.shape.as_ref().map_or(0, |s| s.send_slack_us),
         ops,
         generator_limited,
         stopped,

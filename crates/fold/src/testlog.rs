@@ -319,6 +319,7 @@ pub fn shape(segments: &[(u64, f64, f64)], arrival: &str) -> pb::LoadShape {
             })
             .collect(),
         arrival: arrival.into(),
+        send_slack_us: 0,
     }
 }
 

@@ -180,8 +180,16 @@ pub(crate) fn threshold_cells(t: &ThresholdReport) -> [String; 4] {
 /// p99 48us max 310us (...)").
 pub(crate) fn send_lag_line(p: &PhaseReport) -> Option<String> {
     p.send_lag_us.map(|l| {
+        let slack = if p.send_slack_us > 0 {
+            format!(
+                "; send_slack {} let sends wait to share a wake-up",
+                format_us(f64::from(p.send_slack_us))
+            )
+        } else {
+            String::new()
+        };
         format!(
-            "{}: send lag p50 {} p99 {} max {} (the generator's own delay, included in the latency above)",
+            "{}: send lag p50 {} p99 {} max {} (the generator's own delay, included in the latency above{slack})",
             p.name,
             format_us(l.p50 as f64),
             format_us(l.p99 as f64),

@@ -45,7 +45,9 @@ mod threshold;
 
 pub use agents::{Agents, PoolUse, Split, SshHost, valid_pool_name};
 pub use ops::{Exec, Http, HttpVersion, Op, OpKind, Synthetic, Tcp, TcpRead};
-pub use phase::{Arrival, DEFAULT_MAX_CONNECTIONS, Load, Phase, Segment, Shape, Until};
+pub use phase::{
+    Arrival, DEFAULT_MAX_CONNECTIONS, Load, MAX_SEND_SLACK, Phase, Segment, Shape, Until,
+};
 pub use service::{Command, Ready, Service, expand_service_hosts};
 pub use source::{SpecError, WINDOW};
 pub use spec::Workload;

@@ -102,7 +102,17 @@ pub struct Shape {
     pub segments: Vec<Segment>,
     /// How sends are spaced at the scheduled rate.
     pub arrival: Arrival,
+    /// How late a send may go out so that sends close together share one
+    /// wake-up of the agent (`send_slack`, 0 to [`MAX_SEND_SLACK`]): less
+    /// CPU per send at high rates, for up to this much send lag (which the
+    /// latencies include). Zero: every send at its own instant.
+    #[serde(skip_serializing_if = "Duration::is_zero", with = "duration_text")]
+    pub send_slack: Duration,
 }
+
+/// The most `send_slack` a phase may ask for: well under the 5 ms at which
+/// a late send counts against the agent (the limited rule).
+pub const MAX_SEND_SLACK: Duration = Duration::from_millis(1);
 
 /// One stretch of an open-loop rate.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -164,6 +174,7 @@ impl Shape {
                 Arrival::Poisson => "poisson",
             }
             .to_string(),
+            send_slack_us: u32::try_from(self.send_slack.as_micros()).unwrap_or(u32::MAX),
         }
     }
 }
@@ -229,6 +240,7 @@ pub(crate) struct RawPhase {
     ramp: Option<Spanned<RawRamp>>,
     steps: Option<Spanned<Vec<Spanned<RawStep>>>>,
     arrival: Option<Spanned<String>>,
+    send_slack: Option<Spanned<String>>,
     think: Option<Spanned<RawLatency>>,
     until: Option<Spanned<RawUntil>>,
     seed: Option<Spanned<i64>>,
@@ -482,9 +494,19 @@ impl PhaseAt<'_> {
                     "max_connections is for open loop (`rate`, `ramp` or `steps`); in closed loop `concurrency` is the connections",
                 ));
             }
+            if let Some(s) = &p.send_slack {
+                return Err(self.error(
+                    s.span(),
+                    "send_slack is for open loop (`rate`, `ramp` or `steps`); closed loop sends when a worker is free",
+                ));
+            }
             Load::Closed { concurrency }
         } else {
-            let shape = Shape { segments, arrival };
+            let shape = Shape {
+                segments,
+                arrival,
+                send_slack: self.send_slack(p.send_slack.as_ref())?,
+            };
             // Enough connections for ~2 ms of service time per request at the
             // peak, at least 4 per agent, to start with; the agents open more
             // when all are busy.
@@ -500,6 +522,24 @@ impl PhaseAt<'_> {
             }
         };
         Ok((duration, load))
+    }
+
+    /// Open loop: `send_slack`, zero to [`MAX_SEND_SLACK`] (zero if absent).
+    fn send_slack(&self, slack: Option<&Spanned<String>>) -> Result<Duration, SpecError> {
+        let Some(s) = slack else {
+            return Ok(Duration::ZERO);
+        };
+        let d = self.src.duration(s, &self.q("send_slack"))?;
+        if d > MAX_SEND_SLACK {
+            return Err(self.error(
+                s.span(),
+                &format!(
+                    "send_slack = {:?} is over the most a send may wait, \"1ms\" (a send later than 5 ms counts against the agent)",
+                    s.get_ref()
+                ),
+            ));
+        }
+        Ok(d)
     }
 
     /// Open loop: `max_connections` (per agent), checked against the

@@ -82,6 +82,27 @@ fn the_base_parses_into_ops() {
         } => {}
         other => panic!("{other:?}"),
     }
+    // No slack unless asked; `send_slack` takes a duration up to 1 ms.
+    match &steps.phases[0].load {
+        Load::Open { shape, .. } => assert!(shape.send_slack.is_zero()),
+        other => panic!("{other:?}"),
+    }
+    let slack = parse(&BASE.replace(
+        "duration = \"10s\"\nconcurrency = 4",
+        "duration = \"10s\"\nrate = 10000\nsend_slack = \"250us\"",
+    ))
+    .unwrap();
+    match &slack.phases[0].load {
+        Load::Open { shape, .. } => {
+            assert_eq!(shape.send_slack, std::time::Duration::from_micros(250));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        slack.phases[0].to_pb().shape.unwrap().send_slack_us,
+        250,
+        "the agents are told the slack"
+    );
     assert_eq!(
         steps.phases[0].until.as_ref().unwrap().latency,
         vec![("p99".to_string(), 0.99, 20_000)]
@@ -129,6 +150,9 @@ fn every_rejection_names_its_place_and_says_why() {
         (BASE.replace(phase_load, "duration = \"1s\"\nconcurrency = 4\nmax_connections = 8"), "w.toml:13:19:", "max_connections is for open loop"),
         (BASE.replace(phase_load, "duration = \"1s\"\nrate = 5\nmax_connections = 0"), "w.toml:13:19:", "max_connections must be a whole number from 1 to 1000000, not 0"),
         (BASE.replace(phase_load, "duration = \"1s\"\nrate = 5\nconcurrency = 10\nmax_connections = 4"), "w.toml:14:19:", "max_connections = 4 (per agent) is below the 5 connections per agent that `concurrency = 10` starts with"),
+        (BASE.replace(phase_load, "duration = \"1s\"\nconcurrency = 4\nsend_slack = \"1ms\""), "w.toml:13:14:", "send_slack is for open loop"),
+        (BASE.replace(phase_load, "duration = \"1s\"\nrate = 5\nsend_slack = \"2ms\""), "w.toml:13:14:", "send_slack = \"2ms\" is over the most a send may wait, \"1ms\""),
+        (BASE.replace(phase_load, "duration = \"1s\"\nrate = 5\nsend_slack = \"soon\""), "w.toml:13:14:", "send_slack: \"soon\" is not a duration"),
         (BASE.replace(phase_load, "duration = \"1s\"\nconcurrency = 4\nthink = { dist = \"gamma\" }"), "w.toml:13:9:", "think: unknown dist \"gamma\""),
         (BASE.replace(phase_load, "duration = \"1s\"\nconcurrency = 4\nuntil = {}"), "w.toml:13:9:", "until needs a condition"),
         (BASE.replace(phase_load, "duration = \"1s\"\nconcurrency = 4\nuntil = { error_rate = 2 }"), "w.toml:13:24:", "until.error_rate must be at least 0 and below 1"),
