@@ -6,7 +6,8 @@
 # to TARGET_CORE), every generator pinned to GEN_CORE:
 #   service  wrk -t1 -c1 (closed loop, one connection): the service time
 #   oha      oha -c N -q R --latency-correction, for each rate R
-#   fb       fleetbench `rate = R` over N connections, for each rate R
+#   fb       fleetbench `rate = R` over N connections, for each rate R and
+#            each send_slack S in SLACKS ("0": every send at its instant)
 # and the table of each one's p50/p99, fleetbench's send lag (p50/p99/max)
 # and agent CPU, the median over the rounds. Open-loop latency counts from
 # each request's intended send time in both oha (--latency-correction) and
@@ -23,6 +24,7 @@ REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
 CONNECTIONS=${CONNECTIONS:-8}         # connections of the open-loop generators
 DURATION=${DURATION:-10}              # seconds per case (whole seconds)
 RATES=${RATES:-"1000 10000"}          # open-loop rates, requests/s
+SLACKS=${SLACKS:-0}                   # fleetbench send_slack values ("0", "250us", "1ms")
 ROUNDS=${ROUNDS:-3}                   # rounds; the table shows each case's median
 PORT=${PORT:-18091}                   # nginx listen port (always 127.0.0.1)
 TARGET_CORE=${TARGET_CORE:-0}         # core nginx is pinned to
@@ -40,6 +42,7 @@ usage: $0 [options]
   -c, --connections N   connections of oha and fleetbench (default $CONNECTIONS, env CONNECTIONS)
   -d, --duration S      seconds per case (default $DURATION, env DURATION)
       --rates "R ..."   open-loop rates, requests/s (default "$RATES", env RATES)
+      --slacks "S ..."  fleetbench send_slack values, e.g. "0 250us 1ms" (default "$SLACKS", env SLACKS)
       --rounds N        rounds; the table shows medians (default $ROUNDS, env ROUNDS)
   -h, --help            this text
 
@@ -58,6 +61,7 @@ while [[ $# -gt 0 ]]; do
         -c|--connections) CONNECTIONS=${2:?}; shift 2 ;;
         -d|--duration)    DURATION=${2:?}; shift 2 ;;
         --rates)          RATES=${2:?}; shift 2 ;;
+        --slacks)         SLACKS=${2:?}; shift 2 ;;
         --rounds)         ROUNDS=${2:?}; shift 2 ;;
         -h|--help)        usage; exit 0 ;;
         *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
@@ -74,6 +78,9 @@ source "$SCRIPT_DIR/harness.sh"
 [[ $PORT =~ ^[1-9][0-9]*$ ]]        || die "port must be a number, not '$PORT'"
 for r in $RATES; do
     [[ $r =~ ^[1-9][0-9]*$ ]] || die "rates must be positive whole numbers, not '$r'"
+done
+for s in $SLACKS; do
+    [[ $s =~ ^(0|[1-9][0-9]*(us|ms))$ ]] || die "slacks must be 0 or like 250us or 1ms, not '$s'"
 done
 if [[ -n $RESULTS_DIR ]]; then
     mkdir -p -- "$RESULTS_DIR" || die "cannot create RESULTS_DIR $RESULTS_DIR"
@@ -138,9 +145,14 @@ for round in $(seq 1 "$ROUNDS"); do
     run_wrk "r$round-service" 1
     for rate in $RATES; do
         run_oha "r$round-oha-$rate" "$rate"
-        write_workload "$WORK/fb-$rate.toml" "accuracy-$rate" "rate = $rate
-concurrency = $CONNECTIONS"
-        run_fleetbench "r$round-fb-$rate" "$WORK/fb-$rate.toml"
+        for slack in $SLACKS; do
+            name=fb-$rate
+            [[ $slack == 0 ]] || name=fb-$rate-slack$slack
+            write_workload "$WORK/$name.toml" "accuracy-$rate" "rate = $rate
+concurrency = $CONNECTIONS
+send_slack = \"$slack\""
+            run_fleetbench "r$round-$name" "$WORK/$name.toml"
+        done
     done
 done
 
@@ -150,10 +162,10 @@ fi
 
 # ---------------------------------------------------------------- the table
 
-python3 - "$WORK/results" "$ROUNDS" "$RATES" "$CONNECTIONS" "$DURATION" "$(cat /proc/loadavg)" <<'PY'
+python3 - "$WORK/results" "$ROUNDS" "$RATES" "$CONNECTIONS" "$DURATION" "$(cat /proc/loadavg)" "$SLACKS" <<'PY'
 import json, os, statistics as st, sys
-res, rounds, rates, conns, dur, load = sys.argv[1:]
-rounds, rates = int(rounds), rates.split()
+res, rounds, rates, conns, dur, load, slacks = sys.argv[1:]
+rounds, rates, slacks = int(rounds), rates.split(), slacks.split()
 
 def load_case(name):
     out = []
@@ -185,21 +197,25 @@ head = ("rate", "generator", "p50", "p99", "p50 - service", "send lag p50 / p99 
 rows = []
 verdicts = []
 for rate in rates:
-    oha, fb = load_case(f"oha-{rate}"), load_case(f"fb-{rate}")
+    oha = load_case(f"oha-{rate}")
     o50, o99 = med(oha, lambda x: x["p50_us"]), med(oha, lambda x: x["p99_us"])
-    f50, f99 = med(fb, lambda x: x["p50_us"]), med(fb, lambda x: x["p99_us"])
     cpu = lambda x: 100 * x["cpu_s"] / x["duration_s"] if x.get("duration_s") else None
     if oha:
         rows.append((f"{int(rate):,}/s", "oha --latency-correction", us(o50), us(o99),
                      us(o50 - service) if o50 and service else "-", "",
                      f"{med(oha, lambda x: x['rps']):,.0f}/s" if med(oha, lambda x: x['rps']) else "-",
                      f"{med(oha, cpu):.1f}%"))
-    if fb:
-        rows.append((f"{int(rate):,}/s", "fleetbench", us(f50), us(f99),
+    for slack in slacks:
+        fb = load_case(f"fb-{rate}" if slack == "0" else f"fb-{rate}-slack{slack}")
+        f50, f99 = med(fb, lambda x: x["p50_us"]), med(fb, lambda x: x["p99_us"])
+        gen = "fleetbench" if slack == "0" else f"fleetbench send_slack {slack}"
+        if not fb:
+            continue
+        rows.append((f"{int(rate):,}/s", gen, us(f50), us(f99),
                      us(f50 - service) if f50 and service else "-",
                      " / ".join(us(med(fb, lambda x, q=q: lag(x, q))) for q in ("p50", "p99", "max")),
                      f"{med(fb, lambda x: x['rps']):,.0f}/s", f"{med(fb, cpu):.1f}%"))
-        if f50 is not None and service is not None:
+        if slack == "0" and f50 is not None and service is not None:
             ok50 = f50 <= service + 40 and (o50 is None or f50 <= o50)
             ok99 = o99 is None or f99 <= o99
             verdicts.append(f"{int(rate):,}/s: p50 {'meets' if ok50 else 'MISSES'} "
