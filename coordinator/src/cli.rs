@@ -71,6 +71,18 @@ pub(crate) enum Cmd {
     /// Report on a run, from its log alone: its numbers and its verdict
     /// (exit 0 unless --check).
     Report(ReportArgs),
+    /// Check runs' logs: whole, incomplete (never sealed) or damaged (exit
+    /// 4), without writing to them.
+    Verify(VerifyArgs),
+}
+
+#[derive(clap::Args)]
+pub(crate) struct VerifyArgs {
+    /// A run id (or a unique prefix of one), or `latest`.
+    pub run: Option<String>,
+    /// Every run in the data directory.
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Subcommand)]

@@ -34,7 +34,9 @@
 //! with `--check` (else 0). `compare` exits 1 when it found a regression
 //! past a limit. 2 is bad input (a workload file that does not validate, a
 //! missing binary, an unknown run, phase, metric or threshold, a service's
-//! port already held by another process); any other error exits 1. A
+//! port already held by another process); 4 is a damaged log (a reader
+//! found a record that does not check out: `log::sealed`; `verify` exits 4
+//! when any run it checked is damaged); any other error exits 1. A
 //! command whose stdout reader went away exits as if it had printed it all
 //! (see `output`).
 
@@ -62,6 +64,7 @@ use clap::Parser;
 
 use crate::cli::{Cli, Cmd};
 use crate::error::BadInput;
+use crate::log::history::Damaged;
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -89,6 +92,8 @@ fn main() -> ExitCode {
             eprintln!("coordinator: error: {e:#}");
             if e.downcast_ref::<BadInput>().is_some() {
                 ExitCode::from(2)
+            } else if e.downcast_ref::<Damaged>().is_some() {
+                ExitCode::from(4)
             } else {
                 ExitCode::FAILURE
             }
@@ -111,5 +116,6 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Pool { command } => cmd::pool::pool(data, command).await,
         Cmd::Enroll(a) => cmd::enroll::enroll(data, a).await,
         Cmd::Report(a) => cmd::report::report(data, a).await,
+        Cmd::Verify(a) => cmd::verify::verify(data, a).await,
     }
 }

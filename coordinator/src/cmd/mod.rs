@@ -3,7 +3,7 @@
 //! the exit code.
 //!
 //! Reading runs again (`runs`, `report`, `replay`, `compare`, `export`,
-//! `rerun`) is a fold over the log through `log::history`; the numbers and their
+//! `rerun`, `verify`) is a fold over the log through `log::history`; the numbers and their
 //! rendering live in the library crates (`fleetbench_fold`,
 //! `fleetbench_views`). `judge` is what `run`, `report` and `replay` share
 //! about the verdict: `--threshold`, `--junit`, `--check`.
@@ -19,3 +19,4 @@ pub(crate) mod replay;
 pub(crate) mod report;
 pub(crate) mod run;
 pub(crate) mod runs;
+pub(crate) mod verify;

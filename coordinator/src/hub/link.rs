@@ -338,6 +338,9 @@ impl LateDelivery {
         });
         log.append(&records).map_err(fail)?;
         handle.block_on(log.flush()).map_err(fail)?;
+        drop(log);
+        // The run's readers read its seal: seal it again, with these.
+        crate::log::seal(&dir, &late.run_id).map_err(|e| format!("run {}: {e:#}", late.run_id))?;
         Ok(through)
     }
 }

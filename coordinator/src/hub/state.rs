@@ -248,6 +248,11 @@ impl Hub {
     }
 
     /// Marks the run finished for ReadLog followers.
+    /// Seals the run's log (`log::sealed`): once the writer has stopped.
+    pub(crate) fn seal_log(&self) -> anyhow::Result<crate::log::sealed::Seal> {
+        self.reader.seal()
+    }
+
     pub(crate) fn finish(&self) {
         self.finished.send_replace(true);
     }

@@ -24,6 +24,8 @@ use fleetbench::pb;
 use prost::Message;
 use uuid::Uuid;
 
+use super::sealed::{SEALED, Seal};
+
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum LogError {
     #[error("opening event log at {path}")]
@@ -71,7 +73,10 @@ pub(crate) fn list_runs(data_dir: &Path) -> std::io::Result<Vec<String>> {
             for entry in entries {
                 let entry = entry?;
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if Uuid::parse_str(&name).is_ok() && entry.path().join("log").is_dir() {
+                let path = entry.path();
+                if Uuid::parse_str(&name).is_ok()
+                    && (path.join("log").is_dir() || path.join(SEALED).is_file())
+                {
                     ids.push(name);
                 }
             }
@@ -81,6 +86,14 @@ pub(crate) fn list_runs(data_dir: &Path) -> std::io::Result<Vec<String>> {
     }
     ids.sort();
     Ok(ids)
+}
+
+/// Seals run `run_id`: writes its records, as its log holds them now, to
+/// `sealed.log` in its directory (`log::sealed`), which readers then read
+/// instead of the database. Called by the process that wrote the log, once
+/// it is closed (the log must not be held elsewhere).
+pub(crate) fn seal(data_dir: &Path, run_id: &str) -> anyhow::Result<Seal> {
+    EventLog::open(data_dir, run_id)?.reader.seal()
 }
 
 /// The writer of a run's log.
@@ -196,6 +209,23 @@ impl LogReader {
                 source,
             })?;
             Ok((lsn, rec))
+        })
+    }
+
+    /// Seals the run (see [`seal`]) from this handle: for the process that
+    /// wrote the log, once nothing appends to it any more.
+    pub(crate) fn seal(&self) -> anyhow::Result<Seal> {
+        use anyhow::Context;
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        super::sealed::write(dir, &self.prefix, self.scan_raw())
+            .with_context(|| format!("sealing the run into {}", dir.join(SEALED).display()))
+    }
+
+    /// Every record of the run as stored (lsn, encoded bytes), in order.
+    fn scan_raw(&self) -> impl Iterator<Item = std::io::Result<(u64, Vec<u8>)>> + '_ {
+        self.db.scan_prefix(self.prefix).map(|item| {
+            let (key, value) = item.map_err(std::io::Error::other)?;
+            Ok((lsn_of(&key), value.to_vec()))
         })
     }
 

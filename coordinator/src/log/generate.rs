@@ -116,5 +116,9 @@ pub(crate) async fn run(data_dir: &Path, agents: u32, seconds: u32, seed: u64) -
     ));
     log.append(&batch)?;
     log.flush().await?;
+    drop(log);
+    let data_dir = data_dir.to_path_buf();
+    let id = run_id.clone();
+    tokio::task::spawn_blocking(move || super::seal(&data_dir, &id)).await??;
     Ok(run_id)
 }

@@ -1,11 +1,12 @@
 //! Reading past (and running) runs back into a fold: what `runs`, `report`,
 //! `replay`, `compare` and `export` stand on.
 //!
-//! A finished run's sled database is opened directly. A running one is locked
-//! by the coordinator writing it, so its records are streamed from that
-//! coordinator's `ReadLog` RPC at the address it left in the run directory,
-//! over TLS pinned to the certificate in the same data directory. Either way
-//! the records go through the same fold.
+//! Reading never writes to a run: a finished run is read from its sealed
+//! file; a running one is locked by the coordinator writing it, so its
+//! records are streamed from that coordinator's `ReadLog` RPC at the
+//! address it left in the run directory, over TLS pinned to the
+//! certificate in the same data directory; a run never sealed is read
+//! from a copy. Every way the records go through the same fold.
 
 use std::path::Path;
 use std::time::Duration;
@@ -15,7 +16,8 @@ use fleetbench::pb;
 use fleetbench_fold::{Filter, Fold};
 use prost::Message;
 
-use super::event_log::{EventLog, LogError, list_runs, run_dir};
+use super::event_log::{EventLog, list_runs, run_dir};
+use super::sealed::{self, ReadFailure, SEALED, SealError};
 
 /// A run folded from its log.
 pub(crate) struct Loaded {
@@ -81,63 +83,188 @@ pub(crate) async fn load_into(data_dir: &Path, run_id: &str, mut fold: Fold) -> 
     Ok(Loaded { fold, live })
 }
 
+/// A run whose log is damaged: what it says, with where, is in `detail`.
+/// Numbers folded from it are not the run's: callers print none (exit 4).
+#[derive(Debug, thiserror::Error)]
+#[error("run {run_id} is damaged: {detail}")]
+pub(crate) struct Damaged {
+    pub run_id: String,
+    pub detail: String,
+}
+
 /// Hands every record of a run to `sink` with its log sequence number, in
-/// log order: from the database directly, or, while a coordinator holds it,
-/// through that coordinator. Returns whether the run is live. The one way
-/// runs are read back: folds and `export --events` alike.
+/// log order, without writing to the run's files. Returns whether the run
+/// is live. The one way runs are read back: folds, `export --events` and
+/// `verify` alike.
+///
+/// - A sealed run (every run its coordinator finished) is read from its
+///   sealed file, checked whole on the way (`log::sealed`).
+/// - A run a coordinator holds is read through that coordinator.
+/// - A run never sealed (its coordinator was killed) is read from a copy
+///   of its database in a temporary directory: sled's recovery then
+///   rewrites the copy, never the run.
+///
+/// A damaged log is a [`Damaged`] error; the records before the damage
+/// have gone to `sink`.
 pub(crate) async fn scan(
     data_dir: &Path,
     run_id: &str,
     sink: &mut dyn FnMut(u64, &pb::LogRecord) -> Result<()>,
 ) -> Result<bool> {
-    // Retry briefly: another reader (a second `report`) may hold the lock.
+    let dir = run_dir(data_dir, run_id);
+    let uuid =
+        uuid::Uuid::parse_str(run_id).with_context(|| format!("{run_id:?} is not a run id"))?;
+    // Retry briefly: between its last write and its seal, a finishing
+    // coordinator holds the log but no longer answers.
     let mut tries = 0;
     loop {
-        // sled reads block; this runtime has other threads to carry on.
-        let direct = tokio::task::block_in_place(|| -> Result<(), ScanError> {
-            let log = EventLog::open(data_dir, run_id).map_err(ScanError::Log)?;
-            for item in log.scan() {
-                let (lsn, rec) = item.map_err(ScanError::Log)?;
-                sink(lsn, &rec).map_err(ScanError::Sink)?;
-            }
-            Ok(())
-        });
-        match direct {
-            Ok(()) => return Ok(false),
-            Err(ScanError::Log(LogError::Locked { .. })) => {
-                let mut delivered = 0u64;
-                let mut counted = |lsn: u64, rec: &pb::LogRecord| {
-                    delivered += 1;
-                    sink(lsn, rec)
-                };
-                match read_live(data_dir, run_id, false, &mut counted).await {
-                    Ok(()) => return Ok(true),
-                    // Part of the run went to the sink already: a retry
-                    // would hand it over twice.
-                    Err(e) if delivered > 0 => {
-                        return Err(
-                            e.context(format!("reading run {run_id} through its coordinator"))
-                        );
-                    }
-                    Err(e) if tries >= 20 => {
-                        return Err(e.context(format!(
-                            "run {run_id} is locked by another process and its coordinator does not answer"
-                        )));
-                    }
-                    Err(_) => {}
+        let sealed_path = dir.join(SEALED);
+        if sealed_path.exists() {
+            let read =
+                tokio::task::block_in_place(|| sealed::read(&sealed_path, uuid.as_bytes(), sink));
+            return match read {
+                Ok(_) => Ok(false),
+                Err(ReadFailure::Sink(e)) => Err(e),
+                Err(ReadFailure::Seal(e @ SealError::Damaged { .. })) => Err(Damaged {
+                    run_id: run_id.to_string(),
+                    detail: e.to_string(),
                 }
+                .into()),
+                Err(ReadFailure::Seal(e)) => Err(e.into()),
+            };
+        }
+        let db = dir.join("log").join("db");
+        if !db.exists() {
+            bail!(
+                "run {run_id} has no log: neither {} nor {} exists",
+                sealed_path.display(),
+                db.display()
+            );
+        }
+        if !held(&db)? {
+            tokio::task::block_in_place(|| read_copy(data_dir, run_id, sink))?;
+            return Ok(false);
+        }
+        let mut delivered = 0u64;
+        let mut counted = |lsn: u64, rec: &pb::LogRecord| {
+            delivered += 1;
+            sink(lsn, rec)
+        };
+        match read_live(data_dir, run_id, false, &mut counted).await {
+            Ok(()) => return Ok(true),
+            // Part of the run went to the sink already: a retry would hand
+            // it over twice.
+            Err(e) if delivered > 0 => {
+                return Err(e.context(format!("reading run {run_id} through its coordinator")));
             }
-            Err(ScanError::Log(e)) => return Err(e.into()),
-            Err(ScanError::Sink(e)) => return Err(e),
+            Err(e) if tries >= 20 => {
+                return Err(e.context(format!(
+                    "run {run_id} is locked by another process and its coordinator does not answer"
+                )));
+            }
+            Err(_) => {}
         }
         tries += 1;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
-enum ScanError {
-    Log(LogError),
-    Sink(anyhow::Error),
+/// Whether a process holds the sled database `db` (sled locks it while
+/// open): tested with a shared lock that is let go at once, on a
+/// read-only descriptor.
+fn held(db: &Path) -> Result<bool> {
+    use nix::fcntl::{Flock, FlockArg};
+    let file = std::fs::File::open(db).with_context(|| format!("opening {}", db.display()))?;
+    match Flock::lock(file, FlockArg::LockSharedNonblock) {
+        Ok(lock) => {
+            drop(lock);
+            Ok(false)
+        }
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(true),
+        Err((_, e)) => Err(anyhow!("locking {} to test it: {e}", db.display())),
+    }
+}
+
+/// Reads a run that was never sealed from a copy of its database (sled
+/// rewrites what it opens), checking that no record is missing.
+fn read_copy(
+    data_dir: &Path,
+    run_id: &str,
+    sink: &mut dyn FnMut(u64, &pb::LogRecord) -> Result<()>,
+) -> Result<()> {
+    let copy = TempCopy::of(&run_dir(data_dir, run_id).join("log"), run_id)?;
+    let log = EventLog::open(&copy.data_dir, run_id)?;
+    for (expected, item) in (1u64..).zip(log.scan()) {
+        let (lsn, rec) = match item {
+            Ok(item) => item,
+            Err(e) => {
+                return Err(Damaged {
+                    run_id: run_id.to_string(),
+                    detail: format!(
+                        "{:#} (its coordinator did not seal it; {} record(s) before read whole)",
+                        anyhow::Error::new(e),
+                        expected - 1
+                    ),
+                }
+                .into());
+            }
+        };
+        if lsn != expected {
+            return Err(Damaged {
+                run_id: run_id.to_string(),
+                detail: format!(
+                    "its log lacks record {expected} (the next is {lsn}); {} record(s) before read whole",
+                    expected - 1
+                ),
+            }
+            .into());
+        }
+        sink(lsn, &rec)?;
+    }
+    Ok(())
+}
+
+/// A copy of a run's `log/` directory under the system's temporary
+/// directory, laid out as a data directory; removed when dropped.
+struct TempCopy {
+    data_dir: std::path::PathBuf,
+}
+
+impl TempCopy {
+    fn of(log: &Path, run_id: &str) -> Result<TempCopy> {
+        let data_dir =
+            std::env::temp_dir().join(format!("fleetbench-read-{}", uuid::Uuid::now_v7()));
+        let copy = TempCopy { data_dir };
+        let to = run_dir(&copy.data_dir, run_id).join("log");
+        copy_dir(log, &to).with_context(|| {
+            format!(
+                "copying the unsealed log {} to {} to read it",
+                log.display(),
+                to.display()
+            )
+        })?;
+        Ok(copy)
+    }
+}
+
+impl Drop for TempCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
 }
 
 /// Streams a running run's records from its coordinator to `visit`, in log

@@ -516,6 +516,14 @@ async fn close(log: RunLog, served: Served, pool: Option<(Pool, Holder)>) -> Rep
     served.server.stop().await;
     log.writer_stop.cancel();
     let _ = log.writer.await;
+    // The log is closed: seal it, so that readers never open the database.
+    // A run left unsealed is still read (from a copy), as incomplete.
+    let hub = log.hub.clone();
+    match tokio::task::spawn_blocking(move || hub.seal_log()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => eprintln!("warning: {e:#} (the run stays readable from its log)"),
+        Err(e) => eprintln!("warning: sealing the run's log: {e}"),
+    }
     let _ = std::fs::remove_file(&served.addr_file);
     if let Some((pool, holder)) = pool {
         pool.note_seen(&log.hub.agents());
