@@ -236,3 +236,39 @@ fn a_second_signal_forces_a_fast_exit() {
     }
     assert_eq!(report_json(dir.path(), &id)["status"], "aborted");
 }
+
+/// Ctrl-C while the coordinator is stuck reading its workload (a FIFO no
+/// one writes to: `open` blocks): it ends at once, interrupted, having
+/// started nothing. It used to print "stopping the run" and hang there.
+#[test]
+fn ctrl_c_while_reading_a_blocked_workload_file_ends_the_coordinator() {
+    let dir = TempDir::new("signal-fifo");
+    let fifo = dir.path().join("w.toml");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo");
+    let mut run = Background::coordinator(dir.path(), &["run", fifo.to_str().unwrap()]);
+    // Blocked in openat (x86-64 syscall 257) on some thread.
+    let pid = run.child.id();
+    wait_for(
+        "the coordinator to block opening the FIFO",
+        Duration::from_secs(20),
+        || {
+            let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+            tasks
+                .filter_map(Result::ok)
+                .any(|t| {
+                    std::fs::read_to_string(t.path().join("syscall"))
+                        .is_ok_and(|s| s.split(' ').next() == Some("257"))
+                })
+                .then_some(())
+        },
+    );
+    run.signal(Signal::SIGINT, true);
+    let code = run.wait(Duration::from_secs(10));
+    assert_eq!(code, Some(130), "{}", run.stderr);
+    assert!(run.stderr.contains("nothing was started"), "{}", run.stderr);
+    assert!(!dir.path().join("runs").exists(), "a run was started");
+}

@@ -93,7 +93,21 @@ pub(crate) struct Stop {
 pub(crate) async fn run(args: RunArgs, halt: Stop) -> Result<u8> {
     let stop = &halt.graceful;
     let started = std::time::Instant::now();
-    let (workload, text) = Workload::load(&args.workload).map_err(|e| BadInput(e.into()))?;
+    // Read on a blocking thread, so that a signal is heard while a read
+    // blocks (a FIFO, a hung network mount): nothing has started yet, so
+    // the process just ends, interrupted (the stuck thread with it).
+    let path = args.workload.clone();
+    let loading = tokio::task::spawn_blocking(move || Workload::load(&path));
+    let (workload, text) = tokio::select! {
+        loaded = loading => loaded.context("reading the workload")?.map_err(|e| BadInput(e.into()))?,
+        () = stop.cancelled() => {
+            eprintln!(
+                "interrupted while reading {} (or a file it names): nothing was started",
+                args.workload.display()
+            );
+            std::process::exit(130);
+        }
+    };
     let shipped = agent_binary::local(args.flags.agent_binary.as_deref()).await?;
     let trust = Trust::load_or_create(&args.data_dir)?;
 

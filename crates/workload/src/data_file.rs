@@ -24,6 +24,17 @@ pub(crate) enum FileError {
 pub(crate) fn load(path: &Path, shown: &str, column: Option<&str>) -> Result<Rows, FileError> {
     use std::io::Read;
     let fail = |m: String| FileError::File(m);
+    // Not opened unless it is a plain file: opening a FIFO blocks until a
+    // writer comes, and a device never ends.
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_file() => {
+            return Err(fail(format!(
+                "data file {shown:?} ({}) is not a plain file (a directory, FIFO or device); give a file",
+                path.display()
+            )));
+        }
+        _ => {}
+    }
     let file = std::fs::File::open(path).map_err(|e| {
         fail(format!(
             "cannot read data file {shown:?} ({}): {e}",

@@ -228,3 +228,33 @@ fn synthetic_phase_parses() {
     }
     assert!(matches!(&w.phases[0].load, Load::Open { shape, .. } if shape.rate_at(3.0) == 1000.0));
 }
+
+/// A data file that is not a plain file is refused without being opened:
+/// opening a FIFO blocks until something writes to it, which hung the
+/// coordinator (a Ctrl-C then did nothing).
+#[test]
+fn a_fifo_as_a_data_file_is_refused_not_opened() {
+    let dir = std::env::temp_dir().join(format!("fleetbench-fifo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("rows.txt");
+    let _ = std::fs::remove_file(&fifo);
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo");
+    let text = format!(
+        "[agents]\nlocal = 1\n\n[generator.k]\nkind = \"file\"\nfile = {:?}\n\n[[phase]]\nname = \"p\"\nduration = \"1s\"\nconcurrency = 1\n\n[phase.synthetic]\nlatency = \"1ms\"\n",
+        fifo.display().to_string()
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(reject(&text));
+    });
+    let error = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("parsing blocked on the FIFO");
+    assert!(error.contains("w.toml:6:8:"), "{error}");
+    assert!(error.contains("is not a plain file"), "{error}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
