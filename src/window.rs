@@ -243,11 +243,15 @@ pub enum ErrorClass {
     /// A response whose status is not in the operation's `expect_status`
     /// (and not a 4xx or 5xx, which keep their own classes).
     StatusOther,
+    /// The request could not be sent as rendered: a template put bytes a
+    /// URL or a header cannot hold (CR, LF, NUL, a space in a path). The
+    /// workload, not the target, is at fault.
+    InvalidRequest,
 }
 
 impl ErrorClass {
     /// Every class, in the order of [`WindowAcc::errors`].
-    pub const ALL: [ErrorClass; 8] = [
+    pub const ALL: [ErrorClass; 9] = [
         ErrorClass::Connect,
         ErrorClass::Timeout,
         ErrorClass::Status4xx,
@@ -256,6 +260,7 @@ impl ErrorClass {
         ErrorClass::Synthetic,
         ErrorClass::Exit,
         ErrorClass::StatusOther,
+        ErrorClass::InvalidRequest,
     ];
 
     /// The class's name on the wire, in the log and in reports.
@@ -269,6 +274,7 @@ impl ErrorClass {
             ErrorClass::Synthetic => "synthetic",
             ErrorClass::Exit => "exit_status",
             ErrorClass::StatusOther => "status_other",
+            ErrorClass::InvalidRequest => "invalid_request",
         }
     }
 }

@@ -484,3 +484,59 @@ fn too_few_connections_for_the_rate_make_the_run_invalid() {
         report["reasons"]
     );
 }
+
+/// A template that renders bytes a header cannot hold (here a CR LF, as a
+/// header injection would) is an error of its own class, `invalid_request`:
+/// nothing of it is sent, the run fails (exit 1) whatever the other
+/// requests did, and a broken request does not spin (it once counted 13
+/// million "requests" a second, all io errors, and passed).
+#[test]
+fn a_template_rendering_a_crlf_is_an_invalid_request_and_fails_the_run() {
+    let target = Target::start(&[]);
+    let dir = TempDir::new("verdict-invalid-request");
+    let w = dir.write(
+        "w.toml",
+        &format!(
+            r#"
+[agents]
+local = 1
+
+[generator.v]
+kind = "choice"
+values = ["fine", "bad\r\ninjected: 1"]
+
+[[phase]]
+name = "load"
+duration = "1s"
+concurrency = 4
+
+[phase.http]
+url = "{}"
+headers = {{ x-v = "{{{{v}}}}" }}
+"#,
+            target.url()
+        ),
+    );
+    let out = coordinator(dir.path(), &["run", w.to_str().unwrap(), "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("no report: {}", text(&out.stderr)));
+    assert_eq!(out.status.code(), Some(1), "{}", report["reasons"]);
+    assert_eq!(report["verdict"], "failed");
+    let reasons = report["reasons"].as_array().unwrap();
+    assert!(
+        reasons.iter().any(|r| r["kind"] == "invalid_requests"),
+        "{reasons:?}"
+    );
+    let phase = &report["phases"][0];
+    let invalid = phase["errors"]["invalid_request"].as_u64().unwrap_or(0);
+    let ok = phase["ok"].as_u64().unwrap();
+    assert!(invalid > 0 && ok > 0, "{phase}");
+    // Four workers, each pausing 10 ms after a request it could not send.
+    assert!(invalid < 1_000, "{invalid} invalid requests in 1 s: a spin");
+    assert_eq!(phase["errors"].as_object().unwrap().len(), 1, "{phase}");
+    assert_eq!(
+        target.served(),
+        ok,
+        "only the valid requests reached the target"
+    );
+}

@@ -75,6 +75,9 @@ pub enum ReasonKind {
     BadWindows,
     /// Every request of a phase (or of one of its operations) failed.
     AllErrors,
+    /// Requests could not be sent as rendered (error class
+    /// `invalid_request`): the workload is broken.
+    InvalidRequests,
     /// A threshold was crossed.
     Threshold,
     /// A threshold with `abort = true` stopped the run, and that threshold
@@ -96,6 +99,7 @@ impl ReasonKind {
             | ReasonKind::BadWindows => Verdict::Invalid,
             ReasonKind::RunFailed
             | ReasonKind::AllErrors
+            | ReasonKind::InvalidRequests
             | ReasonKind::Threshold
             | ReasonKind::ThresholdAbort => Verdict::Failed,
         }

@@ -32,6 +32,7 @@ const RULES: &[Rule] = &[
     schedule_kept,
     log_whole,
     all_errors,
+    invalid_requests,
     thresholds,
 ];
 
@@ -236,6 +237,29 @@ fn all_errors(e: &Evidence<'_>) -> Vec<Reason> {
         }
     }
     out
+}
+
+/// A phase some of whose requests could not be sent as rendered (error
+/// class `invalid_request`): the workload is broken, whatever the target
+/// did with the rest, so the run fails.
+fn invalid_requests(e: &Evidence<'_>) -> Vec<Reason> {
+    e.report
+        .phases
+        .iter()
+        .filter_map(|p| {
+            let n = p.errors.get("invalid_request").copied().unwrap_or(0);
+            (n > 0).then(|| {
+                Reason::new(
+                    ReasonKind::InvalidRequests,
+                    format!(
+                        "{n} request(s) of phase {} could not be sent: a template rendered bytes a URL or header cannot hold (CR, LF, NUL, a space in a path)",
+                        p.name
+                    ),
+                )
+                .in_phase(&p.name)
+            })
+        })
+        .collect()
 }
 
 /// "connect=12, timeout=3".
