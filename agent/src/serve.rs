@@ -64,6 +64,11 @@ pub(crate) struct ServeConfig {
     /// Freeze for FOR out of every EVERY, like 3s:1s.
     #[arg(long)]
     pub stall: Option<Stall>,
+    /// Serve at most N requests at once, however many connections come (a
+    /// server with N workers); the rest queue. With --delay D it tops out
+    /// near N / D requests a second: a knee. Default: no limit.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub capacity: Option<u32>,
     /// Size of the response body in bytes.
     #[arg(long, default_value_t = 100)]
     pub body_size: usize,
@@ -87,6 +92,8 @@ struct State {
     epoch: Instant,
     delay: Duration,
     stall: Option<Stall>,
+    /// `--capacity`: a permit per request being served.
+    workers: Option<tokio::sync::Semaphore>,
     body: Bytes,
 }
 
@@ -130,6 +137,9 @@ pub(crate) async fn serve(cfg: ServeConfig, stop: CancellationToken) -> Result<u
         epoch: Instant::now(),
         delay: cfg.delay,
         stall: cfg.stall,
+        workers: cfg
+            .capacity
+            .map(|n| tokio::sync::Semaphore::new(n as usize)),
         body: filler(cfg.body_size),
     });
     let conns = tokio_util::task::TaskTracker::new();
@@ -212,6 +222,11 @@ async fn handle(
             .body(Full::new(Bytes::from(body)))
             .expect("static response parts are valid"));
     }
+    // Queue for a worker (never closed, so a permit always comes).
+    let _worker = match &state.workers {
+        Some(workers) => workers.acquire().await.ok(),
+        None => None,
+    };
     let wait = state.stall_wait() + state.delay;
     if !wait.is_zero() {
         tokio::time::sleep(wait).await;
