@@ -18,7 +18,8 @@ use crate::log::{EventLog, LogReader};
 
 /// Refusals logged per window at most: anyone who can reach the port can be
 /// refused, and must not be able to fill the log. The rest are counted, and
-/// the count is logged with the next refusal that is.
+/// the count is logged with the next refusal that is, or at the run's end
+/// ([`Hub::log_refusals_left`]), with the run's total.
 const REFUSALS_PER_WINDOW: u32 = 20;
 const REFUSAL_WINDOW: Duration = Duration::from_secs(10);
 
@@ -27,6 +28,10 @@ struct RefusalBudget {
     window_start: Instant,
     logged: u32,
     unlogged: u64,
+    /// Every refusal of the run, logged or not.
+    total: u64,
+    /// Every refusal of the run not logged one by one.
+    dropped: u64,
 }
 
 /// The hub, as run control, the links and the writer share it.
@@ -68,6 +73,8 @@ impl Hub {
                 window_start: Instant::now(),
                 logged: 0,
                 unlogged: 0,
+                total: 0,
+                dropped: 0,
             }),
             queue,
             fold: Arc::new(Mutex::new(Fold::new())),
@@ -168,12 +175,14 @@ impl Hub {
     pub(super) async fn log_refusal(&self, agent_id: &str, message: String) {
         let unlogged = {
             let mut budget = self.refusals.lock().expect("never poisoned");
+            budget.total += 1;
             if budget.window_start.elapsed() >= REFUSAL_WINDOW {
                 budget.window_start = Instant::now();
                 budget.logged = 0;
             }
             if budget.logged >= REFUSALS_PER_WINDOW {
                 budget.unlogged += 1;
+                budget.dropped += 1;
                 return;
             }
             budget.logged += 1;
@@ -185,6 +194,27 @@ impl Hub {
             message
         };
         self.notice("warn", agent_id, message).await;
+    }
+
+    /// At the run's end: if any refusal went unlogged, how many, with the
+    /// run's total (those since the last logged one were never counted in
+    /// the log before).
+    pub(crate) async fn log_refusals_left(&self) {
+        let (total, dropped) = {
+            let mut budget = self.refusals.lock().expect("never poisoned");
+            budget.unlogged = 0;
+            (budget.total, budget.dropped)
+        };
+        if dropped > 0 {
+            self.notice(
+                "warn",
+                "",
+                format!(
+                    "{total} connection(s) or attach(es) refused during the run in all, {dropped} of them not logged one by one (too many)"
+                ),
+            )
+            .await;
+        }
     }
 
     /// Queues a coordinator record for the log.
@@ -320,6 +350,16 @@ mod tests {
         hub.flush().await.unwrap();
         let notices = hub.fold.lock().unwrap().notices.clone();
         assert_eq!(notices.len(), REFUSALS_PER_WINDOW as usize, "{notices:?}");
+        // At the end, the count of those not logged reaches the log.
+        hub.log_refusals_left().await;
+        hub.flush().await.unwrap();
+        let notices = hub.fold.lock().unwrap().notices.clone();
+        let last = notices.last().unwrap();
+        assert!(
+            last.contains(&format!("{} connection(s)", REFUSALS_PER_WINDOW + 5))
+                && last.contains("5 of them not logged one by one"),
+            "{last}"
+        );
         stop.cancel();
         writer.await.unwrap();
         drop(hub);

@@ -510,6 +510,7 @@ async fn wind_down(
         (Ok(Some(why)), false) => ("aborted", why.clone()),
         (Err(e), _) => ("failed", format!("{e:#}")),
     };
+    hub.log_refusals_left().await;
     hub.log(pb::log_record::Record::RunFinished(pb::RunFinished {
         status: status.into(),
         reason,
