@@ -198,8 +198,8 @@ fn sigkill_of_the_coordinator_loses_no_acked_event() {
     });
     nix::sys::signal::kill(pgid, nix::sys::signal::Signal::SIGKILL).unwrap();
     child.wait().unwrap();
-    // The agents outlive their coordinator; read what they saw acked, then
-    // stop them.
+    // The agents die with their coordinator (see the test below); what
+    // they saw acked is in their trace files. Stop any that has not yet.
     let acked: Vec<(String, u64)> = std::fs::read_dir(&acks)
         .unwrap()
         .map(|e| {
@@ -242,4 +242,79 @@ fn sigkill_of_the_coordinator_loses_no_acked_event() {
     }
     let table = coordinator(dir.path(), &["report", "latest"]);
     assert!(text(&table.stdout).contains("incomplete"));
+}
+
+/// Nothing of a run outlives its coordinator on its machine, even a
+/// SIGKILLed one: the local agents and the local service die with it (the
+/// kernel's parent-death signal), so the next run cannot benchmark a
+/// leftover. Before, the service ran on forever and the agents for minutes.
+#[test]
+fn a_sigkilled_coordinator_leaves_no_local_agent_or_service() {
+    let dir = TempDir::new("kill-orphans");
+    let record = dir.path().join("served.txt");
+    let w = dir.write(
+        "w.toml",
+        &format!(
+            "{}\n[[service]]\nname = \"target\"\ncommand = [\"{{agent}}\", \"serve\", \"--listen\", \"127.0.0.1:0\", \"--record\", {:?}]\n",
+            synthetic_workload("60s"),
+            record.display().to_string()
+        ),
+    );
+    let mut child = std::process::Command::new(bin("coordinator"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["run", w.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let coordinator_pid = child.id() as i32;
+    let needle = dir.path().display().to_string();
+    let others = || -> Vec<i32> {
+        pids_mentioning(&needle)
+            .into_iter()
+            .filter(|p| *p != coordinator_pid && !gone(*p))
+            .collect()
+    };
+    wait_for(
+        "both agents and the service",
+        Duration::from_secs(20),
+        || {
+            let pids = others();
+            (pids.len() >= 3 && live_report(&dir).is_some()).then_some(pids)
+        },
+    );
+    let started = others();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(coordinator_pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    child.wait().unwrap();
+    let left = || {
+        started
+            .iter()
+            .copied()
+            .filter(|p| !gone(*p))
+            .collect::<Vec<_>>()
+    };
+    let outlived = (0..100).find_map(|_| {
+        let left = left();
+        if left.is_empty() {
+            return Some(Vec::new());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        None
+    });
+    let survivors = outlived.unwrap_or_else(left);
+    for pid in &survivors {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(*pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    assert!(
+        survivors.is_empty(),
+        "these outlived their coordinator by 10 s: {survivors:?} (of {started:?})"
+    );
 }

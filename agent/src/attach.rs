@@ -36,10 +36,17 @@ pub(crate) struct Options {
     /// Load threads per phase (0 = one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Die with this process (the coordinator that started this local
+    /// agent), even when it is SIGKILLed.
+    #[arg(long, hide = true)]
+    pub parent: Option<i32>,
 }
 
 /// Runs the agent until the link ends; returns the exit code.
 pub(crate) async fn attach(opts: Options, stop: CancellationToken) -> Result<ExitCode> {
+    if let Some(parent) = opts.parent {
+        crate::parent::die_with(parent)?;
+    }
     let creds = read_credentials(&opts.credentials)?;
     let lease = opts.lease.unwrap_or(if creds.pool.is_empty() {
         Duration::from_secs(15)

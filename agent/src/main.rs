@@ -25,6 +25,8 @@
 //!   ops an iteration runs).
 //! - `host`: host facts and per-second host metrics.
 //! - `serve`: `agent serve`, the built-in HTTP target.
+//! - `parent`: dying with the coordinator (local agents, and local
+//!   services through the hidden `agent exec-child`).
 //!
 //! This binary never links sled or SSH: it is shipped to every host.
 
@@ -35,6 +37,7 @@ mod engine;
 mod host;
 mod link;
 mod outbox;
+mod parent;
 mod serve;
 
 use std::process::ExitCode;
@@ -56,6 +59,17 @@ enum Cmd {
     Attach(attach::Options),
     /// Serve HTTP: a small target for demos and tests.
     Serve(serve::ServeConfig),
+    /// Run COMMAND so that it dies with the coordinator PARENT (how the
+    /// coordinator starts a local service).
+    #[command(hide = true)]
+    ExecChild {
+        /// The coordinator's pid.
+        #[arg(long)]
+        parent: i32,
+        /// The command and its arguments.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -66,6 +80,12 @@ fn main() -> ExitCode {
         )
         .init();
     let cli = Cli::parse();
+    // Before any thread or runtime: this process becomes the service.
+    if let Cmd::ExecChild { parent, command } = &cli.command {
+        let err = parent::exec_child(*parent, command).unwrap_err();
+        eprintln!("agent: error: {err:#}");
+        return ExitCode::from(127);
+    }
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -96,6 +116,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             Cmd::Attach(opts) => attach::attach(opts, stop).await,
+            Cmd::ExecChild { .. } => unreachable!("handled before the runtime"),
         }
     })
 }

@@ -79,6 +79,9 @@ pub(super) fn start_local(
             .arg("attach")
             .arg("--credentials")
             .arg(&creds_path)
+            // Dies with this coordinator, even a SIGKILLed one.
+            .arg("--parent")
+            .arg(std::process::id().to_string())
             .stdin(std::process::Stdio::null())
             .stdout(log_file.try_clone()?)
             .stderr(log_file)

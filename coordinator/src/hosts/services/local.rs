@@ -62,17 +62,30 @@ pub(crate) async fn start(
             refuse_taken(hub, &s.name, ready).await?;
         }
         let expand = |text: &str| expand(text, agent_binary, s.binary.as_deref());
-        let (mut cmd, shown) = match &s.command {
+        // Started through `agent exec-child`, which asks the kernel to kill
+        // it when this coordinator dies (even by SIGKILL), then becomes it.
+        let mut cmd = tokio::process::Command::new(agent_binary);
+        cmd.arg("exec-child")
+            .arg("--parent")
+            .arg(std::process::id().to_string())
+            .arg("--");
+        let shown = match &s.command {
             Command::Shell(text) => {
-                let mut c = tokio::process::Command::new("sh");
-                c.arg("-c").arg(expand(text));
-                (c, format!("sh -c {}", sh_quote(&expand(text))))
+                cmd.arg("sh").arg("-c").arg(expand(text));
+                format!("sh -c {}", sh_quote(&expand(text)))
             }
             Command::Argv(argv) => {
-                let mut c = tokio::process::Command::new(expand(&argv[0]));
-                c.args(argv[1..].iter().map(|a| expand(a)));
+                cmd.args(argv.iter().map(|a| expand(a)));
                 let words: Vec<String> = argv.iter().map(|a| shell_word(&expand(a))).collect();
-                (c, words.join(" "))
+                let shown = words.join(" ");
+                // exec-child would fail only once started: say it now.
+                let program = expand(&argv[0]);
+                if !runnable(&program) {
+                    return Err(std::io::Error::from(std::io::ErrorKind::NotFound)).with_context(
+                        || format!("starting service \"{}\" ({shown}): no such program", s.name),
+                    );
+                }
+                shown
             }
         };
         cmd.envs(s.env.iter().map(|(k, v)| (k, v)))
@@ -133,6 +146,20 @@ fn shell_word(w: &str) -> String {
     } else {
         w.to_string()
     }
+}
+
+/// Whether `program` names an executable file: a path (with a `/`) as
+/// given, or else a file on `PATH`, as `execvp` finds it.
+fn runnable(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        return executable(Path::new(program));
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| executable(&dir.join(program))))
 }
 
 fn expand(text: &str, agent_binary: &Path, binary: Option<&str>) -> String {
