@@ -195,6 +195,7 @@ fn phase_report(
         total,
         counted_us,
         buckets,
+        offered,
     } = at.series(&p.windows);
     let timeline = buckets
         .iter()
@@ -279,7 +280,14 @@ fn phase_report(
         ended: p.ended(),
         agents: agent_reports,
         timeline,
-        scheduled: total.scheduled,
+        // What the agents said they were scheduled, or (a lost agent's
+        // share included) what the phase's shape called for, if more; a
+        // replay of some agents only counts theirs.
+        scheduled: if options.filtered {
+            total.scheduled
+        } else {
+            total.scheduled.max(offered.round() as u64)
+        },
         late_wakes: total.late_wakes,
         max_wake_lag_us: total.max_wake_lag_us,
         send_lag_us: send_lag_report(total.send_lag.as_ref()),

@@ -737,3 +737,55 @@ fn send_lag_merges_per_phase_and_op() {
         Some(lag)
     );
 }
+
+/// Two agents share a 1,000/s phase of 10 windows; one is lost after
+/// window 3. Its unsent share stays offered: the report's offered count is
+/// the shape's (10,000), not the sum the agents reported, so "achieved"
+/// reads low instead of 100 %.
+#[test]
+fn a_lost_agents_share_stays_offered() {
+    let mut records = vec![scheduled_with(|p| {
+        p.warmup_ms = 0;
+        p.duration_ms = 10_000;
+        p.agent_ids = vec!["a".into(), "b".into()];
+        p.shape = Some(shape(&[(10_000, 1000.0, 1000.0)], "uniform"));
+    })];
+    let mut seq = 0;
+    for i in 0..10u32 {
+        for agent in ["a", "b"] {
+            if agent == "b" && i > 3 {
+                continue;
+            }
+            seq += 1;
+            records.push(
+                OpWindow {
+                    requests: 500,
+                    latency_us: 300,
+                    scheduled: 500,
+                    ..OpWindow::new(agent, seq, i)
+                }
+                .record(),
+            );
+        }
+    }
+    let report = fold_of(&records).report(&ReportOptions::default());
+    let p = &report.phases[0];
+    assert_eq!(p.requests, 7_000);
+    assert_eq!(
+        p.scheduled, 10_000,
+        "the lost agent's share is still offered"
+    );
+    // A replay of agent a alone offers only what a reported.
+    let mut fold = Fold::with_filter(Filter {
+        agents: vec!["a".into()],
+        ..Filter::default()
+    });
+    for r in &records {
+        fold.apply(r);
+    }
+    let only_a = fold.report(&ReportOptions {
+        filtered: true,
+        ..ReportOptions::default()
+    });
+    assert_eq!(only_a.phases[0].scheduled, 5_000);
+}

@@ -128,10 +128,21 @@ fn agents_lost(e: &Evidence<'_>) -> Vec<Reason> {
                 ),
                 Some(_) => "it stayed attached but never reported the end".to_string(),
             };
+            let last = match p
+                .agents
+                .get(id)
+                .and_then(|a| a.by_window.keys().next_back())
+            {
+                Some(&w) => format!(
+                    "; its last window: {w} (up to t={}s)",
+                    u64::from(w + 1) * u64::from(p.window_ms) / 1000
+                ),
+                None => "; it sent no window".to_string(),
+            };
             out.push(
                 Reason::new(
                     ReasonKind::AgentLost,
-                    format!("agent {id} never ended phase {}: {how}", p.name),
+                    format!("agent {id} never ended phase {}: {how}{last}", p.name),
                 )
                 .in_phase(&p.name)
                 .of_agent(id),

@@ -135,7 +135,7 @@ fn an_agent_that_never_ended_the_phase_makes_the_run_invalid() {
     );
     assert_eq!(
         lost.message,
-        "agent b never ended phase load: it was lost (detached 1 time and did not come back)"
+        "agent b never ended phase load: it was lost (detached 1 time and did not come back); its last window: 19 (up to t=20s)"
     );
     // A replay that leaves agent b out does not hold it against the run.
     let mut f = Fold::with_filter(Filter {

@@ -17,6 +17,10 @@ pub(crate) struct Series {
     pub(crate) counted_us: u64,
     /// Per timeline bucket, every window inside the range merged.
     pub(crate) buckets: BTreeMap<u64, WindowAgg>,
+    /// Open loop: the requests the phase's schedule (its whole shape, all
+    /// agents) called for over the headline windows, whether or not every
+    /// agent sent its windows (a lost agent's share stays offered).
+    pub(crate) offered: f64,
 }
 
 /// How a phase's logged windows map onto a report: which count, which are
@@ -85,11 +89,18 @@ impl<'a> Windowing<'a> {
         };
         let mut total = growing();
         let mut counted_us = 0u64;
+        let mut offered = 0.0f64;
         let mut buckets: BTreeMap<u64, WindowAgg> = BTreeMap::new();
         for (&index, w) in windows.iter().filter(|(i, _)| self.inside(**i)) {
             if self.options.include_warmup || !self.p.is_warmup(index) {
                 total.merge(w);
-                counted_us += self.covers(index);
+                let covers = self.covers(index);
+                counted_us += covers;
+                if let Some(shape) = &self.p.shape {
+                    let from = (u64::from(index) * self.width_ms) as f64 / 1000.0;
+                    let to = from + covers as f64 / 1e6;
+                    offered += crate::shape::intended_mean(shape, from, to) * (to - from);
+                }
             }
             buckets
                 .entry(self.bucket(index))
@@ -100,6 +111,7 @@ impl<'a> Windowing<'a> {
             total,
             counted_us,
             buckets,
+            offered,
         }
     }
 }

@@ -422,7 +422,7 @@ mod tests {
         assert_eq!(tail[2], "VERDICT: INVALID — 2 reasons:", "{table}");
         assert_eq!(
             tail[1],
-            "  invalid: agent b never ended phase load: it never attached"
+            "  invalid: agent b never ended phase load: it never attached; its last window: 19 (up to t=20s)"
         );
         assert!(
             tail[0].starts_with("  failed: threshold load:p99<1us: p99 ")
