@@ -318,3 +318,71 @@ fn a_sigkilled_coordinator_leaves_no_local_agent_or_service() {
         "these outlived their coordinator by 10 s: {survivors:?} (of {started:?})"
     );
 }
+
+/// A local agent killed mid-phase: the phase goes on without it and ends on
+/// time (no waiting out the 15 s grace for an agent whose process is gone,
+/// which failed the run with exit 1), the next phase runs without it, its
+/// unsent share stays in "offered" (so "achieved" reads short), and the
+/// verdict is invalid, naming the agent and its last window.
+#[test]
+fn a_local_agent_killed_mid_phase_is_not_waited_for_and_its_share_stays_offered() {
+    let dir = TempDir::new("kill-agent");
+    let w = dir.write(
+        "w.toml",
+        "[agents]\nlocal = 2\n\n[[phase]]\nname = \"one\"\nduration = \"4s\"\nrate = 400\n\n[phase.synthetic]\nlatency = \"1ms\"\n\n[[phase]]\nname = \"two\"\nduration = \"2s\"\nrate = 400\n\n[phase.synthetic]\nlatency = \"1ms\"\n",
+    );
+    let mut run = Background::coordinator(dir.path(), &["run", w.to_str().unwrap(), "--json"]);
+    let needle = format!("{}/runs/", dir.path().display());
+    let victim = wait_for(
+        "agent local-2 to run phase one",
+        Duration::from_secs(20),
+        || {
+            let r = live_report(&dir)?;
+            let agents = r["phases"][0]["agents"].as_array()?;
+            if !agents
+                .iter()
+                .any(|a| a["id"] == "local-2" && a["requests"].as_u64() > Some(0))
+            {
+                return None;
+            }
+            pids_mentioning(&needle).into_iter().find(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains("local-2.creds"))
+            })
+        },
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(victim),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let code = run.wait(Duration::from_secs(60));
+    assert_eq!(code, Some(3), "{}", run.stderr);
+    let report = report_json(dir.path(), "latest");
+    let reasons = report["reasons"].as_array().unwrap();
+    for phase in ["one", "two"] {
+        assert!(
+            reasons.iter().any(|r| r["kind"] == "agent_lost"
+                && r["phase"] == phase
+                && r["agent"] == "local-2"),
+            "{phase}: {reasons:?}"
+        );
+    }
+    for i in 0..2 {
+        let p = &report["phases"][i];
+        let (offered, sent) = (
+            p["scheduled"].as_u64().unwrap(),
+            p["requests"].as_u64().unwrap(),
+        );
+        // Phase one: 1,600 offered, the lost agent's last two seconds or
+        // so unsent; phase two: 800 offered, half of it unsent.
+        assert!(
+            offered >= 790 * (2 - i as u64),
+            "phase {i}: offered {offered}"
+        );
+        assert!(
+            sent * 10 < offered * 9,
+            "phase {i}: achieved {sent} of {offered}"
+        );
+    }
+}

@@ -55,6 +55,9 @@ pub(crate) struct Hub {
     pub(super) late_dir: Mutex<Option<PathBuf>>,
     /// One late delivery at a time (sled locks a log per open).
     pub(super) late_lock: tokio::sync::Mutex<()>,
+    /// Local agents' process ids, by agent id: a phase does not wait for
+    /// one whose process is gone.
+    local_pids: Mutex<BTreeMap<String, u32>>,
 }
 
 impl Hub {
@@ -85,6 +88,7 @@ impl Hub {
             finished: watch::Sender::new(false),
             late_dir: Mutex::new(None),
             late_lock: tokio::sync::Mutex::new(()),
+            local_pids: Mutex::new(BTreeMap::new()),
         });
         let written = {
             let hub = hub.clone();
@@ -278,6 +282,35 @@ impl Hub {
     }
 
     /// Marks the run finished for ReadLog followers.
+    /// Local agent `id` runs as process `pid` on this machine.
+    pub(crate) fn set_local_pid(&self, id: &str, pid: u32) {
+        self.local_pids
+            .lock()
+            .expect("never poisoned")
+            .insert(id.to_string(), pid);
+    }
+
+    /// Agent `id` is a local agent whose process has exited (it is gone,
+    /// or a zombie waiting for this coordinator to reap it).
+    pub(crate) fn local_agent_gone(&self, id: &str) -> bool {
+        let Some(pid) = self
+            .local_pids
+            .lock()
+            .expect("never poisoned")
+            .get(id)
+            .copied()
+        else {
+            return false;
+        };
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            // The state follows the command name in parentheses.
+            Ok(stat) => stat
+                .rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
+            Err(_) => true,
+        }
+    }
+
     /// Seals the run's log (`log::sealed`): once the writer has stopped.
     pub(crate) fn seal_log(&self) -> anyhow::Result<crate::log::sealed::Seal> {
         self.reader.seal()

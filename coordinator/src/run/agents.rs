@@ -90,6 +90,9 @@ pub(super) fn start_local(
             .spawn()
             .with_context(|| format!("starting local agent {id} ({})", agent_binary.display()))?;
         attach.reaper.add(child.id());
+        if let Some(pid) = child.id() {
+            hub.set_local_pid(&id, pid);
+        }
         started.push((id, child));
     }
     Ok(())

@@ -181,10 +181,32 @@ async fn watch(
     let mut aborted = None;
     let mut judge = StopJudge::new(r.phase);
     let aborts = aborts(r);
+    let mut gone: Vec<String> = Vec::new();
     loop {
         check_log(r.hub)?;
         let (ended, met) = look(r, live, &mut judge, &aborts, stopping);
         if ended {
+            break;
+        }
+        // A local agent whose process exited will never report the end:
+        // the phase goes on without it (the verdict says it was lost).
+        let waiting = waiting_for(r);
+        for id in waiting.iter().filter(|id| r.hub.local_agent_gone(id)) {
+            if !gone.contains(id) {
+                gone.push(id.clone());
+                r.hub
+                    .notice(
+                        "error",
+                        id,
+                        format!(
+                            "local agent {id} exited during phase {:?}: its share is not sent, and the phase does not wait for it",
+                            r.phase.name
+                        ),
+                    )
+                    .await;
+            }
+        }
+        if !waiting.is_empty() && waiting.iter().all(|id| gone.contains(id)) {
             break;
         }
         if let Some((w, met)) = met {
@@ -364,11 +386,10 @@ fn stop_agents(r: &PhaseRun<'_>) {
     }
 }
 
-/// The error when agents have not reported the phase's end in time.
-fn overdue(r: &PhaseRun<'_>) -> anyhow::Error {
+/// The phase's agents that have not reported its end.
+fn waiting_for(r: &PhaseRun<'_>) -> Vec<String> {
     let fold = r.hub.fold.lock().expect("never poisoned");
-    let missing: Vec<&str> = r
-        .ids
+    r.ids
         .iter()
         .filter(|id| {
             fold.phases
@@ -376,12 +397,16 @@ fn overdue(r: &PhaseRun<'_>) -> anyhow::Error {
                 .and_then(|p| p.agents.get(*id))
                 .is_none_or(|a| a.ended.is_none())
         })
-        .map(|s| s.as_str())
-        .collect();
+        .cloned()
+        .collect()
+}
+
+/// The error when agents have not reported the phase's end in time.
+fn overdue(r: &PhaseRun<'_>) -> anyhow::Error {
     anyhow!(
         "phase {:?}: agents did not report its end within {:.0}s of its planned end: {}",
         r.phase.name,
         PHASE_GRACE.as_secs_f64(),
-        missing.join(", ")
+        waiting_for(r).join(", ")
     )
 }
