@@ -206,3 +206,34 @@ fn a_service_that_cannot_start_is_named_without_rust_debug_text() {
     );
     assert!(!stderr.contains("Argv("), "{stderr}");
 }
+
+/// `preview` streams: the first request of ten million is out at once and
+/// a reader that goes away ends it quietly. It used to render them all
+/// first (`-n 100000` held everything and wrote nothing for 20 s).
+#[test]
+fn preview_streams_its_requests() {
+    let dir = TempDir::new("preview-stream");
+    let w = dir.write(
+        "w.toml",
+        "[agents]\nlocal = 1\n\n[generator.k]\nkind = \"zipf\"\nn = 1000\n\n[[phase]]\nname = \"p\"\nduration = \"1s\"\nconcurrency = 1\n\n[phase.http]\nurl = \"http://127.0.0.1:1/k/{{k}}\"\n",
+    );
+    let mut child = Command::new(bin("coordinator"))
+        .args(["preview", w.to_str().unwrap(), "-n", "10000000"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(lines.next().map(Result::unwrap));
+    });
+    let first = rx.recv_timeout(Duration::from_secs(10));
+    let status = wait_for(
+        "preview to end once its reader is gone",
+        Duration::from_secs(20),
+        || child.try_wait().unwrap(),
+    );
+    let first = first.expect("no first line within 10 s: preview holds its output");
+    assert!(first.is_some_and(|l| l.starts_with("#0 GET http://127.0.0.1:1/k/")));
+    assert!(status.success(), "{status:?}");
+}

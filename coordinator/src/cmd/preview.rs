@@ -1,13 +1,13 @@
 //! `coordinator preview WORKLOAD`: the requests one worker of one agent
 //! would send, rendered from the seeded generators, without sending any.
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use anyhow::Result;
 
 use crate::cli::PreviewArgs;
 use crate::error::BadInput;
-use crate::output;
 
 pub(crate) fn preview(a: PreviewArgs) -> Result<ExitCode> {
     let (workload, _) =
@@ -40,13 +40,17 @@ pub(crate) fn preview(a: PreviewArgs) -> Result<ExitCode> {
         agents,
         worker: a.worker,
     };
-    for r in fleetbench_workload::preview::render(&workload, phase, seat, a.count) {
-        let line = if a.json {
-            format!("{}\n", serde_json::to_string(&r).expect("plain data"))
+    // Streamed: each request is written as it is rendered, through one
+    // buffer, so the first lines come at once and memory stays flat.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    fleetbench_workload::preview::render_each(&workload, phase, seat, a.count, |r| {
+        if a.json {
+            serde_json::to_writer(&mut out, &r).map_err(std::io::Error::other)?;
+            out.write_all(b"\n")
         } else {
-            fleetbench_workload::preview::to_text(&r)
-        };
-        output::print(line)?;
-    }
+            out.write_all(fleetbench_workload::preview::to_text(&r).as_bytes())
+        }
+    })?;
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }

@@ -55,6 +55,24 @@ fn lanes(phase: &Phase, agents: u32) -> u32 {
 
 /// The first `n` iterations of `seat` in `phase`.
 pub fn render(workload: &Workload, phase: &Phase, seat: Seat, n: u64) -> Vec<Request> {
+    let mut out = Vec::with_capacity(n.min(1 << 16) as usize);
+    let _ = render_each(workload, phase, seat, n, |r| {
+        out.push(r);
+        Ok::<(), std::convert::Infallible>(())
+    });
+    out
+}
+
+/// The first `n` iterations of `seat` in `phase`, each handed to `each` as
+/// it is rendered (nothing is held: `preview -n 1000000` streams), until
+/// `each` fails.
+pub fn render_each<E>(
+    workload: &Workload,
+    phase: &Phase,
+    seat: Seat,
+    n: u64,
+    mut each: impl FnMut(Request) -> Result<(), E>,
+) -> Result<(), E> {
     let lane = Lane {
         agent: seat.agent,
         agents: seat.agents,
@@ -71,7 +89,6 @@ pub fn render(workload: &Workload, phase: &Phase, seat: Seat, n: u64) -> Vec<Req
     let picker = OpPicker::new(phase.ops.iter().map(|o| o.weight));
     // Each template compiled once, at its first use.
     let mut compiled: std::collections::HashMap<String, Template> = Default::default();
-    let mut out = Vec::with_capacity(n as usize);
     let mut buf = Vec::new();
     let mut draw = |values: &mut WorkerGen, text: &str| {
         let t = compiled.entry(text.to_string()).or_insert_with(|| {
@@ -134,13 +151,13 @@ pub fn render(workload: &Workload, phase: &Phase, seat: Seat, n: u64) -> Vec<Req
                 body: String::new(),
             },
         };
-        out.push(request);
+        each(request)?;
         // The worker draws its think time from the same stream.
         if let (Some(think), Load::Closed { .. }) = (&phase.think, &phase.load) {
             let _ = think.sample(&mut rng);
         }
     }
-    out
+    Ok(())
 }
 
 /// One request as text: `#N op: TARGET`, headers, the body.
