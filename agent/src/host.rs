@@ -13,10 +13,14 @@ use crate::outbox::Outbox;
 /// Hello's host facts; the caller fills in ids and the outbox bounds.
 pub(crate) fn facts() -> pb::Hello {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    // The memory this agent may use: the host's, or its cgroup's limit
+    // (a container) when lower.
     let memory_bytes = sysinfo::System::new()
         .map(|mut s| {
             s.refresh_memory();
-            s.total_memory()
+            let host = s.total_memory();
+            s.cgroup_limits()
+                .map_or(host, |c| c.total_memory.min(host).max(1))
         })
         .unwrap_or(0);
     pb::Hello {

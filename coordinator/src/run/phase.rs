@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::plan::{self, AgentPlan, Met, StopJudge};
 use super::wait::{changed, check_log, dead_service};
+use crate::error::BadInput;
 use crate::hub::{AgentState, Hub};
 use crate::live::LiveView;
 
@@ -61,6 +62,15 @@ async fn schedule(r: &PhaseRun<'_>) -> Result<i64> {
     let cores = hub.agents();
     let weights = plan::weights(r.workload, ids, |id| cores.get(id).map(|s| s.hello.cores));
     let plans = plan::plan_agents(phase, &weights);
+    let workers: Vec<(&str, u32, u64)> = ids
+        .iter()
+        .zip(&plans)
+        .filter_map(|(id, p)| {
+            let hello = &states.get(id)?.hello;
+            Some((hello.hostname.as_str(), p.concurrency, hello.memory_bytes))
+        })
+        .collect();
+    plan::fits_in_memory(&phase.name, &workers).map_err(BadInput)?;
     hub.log(pb::log_record::Record::PhaseScheduled(pb::PhaseScheduled {
         phase_index: r.index,
         name: phase.name.clone(),

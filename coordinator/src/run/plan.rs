@@ -94,6 +94,37 @@ pub(super) struct AgentPlan {
     pub iterations: u64,
 }
 
+/// The least one worker costs an agent's memory: measured at ~2.2 KiB for a
+/// synthetic worker (100,000 of them: 216 MB); a connection costs more.
+pub(super) const WORKER_FLOOR_BYTES: u64 = 2048;
+
+/// Refuses a phase whose workers cannot fit in their hosts' memory even at
+/// [`WORKER_FLOOR_BYTES`] each: per host (agents sharing one add up),
+/// `workers` being (host, workers, the memory an agent there may use).
+pub(super) fn fits_in_memory(phase: &str, workers: &[(&str, u32, u64)]) -> anyhow::Result<()> {
+    let mut hosts: std::collections::BTreeMap<&str, (u64, u64)> = Default::default();
+    for &(host, n, memory) in workers {
+        let e = hosts.entry(host).or_default();
+        e.0 += u64::from(n);
+        e.1 = e.1.max(memory);
+    }
+    for (host, (n, memory)) in hosts {
+        let need = n * WORKER_FLOOR_BYTES;
+        if memory > 0 && need > memory {
+            anyhow::bail!(
+                "phase {phase:?} puts {n} workers on host {host}: at least {} of memory (~2 KiB each, more with connections), more than the {} it has; lower `concurrency`, or spread the load over more hosts",
+                mib(need),
+                mib(memory)
+            );
+        }
+    }
+    Ok(())
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.0} MiB", bytes as f64 / f64::from(1 << 20))
+}
+
 /// Each agent's part of `phase`, by `weights` (one per agent).
 pub(super) fn plan_agents(phase: &Phase, weights: &[f64]) -> Vec<AgentPlan> {
     let sum: f64 = weights.iter().sum();
@@ -284,9 +315,28 @@ mod tests {
     use fleetbench_workload::{Phase, Until, Workload};
 
     use super::{
-        AgentPlan, Met, StopJudge, plan_agents, rate_in_window, split_by_weight, step_windows,
-        until_met, warmup_windows, weights, window_at,
+        AgentPlan, Met, StopJudge, fits_in_memory, plan_agents, rate_in_window, split_by_weight,
+        step_windows, until_met, warmup_windows, weights, window_at,
     };
+
+    /// Workers that cannot fit in a host's memory are refused, host by
+    /// host (two agents on one host add up), naming the host and sizes.
+    #[test]
+    fn a_plan_beyond_a_hosts_memory_is_refused() {
+        let gib = 1u64 << 30;
+        assert!(fits_in_memory("p", &[("a", 500_000, gib), ("b", 500_000, gib)]).is_ok());
+        let err = fits_in_memory("p", &[("a", 300_000, gib), ("a", 300_000, gib)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("phase \"p\" puts 600000 workers on host a")
+                && err.contains("1172 MiB")
+                && err.contains("1024 MiB"),
+            "{err}"
+        );
+        // Memory not known (an old agent): no judgement.
+        assert!(fits_in_memory("p", &[("a", 1_000_000, 0)]).is_ok());
+    }
 
     fn workload(agents: &str, load: &str) -> Workload {
         let text = format!(

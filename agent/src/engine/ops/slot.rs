@@ -76,7 +76,8 @@ impl Scratch {
         Scratch {
             values,
             buf: Vec::with_capacity(256),
-            read: Vec::with_capacity(4096),
+            // Grown by the first TCP read only: most workers never read.
+            read: Vec::new(),
             rng,
             timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
             alarm,
