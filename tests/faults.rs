@@ -386,3 +386,58 @@ fn a_local_agent_killed_mid_phase_is_not_waited_for_and_its_share_stays_offered(
         );
     }
 }
+
+/// `[agents] on_loss = "fail"`: losing an agent mid-phase stops the run at
+/// once (the second phase never runs), and the run says why.
+#[test]
+fn on_loss_fail_stops_the_run_when_an_agent_is_lost() {
+    let dir = TempDir::new("on-loss-fail");
+    let w = dir.write(
+        "w.toml",
+        "[agents]\nlocal = 2\non_loss = \"fail\"\n\n[[phase]]\nname = \"one\"\nduration = \"20s\"\nrate = 400\n\n[phase.synthetic]\nlatency = \"1ms\"\n\n[[phase]]\nname = \"two\"\nduration = \"2s\"\nrate = 400\n\n[phase.synthetic]\nlatency = \"1ms\"\n",
+    );
+    let mut run = Background::coordinator(dir.path(), &["run", w.to_str().unwrap(), "--json"]);
+    let needle = format!("{}/runs/", dir.path().display());
+    let victim = wait_for(
+        "agent local-2 to run phase one",
+        Duration::from_secs(20),
+        || {
+            let r = live_report(&dir)?;
+            let agents = r["phases"][0]["agents"].as_array()?;
+            if !agents
+                .iter()
+                .any(|a| a["id"] == "local-2" && a["requests"].as_u64() > Some(0))
+            {
+                return None;
+            }
+            pids_mentioning(&needle).into_iter().find(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains("local-2.creds"))
+            })
+        },
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(victim),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let code = run.wait(Duration::from_secs(30));
+    assert_ne!(code, Some(0), "{}", run.stderr);
+    let report = report_json(dir.path(), "latest");
+    assert_eq!(report["status"], "failed", "{}", report["reason"]);
+    assert!(
+        report["reason"]
+            .as_str()
+            .unwrap()
+            .contains("on_loss = \"fail\""),
+        "{}",
+        report["reason"]
+    );
+    let phases = report["phases"].as_array().unwrap();
+    assert_eq!(phases.len(), 1, "phase two ran: {phases:?}");
+    assert!(
+        phases[0]["duration_s"].as_f64().unwrap() < 15.0,
+        "{}",
+        phases[0]
+    );
+}

@@ -216,6 +216,9 @@ async fn watch(
                     .await;
             }
         }
+        if !gone.is_empty() {
+            lost_policy(r, &gone)?;
+        }
         if !waiting.is_empty() && waiting.iter().all(|id| gone.contains(id)) {
             break;
         }
@@ -394,6 +397,30 @@ fn stop_agents(r: &PhaseRun<'_>) {
             }),
         );
     }
+}
+
+/// `[agents] on_loss` and `min` on the agents lost in this phase: an error
+/// (the run stops) when they say so.
+fn lost_policy(r: &PhaseRun<'_>, gone: &[String]) -> Result<()> {
+    let agents = &r.workload.agents;
+    if agents.on_loss == fleetbench_workload::OnLoss::Fail {
+        anyhow::bail!(
+            "agent(s) {} lost during phase {:?}, and [agents] on_loss = \"fail\": the run stops",
+            gone.join(", "),
+            r.phase.name
+        );
+    }
+    let left = r.ids.len().saturating_sub(gone.len());
+    if let Some(min) = agents.min
+        && left < min as usize
+    {
+        anyhow::bail!(
+            "agent(s) {} lost during phase {:?}: {left} left, fewer than [agents] min = {min}: the run stops",
+            gone.join(", "),
+            r.phase.name
+        );
+    }
+    Ok(())
 }
 
 /// The phase's agents that have not reported its end.

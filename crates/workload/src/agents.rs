@@ -38,6 +38,24 @@ pub struct Agents {
     /// Agents taken from a long-lived pool instead (no local or SSH agents).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pool: Option<PoolUse>,
+    /// What the run does when an agent is lost during a phase.
+    pub on_loss: OnLoss,
+    /// With `on_loss = "continue"`: the run stops once fewer agents than
+    /// this are left (`None`: it goes on with any).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min: Option<u32>,
+}
+
+/// `[agents] on_loss`: what losing an agent during a phase does to the run.
+/// Either way the verdict is `invalid`, naming the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnLoss {
+    /// The phase and the run go on without it (while `min` agents are
+    /// left): the default.
+    Continue,
+    /// The run stops at once.
+    Fail,
 }
 
 /// How load is split across agents: each agent's share is its weight over
@@ -172,6 +190,8 @@ pub(crate) struct RawAgents {
     attach_timeout: Option<Spanned<String>>,
     split: Option<Spanned<RawSplit>>,
     pool: Option<Spanned<String>>,
+    on_loss: Option<Spanned<String>>,
+    min: Option<Spanned<i64>>,
     count: Option<Spanned<i64>>,
     labels: Option<Spanned<BTreeMap<String, String>>>,
 }
@@ -229,7 +249,32 @@ pub(crate) fn validate_agents(src: &Source, raw: Spanned<RawAgents>) -> Result<A
         None => Split::Even,
         Some(s) => validate_split(src, s)?,
     };
+    let on_loss = match &raw.on_loss {
+        None => OnLoss::Continue,
+        Some(s) => match s.get_ref().as_str() {
+            "continue" => OnLoss::Continue,
+            "fail" => OnLoss::Fail,
+            other => {
+                return Err(src.error(
+                    s.span(),
+                    format!("agents.on_loss is \"continue\" or \"fail\", not {other:?}"),
+                ));
+            }
+        },
+    };
+    let agents = match &pool {
+        Some(p) => p.count.unwrap_or(1),
+        None => local + per_host * hosts.len() as u32,
+    };
+    let min = match &raw.min {
+        Some(n) => Some(src.int_within(n, 1..=i64::from(agents.max(1)), |v| {
+            format!("agents.min must be between 1 and the run's {agents} agent(s), not {v}")
+        })? as u32),
+        None => None,
+    };
     Ok(Agents {
+        on_loss,
+        min,
         split,
         local,
         hosts,

@@ -43,7 +43,7 @@ mod source;
 mod spec;
 mod threshold;
 
-pub use agents::{Agents, PoolUse, Split, SshHost, valid_pool_name};
+pub use agents::{Agents, OnLoss, PoolUse, Split, SshHost, valid_pool_name};
 pub use ops::{Exec, Http, HttpVersion, Op, OpKind, Synthetic, Tcp, TcpRead};
 pub use phase::{
     Arrival, DEFAULT_MAX_CONNECTIONS, Load, MAX_SEND_SLACK, Phase, Segment, Shape, Until,

@@ -258,3 +258,30 @@ fn a_fifo_as_a_data_file_is_refused_not_opened() {
     assert!(error.contains("is not a plain file"), "{error}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `[agents] on_loss` and `min`: accepted, and rejected with their place.
+#[test]
+fn on_loss_and_min_are_checked() {
+    let w = Workload::parse(
+        "w.toml",
+        &GOOD.replace("local = 2", "local = 2\non_loss = \"fail\"\nmin = 1"),
+    )
+    .unwrap();
+    assert_eq!(w.agents.on_loss, fleetbench_workload::OnLoss::Fail);
+    assert_eq!(w.agents.min, Some(1));
+    let default = Workload::parse("w.toml", GOOD).unwrap();
+    assert_eq!(
+        default.agents.on_loss,
+        fleetbench_workload::OnLoss::Continue
+    );
+    let e = reject(&GOOD.replace("local = 2", "local = 2\non_loss = \"retry\""));
+    assert!(
+        e.contains("w.toml:7:11:") && e.contains("\"continue\" or \"fail\""),
+        "{e}"
+    );
+    let e = reject(&GOOD.replace("local = 2", "local = 2\nmin = 3"));
+    assert!(
+        e.contains("w.toml:7:7:") && e.contains("between 1 and the run's 2 agent(s), not 3"),
+        "{e}"
+    );
+}
