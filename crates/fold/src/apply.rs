@@ -183,9 +183,14 @@ impl Fold {
     }
 
     /// One agent's window of one operation, if the op filter admits it; a
-    /// window whose histogram does not decode is counted as bad instead.
+    /// window that cannot be true (see [`implausible`]) or whose histogram
+    /// does not decode is counted as bad instead.
     fn apply_window(&mut self, agent: &str, w: &pb::ResultWindow) {
         if !self.filter.ops.is_empty() && !self.filter.ops.contains(&w.op) {
+            return;
+        }
+        if implausible(w) {
+            self.bad_windows += 1;
             return;
         }
         let keep = self.keep_agent_windows;
@@ -323,4 +328,36 @@ pub fn notice_level(n: &pb::AgentNotice) -> &'static str {
         Ok(pb::agent_notice::Level::Warn) => "warn",
         _ => "info",
     }
+}
+
+/// No window holds more than this many of anything (requests, errors,
+/// sends): a trillion, in one window of one agent, is not a measurement.
+const MAX_WINDOW_COUNT: u64 = 1_000_000_000_000;
+/// No window is wider than an hour, nor starts more than 31 days into its
+/// phase.
+const MAX_WIDTH_MS: u32 = 3_600_000;
+const MAX_START_MS: u64 = 31 * 24 * 3_600_000;
+
+/// A window no honest agent sends, judged from the window alone (the fold
+/// does not depend on the order records arrive in): zero or absurd width,
+/// an index past a month, or a count no window can hold. A buggy or
+/// hostile agent's window is kept out of the numbers and counted as bad
+/// (which voids the run) rather than folded in, where its counts could
+/// overflow the totals.
+fn implausible(w: &pb::ResultWindow) -> bool {
+    let counts = [
+        w.ok,
+        w.bytes_sent / 1_000_000,
+        w.bytes_received / 1_000_000,
+        w.latency_clamped,
+        w.scheduled,
+        w.late_wakes,
+        w.loop_probes,
+        w.loop_late,
+        w.busy_late,
+    ];
+    !(1..=MAX_WIDTH_MS).contains(&w.width_ms)
+        || u64::from(w.index) * u64::from(w.width_ms) > MAX_START_MS
+        || counts.iter().any(|&c| c > MAX_WINDOW_COUNT)
+        || w.errors.values().fold(w.ok, |a, &c| a.saturating_add(c)) > MAX_WINDOW_COUNT
 }

@@ -71,7 +71,8 @@ pub enum ReasonKind {
     LogGaps,
     /// Agent events are in the log more than once.
     LogDuplicates,
-    /// Windows whose latency histogram could not be read.
+    /// Windows whose latency histogram could not be read, or that cannot be
+    /// true (absurd width, index or counts: a buggy or hostile agent).
     BadWindows,
     /// Every request of a phase (or of one of its operations) failed.
     AllErrors,

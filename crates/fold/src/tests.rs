@@ -789,3 +789,85 @@ fn a_lost_agents_share_stays_offered() {
     });
     assert_eq!(only_a.phases[0].scheduled, 5_000);
 }
+
+/// What a buggy or hostile (but authenticated) agent can send, folded:
+/// sequence numbers that jump, repeat and go back; windows of phases that
+/// do not exist, at absurd indexes and widths; counts near `u64::MAX`;
+/// histograms that are garbage or cut; absurd clocks; unknown error
+/// classes. Thousands of seeded streams: the fold never panics, its report
+/// renders to JSON, and the honest agent's numbers next to it stay exact.
+#[test]
+fn hostile_agent_streams_never_break_the_fold_or_the_honest_agents_numbers() {
+    use crate::testlog::{agent_event, scheduled};
+    use fleetbench::pb::event::Kind;
+    let mut rng = Rng::new(0xbad_a9e47);
+    for round in 0..300u64 {
+        let mut records = vec![scheduled()];
+        // The honest agent `a`: 20 windows of 10 requests of 1 ms.
+        for i in 0..20u32 {
+            records.push(
+                OpWindow {
+                    requests: 10,
+                    latency_us: 1_000,
+                    ..OpWindow::new("a", u64::from(i) + 1, i)
+                }
+                .record(),
+            );
+        }
+        // The hostile agent `b`.
+        for _ in 0..40 {
+            let pick = |rng: &mut Rng, options: &[u64]| {
+                options[(rng.next_u64() % options.len() as u64) as usize]
+            };
+            let any = rng.next_u64();
+            let seq = pick(&mut rng, &[0, 1, 2, 3, u64::MAX, u64::MAX - 1, any]);
+            let index = pick(&mut rng, &[0, 1, 19, 20, 1_000_000, u64::from(u32::MAX)]) as u32;
+            let mut w = fleetbench::window::WindowAcc::new();
+            w.record_ok(1 + rng.next_u64() % 1_000_000);
+            let mut w = w.to_pb(0, index, 1000);
+            w.phase_index = pick(&mut rng, &[0, 0, 0, 1, 7, u64::from(u32::MAX)]) as u32;
+            w.width_ms = pick(&mut rng, &[1000, 1000, 0, 1, u64::from(u32::MAX)]) as u32;
+            w.ok = pick(&mut rng, &[1, 0, u64::MAX, u64::MAX / 2, any]);
+            w.bytes_sent = pick(&mut rng, &[0, u64::MAX]);
+            w.scheduled = pick(&mut rng, &[0, 5, u64::MAX]);
+            w.late_wakes = pick(&mut rng, &[0, u64::MAX]);
+            w.errors.insert(
+                ["io", "status_5xx", "no_such_class", ""][(rng.next_u64() % 4) as usize].into(),
+                pick(&mut rng, &[1, u64::MAX]),
+            );
+            match rng.next_u64() % 4 {
+                0 => {
+                    w.latency_histogram = (0..rng.next_u64() % 64)
+                        .map(|_| rng.next_u64() as u8)
+                        .collect()
+                }
+                1 => {
+                    let cut = w.latency_histogram.len() / 2;
+                    w.latency_histogram.truncate(cut);
+                }
+                2 => w.send_lag_histogram = vec![0xff; 40],
+                _ => {}
+            }
+            let clock = pick(&mut rng, &[0, i64::MAX as u64, i64::MIN as u64, 1]) as i64;
+            records.push(agent_event("b", seq, clock, Kind::Window(w)));
+        }
+        let fold = std::panic::catch_unwind(|| {
+            let mut fold = fold_of(&records);
+            let report = fold.report(&ReportOptions::default());
+            let json = serde_json::to_string(&report).expect("the report renders");
+            fold = Fold::keeping_agent_windows(Fold::new());
+            for r in &records {
+                fold.apply(r);
+            }
+            (report, json)
+        });
+        let (report, _json) = fold.unwrap_or_else(|_| panic!("round {round}: the fold panicked"));
+        let a = report.phases[0]
+            .agents
+            .iter()
+            .find(|x| x.id == "a")
+            .unwrap_or_else(|| panic!("round {round}: agent a is gone"));
+        // 18 of its windows count (2 s of warm-up).
+        assert_eq!(a.requests, 180, "round {round}: agent a's numbers changed");
+    }
+}

@@ -202,7 +202,7 @@ fn log_whole(e: &Evidence<'_>) -> Vec<Reason> {
         out.push(Reason::new(
             ReasonKind::BadWindows,
             format!(
-                "{} window(s) hold a latency histogram that cannot be read (not counted)",
+                "{} window(s) hold a latency histogram that cannot be read, or counts no window can hold (not counted)",
                 log.bad_windows
             ),
         ));
