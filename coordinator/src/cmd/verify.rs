@@ -4,9 +4,10 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
+use anyhow::{Result, anyhow};
 
 use crate::cli::VerifyArgs;
+use crate::error::BadInput;
 use crate::log::history::{self, Damaged};
 use crate::log::sealed::SEALED;
 use crate::log::{list_runs, run_dir};
@@ -27,10 +28,14 @@ enum Found {
 
 pub(crate) async fn verify(data: &Path, a: VerifyArgs) -> Result<ExitCode> {
     let ids = match (&a.run, a.all) {
-        (Some(run), false) => vec![history::resolve(data, run)?],
+        (Some(run), false) => vec![history::resolve(data, run).map_err(BadInput)?],
         (None, true) => list_runs(data)?,
-        (Some(_), true) => bail!("give a run or --all, not both"),
-        (None, false) => bail!("which run? give a run id (or `latest`), or --all"),
+        (Some(_), true) => return Err(BadInput(anyhow!("give a run or --all, not both")).into()),
+        (None, false) => {
+            return Err(
+                BadInput(anyhow!("which run? give a run id (or `latest`), or --all")).into(),
+            );
+        }
     };
     let (mut damaged, mut unreadable) = (0, 0);
     let mut out = String::new();
