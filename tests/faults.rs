@@ -441,3 +441,59 @@ fn on_loss_fail_stops_the_run_when_an_agent_is_lost() {
         phases[0]
     );
 }
+
+/// Agents whose link stays down past their lease are lost: the phase stops
+/// waiting for them (rather than waiting out its planned end and a 15 s
+/// grace, then failing with exit 1), and the verdict says they were lost,
+/// with what they sent counted and their unsent share still offered.
+#[test]
+fn agents_cut_off_past_their_lease_are_lost_not_waited_for() {
+    let dir = TempDir::new("cut-for-good");
+    let w = dir.write(
+        "w.toml",
+        "[agents]\nlocal = 2\n\n[[phase]]\nname = \"load\"\nduration = \"60s\"\nrate = 200\n\n[phase.synthetic]\nlatency = \"1ms\"\n",
+    );
+    let listen = free_port();
+    let proxy = Proxy::start(listen);
+    let started = std::time::Instant::now();
+    let child = std::process::Command::new(bin("coordinator"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["run", w.to_str().unwrap(), "--json"])
+        .args([
+            "--listen",
+            &listen.to_string(),
+            "--advertise",
+            &proxy.addr.to_string(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("two windows logged", Duration::from_secs(20), || {
+        let r = live_report(&dir)?;
+        (r["phases"][0]["timeline"].as_array()?.len() >= 2).then_some(())
+    });
+    proxy.cut();
+    let out = child.wait_with_output().unwrap();
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(3), "the run did not end invalid");
+    // The 60 s phase ended ~15 s after the cut, not at 60 s + 15 s.
+    assert!(
+        took < Duration::from_secs(50),
+        "the phase waited for them: {took:?}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let lost: Vec<&serde_json::Value> = report["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"] == "agent_lost")
+        .collect();
+    assert_eq!(lost.len(), 2, "{}", report["reasons"]);
+    let p = &report["phases"][0];
+    assert!(
+        p["requests"].as_u64().unwrap() < p["scheduled"].as_u64().unwrap(),
+        "{p}"
+    );
+}

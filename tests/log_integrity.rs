@@ -68,7 +68,12 @@ fn a_damaged_run_reads_as_damaged_and_reading_changes_nothing() {
     assert!(text(&out.stdout).contains("whole"), "{}", text(&out.stdout));
     for wrong in [vec!["verify", "no-such-run"], vec!["verify"]] {
         let out = coordinator(dir.path(), &wrong);
-        assert_eq!(out.status.code(), Some(2), "{wrong:?}: {}", text(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{wrong:?}: {}",
+            text(&out.stderr)
+        );
     }
     let whole = report_json(dir.path(), &id);
 

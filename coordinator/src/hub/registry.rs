@@ -30,6 +30,9 @@ pub(crate) struct AgentState {
     pub duplicates: u64,
     /// When its last Hello passed (coordinator clock, Unix µs).
     pub seen_at_us: i64,
+    /// When its link last ended, if it is detached (Unix µs; 0: attached
+    /// or never).
+    pub detached_at_us: i64,
     generation: u64,
 }
 
@@ -88,6 +91,7 @@ impl Registry {
             return None;
         }
         slot.state.connected = true;
+        slot.state.detached_at_us = 0;
         slot.state.synced = false;
         slot.tx = Some(tx.clone());
         Some((slot.state.generation, slot.state.acked_through))
@@ -133,6 +137,7 @@ impl Registry {
         let current = slot.state.generation == generation;
         if current {
             slot.state.connected = false;
+            slot.state.detached_at_us = fleetbench::clock::now_us();
             slot.state.synced = false;
             slot.tx = None;
         }

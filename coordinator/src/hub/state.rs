@@ -22,6 +22,9 @@ use crate::log::{EventLog, LogReader};
 /// ([`Hub::log_refusals_left`]), with the run's total.
 const REFUSALS_PER_WINDOW: u32 = 20;
 const REFUSAL_WINDOW: Duration = Duration::from_secs(10);
+/// A detached agent is lost once its link has been down this long: an
+/// agent's lease (15 s unless `--lease`), after which it stops its load.
+const LOST_AFTER: Duration = Duration::from_secs(15);
 
 /// How many refusals were logged in the current window, and how many not.
 struct RefusalBudget {
@@ -309,6 +312,32 @@ impl Hub {
                 .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
             Err(_) => true,
         }
+    }
+
+    /// Whether agent `id` is lost, and how: a local agent whose process
+    /// exited, or any agent detached for longer than an agent's lease
+    /// (by then it has stopped its load: it will not finish the phase).
+    pub(crate) fn agent_lost(&self, id: &str) -> Option<String> {
+        if self.local_agent_gone(id) {
+            return Some("its process exited".to_string());
+        }
+        let detached = self
+            .registry
+            .lock()
+            .expect("never poisoned")
+            .slots
+            .get(id)
+            .filter(|s| !s.state.connected && s.state.detached_at_us > 0)
+            .map(|s| s.state.detached_at_us)?;
+        let away = Duration::from_micros(
+            u64::try_from(fleetbench::clock::now_us() - detached).unwrap_or(0),
+        );
+        (away > LOST_AFTER).then(|| {
+            format!(
+                "its link has been down for {:.0}s (an agent stops its load after its lease)",
+                away.as_secs_f64()
+            )
+        })
     }
 
     /// Seals the run's log (`log::sealed`): once the writer has stopped.

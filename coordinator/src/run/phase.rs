@@ -198,18 +198,22 @@ async fn watch(
         if ended {
             break;
         }
-        // A local agent whose process exited will never report the end:
-        // the phase goes on without it (the verdict says it was lost).
+        // An agent lost (a local one whose process exited, any one whose
+        // link stayed down past its lease) will never report the end: the
+        // phase goes on without it (the verdict says it was lost).
         let waiting = waiting_for(r);
-        for id in waiting.iter().filter(|id| r.hub.local_agent_gone(id)) {
-            if !gone.contains(id) {
+        for id in &waiting {
+            if gone.contains(id) {
+                continue;
+            }
+            if let Some(how) = r.hub.agent_lost(id) {
                 gone.push(id.clone());
                 r.hub
                     .notice(
                         "error",
                         id,
                         format!(
-                            "local agent {id} exited during phase {:?}: its share is not sent, and the phase does not wait for it",
+                            "agent {id} is lost during phase {:?} ({how}): the rest of its share is not sent, and the phase does not wait for it",
                             r.phase.name
                         ),
                     )
@@ -220,6 +224,15 @@ async fn watch(
             lost_policy(r, &gone)?;
         }
         if !waiting.is_empty() && waiting.iter().all(|id| gone.contains(id)) {
+            if !stopping && fleetbench::clock::now_us() < planned_end {
+                // Nothing is running the phase any more: say where it ended.
+                stop_now(
+                    r,
+                    start_at_us,
+                    &format!("agent(s) {} lost", waiting.join(", ")),
+                )
+                .await;
+            }
             break;
         }
         if let Some((w, met)) = met {

@@ -356,8 +356,9 @@ impl PhaseAgg {
 
     /// How long the phase's load ran, µs from its start, at most its
     /// planned duration: as long as the agent that ran longest says
-    /// (`PhaseEnded.ran_us`); for agents too old to say, up to the stop
-    /// request when one cut them short; else the planned duration.
+    /// (`PhaseEnded.ran_us`); for agents too old to say, or when none
+    /// ended it (every one lost), up to the stop request when one cut the
+    /// phase short; else the planned duration.
     pub fn ran_us(&self) -> u64 {
         // A phase never scheduled (duration 0) counts its windows as 1 ms.
         let planned = self.duration_ms.max(1).saturating_mul(1000);
@@ -366,7 +367,8 @@ impl PhaseAgg {
             return ran.min(planned);
         }
         match self.stop_logged_at_us {
-            Some(at) if ended().any(|e| e.stopped_early) => {
+            // Stopped early, or abandoned with every agent lost.
+            Some(at) if ended().any(|e| e.stopped_early) || ended().next().is_none() => {
                 u64::try_from(at - self.start_at_us).map_or(0, |us| us.min(planned))
             }
             _ => planned,

@@ -81,6 +81,25 @@ impl<'a> Windowing<'a> {
         u64::from(index) / self.per_bucket
     }
 
+    /// Open loop: the sends the phase's shape called for over the headline
+    /// windows of the time it ran, whether or not any agent logged them.
+    fn offered(&self) -> f64 {
+        let Some(shape) = &self.p.shape else {
+            return 0.0;
+        };
+        let width_us = self.width_ms * 1000;
+        let windows = self.ran_us.div_ceil(width_us.max(1));
+        (0..windows)
+            .filter_map(|i| u32::try_from(i).ok())
+            .filter(|&i| self.inside(i) && (self.options.include_warmup || !self.p.is_warmup(i)))
+            .map(|i| {
+                let from = (u64::from(i) * self.width_ms) as f64 / 1000.0;
+                let to = from + self.covers(i) as f64 / 1e6;
+                crate::shape::intended_mean(shape, from, to) * (to - from)
+            })
+            .sum()
+    }
+
     pub(crate) fn series(&self, windows: &BTreeMap<u32, WindowAgg>) -> Series {
         let growing = || {
             let mut agg = WindowAgg::new();
@@ -89,18 +108,11 @@ impl<'a> Windowing<'a> {
         };
         let mut total = growing();
         let mut counted_us = 0u64;
-        let mut offered = 0.0f64;
         let mut buckets: BTreeMap<u64, WindowAgg> = BTreeMap::new();
         for (&index, w) in windows.iter().filter(|(i, _)| self.inside(**i)) {
             if self.options.include_warmup || !self.p.is_warmup(index) {
                 total.merge(w);
-                let covers = self.covers(index);
-                counted_us += covers;
-                if let Some(shape) = &self.p.shape {
-                    let from = (u64::from(index) * self.width_ms) as f64 / 1000.0;
-                    let to = from + covers as f64 / 1e6;
-                    offered += crate::shape::intended_mean(shape, from, to) * (to - from);
-                }
+                counted_us += self.covers(index);
             }
             buckets
                 .entry(self.bucket(index))
@@ -111,7 +123,7 @@ impl<'a> Windowing<'a> {
             total,
             counted_us,
             buckets,
-            offered,
+            offered: self.offered(),
         }
     }
 }
