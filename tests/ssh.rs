@@ -369,12 +369,15 @@ concurrency = 2
             agents = agents_table(&hosts, &["h1"], ""),
         )
     };
-    let serving = || {
+    // The server itself, and the `agent supervise` it runs under (all but
+    // a kept service do).
+    let process = |supervisor: bool| {
         hosts.pids("h2").into_iter().find(|pid| {
             std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| c.contains("serve"))
+                .is_ok_and(|c| c.contains("serve") && c.contains("supervise") == supervisor)
         })
     };
+    let serving = || process(false);
     // A host has its own pid namespace: the pid it knows a process by.
     let host_pid = |pid: u32| -> u32 {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -415,7 +418,8 @@ concurrency = 2
                 (served >= 100).then_some(())
             });
             let pid = serving().expect("the service runs on h2");
-            killed = host_pid(pid);
+            // The coordinator knows the service by its supervisor's pid.
+            killed = host_pid(process(true).expect("the service runs under agent supervise"));
             nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid as i32),
                 nix::sys::signal::Signal::SIGKILL,
@@ -434,4 +438,74 @@ concurrency = 2
     assert_eq!(service["host"], format!("root@{h2}"));
     assert!(service.get("exit_status").is_none(), "unknown on a host");
     assert_eq!(report["phases"].as_array().unwrap().len(), 1, "{report}");
+}
+
+/// A service on an SSH host does not outlive its coordinator for long,
+/// even a SIGKILLed one: it runs under `agent supervise`, which stops it
+/// once the coordinator has not checked on it for its 15 s lease. Before,
+/// it ran on forever, and the next run benchmarked the leftover.
+#[test]
+fn a_remote_service_stops_when_its_coordinator_is_killed() {
+    let hosts = Hosts::up(2);
+    let dir = TempDir::new("ssh-service-orphan");
+    let h2 = hosts.ip("h2");
+    let w = dir.write(
+        "w.toml",
+        &format!(
+            r#"{agents}
+[[service]]
+name = "target"
+hosts = ["root@{h2}"]
+binary = "{{agent}}"
+args = ["serve", "--listen", "0.0.0.0:8081"]
+ready = {{ tcp = 8081, timeout = "20s" }}
+
+[[phase]]
+name = "load"
+duration = "120s"
+[phase.http]
+url = "http://{{service.target.host}}:8081/"
+concurrency = 2
+"#,
+            agents = agents_table(&hosts, &["h1"], ""),
+        ),
+    );
+    let on_h2 = || -> Vec<u32> {
+        hosts
+            .pids("h2")
+            .into_iter()
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| c.contains("serve") && c.contains("8081"))
+            })
+            .collect()
+    };
+    let mut child = std::process::Command::new(bin("coordinator"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["run", w.to_str().unwrap()])
+        .env_remove("SSH_AUTH_SOCK")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run coordinator");
+    let target: std::net::SocketAddr = (h2, 8081).into();
+    wait_for("the service to serve load", Duration::from_secs(90), || {
+        let served = serve_stats(target)?["served"].as_u64()?;
+        (served >= 100).then_some(())
+    });
+    assert!(!on_h2().is_empty(), "the service runs on h2");
+    child.kill().expect("SIGKILL the coordinator");
+    child.wait().unwrap();
+    let killed_at = Instant::now();
+    wait_for(
+        "the service to stop once its lease lapsed",
+        Duration::from_secs(45),
+        || on_h2().is_empty().then_some(()),
+    );
+    eprintln!(
+        "the service stopped {:?} after its coordinator was killed",
+        killed_at.elapsed()
+    );
 }

@@ -59,6 +59,21 @@ enum Cmd {
     Attach(attach::Options),
     /// Serve HTTP: a small target for demos and tests.
     Serve(serve::ServeConfig),
+    /// Run COMMAND, and stop it once LEASE_FILE is older than LEASE (how
+    /// the coordinator starts a service on an SSH host).
+    #[command(hide = true)]
+    Supervise {
+        /// The file the coordinator touches each time it checks on the
+        /// service.
+        #[arg(long)]
+        lease_file: std::path::PathBuf,
+        /// Stop the service when the file is older than this.
+        #[arg(long, value_parser = fleetbench::clock::parse_duration)]
+        lease: std::time::Duration,
+        /// The command and its arguments.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
     /// Run COMMAND so that it dies with the coordinator PARENT (how the
     /// coordinator starts a local service).
     #[command(hide = true)]
@@ -85,6 +100,17 @@ fn main() -> ExitCode {
         let err = parent::exec_child(*parent, command).unwrap_err();
         eprintln!("agent: error: {err:#}");
         return ExitCode::from(127);
+    }
+    if let Cmd::Supervise {
+        lease_file,
+        lease,
+        command,
+    } = &cli.command
+    {
+        return parent::supervise(lease_file, *lease, command).unwrap_or_else(|e| {
+            eprintln!("agent: error: {e:#}");
+            ExitCode::from(127)
+        });
     }
     match run(cli) {
         Ok(code) => code,
@@ -116,7 +142,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             Cmd::Attach(opts) => attach::attach(opts, stop).await,
-            Cmd::ExecChild { .. } => unreachable!("handled before the runtime"),
+            Cmd::ExecChild { .. } | Cmd::Supervise { .. } => {
+                unreachable!("handled before the runtime")
+            }
         }
     })
 }

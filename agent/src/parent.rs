@@ -44,3 +44,75 @@ pub(crate) fn exec_child(parent: i32, argv: &[String]) -> Result<()> {
     }
     bail!("cannot run {program:?}: {}", err.desc())
 }
+
+/// `agent supervise --lease-file F --lease D -- COMMAND ARGS...`: how the
+/// coordinator starts a service on an SSH host (the host has no process of
+/// the coordinator's to die with). Runs COMMAND as a child that dies with
+/// this process, and stops it (TERM, then KILL after 5 s) once `F` has not
+/// been touched for `D`: the coordinator touches it each time it checks on
+/// the service (every second), so a coordinator that is gone (killed, cut
+/// off) leaves nothing running for long. A TERM or INT to this process is
+/// passed on to the child, which then has its 5 s to stop; this process
+/// exits with the child's status.
+pub(crate) fn supervise(
+    lease_file: &std::path::Path,
+    lease: std::time::Duration,
+    argv: &[String],
+) -> Result<std::process::ExitCode> {
+    use std::time::{Duration, SystemTime};
+    use tokio::signal::unix::{SignalKind, signal};
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async {
+        let exe = std::env::current_exe().context("finding the agent's own executable")?;
+        let mut child = tokio::process::Command::new(exe)
+            .arg("exec-child")
+            .arg("--parent")
+            .arg(std::process::id().to_string())
+            .arg("--")
+            .args(argv)
+            .spawn()
+            .context("starting the service")?;
+        let pid = Pid::from_raw(child.id().map_or(0, |p| p as i32));
+        let mut term = signal(SignalKind::terminate()).context("handling SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("handling SIGINT")?;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let fresh = || {
+            std::fs::metadata(lease_file)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|at| SystemTime::now().duration_since(at).ok())
+                .is_some_and(|age| age <= lease)
+        };
+        let stop = loop {
+            tokio::select! {
+                status = child.wait() => {
+                    let code = status.map_or(1, |s| s.code().unwrap_or(1));
+                    return Ok(std::process::ExitCode::from(u8::try_from(code).unwrap_or(1)));
+                }
+                _ = term.recv() => break None,
+                _ = int.recv() => break None,
+                _ = tick.tick() => {
+                    if !fresh() {
+                        break Some(format!(
+                            "fleetbench: the coordinator has not checked on this service for {}s (its lease): stopping it",
+                            lease.as_secs()
+                        ));
+                    }
+                }
+            }
+        };
+        if let Some(why) = stop {
+            eprintln!("{why}");
+        }
+        let _ = nix::sys::signal::kill(pid, Signal::SIGTERM);
+        if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
+            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+            let _ = child.wait().await;
+        }
+        Ok(std::process::ExitCode::from(1))
+    })
+}

@@ -40,6 +40,8 @@ struct Process {
     pid: u32,
     /// Shell word of its log file on the host.
     log: String,
+    /// Shell word of its lease file, which each check touches (`launch`).
+    lease: Option<String>,
     end: End,
 }
 
@@ -72,7 +74,7 @@ pub(crate) async fn start_remote(
             }
             let dir = bootstrap::remote_path(ctx.remote_dir);
             let words = ship_words(&session, &dir, s, shipped_file.as_ref(), ctx, &bar).await?;
-            let (pid, log) = launch(&session, &dir, s, host, &words).await?;
+            let (pid, log, lease) = launch(&session, &dir, s, host, &words).await?;
             let on = |st: &str, detail: String| pb::ServiceState {
                 host: host.to_string(),
                 ..state(&s.name, st, detail)
@@ -88,6 +90,7 @@ pub(crate) async fn start_remote(
                     session: Arc::new(session),
                     pid,
                     log,
+                    lease,
                     end: End::new(),
                 },
                 keep: s.keep,
@@ -158,7 +161,9 @@ async fn ship_words(
         Some(f) => Some(ship("service", f.clone()).await?),
         None => None,
     };
-    let agent = if s.command_mentions("{agent}") {
+    // The agent also supervises every service that does not outlive the
+    // run (`launch`).
+    let agent = if s.command_mentions("{agent}") || !s.keep {
         Some(ship("agent", ctx.agent.clone()).await?)
     } else {
         None
@@ -199,15 +204,21 @@ impl Words {
     }
 }
 
+/// How long a service on an SSH host outlives its coordinator's last check
+/// (each second, while it runs): `agent supervise` stops it after that.
+const SERVICE_LEASE: Duration = Duration::from_secs(15);
+
 /// Starts the service detached on the host (its output to a log file under
-/// `dir`); returns its pid and the shell word of its log.
+/// `dir`); returns its pid, the shell word of its log, and of its lease
+/// file when it runs under `agent supervise` (every service but a `keep`
+/// one: it stops once this coordinator stops checking on it).
 async fn launch(
     session: &Session,
     dir: &str,
     s: &Service,
     host: &ssh::Target,
     words: &Words,
-) -> Result<(u32, String)> {
+) -> Result<(u32, String, Option<String>)> {
     let program = match &s.command {
         Command::Argv(argv) => argv
             .iter()
@@ -223,8 +234,22 @@ async fn launch(
         .collect();
     let svc_dir = format!("{dir}/services");
     let log = format!("{svc_dir}/{}.log", sh_quote(&s.name));
+    let lease = match (&words.agent, s.keep) {
+        (Some(_), false) => Some(format!("{svc_dir}/{}.lease", sh_quote(&s.name))),
+        _ => None,
+    };
+    let (touch, program) = match (&lease, &words.agent) {
+        (Some(file), Some(agent)) => (
+            format!("touch {file}; "),
+            format!(
+                "{agent} supervise --lease-file {file} --lease {}s -- {program}",
+                SERVICE_LEASE.as_secs()
+            ),
+        ),
+        _ => (String::new(), program),
+    };
     let script = format!(
-        "set -e; mkdir -p {svc_dir}; cd {svc_dir}; \
+        "set -e; mkdir -p {svc_dir}; cd {svc_dir}; {touch}\
          if command -v setsid >/dev/null 2>&1; then d=setsid; else d=nohup; fi; \
          {env}$d {program} </dev/null >{log} 2>&1 & echo $!"
     );
@@ -243,7 +268,7 @@ async fn launch(
             out.stderr_text()
         )
     })?;
-    Ok((pid, log))
+    Ok((pid, log, lease))
 }
 
 /// Waits until the service answers `ready` on `host`, within `timeout`,
@@ -371,10 +396,18 @@ async fn refuse_taken(hub: &Hub, name: &str, ready: &Ready, session: &Session) -
 
 impl Process {
     /// Whether its process is alive; None if the host could not be asked.
+    /// Renews its lease.
     async fn alive(&self) -> Option<bool> {
+        let touch = self
+            .lease
+            .as_ref()
+            .map_or_else(String::new, |f| format!("touch {f} 2>/dev/null; "));
         self.session
             .exec(
-                &format!("kill -0 {pid} 2>/dev/null && echo alive", pid = self.pid),
+                &format!(
+                    "{touch}kill -0 {pid} 2>/dev/null && echo alive",
+                    pid = self.pid
+                ),
                 None,
             )
             .await
