@@ -497,3 +497,51 @@ fn agents_cut_off_past_their_lease_are_lost_not_waited_for() {
         "{p}"
     );
 }
+
+/// An agent frozen mid-phase (SIGSTOP: its link stays up, it just never
+/// answers) is lost once it has said nothing, not even a pong, for 15 s:
+/// the run ends invalid, naming it, instead of waiting out the phase's
+/// grace and failing with exit 1 ("did not report its end").
+#[test]
+fn a_frozen_agent_is_lost_once_silent_past_its_lease() {
+    let dir = TempDir::new("frozen-agent");
+    let w = dir.write(
+        "w.toml",
+        "[agents]\nlocal = 2\n\n[[phase]]\nname = \"load\"\nduration = \"8s\"\nrate = 200\n\n[phase.synthetic]\nlatency = \"1ms\"\n",
+    );
+    let mut run = Background::coordinator(dir.path(), &["run", w.to_str().unwrap(), "--json"]);
+    let needle = format!("{}/runs/", dir.path().display());
+    let victim = wait_for(
+        "agent local-2 to run the phase",
+        Duration::from_secs(20),
+        || {
+            let r = live_report(&dir)?;
+            let agents = r["phases"][0]["agents"].as_array()?;
+            if !agents
+                .iter()
+                .any(|a| a["id"] == "local-2" && a["requests"].as_u64() > Some(0))
+            {
+                return None;
+            }
+            pids_mentioning(&needle).into_iter().find(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains("local-2.creds"))
+            })
+        },
+    );
+    let victim = nix::unistd::Pid::from_raw(victim);
+    nix::sys::signal::kill(victim, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let code = run.wait(Duration::from_secs(60));
+    let _ = nix::sys::signal::kill(victim, nix::sys::signal::Signal::SIGCONT);
+    assert_eq!(code, Some(3), "{}", run.stderr);
+    let report = report_json(dir.path(), "latest");
+    assert!(
+        report["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["kind"] == "agent_lost" && r["agent"] == "local-2"),
+        "{}",
+        report["reasons"]
+    );
+}

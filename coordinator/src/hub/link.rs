@@ -20,6 +20,9 @@ use crate::log::{EventLog, LogError};
 
 /// Pings sent right after attach to measure the clock offset.
 const SYNC_PINGS: u32 = 5;
+/// A link whose agent has said nothing for this long is ended (an agent
+/// pongs each ping, one a second): as long as an agent's lease.
+const SILENT_AFTER: Duration = Duration::from_secs(15);
 
 /// An agent's link, as Attach hands it over once the agent is welcomed.
 pub(super) struct Link {
@@ -57,13 +60,20 @@ impl Link {
         }
     }
 
-    /// Reads the link until it ends.
+    /// Reads the link until it ends: the agent closes it, it breaks, or the
+    /// agent says nothing (not even a pong to a ping a second) for
+    /// [`SILENT_AFTER`]: frozen (SIGSTOP), or cut off without the link
+    /// knowing. Then the agent counts as detached since it was last heard.
     pub(super) async fn serve(mut self, mut inbound: Streaming<pb::AgentMessage>) {
         let mut pings = tokio::time::interval(Duration::from_millis(20));
         let mut sent_pings = 0u32;
+        let mut heard = tokio::time::Instant::now();
         let end = loop {
             tokio::select! {
                 _ = pings.tick() => {
+                    if heard.elapsed() > SILENT_AFTER {
+                        break format!("silent for {}s (no message, not even a pong)", SILENT_AFTER.as_secs());
+                    }
                     if self.ping() {
                         sent_pings += 1;
                     }
@@ -76,7 +86,9 @@ impl Link {
                     }
                 }
                 m = inbound.message() => match m {
-                    Ok(Some(m)) => match m.msg {
+                    Ok(Some(m)) => {
+                        heard = tokio::time::Instant::now();
+                        match m.msg {
                         Some(pb::agent_message::Msg::Event(ev)) => {
                             if let Err(end) = self.event(ev).await {
                                 break end;
@@ -85,13 +97,16 @@ impl Link {
                         Some(pb::agent_message::Msg::Pong(p)) => self.pong(&p).await,
                         Some(pb::agent_message::Msg::LateEvents(late)) => self.late(late).await,
                         Some(pb::agent_message::Msg::Hello(_)) | None => {}
-                    },
+                        }
+                    }
                     Ok(None) => break "closed by the agent".to_string(),
                     Err(status) => break format!("link broke: {}", status.message()),
                 }
             }
         };
-        self.detach(end).await;
+        let since = fleetbench::clock::now_us()
+            - i64::try_from(heard.elapsed().as_micros()).unwrap_or(i64::MAX);
+        self.detach(end, since).await;
     }
 
     fn ping(&self) -> bool {
@@ -216,13 +231,13 @@ impl Link {
 
     /// The link ended (`end` says how): the agent is detached unless a
     /// newer link holds it already.
-    async fn detach(self, end: String) {
-        let current = self
-            .hub
-            .registry
-            .lock()
-            .expect("never poisoned")
-            .release(&self.agent_id, self.generation);
+    /// Ends the link; the agent was last heard at `since` (Unix µs).
+    async fn detach(self, end: String, since: i64) {
+        let current = self.hub.registry.lock().expect("never poisoned").release(
+            &self.agent_id,
+            self.generation,
+            since,
+        );
         if current && !self.attach_logged {
             self.hub.changed.notify_waiters();
         }

@@ -128,16 +128,17 @@ impl Registry {
         (self.admitted.contains_key(agent_id), told)
     }
 
-    /// Ends link `generation` of `agent_id`; false if a newer link holds
-    /// the agent's slot (or it has none), which then stays as it is.
-    pub(super) fn release(&mut self, agent_id: &str, generation: u64) -> bool {
+    /// Ends link `generation` of `agent_id`, whose agent was last heard at
+    /// `since` (Unix µs); false if a newer link holds the agent's slot (or
+    /// it has none), which then stays as it is.
+    pub(super) fn release(&mut self, agent_id: &str, generation: u64, since: i64) -> bool {
         let Some(slot) = self.slots.get_mut(agent_id) else {
             return false;
         };
         let current = slot.state.generation == generation;
         if current {
             slot.state.connected = false;
-            slot.state.detached_at_us = fleetbench::clock::now_us();
+            slot.state.detached_at_us = since;
             slot.state.synced = false;
             slot.tx = None;
         }
