@@ -583,7 +583,7 @@ fn cuts_and_freezes_together_lose_and_double_nothing() {
     let agents: Vec<nix::unistd::Pid> =
         wait_for("four agents loading", Duration::from_secs(30), || {
             let r = live_report(&dir)?;
-            (r["phases"][0]["timeline"].as_array()?.len() >= 1).then_some(())?;
+            (!r["phases"][0]["timeline"].as_array()?.is_empty()).then_some(())?;
             let pids: Vec<nix::unistd::Pid> = pids_mentioning(&needle)
                 .into_iter()
                 .filter(|pid| {
