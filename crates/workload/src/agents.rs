@@ -262,19 +262,9 @@ pub(crate) fn validate_agents(src: &Source, raw: Spanned<RawAgents>) -> Result<A
             }
         },
     };
-    let agents = match &pool {
-        Some(p) => p.count.unwrap_or(1),
-        None => local + per_host * hosts.len() as u32,
-    };
-    let min = match &raw.min {
-        Some(n) => Some(src.int_within(n, 1..=i64::from(agents.max(1)), |v| {
-            format!("agents.min must be between 1 and the run's {agents} agent(s), not {v}")
-        })? as u32),
-        None => None,
-    };
-    Ok(Agents {
+    let mut agents = Agents {
         on_loss,
-        min,
+        min: None,
         split,
         local,
         hosts,
@@ -285,7 +275,14 @@ pub(crate) fn validate_agents(src: &Source, raw: Spanned<RawAgents>) -> Result<A
         min_hosts,
         attach_timeout,
         pool,
-    })
+    };
+    if let Some(n) = &raw.min {
+        let count = agents.count();
+        agents.min = Some(src.int_within(n, 1..=i64::from(count.max(1)), |v| {
+            format!("agents.min must be between 1 and the run's {count} agent(s), not {v}")
+        })? as u32);
+    }
+    Ok(agents)
 }
 
 /// `hosts`: each one parsed, none twice.
