@@ -6,6 +6,7 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -106,19 +107,18 @@ fn live_report(dir: &TempDir) -> Option<serde_json::Value> {
     serde_json::from_slice(&out.stdout).ok()
 }
 
-/// The agent-to-coordinator link is cut mid-phase, then restored: the agents
-/// reconnect, resend what was not acked, and the log holds every window of
-/// every agent exactly once, with no gap in any agent's sequence numbers.
-#[test]
-fn cut_link_reconnects_and_logs_each_window_exactly_once() {
-    let dir = TempDir::new("cut");
-    let w = dir.write("w.toml", &synthetic_workload("8s"));
-    let listen = free_port();
-    let proxy = Proxy::start(listen);
-    let child = std::process::Command::new(bin("coordinator"))
+/// `coordinator run WORKLOAD --json` in the background, its agents dialing
+/// it through `proxy` (which forwards to `listen`); stdout piped.
+fn run_through(
+    dir: &TempDir,
+    workload: &Path,
+    listen: SocketAddr,
+    proxy: &Proxy,
+) -> std::process::Child {
+    std::process::Command::new(bin("coordinator"))
         .arg("--data-dir")
         .arg(dir.path())
-        .args(["run", w.to_str().unwrap(), "--json"])
+        .args(["run", workload.to_str().unwrap(), "--json"])
         .args([
             "--listen",
             &listen.to_string(),
@@ -128,7 +128,68 @@ fn cut_link_reconnects_and_logs_each_window_exactly_once() {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// The pid of local agent `agent` of the running run in `dir`, once it has
+/// sent requests in phase 0.
+fn pid_of_loading_agent(dir: &TempDir, agent: &str) -> nix::unistd::Pid {
+    let needle = format!("{}/runs/", dir.path().display());
+    let creds = format!("{agent}.creds");
+    let pid = wait_for(
+        &format!("agent {agent} to load phase 0"),
+        Duration::from_secs(20),
+        || {
+            let r = live_report(dir)?;
+            let agents = r["phases"][0]["agents"].as_array()?;
+            if !agents
+                .iter()
+                .any(|a| a["id"] == agent && a["requests"].as_u64() > Some(0))
+            {
+                return None;
+            }
+            pids_mentioning(&needle).into_iter().find(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&creds))
+            })
+        },
+    );
+    nix::unistd::Pid::from_raw(pid)
+}
+
+/// Two local agents, then two open-loop synthetic phases, "one" (`first`
+/// long) and "two" (2 s), at 400/s; `agents_extra` goes into `[agents]`.
+fn two_phases(agents_extra: &str, first: &str) -> String {
+    format!(
+        "[agents]\nlocal = 2\n{agents_extra}\n[[phase]]\nname = \"one\"\nduration = \"{first}\"\nrate = 400\n\n[phase.synthetic]\nlatency = \"1ms\"\n\n[[phase]]\nname = \"two\"\nduration = \"2s\"\nrate = 400\n\n[phase.synthetic]\nlatency = \"1ms\"\n"
+    )
+}
+
+/// Kills (SIGKILL) every process whose command line holds `needle` when
+/// dropped: what a failed test leaves running.
+struct KillOnDrop(String);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for pid in pids_mentioning(&self.0) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+/// The agent-to-coordinator link is cut mid-phase, then restored: the agents
+/// reconnect, resend what was not acked, and the log holds every window of
+/// every agent exactly once, with no gap in any agent's sequence numbers.
+#[test]
+fn cut_link_reconnects_and_logs_each_window_exactly_once() {
+    let dir = TempDir::new("cut");
+    let w = dir.write("w.toml", &synthetic_workload("8s"));
+    let listen = free_port();
+    let proxy = Proxy::start(listen);
+    let child = run_through(&dir, &w, listen, &proxy);
     wait_for("two windows logged", Duration::from_secs(20), || {
         let r = live_report(&dir)?;
         (r["phases"][0]["timeline"].as_array()?.len() >= 2).then_some(())
@@ -291,31 +352,12 @@ fn a_sigkilled_coordinator_leaves_no_local_agent_or_service() {
     )
     .unwrap();
     child.wait().unwrap();
-    let left = || {
-        started
-            .iter()
-            .copied()
-            .filter(|p| !gone(*p))
-            .collect::<Vec<_>>()
-    };
-    let outlived = (0..100).find_map(|_| {
-        let left = left();
-        if left.is_empty() {
-            return Some(Vec::new());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-        None
-    });
-    let survivors = outlived.unwrap_or_else(left);
-    for pid in &survivors {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(*pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
-    assert!(
-        survivors.is_empty(),
-        "these outlived their coordinator by 10 s: {survivors:?} (of {started:?})"
+    // Whatever outlives the wait below is killed when the test ends.
+    let _leftovers = KillOnDrop(needle.clone());
+    wait_for(
+        "the agents and the service to die with their coordinator",
+        Duration::from_secs(10),
+        || started.iter().all(|p| gone(*p)).then_some(()),
     );
 }
 
@@ -327,35 +369,10 @@ fn a_sigkilled_coordinator_leaves_no_local_agent_or_service() {
 #[test]
 fn a_local_agent_killed_mid_phase_is_not_waited_for_and_its_share_stays_offered() {
     let dir = TempDir::new("kill-agent");
-    let w = dir.write(
-        "w.toml",
-        "[agents]\nlocal = 2\n\n[[phase]]\nname = \"one\"\nduration = \"4s\"\nrate = 400\n\n[phase.synthetic]\nlatency = \"1ms\"\n\n[[phase]]\nname = \"two\"\nduration = \"2s\"\nrate = 400\n\n[phase.synthetic]\nlatency = \"1ms\"\n",
-    );
+    let w = dir.write("w.toml", &two_phases("", "4s"));
     let mut run = Background::coordinator(dir.path(), &["run", w.to_str().unwrap(), "--json"]);
-    let needle = format!("{}/runs/", dir.path().display());
-    let victim = wait_for(
-        "agent local-2 to run phase one",
-        Duration::from_secs(20),
-        || {
-            let r = live_report(&dir)?;
-            let agents = r["phases"][0]["agents"].as_array()?;
-            if !agents
-                .iter()
-                .any(|a| a["id"] == "local-2" && a["requests"].as_u64() > Some(0))
-            {
-                return None;
-            }
-            pids_mentioning(&needle).into_iter().find(|pid| {
-                std::fs::read(format!("/proc/{pid}/cmdline"))
-                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains("local-2.creds"))
-            })
-        },
-    );
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(victim),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    let victim = pid_of_loading_agent(&dir, "local-2");
+    nix::sys::signal::kill(victim, nix::sys::signal::Signal::SIGKILL).unwrap();
     let code = run.wait(Duration::from_secs(60));
     assert_eq!(code, Some(3), "{}", run.stderr);
     let report = report_json(dir.path(), "latest");
@@ -392,35 +409,10 @@ fn a_local_agent_killed_mid_phase_is_not_waited_for_and_its_share_stays_offered(
 #[test]
 fn on_loss_fail_stops_the_run_when_an_agent_is_lost() {
     let dir = TempDir::new("on-loss-fail");
-    let w = dir.write(
-        "w.toml",
-        "[agents]\nlocal = 2\non_loss = \"fail\"\n\n[[phase]]\nname = \"one\"\nduration = \"20s\"\nrate = 400\n\n[phase.synthetic]\nlatency = \"1ms\"\n\n[[phase]]\nname = \"two\"\nduration = \"2s\"\nrate = 400\n\n[phase.synthetic]\nlatency = \"1ms\"\n",
-    );
+    let w = dir.write("w.toml", &two_phases("on_loss = \"fail\"\n", "20s"));
     let mut run = Background::coordinator(dir.path(), &["run", w.to_str().unwrap(), "--json"]);
-    let needle = format!("{}/runs/", dir.path().display());
-    let victim = wait_for(
-        "agent local-2 to run phase one",
-        Duration::from_secs(20),
-        || {
-            let r = live_report(&dir)?;
-            let agents = r["phases"][0]["agents"].as_array()?;
-            if !agents
-                .iter()
-                .any(|a| a["id"] == "local-2" && a["requests"].as_u64() > Some(0))
-            {
-                return None;
-            }
-            pids_mentioning(&needle).into_iter().find(|pid| {
-                std::fs::read(format!("/proc/{pid}/cmdline"))
-                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains("local-2.creds"))
-            })
-        },
-    );
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(victim),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    let victim = pid_of_loading_agent(&dir, "local-2");
+    nix::sys::signal::kill(victim, nix::sys::signal::Signal::SIGKILL).unwrap();
     let code = run.wait(Duration::from_secs(30));
     assert_ne!(code, Some(0), "{}", run.stderr);
     let report = report_json(dir.path(), "latest");
@@ -456,20 +448,7 @@ fn agents_cut_off_past_their_lease_are_lost_not_waited_for() {
     let listen = free_port();
     let proxy = Proxy::start(listen);
     let started = std::time::Instant::now();
-    let child = std::process::Command::new(bin("coordinator"))
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(["run", w.to_str().unwrap(), "--json"])
-        .args([
-            "--listen",
-            &listen.to_string(),
-            "--advertise",
-            &proxy.addr.to_string(),
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = run_through(&dir, &w, listen, &proxy);
     wait_for("two windows logged", Duration::from_secs(20), || {
         let r = live_report(&dir)?;
         (r["phases"][0]["timeline"].as_array()?.len() >= 2).then_some(())
@@ -510,26 +489,7 @@ fn a_frozen_agent_is_lost_once_silent_past_its_lease() {
         "[agents]\nlocal = 2\n\n[[phase]]\nname = \"load\"\nduration = \"8s\"\nrate = 200\n\n[phase.synthetic]\nlatency = \"1ms\"\n",
     );
     let mut run = Background::coordinator(dir.path(), &["run", w.to_str().unwrap(), "--json"]);
-    let needle = format!("{}/runs/", dir.path().display());
-    let victim = wait_for(
-        "agent local-2 to run the phase",
-        Duration::from_secs(20),
-        || {
-            let r = live_report(&dir)?;
-            let agents = r["phases"][0]["agents"].as_array()?;
-            if !agents
-                .iter()
-                .any(|a| a["id"] == "local-2" && a["requests"].as_u64() > Some(0))
-            {
-                return None;
-            }
-            pids_mentioning(&needle).into_iter().find(|pid| {
-                std::fs::read(format!("/proc/{pid}/cmdline"))
-                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains("local-2.creds"))
-            })
-        },
-    );
-    let victim = nix::unistd::Pid::from_raw(victim);
+    let victim = pid_of_loading_agent(&dir, "local-2");
     nix::sys::signal::kill(victim, nix::sys::signal::Signal::SIGSTOP).unwrap();
     let code = run.wait(Duration::from_secs(60));
     let _ = nix::sys::signal::kill(victim, nix::sys::signal::Signal::SIGCONT);
@@ -565,20 +525,7 @@ fn cuts_and_freezes_together_lose_and_double_nothing() {
     );
     let listen = free_port();
     let proxy = Proxy::start(listen);
-    let child = std::process::Command::new(bin("coordinator"))
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(["run", w.to_str().unwrap(), "--json"])
-        .args([
-            "--listen",
-            &listen.to_string(),
-            "--advertise",
-            &proxy.addr.to_string(),
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = run_through(&dir, &w, listen, &proxy);
     let needle = format!("{}/runs/", dir.path().display());
     let agents: Vec<nix::unistd::Pid> =
         wait_for("four agents loading", Duration::from_secs(30), || {
