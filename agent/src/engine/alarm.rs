@@ -442,54 +442,76 @@ impl Drop for Until<'_> {
 mod tests {
     use super::*;
 
+    /// Runs `f` on a load thread of its own (a current-thread runtime and
+    /// a `LocalSet`) with its alarms (`slack`) running beside it.
+    fn on_a_load_thread<F, Fut, T>(slack: Duration, f: F) -> T
+    where
+        F: FnOnce(Rc<Alarms>) -> Fut,
+        Fut: Future<Output = T>,
+    {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        tokio::task::LocalSet::new().block_on(&rt, async {
+            let alarms = Alarms::new(slack).unwrap();
+            let task = tokio::task::spawn_local(alarms.clone().run());
+            let out = f(alarms).await;
+            task.abort();
+            out
+        })
+    }
+
+    /// One worker waits for each `(instant, is a send)` in turn; the lag of
+    /// each wait's end past its instant, µs (never early).
+    async fn lags(alarm: Alarm, waits: Vec<(Instant, bool)>) -> Vec<u64> {
+        let mut lags = Vec::new();
+        for (at, send) in waits {
+            if send {
+                alarm.send_at(at).await;
+            } else {
+                alarm.until(at).await;
+            }
+            let now = Instant::now();
+            assert!(now >= at, "woke early");
+            lags.push(now.duration_since(at).as_micros() as u64);
+        }
+        lags
+    }
+
     /// Many workers on one thread, each waiting for instants a few ms
     /// apart (sends without a slack, and other waits): every wait ends at
     /// or after its instant, and (the thread being idle otherwise) soon
     /// after it, on one fire of the timer.
     #[test]
     fn workers_wake_at_their_instants() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let local = tokio::task::LocalSet::new();
-        let lags = local.block_on(&rt, async {
-            let alarms = Alarms::new(Duration::ZERO).unwrap();
-            let task = tokio::task::spawn_local(alarms.clone().run());
+        let mut lags = on_a_load_thread(Duration::ZERO, |alarms| async move {
             let start = Instant::now() + Duration::from_millis(5);
-            let mut workers = Vec::new();
-            for w in 0..8u64 {
-                let alarm = alarms.alarm();
-                workers.push(tokio::task::spawn_local(async move {
-                    let mut lags = Vec::new();
-                    for i in 0..50u64 {
-                        let at = start + Duration::from_micros(w * 370 + i * 2_900);
-                        // Sends (no slack) and other waits alike.
-                        if i % 2 == 0 {
-                            alarm.send_at(at).await;
-                        } else {
-                            alarm.until(at).await;
-                        }
-                        let now = Instant::now();
-                        assert!(now >= at, "woke early");
-                        lags.push(now.duration_since(at).as_micros() as u64);
-                    }
-                    lags
-                }));
-            }
-            let mut lags = Vec::new();
+            let workers: Vec<_> = (0..8u64)
+                .map(|w| {
+                    // Sends (no slack) and other waits alike.
+                    let waits = (0..50u64)
+                        .map(|i| {
+                            (
+                                start + Duration::from_micros(w * 370 + i * 2_900),
+                                i % 2 == 0,
+                            )
+                        })
+                        .collect();
+                    tokio::task::spawn_local(lags(alarms.alarm(), waits))
+                })
+                .collect();
+            let mut all = Vec::new();
             for w in workers {
-                lags.extend(w.await.unwrap());
+                all.extend(w.await.unwrap());
             }
-            task.abort();
             eprintln!("advance learned: {:?}", alarms.advance.get());
             // Each instant takes one fire at most: a fire armed the advance
             // early spins to its instant rather than firing again.
             let fires = alarms.fires.get();
             assert!(fires <= 8 * 50 + 8, "{fires} fires for 400 instants");
-            lags
+            all
         });
-        let mut lags = lags;
         lags.sort_unstable();
         let p50 = lags[lags.len() / 2];
         eprintln!(
@@ -511,36 +533,15 @@ mod tests {
     /// that must end on time (a synthetic latency) take no slack.
     #[test]
     fn a_slack_batches_sends_but_not_precise_waits() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let local = tokio::task::LocalSet::new();
         let slack = Duration::from_micros(500);
-        let (mut sends, mut precise) = local.block_on(&rt, async {
-            let alarms = Alarms::new(slack).unwrap();
-            let task = tokio::task::spawn_local(alarms.clone().run());
+        let (mut sends, mut precise) = on_a_load_thread(slack, |alarms| async move {
             let start = Instant::now() + Duration::from_millis(5);
-            let waits = |alarm: Alarm, send: bool, offset: u64, gap: u64, n: u64| async move {
-                let mut lags = Vec::new();
-                for i in 0..n {
-                    let at = start + Duration::from_micros(offset + i * gap);
-                    if send {
-                        alarm.send_at(at).await;
-                    } else {
-                        alarm.until(at).await;
-                    }
-                    let now = Instant::now();
-                    assert!(now >= at, "woke early");
-                    lags.push(now.duration_since(at).as_micros() as u64);
-                }
-                lags
-            };
-            let sends = tokio::task::spawn_local(waits(alarms.alarm(), true, 0, 100, 300));
-            let precise = tokio::task::spawn_local(waits(alarms.alarm(), false, 370, 2_900, 10));
-            let lags = (sends.await.unwrap(), precise.await.unwrap());
-            task.abort();
-            lags
+            let at = |us: u64| start + Duration::from_micros(us);
+            let sends = (0..300).map(|i| (at(i * 100), true)).collect();
+            let waits = (0..10).map(|i| (at(370 + i * 2_900), false)).collect();
+            let sends = tokio::task::spawn_local(lags(alarms.alarm(), sends));
+            let precise = tokio::task::spawn_local(lags(alarms.alarm(), waits));
+            (sends.await.unwrap(), precise.await.unwrap())
         });
         sends.sort_unstable();
         precise.sort_unstable();
