@@ -36,6 +36,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use fleetbench::pb;
 use fleetbench::pb::coordinator_client::CoordinatorClient;
+use prost::Message;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
@@ -53,8 +54,9 @@ const BACKOFF_CAP: Duration = Duration::from_secs(2);
 pub(crate) const POOL_BACKOFF_CAP: Duration = Duration::from_millis(500);
 /// Events of earlier runs kept aside at most (oldest dropped first).
 const PARKED_MAX: usize = crate::outbox::DEFAULT_CAPACITY;
-/// Late events per LateEvents message at most.
+/// Late events per LateEvents message at most, and their bytes.
 const LATE_BATCH: usize = 1000;
+const LATE_BATCH_BYTES: usize = 8 << 20;
 
 pub(crate) struct LinkConfig {
     /// `host:port` of the coordinator.
@@ -204,7 +206,7 @@ impl Parked {
         self.runs
             .iter()
             .flat_map(|(run, events)| {
-                events.chunks(LATE_BATCH).map(|chunk| {
+                late_chunks(events).map(|chunk| {
                     msg(pb::agent_message::Msg::LateEvents(pb::LateEvents {
                         run_id: run.clone(),
                         events: chunk.to_vec(),
@@ -213,6 +215,31 @@ impl Parked {
             })
             .collect()
     }
+}
+
+/// `events` cut into runs of at most [`LATE_BATCH`] events and
+/// [`LATE_BATCH_BYTES`] (one event more when a single one is larger), so
+/// that no message comes near the coordinator's limit.
+fn late_chunks(events: &[pb::Event]) -> impl Iterator<Item = &[pb::Event]> {
+    let mut rest = events;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut bytes = 0;
+        let n = rest
+            .iter()
+            .take(LATE_BATCH)
+            .take_while(|e| {
+                bytes += e.encoded_len();
+                bytes <= LATE_BATCH_BYTES
+            })
+            .count()
+            .max(1);
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        Some(chunk)
+    })
 }
 
 enum Attached {
@@ -528,4 +555,47 @@ async fn send_events(
 
 fn msg(m: pb::agent_message::Msg) -> pb::AgentMessage {
     pb::AgentMessage { msg: Some(m) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn notice(seq: u64, bytes: usize) -> pb::Event {
+        pb::Event {
+            seq,
+            agent_time_us: 0,
+            kind: Some(pb::event::Kind::Notice(pb::AgentNotice {
+                level: 1,
+                message: "n".repeat(bytes),
+            })),
+        }
+    }
+
+    /// Late events go in messages of at most 1,000 events and 8 MiB, in
+    /// order, each event once; an event larger than that goes alone.
+    #[test]
+    fn late_events_are_cut_by_count_and_by_bytes() {
+        let small: Vec<pb::Event> = (1..=2500).map(|s| notice(s, 10)).collect();
+        let sizes: Vec<usize> = late_chunks(&small).map(<[_]>::len).collect();
+        assert_eq!(sizes, [1000, 1000, 500]);
+
+        let big: Vec<pb::Event> = (1..=20).map(|s| notice(s, 1 << 20)).collect();
+        let chunks: Vec<&[pb::Event]> = late_chunks(&big).collect();
+        assert!(
+            chunks
+                .iter()
+                .all(|c| { c.iter().map(Message::encoded_len).sum::<usize>() <= LATE_BATCH_BYTES })
+        );
+        assert_eq!(chunks.iter().map(|c| c.len()).sum::<usize>(), 20);
+        let seqs: Vec<u64> = chunks
+            .iter()
+            .flat_map(|c| c.iter().map(|e| e.seq))
+            .collect();
+        assert_eq!(seqs, (1..=20).collect::<Vec<_>>());
+
+        let huge = [notice(1, 9 << 20), notice(2, 1)];
+        let sizes: Vec<usize> = late_chunks(&huge).map(<[_]>::len).collect();
+        assert_eq!(sizes, [1, 1]);
+    }
 }

@@ -159,6 +159,11 @@ pub(super) fn check_hello(
         }
         Some(_) => {}
     }
+    if let Some(why) = registry.cut_off.get(&hello.agent_id) {
+        return Err(Refusal::new(format!(
+            "this agent was cut off from run {run_id}: {why}"
+        )));
+    }
     let later = |kind: &str, reason: String| Refusal {
         retry: true,
         kind: kind.into(),

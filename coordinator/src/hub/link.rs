@@ -11,8 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fleetbench::pb;
+use prost::Message;
 use tonic::Streaming;
 
+use super::guard::{self, Take};
 use super::registry::Outgoing;
 use super::state::Hub;
 use super::writer::WriteItem;
@@ -23,6 +25,22 @@ const SYNC_PINGS: u32 = 5;
 /// A link whose agent has said nothing for this long is ended (an agent
 /// pongs each ping, one a second): as long as an agent's lease.
 const SILENT_AFTER: Duration = Duration::from_secs(15);
+
+/// How a message ends the link.
+enum Ending {
+    /// It cannot go on (the writer stopped).
+    Broken(String),
+    /// The agent broke a rule (`guard`).
+    CutOff(String),
+}
+
+/// Waits until `at`; never, for `None` (the branch is off then).
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
 
 /// An agent's link, as Attach hands it over once the agent is welcomed.
 pub(super) struct Link {
@@ -68,10 +86,12 @@ impl Link {
         let mut pings = tokio::time::interval(Duration::from_millis(20));
         let mut sent_pings = 0u32;
         let mut heard = tokio::time::Instant::now();
+        // Set while the agent's budget holds the link back (`guard`).
+        let mut resume_at: Option<tokio::time::Instant> = None;
         let end = loop {
             tokio::select! {
                 _ = pings.tick() => {
-                    if heard.elapsed() > SILENT_AFTER {
+                    if resume_at.is_none() && heard.elapsed() > SILENT_AFTER {
                         break format!("silent for {}s (no message, not even a pong)", SILENT_AFTER.as_secs());
                     }
                     if self.ping() {
@@ -85,21 +105,34 @@ impl Link {
                         );
                     }
                 }
-                m = inbound.message() => match m {
+                () = sleep_until(resume_at), if resume_at.is_some() => {
+                    resume_at = None;
+                    heard = tokio::time::Instant::now();
+                }
+                m = inbound.message(), if resume_at.is_none() => match m {
                     Ok(Some(m)) => {
                         heard = tokio::time::Instant::now();
-                        match m.msg {
-                        Some(pb::agent_message::Msg::Event(ev)) => {
-                            if let Err(end) = self.event(ev).await {
-                                break end;
+                        let handled = match m.msg {
+                            Some(pb::agent_message::Msg::Event(ev)) => self.event(ev).await,
+                            Some(pb::agent_message::Msg::Pong(p)) => {
+                                self.pong(&p).await;
+                                Ok(Duration::ZERO)
                             }
-                        }
-                        Some(pb::agent_message::Msg::Pong(p)) => self.pong(&p).await,
-                        Some(pb::agent_message::Msg::LateEvents(late)) => self.late(late).await,
-                        Some(pb::agent_message::Msg::Hello(_)) | None => {}
+                            Some(pb::agent_message::Msg::LateEvents(late)) => self.late(late).await,
+                            Some(pb::agent_message::Msg::Hello(_)) | None => Ok(Duration::ZERO),
+                        };
+                        match handled {
+                            Ok(wait) if wait > Duration::ZERO => resume_at = Some(heard + wait),
+                            Ok(_) => {}
+                            Err(Ending::Broken(why)) => break why,
+                            Err(Ending::CutOff(why)) => break self.cut_off(why).await,
                         }
                     }
                     Ok(None) => break "closed by the agent".to_string(),
+                    // A message past the decoding limit: no agent sends one.
+                    Err(status) if status.code() == tonic::Code::OutOfRange => {
+                        break self.cut_off(status.message().to_string()).await;
+                    }
                     Err(status) => break format!("link broke: {}", status.message()),
                 }
             }
@@ -107,6 +140,29 @@ impl Link {
         let since = fleetbench::clock::now_us()
             - i64::try_from(heard.elapsed().as_micros()).unwrap_or(i64::MAX);
         self.detach(end, since).await;
+    }
+
+    /// Cuts the agent off for the rest of the run for breaking a rule
+    /// (`why`): later Hellos are refused for good, and a notice says why.
+    /// Returns the link's end.
+    async fn cut_off(&self, why: String) -> String {
+        self.hub
+            .registry
+            .lock()
+            .expect("never poisoned")
+            .cut_off
+            .insert(self.agent_id.clone(), why.clone());
+        self.hub
+            .notice(
+                "error",
+                &self.agent_id,
+                format!(
+                    "agent {} is cut off for the rest of the run: {why}; what it logged before stays, nothing more is taken from it",
+                    self.agent_id
+                ),
+            )
+            .await;
+        format!("cut off: {why}")
     }
 
     fn ping(&self) -> bool {
@@ -119,23 +175,30 @@ impl Link {
             .is_ok()
     }
 
-    /// Queues an event for the log unless its seq was received already;
-    /// an error once the writer is gone.
-    async fn event(&self, ev: pb::Event) -> Result<(), String> {
-        let accept = self
+    /// Judges an event (`guard`) and queues it for the log unless its seq
+    /// was received already. Returns how long the link must wait before it
+    /// reads on (the agent's budget), or how it ends.
+    async fn event(&self, ev: pb::Event) -> Result<Duration, Ending> {
+        let size = ev.encoded_len();
+        if let Some(why) = guard::event_fault(&ev, size) {
+            return Err(Ending::CutOff(why));
+        }
+        let started = self.hub.started_us;
+        let judged = self
             .hub
             .slot_mut(&self.agent_id, |slot| {
-                if ev.seq <= slot.state.received_through {
-                    slot.state.duplicates += 1;
-                    None
-                } else {
-                    slot.state.received_through = ev.seq;
-                    Some(slot.state.offset_us)
-                }
+                let stream = guard::Stream {
+                    received_through: &mut slot.state.received_through,
+                    duplicates: &mut slot.state.duplicates,
+                    offset_us: slot.state.offset_us,
+                    synced: slot.state.synced,
+                };
+                guard::judge(stream, &mut slot.guard, &ev, size, started)
             })
-            .flatten();
-        let Some(offset) = accept else {
-            return Ok(());
+            .ok_or_else(|| Ending::Broken("the agent's slot is gone".into()))?;
+        let (take, wait) = judged.map_err(Ending::CutOff)?;
+        let Take::Log { offset_us } = take else {
+            return Ok(wait);
         };
         let seq = ev.seq;
         let record = pb::LogRecord {
@@ -143,19 +206,22 @@ impl Link {
             record: Some(pb::log_record::Record::AgentEvent(pb::AgentEvent {
                 agent_id: self.agent_id.clone(),
                 event: Some(ev),
-                clock_offset_us: offset,
+                clock_offset_us: offset_us,
             })),
         };
+        let room = self.hub.room_for(size).await;
         let item = WriteItem::Agent {
             agent_id: self.agent_id.clone(),
             seq,
             record,
+            room,
         };
         self.hub
             .queue
             .send(item)
             .await
-            .map_err(|_| "the log writer has stopped".to_string())
+            .map_err(|_| Ending::Broken("the log writer has stopped".to_string()))?;
+        Ok(wait)
     }
 
     /// Takes a clock sample; once enough came back, logs the attach.
@@ -199,8 +265,19 @@ impl Link {
         self.hub.changed.notify_waiters();
     }
 
-    /// Delivers late events to their run's log, and tells the agent how far.
-    async fn late(&self, late: pb::LateEvents) {
+    /// Delivers late events to their run's log, and tells the agent how far;
+    /// an event no honest agent sends cuts the agent off instead.
+    async fn late(&self, late: pb::LateEvents) -> Result<Duration, Ending> {
+        if let Some(why) = late
+            .events
+            .iter()
+            .find_map(|ev| guard::event_fault(ev, ev.encoded_len()))
+        {
+            return Err(Ending::CutOff(format!(
+                "late events of run {}: {why}",
+                late.run_id
+            )));
+        }
         let agent_id = &self.agent_id;
         let run_id = late.run_id.clone();
         let n = late.events.len();
@@ -227,6 +304,7 @@ impl Link {
         let _ = self.tx.try_send(Ok(pb::CoordinatorMessage {
             msg: Some(pb::coordinator_message::Msg::LateAck(ack)),
         }));
+        Ok(Duration::ZERO)
     }
 
     /// The link ended (`end` says how): the agent is detached unless a

@@ -9,8 +9,10 @@
 //! a notice, and nothing more is read from the stream), the agent is
 //! welcomed with the highest sequence number already durable for it, pings
 //! measure its clock offset (the sample with the smallest round trip wins),
-//! and each event it sends is dropped if its sequence number was already
-//! received, else queued for the writer. The writer batches whatever is
+//! and each event it sends is judged (`guard`: size, plausibility, sequence,
+//! phase, time, a budget per second; an agent that breaks a rule is cut
+//! off for the run), dropped if its sequence number was already received,
+//! else queued for the writer. The writer batches whatever is
 //! queued, appends the batch to sled, flushes, and only then acks each agent
 //! (cumulatively) and applies the records to the live fold. A flush that
 //! fails stops all acking: the agents keep those events, and the run fails
@@ -32,6 +34,8 @@
 //! log, which opens now that its coordinator is gone.
 //!
 //! # Layout
+//! - `guard`: the rules an admitted agent's events must keep, and its
+//!   budget; an agent that breaks one is cut off for the run.
 //! - `registry`: who may attach and who has ([`AgentState`] per agent).
 //! - `writer`: the group commit: batch -> sled -> flush -> handed back to
 //!   be acked and folded. It knows the log, not the hub.
@@ -43,6 +47,7 @@
 //!
 //! Each uses only modules listed above it.
 
+mod guard;
 mod handshake;
 mod link;
 mod registry;

@@ -9,6 +9,8 @@ use fleetbench::pb;
 use tokio::sync::mpsc;
 use tonic::Status;
 
+use super::guard::{Guard, Limits};
+
 /// The hub's end of an agent link.
 pub(super) type Outgoing = mpsc::Sender<Result<pb::CoordinatorMessage, Status>>;
 
@@ -39,6 +41,8 @@ pub(crate) struct AgentState {
 pub(super) struct Slot {
     pub(super) state: AgentState,
     pub(super) tx: Option<Outgoing>,
+    /// What its events are judged by (across its links).
+    pub(super) guard: Guard,
 }
 
 /// Who may attach, and who has.
@@ -62,6 +66,11 @@ pub(super) struct Registry {
     pub(super) told: HashSet<(String, String)>,
     /// Check and note every Hello, welcome none.
     pub(super) look_only: bool,
+    /// Agents cut off for breaking a rule (`guard`), and the rule: refused
+    /// for good.
+    pub(super) cut_off: BTreeMap<String, String>,
+    /// Each agent's budget (`guard`).
+    pub(super) limits: Limits,
 }
 
 impl Registry {
@@ -75,12 +84,14 @@ impl Registry {
         tx: &Outgoing,
     ) -> Option<(u64, u64)> {
         let look_only = self.look_only;
+        let limits = self.limits;
         let slot = self
             .slots
             .entry(hello.agent_id.clone())
             .or_insert_with(|| Slot {
                 state: AgentState::default(),
                 tx: None,
+                guard: Guard::new(&limits),
             });
         slot.state.generation += 1;
         slot.state.hello = hello.clone();

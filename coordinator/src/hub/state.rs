@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use fleetbench::pb;
 use fleetbench_fold::Fold;
-use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::registry::{AgentState, Registry, Slot};
@@ -61,7 +61,15 @@ pub(crate) struct Hub {
     /// Local agents' process ids, by agent id: a phase does not wait for
     /// one whose process is gone.
     local_pids: Mutex<BTreeMap<String, u32>>,
+    /// When the hub started (Unix µs): no event of this run is older.
+    pub(super) started_us: i64,
+    /// Bytes of agent events queued for the writer and not yet durable,
+    /// as permits: at most [`QUEUED_BYTES`] (backpressure on the links).
+    queued_bytes: Arc<Semaphore>,
 }
+
+/// Agent events' bytes the writer's queue holds at most.
+const QUEUED_BYTES: usize = 256 << 20;
 
 impl Hub {
     /// Starts the hub and its writer over `log`.
@@ -92,6 +100,8 @@ impl Hub {
             late_dir: Mutex::new(None),
             late_lock: tokio::sync::Mutex::new(()),
             local_pids: Mutex::new(BTreeMap::new()),
+            started_us: fleetbench::clock::now_us(),
+            queued_bytes: Arc::new(Semaphore::new(QUEUED_BYTES)),
         });
         let written = {
             let hub = hub.clone();
@@ -274,12 +284,19 @@ impl Hub {
             .collect()
     }
 
-    /// Sends a command to an agent; false if it is not connected.
+    /// Sends a command to an agent; false if it is not connected. A
+    /// StartPhase lets the agent send results for that phase (`guard`).
     pub(crate) fn send(&self, agent_id: &str, msg: pb::coordinator_message::Msg) -> bool {
-        let registry = self.registry.lock().expect("never poisoned");
-        let Some(tx) = registry.slots.get(agent_id).and_then(|s| s.tx.clone()) else {
+        let mut registry = self.registry.lock().expect("never poisoned");
+        let Some(slot) = registry.slots.get_mut(agent_id) else {
             return false;
         };
+        let Some(tx) = slot.tx.clone() else {
+            return false;
+        };
+        if let pb::coordinator_message::Msg::StartPhase(start) = &msg {
+            slot.guard.phases.insert(start.phase_index);
+        }
         tx.try_send(Ok(pb::CoordinatorMessage { msg: Some(msg) }))
             .is_ok()
     }
@@ -321,10 +338,11 @@ impl Hub {
         if self.local_agent_gone(id) {
             return Some("its process exited".to_string());
         }
-        let detached = self
-            .registry
-            .lock()
-            .expect("never poisoned")
+        let registry = self.registry.lock().expect("never poisoned");
+        if let Some(why) = registry.cut_off.get(id) {
+            return Some(format!("cut off: {why}"));
+        }
+        let detached = registry
             .slots
             .get(id)
             .filter(|s| !s.state.connected && s.state.detached_at_us > 0)
@@ -380,6 +398,24 @@ impl Hub {
         }
         self.durable_lsn.send_replace(lsn);
         self.changed.notify_waiters();
+    }
+
+    /// Sets every agent's budget from now on (tests make it small).
+    #[cfg(test)]
+    pub(super) fn set_limits(&self, limits: super::guard::Limits) {
+        self.registry.lock().expect("never poisoned").limits = limits;
+    }
+
+    /// Room in the writer's queue for an event of `size` bytes: waits
+    /// while the queue holds [`QUEUED_BYTES`] of them. The permit goes
+    /// with the event and frees the room once it is durable.
+    pub(super) async fn room_for(&self, size: usize) -> OwnedSemaphorePermit {
+        let n = u32::try_from(size.clamp(1, QUEUED_BYTES)).expect("QUEUED_BYTES fits in u32");
+        self.queued_bytes
+            .clone()
+            .acquire_many_owned(n)
+            .await
+            .expect("the semaphore is never closed")
     }
 
     pub(super) fn slot_mut<R>(&self, agent_id: &str, f: impl FnOnce(&mut Slot) -> R) -> Option<R> {

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 
 use fleetbench::pb;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::log::{EventLog, LogError};
@@ -32,6 +32,9 @@ pub(super) enum WriteItem {
         agent_id: String,
         seq: u64,
         record: pb::LogRecord,
+        /// Its room in the queue ([`Hub::room_for`](super::Hub::room_for)),
+        /// freed once the batch holding it is written.
+        room: OwnedSemaphorePermit,
     },
     /// Answer once everything queued before is durable (or cannot be).
     Flush(oneshot::Sender<Result<(), String>>),
@@ -57,6 +60,8 @@ struct Batch {
     records: Vec<pb::LogRecord>,
     acks: HashMap<String, u64>,
     flushes: Vec<oneshot::Sender<Result<(), String>>>,
+    /// The agent events' room in the queue, freed with the batch.
+    rooms: Vec<OwnedSemaphorePermit>,
 }
 
 impl Batch {
@@ -72,8 +77,10 @@ impl Batch {
                     agent_id,
                     seq,
                     record,
+                    room,
                 } => {
                     batch.records.push(record);
+                    batch.rooms.push(room);
                     let e = batch.acks.entry(agent_id).or_default();
                     *e = (*e).max(seq);
                 }

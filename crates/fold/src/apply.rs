@@ -7,6 +7,8 @@ use fleetbench::pb;
 use fleetbench::pb::event::Kind;
 use fleetbench::pb::log_record::Record;
 
+use crate::plausible::{host_metrics_fault, implausible_window};
+
 use crate::state::{
     AgentPhase, AgentWindow, CpuSample, Filter, Fold, PhaseAgg, RunInfo, WindowAgg,
 };
@@ -146,10 +148,20 @@ impl Fold {
                     .ended = Some(*p);
             }
             Kind::PhaseStarted(_) => {}
-            Kind::HostMetrics(m) => {
-                self.apply_host_metrics(&e.agent_id, ev.agent_time_us - e.clock_offset_us, m);
+            // A sample no host can give is left out (the hub cuts off the
+            // agent that sends one).
+            Kind::HostMetrics(m) if host_metrics_fault(m).is_none() => {
+                let at_us = ev.agent_time_us.saturating_sub(e.clock_offset_us);
+                self.apply_host_metrics(&e.agent_id, at_us, m);
             }
+            Kind::HostMetrics(_) => {}
             Kind::Notice(n) => {
+                let said = self.agent_notices.entry(e.agent_id.clone()).or_default();
+                *said += 1;
+                if *said > MAX_AGENT_NOTICES {
+                    self.notices_unkept += 1;
+                    return;
+                }
                 self.notices.push(format!(
                     "{}: agent {}: {}",
                     notice_level(n),
@@ -183,13 +195,13 @@ impl Fold {
     }
 
     /// One agent's window of one operation, if the op filter admits it; a
-    /// window that cannot be true (see [`implausible`]) or whose histogram
+    /// window that cannot be true (see [`implausible_window`]) or whose histogram
     /// does not decode is counted as bad instead.
     fn apply_window(&mut self, agent: &str, w: &pb::ResultWindow) {
         if !self.filter.ops.is_empty() && !self.filter.ops.contains(&w.op) {
             return;
         }
-        if implausible(w) {
+        if implausible_window(w).is_some() {
             self.bad_windows += 1;
             return;
         }
@@ -321,6 +333,10 @@ impl AgentPhase {
     }
 }
 
+/// Notices kept per agent: the rest are counted (an agent that says more
+/// is broken; its notices must not fill the coordinator's memory).
+pub(crate) const MAX_AGENT_NOTICES: u64 = 1_000;
+
 /// An agent notice's level by name (an unset level reads as "info").
 pub fn notice_level(n: &pb::AgentNotice) -> &'static str {
     match pb::agent_notice::Level::try_from(n.level) {
@@ -328,36 +344,4 @@ pub fn notice_level(n: &pb::AgentNotice) -> &'static str {
         Ok(pb::agent_notice::Level::Warn) => "warn",
         _ => "info",
     }
-}
-
-/// No window holds more than this many of anything (requests, errors,
-/// sends): a trillion, in one window of one agent, is not a measurement.
-const MAX_WINDOW_COUNT: u64 = 1_000_000_000_000;
-/// No window is wider than an hour, nor starts more than 31 days into its
-/// phase.
-const MAX_WIDTH_MS: u32 = 3_600_000;
-const MAX_START_MS: u64 = 31 * 24 * 3_600_000;
-
-/// A window no honest agent sends, judged from the window alone (the fold
-/// does not depend on the order records arrive in): zero or absurd width,
-/// an index past a month, or a count no window can hold. A buggy or
-/// hostile agent's window is kept out of the numbers and counted as bad
-/// (which voids the run) rather than folded in, where its counts could
-/// overflow the totals.
-fn implausible(w: &pb::ResultWindow) -> bool {
-    let counts = [
-        w.ok,
-        w.bytes_sent / 1_000_000,
-        w.bytes_received / 1_000_000,
-        w.latency_clamped,
-        w.scheduled,
-        w.late_wakes,
-        w.loop_probes,
-        w.loop_late,
-        w.busy_late,
-    ];
-    !(1..=MAX_WIDTH_MS).contains(&w.width_ms)
-        || u64::from(w.index) * u64::from(w.width_ms) > MAX_START_MS
-        || counts.iter().any(|&c| c > MAX_WINDOW_COUNT)
-        || w.errors.values().fold(w.ok, |a, &c| a.saturating_add(c)) > MAX_WINDOW_COUNT
 }

@@ -38,6 +38,7 @@ mod apply;
 mod limited;
 mod model;
 mod options;
+mod plausible;
 mod reasons;
 mod services;
 mod shape;
@@ -65,6 +66,7 @@ pub use model::{
     WindowLatency,
 };
 pub use options::ReportOptions;
+pub use plausible::{MAX_NOTICE_BYTES, event_fault, host_metrics_fault, window_fault};
 pub use reasons::{Reason, ReasonKind, Verdict, verdict_of};
 pub use services::STDERR_TAIL_LINES;
 pub use shape::{intended_mean, intended_rate};

@@ -460,6 +460,10 @@ pub struct Fold {
     /// The run's notices in log order, agents' and the coordinator's, as
     /// "LEVEL: [agent ID: ]MESSAGE".
     pub notices: Vec<String>,
+    /// Notices per agent, kept or not.
+    pub(crate) agent_notices: BTreeMap<String, u64>,
+    /// Agent notices past [`MAX_AGENT_NOTICES`](crate::apply::MAX_AGENT_NOTICES), counted only.
+    pub(crate) notices_unkept: u64,
     /// Records applied.
     pub(crate) records: u64,
     /// The latest record's logging instant, µs (the run's end so far).

@@ -17,12 +17,25 @@ use crate::options::ReportOptions;
 use crate::reasons::Verdict;
 use crate::services::PhaseSpan;
 use crate::shape::intended_mean;
-use crate::state::{AgentInfo, AgentPhase, AgentWindow, CpuSample, Fold, PhaseAgg};
+use crate::state::{AgentInfo, AgentPhase, AgentWindow, CpuSample, Fold, HostSample, PhaseAgg};
 use crate::threshold;
 use crate::verdict::{self, Evidence};
 use crate::windowing::{Series, Windowing};
 
 impl Fold {
+    /// The notices kept, and a last line counting those that were not.
+    fn notices_with_count(&self) -> Vec<String> {
+        let mut notices = self.notices.clone();
+        if self.notices_unkept > 0 {
+            notices.push(format!(
+                "warn: {} more agent notice(s) not kept (at most {} per agent)",
+                self.notices_unkept,
+                crate::apply::MAX_AGENT_NOTICES
+            ));
+        }
+        notices
+    }
+
     /// The report of this run, as the user reads it.
     pub fn report(&self, options: &ReportOptions) -> Report {
         let run = self.run.clone().unwrap_or_default();
@@ -30,24 +43,36 @@ impl Fold {
             .reported_phases()
             .map(|p| phase_report(p, run.started_at_us, &self.agents, &self.agent_cpu, options))
             .collect();
+        // Host samples count within an hour of the run (an agent's clock
+        // can be off, not by more once its offset is known): a sample
+        // stamped decades away is no part of it.
+        let hour = 3_600_000_000i64;
+        let first_s = run.started_at_us.saturating_sub(hour).div_euclid(1_000_000);
+        let last_s = self
+            .last_logged_at_us
+            .saturating_add(hour)
+            .div_euclid(1_000_000);
         let hosts = self
             .hosts
             .iter()
             .map(|(host, agg)| {
-                let n = agg.seconds.len().max(1) as f64;
+                let seconds: Vec<(i64, &HostSample)> = agg
+                    .seconds
+                    .range(first_s..=last_s)
+                    .map(|(s, v)| (*s, v))
+                    .collect();
+                let values = || seconds.iter().map(|(_, v)| *v);
+                let n = seconds.len().max(1) as f64;
                 HostReport {
                     host: host.clone(),
-                    cpu_pct_mean: round2(agg.seconds.values().map(|s| s.cpu_pct).sum::<f64>() / n),
-                    cpu_pct_max: round2(
-                        agg.seconds.values().map(|s| s.cpu_pct).fold(0.0, f64::max),
-                    ),
-                    mem_used_max_bytes: agg.seconds.values().map(|s| s.mem_used).max().unwrap_or(0),
-                    net_rx_bytes: agg.seconds.values().map(|s| s.net_rx).sum(),
-                    net_tx_bytes: agg.seconds.values().map(|s| s.net_tx).sum(),
-                    load_1_max: round2(agg.seconds.values().map(|s| s.load_1).fold(0.0, f64::max)),
-                    samples: agg.seconds.len() as u64,
-                    timeline: agg
-                        .seconds
+                    cpu_pct_mean: round2(values().map(|s| s.cpu_pct).sum::<f64>() / n),
+                    cpu_pct_max: round2(values().map(|s| s.cpu_pct).fold(0.0, f64::max)),
+                    mem_used_max_bytes: values().map(|s| s.mem_used).max().unwrap_or(0),
+                    net_rx_bytes: values().fold(0, |a, s| a.saturating_add(s.net_rx)),
+                    net_tx_bytes: values().fold(0, |a, s| a.saturating_add(s.net_tx)),
+                    load_1_max: round2(values().map(|s| s.load_1).fold(0.0, f64::max)),
+                    samples: seconds.len() as u64,
+                    timeline: seconds
                         .iter()
                         .map(|(sec, s)| HostPoint {
                             t_s: (sec * 1_000_000 - run.started_at_us) as f64 / 1e6,
@@ -111,7 +136,7 @@ impl Fold {
                     })
                     .collect(),
             },
-            notices: self.notices.clone(),
+            notices: self.notices_with_count(),
             services: self.services(),
         };
         let (verdict, reasons) = verdict::judge(&Evidence {

@@ -794,7 +794,8 @@ fn a_lost_agents_share_stays_offered() {
 /// sequence numbers that jump, repeat and go back; windows of phases that
 /// do not exist, at absurd indexes and widths; counts near `u64::MAX`;
 /// histograms that are garbage or cut; absurd clocks; unknown error
-/// classes. Thousands of seeded streams: the fold never panics, its report
+/// classes; host samples that are not numbers or overflow sums, at
+/// clocks past i64's range. Seeded streams: the fold never panics, its report
 /// renders to JSON, and the honest agent's numbers next to it stay exact.
 #[test]
 fn hostile_agent_streams_never_break_the_fold_or_the_honest_agents_numbers() {
@@ -850,6 +851,22 @@ fn hostile_agent_streams_never_break_the_fold_or_the_honest_agents_numbers() {
             }
             let clock = pick(&mut rng, &[0, i64::MAX as u64, i64::MIN as u64, 1]) as i64;
             records.push(agent_event("b", seq, clock, Kind::Window(w)));
+            // Host samples with absurd values and clocks, and a clock
+            // offset that takes the time past i64's range.
+            let m = pb::HostMetrics {
+                cpu_pct: [f32::NAN, f32::INFINITY, -1.0, 50.0][(rng.next_u64() % 4) as usize],
+                net_rx_bytes: pick(&mut rng, &[0, u64::MAX, u64::MAX / 2]),
+                net_tx_bytes: pick(&mut rng, &[0, u64::MAX]),
+                load_1: [f64::NAN, 1.0, f64::MAX][(rng.next_u64() % 3) as usize],
+                cores: 2,
+                interval_ms: 1000,
+                ..Default::default()
+            };
+            let mut sample = agent_event("b", rng.next_u64(), clock, Kind::HostMetrics(m));
+            if let Some(pb::log_record::Record::AgentEvent(e)) = sample.record.as_mut() {
+                e.clock_offset_us = pick(&mut rng, &[0, 1_000_000, i64::MAX as u64]) as i64;
+            }
+            records.push(sample);
         }
         let fold = std::panic::catch_unwind(|| {
             let mut fold = fold_of(&records);

@@ -19,6 +19,8 @@ use super::{Hub, Serving};
 use crate::log::EventLog;
 use crate::trust::{Trust, new_secret};
 
+mod hostile;
+
 /// A hub and its TLS server on a port of their own, over a log and a TLS
 /// identity in a directory of their own.
 struct Harness {
