@@ -317,6 +317,8 @@ async fn worker(shared: Rc<Shared>, w: usize, alarm: Alarm) {
     let mut slots: Vec<Slot> = plan.ops.iter().map(Op::slot).collect();
     let open = shared.sends.is_some();
     let mut iteration = 0u64;
+    // When and for which op the last try ended.
+    let mut last: Option<(Instant, usize)> = None;
     loop {
         let intended = if open {
             let Some(at) = shared.next_send() else {
@@ -375,6 +377,7 @@ async fn worker(shared: Rc<Shared>, w: usize, alarm: Alarm) {
         )
         .await;
         let done = Instant::now();
+        last = Some((done, op));
         let from = intended.unwrap_or(sent);
         let latency = done.saturating_duration_since(from).as_micros() as u64;
         {
@@ -398,5 +401,14 @@ async fn worker(shared: Rc<Shared>, w: usize, alarm: Alarm) {
                 tokio::time::sleep(pause).await;
             }
         }
+    }
+    // Closing the worker's connections settles what they never delivered
+    // (`bytes_sent`): it comes off the window of the last try.
+    drop(slots);
+    let (written, undelivered) = scratch.settle();
+    if let Some((done, op)) = last {
+        let mut rec = shared.recorder.borrow_mut();
+        let acc = rec.at(done, op);
+        acc.bytes_sent = (acc.bytes_sent + written).saturating_sub(undelivered);
     }
 }

@@ -162,7 +162,7 @@ pub struct PhaseReport {
     pub ok: u64,
     /// Failed requests per error class (`timeout`, `status_5xx`, ...).
     pub errors: BTreeMap<String, u64>,
-    /// Bytes sent to the target.
+    /// Bytes the target's TCP acknowledged (what reached it).
     pub bytes_sent: u64,
     /// Bytes received from the target.
     pub bytes_received: u64,

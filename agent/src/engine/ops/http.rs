@@ -39,9 +39,6 @@ pub(crate) struct HttpOp {
     h2: bool,
     /// `http://host:port`, the prefix of an HTTP/2 request's URI.
     origin: String,
-    /// Request line + constant headers, as sent (templated parts are added
-    /// per request).
-    fixed_bytes: u64,
 }
 
 impl HttpOp {
@@ -119,12 +116,6 @@ impl HttpOp {
         {
             headers.insert(http::header::CONTENT_LENGTH, b.len().into());
         }
-        let fixed_bytes = (h.method.len() + path_text.len() + 12) as u64
-            + headers
-                .iter()
-                .map(|(k, v)| (k.as_str().len() + v.len() + 4) as u64)
-                .sum::<u64>()
-            + 2;
         Ok(HttpOp {
             addr,
             method,
@@ -138,13 +129,11 @@ impl HttpOp {
             expect: h.expect_status.iter().map(|s| *s as u16).collect(),
             h2,
             origin,
-            fixed_bytes,
         })
     }
 
-    /// The request of this iteration (templates rendered), and its size.
-    fn request(&self, s: &mut Scratch) -> Result<(hyper::Request<Full<Bytes>>, u64), ()> {
-        let mut bytes = self.fixed_bytes;
+    /// The request of this iteration (templates rendered).
+    fn request(&self, s: &mut Scratch) -> Result<hyper::Request<Full<Bytes>>, ()> {
         let body = match &self.body {
             Some(b) => b.clone(),
             None => {
@@ -154,7 +143,6 @@ impl HttpOp {
             }
         };
         let body_len = body.len();
-        bytes += body_len as u64;
         let mut req = hyper::Request::new(Full::new(body));
         *req.method_mut() = self.method.clone();
         *req.uri_mut() = match &self.path {
@@ -165,7 +153,6 @@ impl HttpOp {
                     s.buf.extend_from_slice(self.origin.as_bytes());
                 }
                 s.values.render(&self.path_template, &mut s.buf);
-                bytes += s.buf.len() as u64;
                 http::Uri::try_from(s.buf.as_slice()).map_err(|_| ())?
             }
         };
@@ -173,7 +160,6 @@ impl HttpOp {
         for (name, t) in &self.templated_headers {
             s.buf.clear();
             s.values.render(t, &mut s.buf);
-            bytes += (name.as_str().len() + s.buf.len() + 4) as u64;
             headers.append(
                 name.clone(),
                 http::HeaderValue::from_bytes(&s.buf).map_err(|_| ())?,
@@ -183,7 +169,7 @@ impl HttpOp {
             headers.insert(http::header::CONTENT_LENGTH, body_len.into());
         }
         *req.headers_mut() = headers;
-        Ok((req, bytes))
+        Ok(req)
     }
 
     fn classify(&self, status: http::StatusCode) -> Result<(), ErrorClass> {
@@ -216,11 +202,11 @@ impl HttpOp {
             // Boxed: connecting is rare, and an unboxed connect future
             // would make every request's future as large as the handshake's.
             let connected = if self.h2 {
-                Box::pin(connect_h2(self.addr, self.timeout))
+                Box::pin(connect_h2(self.addr, self.timeout, s))
                     .await
                     .map(Slot::H2)
             } else {
-                Box::pin(connect_h1(self.addr, self.timeout))
+                Box::pin(connect_h1(self.addr, self.timeout, s))
                     .await
                     .map(Slot::H1)
             };
@@ -234,7 +220,7 @@ impl HttpOp {
                 }
             }
         }
-        let (req, bytes) = match self.request(s) {
+        let req = match self.request(s) {
             Ok(r) => r,
             Err(()) => {
                 // Nothing was sent. Do not spin on a broken template either
@@ -283,7 +269,7 @@ impl HttpOp {
         if matches!(slot, Slot::H1(c) if c.closed) {
             *slot = Slot::Empty;
         }
-        (sent, outcome, bytes)
+        (sent, outcome, s.sent_bytes())
     }
 }
 
@@ -330,7 +316,7 @@ async fn drive(
     .await
 }
 
-async fn connect_h1(addr: SocketAddr, timeout: Duration) -> Result<Conn, ()> {
+async fn connect_h1(addr: SocketAddr, timeout: Duration, s: &mut Scratch) -> Result<Conn, ()> {
     let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
         .await
         .map_err(|_| ())?
@@ -338,7 +324,7 @@ async fn connect_h1(addr: SocketAddr, timeout: Duration) -> Result<Conn, ()> {
     let _ = stream.set_nodelay(true);
     let (sender, driver) = http1::Builder::new()
         .writev(false)
-        .handshake(TokioIo::new(stream))
+        .handshake(TokioIo::new(s.counted(stream)))
         .await
         .map_err(|_| ())?;
     Ok(Conn {
@@ -351,6 +337,7 @@ async fn connect_h1(addr: SocketAddr, timeout: Duration) -> Result<Conn, ()> {
 async fn connect_h2(
     addr: SocketAddr,
     timeout: Duration,
+    s: &mut Scratch,
 ) -> Result<http2::SendRequest<Full<Bytes>>, ()> {
     let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
         .await
@@ -358,7 +345,7 @@ async fn connect_h2(
         .map_err(|_| ())?;
     let _ = stream.set_nodelay(true);
     let (sender, conn) = http2::Builder::new(TokioExecutor::new())
-        .handshake(TokioIo::new(stream))
+        .handshake(TokioIo::new(s.counted(stream)))
         .await
         .map_err(|_| ())?;
     // HTTP/2 multiplexes: the connection runs as its own task on this

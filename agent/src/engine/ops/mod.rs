@@ -10,9 +10,12 @@
 //!   try to its kind.
 //! - `slot`: what a worker keeps between tries ([`Slot`], [`Scratch`]) and
 //!   the [`Outcome`] of a try; shared by the kinds.
+//! - `counted`: the TCP streams of `http` and `tcp`, counting the bytes
+//!   their peer acknowledged (`bytes_sent`).
 //! - `http`, `tcp`, `exec`, `synthetic`: one file per kind, each with its
 //!   compile step and its try.
 
+mod counted;
 mod exec;
 mod http;
 mod slot;

@@ -17,8 +17,9 @@ use fleetbench_gen::rng::Rng;
 use http_body_util::Full;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use std::sync::Arc;
 
+use super::counted::{Counted, Tally};
 use crate::engine::alarm::Alarm;
 
 /// What an operation's try came to: bytes received, or an error class and
@@ -32,7 +33,7 @@ pub(crate) enum Slot {
     Empty,
     H1(Conn),
     H2(http2::SendRequest<Full<Bytes>>),
-    Tcp(TcpStream),
+    Tcp(Counted),
 }
 
 impl Slot {
@@ -54,7 +55,7 @@ impl Slot {
 /// wake-up per request).
 pub(crate) struct Conn {
     pub(super) sender: http1::SendRequest<Full<Bytes>>,
-    pub(super) driver: Pin<Box<http1::Connection<TokioIo<TcpStream>, Full<Bytes>>>>,
+    pub(super) driver: Pin<Box<http1::Connection<TokioIo<Counted>, Full<Bytes>>>>,
     /// The driver finished: the server closed the connection.
     pub(super) closed: bool,
 }
@@ -69,6 +70,10 @@ pub(crate) struct Scratch {
     pub(super) timer: Pin<Box<tokio::time::Sleep>>,
     /// The worker's precise timer (intended send times, synthetic latencies).
     pub alarm: Alarm,
+    /// What the worker's connections carried (made by its first connect),
+    /// and what closed ones never delivered beyond what was counted since.
+    tally: Option<Arc<Tally>>,
+    debt: u64,
 }
 
 impl Scratch {
@@ -81,6 +86,34 @@ impl Scratch {
             rng,
             timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
             alarm,
+            tally: None,
+            debt: 0,
         }
+    }
+}
+
+impl Scratch {
+    /// `stream`, counting what it carries into the worker's tally.
+    pub(super) fn counted(&mut self, stream: tokio::net::TcpStream) -> Counted {
+        let tally = self.tally.get_or_insert_with(Arc::default);
+        Counted::new(stream, tally.clone())
+    }
+
+    /// Bytes the worker's connections carried to the peer since the last
+    /// call (what its try sent, less what closed connections never
+    /// delivered).
+    pub(super) fn sent_bytes(&mut self) -> u64 {
+        match &self.tally {
+            Some(t) => t.take(&mut self.debt),
+            None => 0,
+        }
+    }
+
+    /// Once the worker's connections are closed: bytes written since the
+    /// last try (none, unless a close wrote), and the bytes counted for
+    /// earlier tries that never reached the peer.
+    pub(crate) fn settle(&mut self) -> (u64, u64) {
+        let written = self.sent_bytes();
+        (written, std::mem::take(&mut self.debt))
     }
 }

@@ -12,6 +12,8 @@ use fleetbench_gen::{GenSpec, Template};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::counted::Counted;
+
 use super::slot::{Outcome, Scratch, Slot};
 
 pub(crate) struct TcpOp {
@@ -63,7 +65,7 @@ impl TcpOp {
             match tokio::time::timeout(self.timeout, TcpStream::connect(self.addr)).await {
                 Ok(Ok(stream)) => {
                     let _ = stream.set_nodelay(true);
-                    *slot = Slot::Tcp(stream);
+                    *slot = Slot::Tcp(s.counted(stream));
                 }
                 Ok(Err(_)) => {
                     tokio::time::sleep(Duration::from_millis(10)).await;
@@ -77,7 +79,6 @@ impl TcpOp {
         };
         s.buf.clear();
         s.values.render(&self.send, &mut s.buf);
-        let sent_bytes = s.buf.len() as u64;
         let sent = Instant::now();
         in_flight.set(in_flight.get() + 1);
         let exchange = exchange_tcp(
@@ -98,14 +99,14 @@ impl TcpOp {
         if outcome.is_err() || !self.keep_alive {
             *slot = Slot::Empty;
         }
-        (sent, outcome, sent_bytes)
+        (sent, outcome, s.sent_bytes())
     }
 }
 
 /// Sends `payload`, then reads the reply: through `until`, or `read_bytes`
 /// bytes, or to the peer's close (`to_close`); nothing when none is set.
 async fn exchange_tcp(
-    stream: &mut TcpStream,
+    stream: &mut Counted,
     payload: &[u8],
     read: &mut Vec<u8>,
     until: &[u8],
