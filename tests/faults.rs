@@ -588,3 +588,175 @@ fn cuts_and_freezes_together_lose_and_double_nothing() {
     );
     assert!(logged > 1_000, "{phase}");
 }
+
+/// A pool agent started by hand with `credentials`; killed on drop.
+struct PoolAgent(std::process::Child);
+
+impl Drop for PoolAgent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `coordinator run WORKLOAD --json` in the background: stdout piped,
+/// stderr into `stderr`.
+fn run_pool(dir: &TempDir, workload: &Path, stderr: &Path) -> std::process::Child {
+    std::process::Command::new(bin("coordinator"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["run", workload.to_str().unwrap(), "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(stderr).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+/// Chaos with a pool, a few tens of seconds: four pool agents (enrolled,
+/// dialing the pool's address through a proxy) load a real target for run
+/// A while the test cuts and heals their links and freezes and thaws them;
+/// then the test cuts the links and SIGKILLs A's coordinator, so that the
+/// agents hold windows A never acked. Run B, on the same pool, takes the
+/// agents (with another cut and freeze): they hand A's held windows to B,
+/// which writes them into A's log. At the end A's and B's logs each hold
+/// every agent's events exactly once with no gap, and the two runs'
+/// requests are the target's own count (but for requests the agents
+/// abandoned in flight when they stopped A's load, which the target may or
+/// may not have served).
+#[test]
+fn a_pool_coordinator_killed_amid_cuts_and_freezes_loses_and_doubles_nothing() {
+    use nix::sys::signal::{Signal, kill};
+    let target = Target::start(&[]);
+    let dir = TempDir::new("pool-chaos");
+    let listen = free_port();
+    let proxy = Proxy::start(listen);
+    let up = coordinator(
+        dir.path(),
+        &[
+            "pool",
+            "up",
+            "c",
+            "--listen",
+            &listen.to_string(),
+            "--advertise",
+            &proxy.addr.to_string(),
+        ],
+    );
+    assert!(up.status.success(), "{}", text(&up.stderr));
+    let agents: Vec<PoolAgent> = (0..4)
+        .map(|i| {
+            let creds = dir.path().join(format!("{i}.creds"));
+            let out = coordinator(
+                dir.path(),
+                &["enroll", "c", "--output", creds.to_str().unwrap()],
+            );
+            assert!(out.status.success(), "{}", text(&out.stderr));
+            PoolAgent(
+                std::process::Command::new(bin("agent"))
+                    .args(["attach", "--credentials"])
+                    .arg(&creds)
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::fs::File::create(dir.path().join(format!("{i}.log"))).unwrap())
+                    .spawn()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    let pids: Vec<nix::unistd::Pid> = agents
+        .iter()
+        .map(|a| nix::unistd::Pid::from_raw(a.0.id() as i32))
+        .collect();
+    let workload = |name: &str, duration: &str| {
+        dir.write(
+            &format!("{name}.toml"),
+            &format!(
+                "[agents]\npool = \"c\"\ncount = 4\nattach_timeout = \"30s\"\n\n[[phase]]\nname = \"load\"\nduration = \"{duration}\"\nrate = 400\n\n[phase.http]\nurl = \"{}\"\n",
+                target.url()
+            ),
+        )
+    };
+    // One round of chaos: cut the links for 1.5 s with one agent frozen,
+    // heal, then freeze two agents for 0.8 s.
+    let chaos = |round: usize| {
+        proxy.cut();
+        let frozen = pids[round % 4];
+        let _ = kill(frozen, Signal::SIGSTOP);
+        std::thread::sleep(Duration::from_millis(1500));
+        let _ = kill(frozen, Signal::SIGCONT);
+        proxy.restore();
+        let (a, b) = (pids[(round + 1) % 4], pids[(round + 2) % 4]);
+        let _ = kill(a, Signal::SIGSTOP);
+        let _ = kill(b, Signal::SIGSTOP);
+        std::thread::sleep(Duration::from_millis(800));
+        let _ = kill(a, Signal::SIGCONT);
+        let _ = kill(b, Signal::SIGCONT);
+    };
+
+    let a_stderr = dir.path().join("a.stderr");
+    let mut a = run_pool(&dir, &workload("a", "60s"), &a_stderr);
+    let run_a = wait_for("run A to load", Duration::from_secs(60), || {
+        let r = live_report(&dir)?;
+        (r["phases"][0]["requests"].as_u64()? > 200)
+            .then(|| r["run_id"].as_str().map(String::from))?
+    });
+    chaos(0);
+    chaos(1);
+    // Windows A will never ack: cut, let the agents load on a second, kill.
+    proxy.cut();
+    std::thread::sleep(Duration::from_millis(1000));
+    a.kill().unwrap();
+    a.wait().unwrap();
+    proxy.restore();
+
+    let b_stderr = dir.path().join("b.stderr");
+    let b = run_pool(&dir, &workload("b", "6s"), &b_stderr);
+    wait_for("run B to load", Duration::from_secs(60), || {
+        let r = live_report(&dir)?;
+        (r["run_id"].as_str()? != run_a && r["phases"][0]["requests"].as_u64()? > 100).then_some(())
+    });
+    chaos(2);
+    let out = b.wait_with_output().unwrap();
+    let b_report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "no report from run B (exit {:?}): {}",
+            out.status.code(),
+            std::fs::read_to_string(&b_stderr).unwrap_or_default()
+        )
+    });
+    let a_report = report_json(dir.path(), &run_a);
+    assert_eq!(a_report["status"], "incomplete", "{}", a_report["status"]);
+    let late = a_report["notices"].to_string();
+    assert!(
+        late.contains("late event(s)"),
+        "A's held windows came late: {late}"
+    );
+    let mut logged = 0;
+    let mut abandoned = 0;
+    for (name, report) in [("A", &a_report), ("B", &b_report)] {
+        let log = &report["log"];
+        assert_eq!(log["duplicate_events"], 0, "run {name}: {log}");
+        assert_eq!(log["seq_gaps"], 0, "run {name}: {log}");
+        let events = log["agent_events"].as_object().unwrap();
+        assert_eq!(events.len(), 4, "run {name}: {log}");
+        for (id, e) in events {
+            assert_eq!(e["highest_seq"], e["events"], "run {name}: agent {id}: {e}");
+        }
+        let phase = &report["phases"][0];
+        assert_eq!(phase["warmup_s"].as_f64(), Some(0.0), "{phase}");
+        logged += phase["requests"].as_u64().unwrap();
+        abandoned += phase["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["abandoned_in_flight"].as_u64().unwrap_or(0))
+            .sum::<u64>();
+    }
+    let served = target.served();
+    assert!(
+        logged <= served && served <= logged + abandoned,
+        "the runs logged {logged} requests (and abandoned {abandoned} in flight), the target served {served}"
+    );
+    assert!(logged > 2_000, "{logged}");
+    drop(agents);
+}
