@@ -612,24 +612,9 @@ fn run_pool(dir: &TempDir, workload: &Path, stderr: &Path) -> std::process::Chil
         .unwrap()
 }
 
-/// Chaos with a pool, a few tens of seconds: four pool agents (enrolled,
-/// dialing the pool's address through a proxy) load a real target for run
-/// A while the test cuts and heals their links and freezes and thaws them;
-/// then the test cuts the links and SIGKILLs A's coordinator, so that the
-/// agents hold windows A never acked. Run B, on the same pool, takes the
-/// agents (with another cut and freeze): they hand A's held windows to B,
-/// which writes them into A's log. At the end A's and B's logs each hold
-/// every agent's events exactly once with no gap, and the two runs'
-/// requests are the target's own count (but for requests the agents
-/// abandoned in flight when they stopped A's load, which the target may or
-/// may not have served).
-#[test]
-fn a_pool_coordinator_killed_amid_cuts_and_freezes_loses_and_doubles_nothing() {
-    use nix::sys::signal::{Signal, kill};
-    let target = Target::start(&[]);
-    let dir = TempDir::new("pool-chaos");
-    let listen = free_port();
-    let proxy = Proxy::start(listen);
+/// Pool `c` listening at `listen`, dialed through `proxy`, with four
+/// agents enrolled and started by hand.
+fn pool_of_four(dir: &TempDir, listen: SocketAddr, proxy: &Proxy) -> Vec<PoolAgent> {
     let up = coordinator(
         dir.path(),
         &[
@@ -643,7 +628,7 @@ fn a_pool_coordinator_killed_amid_cuts_and_freezes_loses_and_doubles_nothing() {
         ],
     );
     assert!(up.status.success(), "{}", text(&up.stderr));
-    let agents: Vec<PoolAgent> = (0..4)
+    (0..4)
         .map(|i| {
             let creds = dir.path().join(format!("{i}.creds"));
             let out = coordinator(
@@ -662,7 +647,50 @@ fn a_pool_coordinator_killed_amid_cuts_and_freezes_loses_and_doubles_nothing() {
                     .unwrap(),
             )
         })
-        .collect();
+        .collect()
+}
+
+/// Run `name`'s log holds each of its four agents' events once, with no
+/// gap; its phase's requests, and those abandoned in flight.
+fn whole_log(name: &str, report: &serde_json::Value) -> (u64, u64) {
+    let log = &report["log"];
+    assert_eq!(log["duplicate_events"], 0, "run {name}: {log}");
+    assert_eq!(log["seq_gaps"], 0, "run {name}: {log}");
+    let events = log["agent_events"].as_object().unwrap();
+    assert_eq!(events.len(), 4, "run {name}: {log}");
+    for (id, e) in events {
+        assert_eq!(e["highest_seq"], e["events"], "run {name}: agent {id}: {e}");
+    }
+    let phase = &report["phases"][0];
+    assert_eq!(phase["warmup_s"].as_f64(), Some(0.0), "{phase}");
+    let abandoned = phase["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["abandoned_in_flight"].as_u64().unwrap_or(0))
+        .sum::<u64>();
+    (phase["requests"].as_u64().unwrap(), abandoned)
+}
+
+/// Chaos with a pool, a few tens of seconds: four pool agents (enrolled,
+/// dialing the pool's address through a proxy) load a real target for run
+/// A while the test cuts and heals their links and freezes and thaws them;
+/// then the test cuts the links and SIGKILLs A's coordinator, so that the
+/// agents hold windows A never acked. Run B, on the same pool, takes the
+/// agents (with another cut and freeze): they hand A's held windows to B,
+/// which writes them into A's log. At the end A's and B's logs each hold
+/// every agent's events exactly once with no gap, and the two runs'
+/// requests are the target's own count (but for requests the agents
+/// abandoned in flight when they stopped A's load, which the target may or
+/// may not have served).
+#[test]
+fn a_pool_coordinator_killed_amid_cuts_and_freezes_loses_and_doubles_nothing() {
+    use nix::sys::signal::{Signal, kill};
+    let target = Target::start(&[]);
+    let dir = TempDir::new("pool-chaos");
+    let listen = free_port();
+    let proxy = Proxy::start(listen);
+    let agents = pool_of_four(&dir, listen, &proxy);
     let pids: Vec<nix::unistd::Pid> = agents
         .iter()
         .map(|a| nix::unistd::Pid::from_raw(a.0.id() as i32))
@@ -731,27 +759,9 @@ fn a_pool_coordinator_killed_amid_cuts_and_freezes_loses_and_doubles_nothing() {
         late.contains("late event(s)"),
         "A's held windows came late: {late}"
     );
-    let mut logged = 0;
-    let mut abandoned = 0;
-    for (name, report) in [("A", &a_report), ("B", &b_report)] {
-        let log = &report["log"];
-        assert_eq!(log["duplicate_events"], 0, "run {name}: {log}");
-        assert_eq!(log["seq_gaps"], 0, "run {name}: {log}");
-        let events = log["agent_events"].as_object().unwrap();
-        assert_eq!(events.len(), 4, "run {name}: {log}");
-        for (id, e) in events {
-            assert_eq!(e["highest_seq"], e["events"], "run {name}: agent {id}: {e}");
-        }
-        let phase = &report["phases"][0];
-        assert_eq!(phase["warmup_s"].as_f64(), Some(0.0), "{phase}");
-        logged += phase["requests"].as_u64().unwrap();
-        abandoned += phase["agents"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| a["abandoned_in_flight"].as_u64().unwrap_or(0))
-            .sum::<u64>();
-    }
+    let (a_logged, a_abandoned) = whole_log("A", &a_report);
+    let (b_logged, b_abandoned) = whole_log("B", &b_report);
+    let (logged, abandoned) = (a_logged + b_logged, a_abandoned + b_abandoned);
     let served = target.served();
     assert!(
         logged <= served && served <= logged + abandoned,
