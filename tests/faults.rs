@@ -167,9 +167,9 @@ fn two_phases(agents_extra: &str, first: &str) -> String {
 
 /// Kills (SIGKILL) every process whose command line holds `needle` when
 /// dropped: what a failed test leaves running.
-struct KillOnDrop(String);
+struct KillMentioning(String);
 
-impl Drop for KillOnDrop {
+impl Drop for KillMentioning {
     fn drop(&mut self) {
         for pid in pids_mentioning(&self.0) {
             let _ = nix::sys::signal::kill(
@@ -353,7 +353,7 @@ fn a_sigkilled_coordinator_leaves_no_local_agent_or_service() {
     .unwrap();
     child.wait().unwrap();
     // Whatever outlives the wait below is killed when the test ends.
-    let _leftovers = KillOnDrop(needle.clone());
+    let _leftovers = KillMentioning(needle.clone());
     wait_for(
         "the agents and the service to die with their coordinator",
         Duration::from_secs(10),
@@ -589,16 +589,6 @@ fn cuts_and_freezes_together_lose_and_double_nothing() {
     assert!(logged > 1_000, "{phase}");
 }
 
-/// A pool agent started by hand with `credentials`; killed on drop.
-struct PoolAgent(std::process::Child);
-
-impl Drop for PoolAgent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// `coordinator run WORKLOAD --json` in the background: stdout piped,
 /// stderr into `stderr`.
 fn run_pool(dir: &TempDir, workload: &Path, stderr: &Path) -> std::process::Child {
@@ -614,7 +604,7 @@ fn run_pool(dir: &TempDir, workload: &Path, stderr: &Path) -> std::process::Chil
 
 /// Pool `c` listening at `listen`, dialed through `proxy`, with four
 /// agents enrolled and started by hand.
-fn pool_of_four(dir: &TempDir, listen: SocketAddr, proxy: &Proxy) -> Vec<PoolAgent> {
+fn pool_of_four(dir: &TempDir, listen: SocketAddr, proxy: &Proxy) -> Vec<KillOnDrop> {
     let up = coordinator(
         dir.path(),
         &[
@@ -636,7 +626,7 @@ fn pool_of_four(dir: &TempDir, listen: SocketAddr, proxy: &Proxy) -> Vec<PoolAge
                 &["enroll", "c", "--output", creds.to_str().unwrap()],
             );
             assert!(out.status.success(), "{}", text(&out.stderr));
-            PoolAgent(
+            KillOnDrop(
                 std::process::Command::new(bin("agent"))
                     .args(["attach", "--credentials"])
                     .arg(&creds)

@@ -8,7 +8,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -116,15 +116,6 @@ async fn hostile(creds: &Path) -> Seen {
     }
 }
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn a_hostile_pool_agent_is_cut_off_and_the_honest_numbers_stand() {
     let dir = TempDir::new("hostile-agent");
@@ -142,7 +133,7 @@ fn a_hostile_pool_agent_is_cut_off_and_the_honest_numbers_stand() {
         path
     };
     let (honest_creds, hostile_creds) = (enroll("honest.creds"), enroll("hostile.creds"));
-    let _honest = Proc(
+    let _honest = KillOnDrop(
         Command::new(bin("agent"))
             .args(["attach", "--credentials"])
             .arg(&honest_creds)

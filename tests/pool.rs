@@ -532,18 +532,8 @@ fn pool_down_leaves_nothing_on_the_hosts() {
     );
 }
 
-/// Kills the child on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn attach_by_hand(creds: &Path, log: &Path) -> Proc {
-    Proc(
+fn attach_by_hand(creds: &Path, log: &Path) -> KillOnDrop {
+    KillOnDrop(
         Command::new(bin("agent"))
             .args(["attach", "--credentials"])
             .arg(creds)

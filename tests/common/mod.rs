@@ -85,6 +85,16 @@ pub(crate) fn wait_for<T>(what: &str, timeout: Duration, mut cond: impl FnMut() 
     }
 }
 
+/// A process killed (and reaped) when dropped.
+pub(crate) struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `agent serve` on 127.0.0.1 with an OS-picked port; killed on drop.
 pub(crate) struct Target {
     pub child: Child,
