@@ -47,7 +47,7 @@ pub(crate) fn implausible_window(w: &pb::ResultWindow) -> Option<String> {
     (requests > MAX_WINDOW_COUNT).then(|| format!("{requests} requests in one window"))
 }
 
-/// Why `w` cannot be an honest window: [`implausible_window`], or a
+/// Why `w` cannot be an honest window: `implausible_window`, or a
 /// histogram that does not decode.
 pub fn window_fault(w: &pb::ResultWindow) -> Option<String> {
     if let Some(why) = implausible_window(w) {
