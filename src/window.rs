@@ -247,11 +247,20 @@ pub enum ErrorClass {
     /// URL or a header cannot hold (CR, LF, NUL, a space in a path). The
     /// workload, not the target, is at fault.
     InvalidRequest,
+    /// https: the server's certificate is not signed by a trusted root.
+    TlsUnknownIssuer,
+    /// https: the server's certificate has expired (or is not valid yet).
+    TlsExpired,
+    /// https: the server's certificate is not for the name dialed.
+    TlsNameMismatch,
+    /// https: any other failed TLS handshake (versions, ciphers, alerts,
+    /// a client certificate the server refused).
+    TlsHandshake,
 }
 
 impl ErrorClass {
     /// Every class, in the order of [`WindowAcc::errors`].
-    pub const ALL: [ErrorClass; 9] = [
+    pub const ALL: [ErrorClass; 13] = [
         ErrorClass::Connect,
         ErrorClass::Timeout,
         ErrorClass::Status4xx,
@@ -261,6 +270,10 @@ impl ErrorClass {
         ErrorClass::Exit,
         ErrorClass::StatusOther,
         ErrorClass::InvalidRequest,
+        ErrorClass::TlsUnknownIssuer,
+        ErrorClass::TlsExpired,
+        ErrorClass::TlsNameMismatch,
+        ErrorClass::TlsHandshake,
     ];
 
     /// The class's name on the wire, in the log and in reports.
@@ -275,6 +288,10 @@ impl ErrorClass {
             ErrorClass::Exit => "exit_status",
             ErrorClass::StatusOther => "status_other",
             ErrorClass::InvalidRequest => "invalid_request",
+            ErrorClass::TlsUnknownIssuer => "tls_unknown_issuer",
+            ErrorClass::TlsExpired => "tls_expired",
+            ErrorClass::TlsNameMismatch => "tls_name_mismatch",
+            ErrorClass::TlsHandshake => "tls_handshake",
         }
     }
 }

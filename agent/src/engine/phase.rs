@@ -269,6 +269,19 @@ impl<'a> PhaseTask<'a> {
 
     /// Reports the phase's end.
     fn end(&self, cpu_ms: u64) {
+        for op in &self.plan.ops {
+            for why in op.take_failures() {
+                let who = if op.name.is_empty() {
+                    String::new()
+                } else {
+                    format!("op {:?}: ", op.name)
+                };
+                self.outbox.push(notice(
+                    pb::agent_notice::Level::Error,
+                    format!("phase {}: {who}{why}", self.plan.phase_index),
+                ));
+            }
+        }
         let iterations_done = self
             .plan
             .budget

@@ -42,6 +42,7 @@ mod service;
 mod source;
 mod spec;
 mod threshold;
+mod tls;
 
 pub use agents::{Agents, OnLoss, PoolUse, Split, SshHost, valid_pool_name};
 pub use ops::{Exec, Http, HttpVersion, Op, OpKind, Synthetic, Tcp, TcpRead};
@@ -52,3 +53,4 @@ pub use service::{Command, Ready, Service, expand_service_hosts};
 pub use source::{SpecError, WINDOW};
 pub use spec::Workload;
 pub use threshold::{METRICS, Threshold};
+pub use tls::{PemFile, Tls};

@@ -22,6 +22,7 @@ use fleetbench_gen::{GenSpec, Template};
 use crate::source::{
     Number, RawCommand, Source, SpecError, duration_text, micros, millis, positive,
 };
+use crate::tls::{RawTls, Tls, validate_tls};
 
 /// One operation of a phase, chosen by weight each iteration.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -66,6 +67,9 @@ pub struct Http {
     pub expect_status: Vec<u16>,
     /// The protocol spoken.
     pub version: HttpVersion,
+    /// For an https:// URL: how to speak TLS (the defaults when the
+    /// workload has no `tls` table); `None` for http://.
+    pub tls: Option<Box<Tls>>,
 }
 
 /// HTTP protocol versions the agent speaks.
@@ -73,8 +77,11 @@ pub struct Http {
 pub enum HttpVersion {
     /// HTTP/1.1.
     Http1,
-    /// HTTP/2 over cleartext with prior knowledge (h2c).
+    /// HTTP/2: over cleartext with prior knowledge (h2c) for http://, by
+    /// ALPN for https://.
     Http2,
+    /// https:// only: whichever of h2 and http/1.1 the server picks (ALPN).
+    Auto,
 }
 
 /// A TCP exchange: connect, send, read a reply.
@@ -150,9 +157,11 @@ impl Op {
                 version: match h.version {
                     HttpVersion::Http1 => "1.1",
                     HttpVersion::Http2 => "2",
+                    HttpVersion::Auto => "auto",
                 }
                 .to_string(),
                 connect_timeout_ms: millis(h.timeout),
+                tls: h.tls.as_ref().map(|t| t.to_pb()),
             }),
             OpKind::Tcp(t) => pb::operation::Kind::Tcp(pb::TcpOperation {
                 address: t.address.clone(),
@@ -210,6 +219,7 @@ pub(crate) struct RawHttp {
     timeout: Option<Spanned<String>>,
     expect_status: Option<Spanned<RawStatus>>,
     version: Option<Spanned<String>>,
+    tls: Option<Spanned<RawTls>>,
     // The load, written inside the table (the original single-workload form).
     concurrency: Option<Spanned<i64>>,
     rate: Option<Spanned<Number>>,
@@ -490,18 +500,40 @@ fn validate_http(
             list.into_iter().map(|n| n as u16).collect()
         }
     };
+    let https = url.starts_with("https://");
     let version = match &h.version {
+        None if https => HttpVersion::Auto,
         None => HttpVersion::Http1,
-        Some(v) => match v.get_ref().as_str() {
-            "1.1" | "1" | "http/1.1" => HttpVersion::Http1,
-            "2" | "h2c" | "http/2" => HttpVersion::Http2,
-            other => {
-                return Err(src.error(
+        Some(v) => {
+            match v.get_ref().as_str() {
+                "1.1" | "1" | "http/1.1" => HttpVersion::Http1,
+                "2" | "h2" | "h2c" | "http/2" => HttpVersion::Http2,
+                "auto" if https => HttpVersion::Auto,
+                "auto" => {
+                    return Err(src.error(
                     v.span(),
-                    format!("{what}: version {other:?} is not \"1.1\" or \"2\" (h2c)"),
+                    format!("{what}: version \"auto\" picks by TLS ALPN, so it needs an https:// URL; over http:// write \"1.1\" or \"2\" (h2c)"),
                 ));
+                }
+                other => {
+                    return Err(src.error(
+                    v.span(),
+                    format!("{what}: version {other:?} is not \"1.1\", \"2\" or \"auto\" (https only)"),
+                ));
+                }
             }
-        },
+        }
+    };
+    let tls = match h.tls {
+        Some(t) if !https => {
+            return Err(src.error(
+                t.span(),
+                format!("{what}: tls applies to https:// URLs, and the url is http://"),
+            ));
+        }
+        Some(t) => Some(Box::new(validate_tls(src, t, what)?)),
+        None if https => Some(Box::default()),
+        None => None,
     };
     Ok(Http {
         method,
@@ -511,6 +543,7 @@ fn validate_http(
         timeout,
         expect_status,
         version,
+        tls,
     })
 }
 
@@ -702,12 +735,11 @@ fn validate_exec(
 
 /// Why a URL cannot be dialed by the agent's HTTP client, if it cannot.
 pub(crate) fn check_url(url: &str) -> Result<(), String> {
-    let rest = if let Some(rest) = url.strip_prefix("http://") {
-        rest
-    } else if url.starts_with("https://") {
-        return Err("uses https, which this version does not support yet: use http://".into());
-    } else {
-        return Err("must start with http://, like \"http://127.0.0.1:8080/\"".into());
+    let Some(rest) = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+    else {
+        return Err("must start with http:// or https://, like \"http://127.0.0.1:8080/\"".into());
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     if authority.is_empty() {

@@ -1,5 +1,6 @@
 //! The `http` op: one request per try, HTTP/1.1 or HTTP/2 over cleartext
-//! (h2c with prior knowledge), on the worker's own kept-alive connection.
+//! (h2c with prior knowledge) or over TLS (https, the protocol picked by
+//! ALPN), on the worker's own kept-alive connection.
 //! This is the agent's hot path: a request with no templates allocates
 //! nothing beyond what hyper needs, and an HTTP/1.1 connection is driven in
 //! the worker's own poll (see [`drive`]).
@@ -22,38 +23,56 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
 use super::slot::{Conn, Outcome, Scratch, Slot};
+use super::tls::{Alpn, Stream, TlsClient};
 
 pub(crate) struct HttpOp {
     addr: SocketAddr,
     method: http::Method,
-    /// The path and query, when it holds no template.
-    path: Option<http::Uri>,
+    /// The path and query, when it holds no template: as HTTP/1.1 sends it
+    /// (origin form), and as HTTP/2 does (with scheme and authority).
+    path_h1: Option<http::Uri>,
+    path_h2: Option<http::Uri>,
     path_template: Template,
-    /// Headers with no template (Host included).
-    headers: http::HeaderMap,
+    /// Headers with no template, for HTTP/1.1 (Host included) and HTTP/2
+    /// (whose authority is in the URI).
+    headers_h1: http::HeaderMap,
+    headers_h2: http::HeaderMap,
     templated_headers: Vec<(http::HeaderName, Template)>,
     body: Option<Bytes>,
     body_template: Template,
     pub timeout: Duration,
     expect: Vec<u16>,
-    h2: bool,
-    /// `http://host:port`, the prefix of an HTTP/2 request's URI.
+    /// http://: HTTP/2 with prior knowledge (h2c) rather than HTTP/1.1.
+    h2c: bool,
+    /// https://: the TLS client (ALPN picks the protocol per connection).
+    tls: Option<TlsClient>,
+    /// `http[s]://host:port`, the prefix of an HTTP/2 request's URI.
     origin: String,
+    /// Why connections failed (TLS handshakes), with counts: said once, in
+    /// a notice at the phase's end.
+    failures: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 impl HttpOp {
     pub(super) async fn compile(h: &pb::HttpWorkload, gens: &[GenSpec]) -> Result<HttpOp> {
         let url = h.url.as_str();
-        let rest = url
-            .strip_prefix("http://")
-            .with_context(|| format!("URL {url:?} is not http://"))?;
+        let (scheme, rest) = if let Some(rest) = url.strip_prefix("https://") {
+            ("https", rest)
+        } else {
+            let rest = url
+                .strip_prefix("http://")
+                .with_context(|| format!("URL {url:?} is not http:// or https://"))?;
+            ("http", rest)
+        };
         let split = rest.find(['/', '?']).unwrap_or(rest.len());
         let (authority_text, path_text) = rest.split_at(split);
         let path_text = if path_text.is_empty() { "/" } else { path_text };
         let authority: http::uri::Authority = authority_text
             .parse()
             .with_context(|| format!("URL {url:?} has a bad host"))?;
-        let port = authority.port_u16().unwrap_or(80);
+        let port = authority
+            .port_u16()
+            .unwrap_or(if scheme == "https" { 443 } else { 80 });
         let host = authority
             .host()
             .trim_start_matches('[')
@@ -64,31 +83,33 @@ impl HttpOp {
             .next()
             .ok_or_else(|| anyhow!("{host} has no address"))?;
         let path_template = Template::compile(path_text, gens).map_err(|e| anyhow!("URL: {e}"))?;
-        let h2 = match h.version.as_str() {
-            "" | "1.1" => false,
-            "2" => true,
-            other => bail!("HTTP version {other:?} is not 1.1 or 2"),
+        let alpn = match h.version.as_str() {
+            "" | "1.1" => Alpn::Http1,
+            "2" => Alpn::Http2,
+            "auto" if scheme == "https" => Alpn::Either,
+            other => bail!("HTTP version {other:?} is not 1.1, 2 or (https) auto"),
         };
-        let origin = format!("http://{authority}");
+        let tls = if scheme == "https" {
+            let settings = h.tls.clone().unwrap_or_default();
+            Some(TlsClient::new(&settings, host, alpn)?)
+        } else {
+            None
+        };
+        let h2c = tls.is_none() && alpn == Alpn::Http2;
+        let origin = format!("{scheme}://{authority}");
         // HTTP/2 carries the scheme and authority in the URI itself.
-        let path = match path_template.literal() {
-            Some(p) if h2 => Some(
-                http::Uri::try_from(format!("{origin}{}", String::from_utf8_lossy(p)))
-                    .with_context(|| format!("URL {url:?}"))?,
+        let (path_h1, path_h2) = match path_template.literal() {
+            Some(p) => (
+                Some(http::Uri::try_from(p).with_context(|| format!("URL path {path_text:?}"))?),
+                Some(
+                    http::Uri::try_from(format!("{origin}{}", String::from_utf8_lossy(p)))
+                        .with_context(|| format!("URL {url:?}"))?,
+                ),
             ),
-            Some(p) => {
-                Some(http::Uri::try_from(p).with_context(|| format!("URL path {path_text:?}"))?)
-            }
-            None => None,
+            None => (None, None),
         };
         let method = http::Method::from_bytes(h.method.as_bytes()).context("HTTP method")?;
         let mut headers = http::HeaderMap::new();
-        if !h2 {
-            headers.insert(
-                http::header::HOST,
-                http::HeaderValue::from_str(authority.as_str()).context("host header")?,
-            );
-        }
         let mut templated_headers = Vec::new();
         for hd in &h.headers {
             let name = http::HeaderName::from_bytes(hd.name.as_bytes())
@@ -116,24 +137,35 @@ impl HttpOp {
         {
             headers.insert(http::header::CONTENT_LENGTH, b.len().into());
         }
+        let headers_h2 = headers.clone();
+        let mut headers_h1 = headers;
+        headers_h1.insert(
+            http::header::HOST,
+            http::HeaderValue::from_str(authority.as_str()).context("host header")?,
+        );
         Ok(HttpOp {
             addr,
             method,
-            path,
+            path_h1,
+            path_h2,
             path_template,
-            headers,
+            headers_h1,
+            headers_h2,
             templated_headers,
             body,
             body_template,
             timeout: Duration::from_millis(h.timeout_ms.max(1)),
             expect: h.expect_status.iter().map(|s| *s as u16).collect(),
-            h2,
+            h2c,
+            tls,
             origin,
+            failures: Default::default(),
         })
     }
 
-    /// The request of this iteration (templates rendered).
-    fn request(&self, s: &mut Scratch) -> Result<hyper::Request<Full<Bytes>>, ()> {
+    /// The request of this iteration (templates rendered), as HTTP/2
+    /// (`h2`) or HTTP/1.1 sends it.
+    fn request(&self, s: &mut Scratch, h2: bool) -> Result<hyper::Request<Full<Bytes>>, ()> {
         let body = match &self.body {
             Some(b) => b.clone(),
             None => {
@@ -145,18 +177,23 @@ impl HttpOp {
         let body_len = body.len();
         let mut req = hyper::Request::new(Full::new(body));
         *req.method_mut() = self.method.clone();
-        *req.uri_mut() = match &self.path {
+        let path = if h2 { &self.path_h2 } else { &self.path_h1 };
+        *req.uri_mut() = match path {
             Some(p) => p.clone(),
             None => {
                 s.buf.clear();
-                if self.h2 {
+                if h2 {
                     s.buf.extend_from_slice(self.origin.as_bytes());
                 }
                 s.values.render(&self.path_template, &mut s.buf);
                 http::Uri::try_from(s.buf.as_slice()).map_err(|_| ())?
             }
         };
-        let mut headers = self.headers.clone();
+        let mut headers = if h2 {
+            self.headers_h2.clone()
+        } else {
+            self.headers_h1.clone()
+        };
         for (name, t) in &self.templated_headers {
             s.buf.clear();
             s.values.render(t, &mut s.buf);
@@ -189,6 +226,71 @@ impl HttpOp {
         }
     }
 
+    /// A new connection for a worker: TCP, TLS for https (ALPN picks the
+    /// protocol), then HTTP/2 or HTTP/1.1. `Err` is the error class: the
+    /// connect failed or timed out, or the TLS handshake failed.
+    async fn connect(&self, s: &mut Scratch) -> Result<Slot, ErrorClass> {
+        let stream = match tokio::time::timeout(self.timeout, TcpStream::connect(self.addr)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(_)) => return Err(ErrorClass::Connect),
+            Err(_) => return Err(ErrorClass::Timeout),
+        };
+        let _ = stream.set_nodelay(true);
+        let counted = s.counted(stream);
+        let (stream, h2) = match &self.tls {
+            None => (Stream::Plain(counted), self.h2c),
+            Some(tls) => match tokio::time::timeout(self.timeout, tls.connect(counted)).await {
+                Ok(Ok(connected)) => connected,
+                Ok(Err((class, why))) => {
+                    self.failed(why);
+                    return Err(class);
+                }
+                Err(_) => return Err(ErrorClass::Timeout),
+            },
+        };
+        if h2 {
+            let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+                .handshake(TokioIo::new(stream))
+                .await
+                .map_err(|_| ErrorClass::Io)?;
+            // HTTP/2 multiplexes: the connection runs as its own task on
+            // this thread's runtime.
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            Ok(Slot::H2(sender))
+        } else {
+            let (sender, driver) = http1::Builder::new()
+                .writev(false)
+                .handshake(TokioIo::new(stream))
+                .await
+                .map_err(|_| ErrorClass::Io)?;
+            Ok(Slot::H1(Conn {
+                sender,
+                driver: Box::pin(driver),
+                closed: false,
+            }))
+        }
+    }
+
+    fn failed(&self, why: String) {
+        *self
+            .failures
+            .lock()
+            .expect("never poisoned")
+            .entry(why)
+            .or_default() += 1;
+    }
+
+    /// Why connections failed, and how often, since the last call.
+    pub(super) fn take_failures(&self) -> Vec<String> {
+        let failures = std::mem::take(&mut *self.failures.lock().expect("never poisoned"));
+        failures
+            .into_iter()
+            .map(|(why, n)| format!("{why} (connecting to {}, {n} time(s))", self.origin))
+            .collect()
+    }
+
     pub(super) async fn execute(
         &self,
         slot: &mut Slot,
@@ -201,26 +303,18 @@ impl HttpOp {
         if matches!(slot, Slot::Empty) {
             // Boxed: connecting is rare, and an unboxed connect future
             // would make every request's future as large as the handshake's.
-            let connected = if self.h2 {
-                Box::pin(connect_h2(self.addr, self.timeout, s))
-                    .await
-                    .map(Slot::H2)
-            } else {
-                Box::pin(connect_h1(self.addr, self.timeout, s))
-                    .await
-                    .map(Slot::H1)
-            };
-            match connected {
+            match Box::pin(self.connect(s)).await {
                 Ok(c) => *slot = c,
-                Err(()) => {
+                Err(class) => {
                     // Do not spin on a dead target.
                     let now = Instant::now();
                     tokio::time::sleep(Duration::from_millis(10)).await;
-                    return (now, Err((ErrorClass::Connect, false)), 0);
+                    return (now, Err((class, false)), s.sent_bytes());
                 }
             }
         }
-        let req = match self.request(s) {
+        let h2 = matches!(slot, Slot::H2(_));
+        let req = match self.request(s, h2) {
             Ok(r) => r,
             Err(()) => {
                 // Nothing was sent. Do not spin on a broken template either
@@ -314,46 +408,6 @@ async fn drive(
         Poll::Pending
     })
     .await
-}
-
-async fn connect_h1(addr: SocketAddr, timeout: Duration, s: &mut Scratch) -> Result<Conn, ()> {
-    let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
-        .await
-        .map_err(|_| ())?
-        .map_err(|_| ())?;
-    let _ = stream.set_nodelay(true);
-    let (sender, driver) = http1::Builder::new()
-        .writev(false)
-        .handshake(TokioIo::new(s.counted(stream)))
-        .await
-        .map_err(|_| ())?;
-    Ok(Conn {
-        sender,
-        driver: Box::pin(driver),
-        closed: false,
-    })
-}
-
-async fn connect_h2(
-    addr: SocketAddr,
-    timeout: Duration,
-    s: &mut Scratch,
-) -> Result<http2::SendRequest<Full<Bytes>>, ()> {
-    let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
-        .await
-        .map_err(|_| ())?
-        .map_err(|_| ())?;
-    let _ = stream.set_nodelay(true);
-    let (sender, conn) = http2::Builder::new(TokioExecutor::new())
-        .handshake(TokioIo::new(s.counted(stream)))
-        .await
-        .map_err(|_| ())?;
-    // HTTP/2 multiplexes: the connection runs as its own task on this
-    // thread's runtime.
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(sender)
 }
 
 /// One request and its whole response on a connection's sender, HTTP/1.1 or

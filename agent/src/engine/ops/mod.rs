@@ -12,6 +12,7 @@
 //!   the [`Outcome`] of a try; shared by the kinds.
 //! - `counted`: the TCP streams of `http` and `tcp`, counting the bytes
 //!   their peer acknowledged (`bytes_sent`).
+//! - `tls`: an https op's TLS client and the stream hyper speaks over.
 //! - `http`, `tcp`, `exec`, `synthetic`: one file per kind, each with its
 //!   compile step and its try.
 
@@ -21,6 +22,7 @@ mod http;
 mod slot;
 mod synthetic;
 mod tcp;
+mod tls;
 
 use std::time::{Duration, Instant};
 
@@ -93,6 +95,15 @@ impl Op {
     /// A fresh per-worker slot for this op.
     pub(crate) fn slot(&self) -> Slot {
         Slot::default()
+    }
+
+    /// Why its connections failed since the last call (TLS handshakes),
+    /// each once with its count, for a notice.
+    pub(crate) fn take_failures(&self) -> Vec<String> {
+        match &self.kind {
+            OpKind::Http(h) => h.take_failures(),
+            _ => Vec::new(),
+        }
     }
 }
 

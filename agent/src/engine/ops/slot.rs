@@ -20,6 +20,7 @@ use hyper_util::rt::TokioIo;
 use std::sync::Arc;
 
 use super::counted::{Counted, Tally};
+use super::tls::Stream;
 use crate::engine::alarm::Alarm;
 
 /// What an operation's try came to: bytes received, or an error class and
@@ -55,7 +56,7 @@ impl Slot {
 /// wake-up per request).
 pub(crate) struct Conn {
     pub(super) sender: http1::SendRequest<Full<Bytes>>,
-    pub(super) driver: Pin<Box<http1::Connection<TokioIo<Counted>, Full<Bytes>>>>,
+    pub(super) driver: Pin<Box<http1::Connection<TokioIo<Stream>, Full<Bytes>>>>,
     /// The driver finished: the server closed the connection.
     pub(super) closed: bool,
 }
