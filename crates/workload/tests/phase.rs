@@ -166,7 +166,7 @@ fn every_rejection_names_its_place_and_says_why() {
         (BASE.replace("http://127.0.0.1:8080/kv/{{key}}", "http://{{key}}:8080/kv"), "w.toml:17:16:", "has a {{template}} in its host"),
         (BASE.replace("{{key}}\" }", "{{key}}\", headers = { \"bad name\" = \"x\" } }"), "w.toml:17:", "header name \"bad name\" is not a valid HTTP header name"),
         (BASE.replace("{{key}}\" }", "{{key}}\", expect_status = [200, 700] }"), "w.toml:17:", "expect_status must be a status from 100 to 599"),
-        (BASE.replace("{{key}}\" }", "{{key}}\", version = \"3\" }"), "w.toml:17:", "version \"3\" is not \"1.1\" or \"2\""),
+        (BASE.replace("{{key}}\" }", "{{key}}\", version = \"3\" }"), "w.toml:17:", "version \"3\" is not \"1.1\", \"2\" or \"auto\""),
         (BASE.replace("{{key}}\" }", "{{key}}\", timeout = \"0s\" }"), "w.toml:17:", "timeout must be longer than zero"),
         (BASE.replace("127.0.0.1:9000", "localhost"), "w.toml:21:19:", "address \"localhost\" must be host:port"),
         (BASE.replace("until = \"\\n\"", "until = \"\\n\", read_bytes = 4"), "w.toml:21:", "give one of `until` (a delimiter), `read_bytes` or `read_to_close = true`"),
