@@ -239,6 +239,9 @@ async fn open_log(
         )
         .await;
     }
+    for warning in insecure_tls(workload) {
+        hub.notice("warn", "", warning).await;
+    }
     hub.flush().await.map_err(|e| anyhow!(e))?;
     eprintln!(
         "run {run_id} ({}) logging to {}",
@@ -251,6 +254,29 @@ async fn open_log(
         writer,
         writer_stop,
     })
+}
+
+/// A warning per https op whose `tls.insecure` accepts any certificate.
+fn insecure_tls(workload: &Workload) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for phase in &workload.phases {
+        for op in &phase.ops {
+            if let fleetbench_workload::OpKind::Http(h) = &op.kind
+                && h.tls.as_ref().is_some_and(|t| t.insecure)
+            {
+                let which = if op.name.is_empty() {
+                    String::new()
+                } else {
+                    format!(", op {:?}", op.name)
+                };
+                warnings.push(format!(
+                    "phase {:?}{which}: tls.insecure = true: {}'s certificate is not checked (anyone on the path could answer for it)",
+                    phase.name, h.url
+                ));
+            }
+        }
+    }
+    warnings
 }
 
 /// The gRPC server agents attach to, and how they reach it.

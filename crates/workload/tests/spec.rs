@@ -338,7 +338,10 @@ fn https_urls_and_their_tls_tables() {
             Ok(_) => panic!("accepted tls = {table}"),
             Err(e) => e.to_string(),
         };
-        assert!(e.contains("w.toml:16:") && e.contains(needle), "{table}: {e}");
+        assert!(
+            e.contains("w.toml:16:") && e.contains(needle),
+            "{table}: {e}"
+        );
     };
     rejects(
         "{ ca = \"missing.pem\" }",
