@@ -37,6 +37,7 @@ GEN_CORE=${GEN_CORE:-1}               # core the load generator is pinned to
 ONLY=${ONLY:-all}                     # all | wrk | fleetbench
 SKIP_RATE=${SKIP_RATE:-0}             # 1: skip the fixed-rate case
 TEMPLATE=${TEMPLATE:-0}               # 1: fleetbench sends a templated request
+HTTPS=${HTTPS:-0}                     # 1: nginx serves https (both generators keep connections)
 RESULTS_DIR=${RESULTS_DIR:-}          # if set: copy each case's results JSON here
 SKIP_BUILD=${SKIP_BUILD:-0}           # 1: do not run cargo build
 BUILD_TIMEOUT=${BUILD_TIMEOUT:-1800}  # seconds allowed for cargo build
@@ -56,6 +57,8 @@ usage: $0 [options]
       --no-rate         skip the fixed-rate case (env SKIP_RATE=1)
       --template        fleetbench sends a templated request: zipf key and sequence
                         id in the query, the id in a header (env TEMPLATE=1)
+      --https           nginx serves https (TLS 1.3, a CA and leaf made by openssl);
+                        both generators keep their connections alive (env HTTPS=1)
   -h, --help            this text
 
 environment:
@@ -74,6 +77,7 @@ while [[ $# -gt 0 ]]; do
         --only)           ONLY=${2:?}; shift 2 ;;
         --no-rate)        SKIP_RATE=1; shift ;;
         --template)       TEMPLATE=1; shift ;;
+        --https)          HTTPS=1; shift ;;
         -h|--help)        usage; exit 0 ;;
         *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -94,7 +98,11 @@ if [[ -n $RESULTS_DIR ]]; then
 fi
 
 HOST=127.0.0.1   # loopback only, on purpose
-URL="http://$HOST:$PORT/file"
+if [[ $HTTPS == 1 ]]; then
+    URL="https://$HOST:$PORT/file"
+else
+    URL="http://$HOST:$PORT/file"
+fi
 RUN_WRK=0; RUN_FB=0
 [[ $ONLY == all || $ONLY == wrk ]] && RUN_WRK=1
 [[ $ONLY == all || $ONLY == fleetbench ]] && RUN_FB=1
@@ -102,6 +110,8 @@ RUN_WRK=0; RUN_FB=0
 # ---------------------------------------------------------------- setup
 
 prepare
+# The fleetbench op trusts the CA start_nginx makes for https.
+[[ $HTTPS == 1 ]] && FB_TLS="tls = { ca = \"$WORK/ca.pem\" }"
 if (( RUN_FB )); then
     build_fleetbench
 fi
