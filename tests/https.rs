@@ -55,7 +55,7 @@ impl Nginx {
                 "user root root;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
                  events {{ worker_connections 256; }}\n\
                  http {{\n  access_log off;\n\
-                 log_format tls '$server_port $status $server_protocol $ssl_session_reused $ssl_client_verify';\n\
+                 log_format tls '$server_port $status $server_protocol $ssl_session_reused $ssl_client_verify $connection';\n\
                  ssl_certificate {d}/server.pem;\n  ssl_certificate_key {d}/server.key;\n\
                  ssl_protocols TLSv1.2 TLSv1.3;\n\
                  server {{ listen 127.0.0.1:{port} ssl http2; access_log {log} tls; location / {{ return 200 'ok'; }} }}\n\
@@ -96,6 +96,22 @@ impl Nginx {
             .map(|l| l.split(' ').collect::<Vec<_>>())
             .filter(|f| f[0] == port && fields.iter().all(|want| f.contains(want)))
             .count() as u64
+    }
+}
+
+impl Nginx {
+    /// Requests per connection (nginx's `$connection` serial) that
+    /// nginx logged for `port` with each of `fields`.
+    fn per_connection(&self, port: u16, fields: &[&str]) -> Vec<u64> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let port = port.to_string();
+        let mut by = std::collections::BTreeMap::<String, u64>::new();
+        for f in text.lines().map(|l| l.split(' ').collect::<Vec<_>>()) {
+            if f[0] == port && fields.iter().all(|want| f.contains(want)) {
+                *by.entry(f[5].to_string()).or_default() += 1;
+            }
+        }
+        by.into_values().collect()
     }
 }
 
@@ -254,4 +270,83 @@ fn mutual_tls_with_a_client_certificate_nginx_verifies() {
         "every request with the certificate, verified"
     );
     assert_eq!(nginx.count(nginx.mtls_port, &["400", "NONE"]), without);
+}
+
+/// `new_connection = true` opens a connection, with its TLS handshake, for
+/// every request (resumed unless `resumption = false`, as nginx's
+/// `$ssl_session_reused` tells), and `max_requests_per_connection = 10`
+/// closes each connection after ten.
+#[test]
+fn new_connection_is_a_handshake_per_request() {
+    let dir = TempDir::new("https-conns");
+    make_pki(dir.path(), "server");
+    make_pki(dir.path(), "client");
+    let nginx = Nginx::start(dir.path());
+    let url = format!("https://127.0.0.1:{}/", nginx.port);
+    let ca = "tls = { ca = \"server-ca.pem\" }";
+    let (out, report) = run(
+        &dir,
+        &workload(&[
+            (
+                "resumed",
+                format!("url = \"{url}\"\nversion = \"1.1\"\nnew_connection = true\n{ca}"),
+            ),
+            (
+                "full",
+                format!(
+                    "url = \"{url}\"\nversion = \"2\"\nnew_connection = true\ntls = {{ ca = \"server-ca.pem\", resumption = false }}"
+                ),
+            ),
+            (
+                "tens",
+                format!(
+                    "url = \"{url}\"\nversion = \"1.1\"\nmax_requests_per_connection = 10\n{ca}"
+                ),
+            ),
+        ]),
+    );
+    assert!(out.status.success(), "{}", text_of(&out.stderr));
+    let (resumed, _) = phase_counts(&report, 0);
+    let (full, _) = phase_counts(&report, 1);
+    let (tens, _) = phase_counts(&report, 2);
+    // HTTP/1.1 with a reused session: one request per connection.
+    let conns = nginx.per_connection(nginx.port, &["HTTP/1.1", "r"]);
+    let first = nginx.per_connection(nginx.port, &["HTTP/1.1", "."]);
+    assert!(
+        first.len() <= 5,
+        "full handshakes only to start with: {first:?}"
+    );
+    let fresh: Vec<u64> = conns
+        .iter()
+        .chain(&first)
+        .copied()
+        .filter(|&n| n == 1)
+        .collect();
+    assert!(
+        fresh.len() as u64 >= resumed,
+        "{resumed} requests, connections {conns:?}"
+    );
+    // HTTP/2 without resumption: a full handshake and a connection each.
+    let h2 = nginx.per_connection(nginx.port, &["HTTP/2.0", "."]);
+    assert_eq!(h2.len() as u64, full, "{h2:?}");
+    assert!(h2.iter().all(|&n| n == 1), "{h2:?}");
+    assert!(
+        nginx
+            .per_connection(nginx.port, &["HTTP/2.0", "r"])
+            .is_empty()
+    );
+    // At most ten requests a connection.
+    let all_h1: u64 = conns.iter().chain(&first).sum();
+    assert_eq!(all_h1, resumed + tens);
+    let big: Vec<u64> = conns
+        .iter()
+        .chain(&first)
+        .copied()
+        .filter(|&n| n > 1)
+        .collect();
+    assert!(big.iter().all(|&n| n <= 10), "{big:?}");
+    assert!(
+        big.iter().sum::<u64>() * 10 >= tens * 8,
+        "most of {tens} in tens: {big:?}"
+    );
 }

@@ -70,6 +70,9 @@ pub struct Http {
     /// For an https:// URL: how to speak TLS (the defaults when the
     /// workload has no `tls` table); `None` for http://.
     pub tls: Option<Box<Tls>>,
+    /// Requests a connection carries before it is closed and another
+    /// opened; 0: no limit (kept alive), 1: `new_connection = true`.
+    pub max_requests_per_connection: u32,
 }
 
 /// HTTP protocol versions the agent speaks.
@@ -162,6 +165,7 @@ impl Op {
                 .to_string(),
                 connect_timeout_ms: millis(h.timeout),
                 tls: h.tls.as_ref().map(|t| t.to_pb()),
+                max_requests_per_connection: h.max_requests_per_connection,
             }),
             OpKind::Tcp(t) => pb::operation::Kind::Tcp(pb::TcpOperation {
                 address: t.address.clone(),
@@ -220,6 +224,8 @@ pub(crate) struct RawHttp {
     expect_status: Option<Spanned<RawStatus>>,
     version: Option<Spanned<String>>,
     tls: Option<Spanned<RawTls>>,
+    new_connection: Option<Spanned<bool>>,
+    max_requests_per_connection: Option<Spanned<i64>>,
     // The load, written inside the table (the original single-workload form).
     concurrency: Option<Spanned<i64>>,
     rate: Option<Spanned<Number>>,
@@ -524,6 +530,19 @@ fn validate_http(
             }
         }
     };
+    let max_requests_per_connection = match (&h.new_connection, &h.max_requests_per_connection) {
+        (Some(n), Some(_)) => {
+            return Err(src.error(
+                n.span(),
+                format!("{what}: give new_connection or max_requests_per_connection, not both (new_connection = true is max_requests_per_connection = 1)"),
+            ));
+        }
+        (Some(n), None) => u32::from(*n.get_ref()),
+        (None, Some(m)) => src.int_within(m, 1..=1_000_000_000, |v| {
+            format!("{what}: max_requests_per_connection must be a whole number from 1 to 1000000000, not {v}")
+        })? as u32,
+        (None, None) => 0,
+    };
     let tls = match h.tls {
         Some(t) if !https => {
             return Err(src.error(
@@ -544,6 +563,7 @@ fn validate_http(
         expect_status,
         version,
         tls,
+        max_requests_per_connection,
     })
 }
 

@@ -48,6 +48,8 @@ pub(crate) struct HttpOp {
     tls: Option<TlsClient>,
     /// `http[s]://host:port`, the prefix of an HTTP/2 request's URI.
     origin: String,
+    /// Requests per connection before it is closed (0: no limit).
+    max_per_conn: u32,
     /// Why connections failed (TLS handshakes), with counts: said once, in
     /// a notice at the phase's end.
     failures: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
@@ -160,6 +162,7 @@ impl HttpOp {
             tls,
             origin,
             failures: Default::default(),
+            max_per_conn: h.max_requests_per_connection,
         })
     }
 
@@ -258,7 +261,7 @@ impl HttpOp {
             tokio::spawn(async move {
                 let _ = conn.await;
             });
-            Ok(Slot::H2(sender))
+            Ok(Slot::H2(sender, 0))
         } else {
             let (sender, driver) = http1::Builder::new()
                 .writev(false)
@@ -269,6 +272,7 @@ impl HttpOp {
                 sender,
                 driver: Box::pin(driver),
                 closed: false,
+                served: 0,
             }))
         }
     }
@@ -313,9 +317,21 @@ impl HttpOp {
                 }
             }
         }
-        let h2 = matches!(slot, Slot::H2(_));
+        let h2 = matches!(slot, Slot::H2(..));
+        // The connection's last request (max_requests_per_connection): an
+        // HTTP/1.1 one says so, and the server closes first (its side keeps
+        // the TIME_WAIT, not the agent's ports).
+        let last = self.max_per_conn > 0 && slot.served() + 1 >= self.max_per_conn;
         let req = match self.request(s, h2) {
-            Ok(r) => r,
+            Ok(mut r) => {
+                if last && !h2 {
+                    r.headers_mut().insert(
+                        http::header::CONNECTION,
+                        http::HeaderValue::from_static("close"),
+                    );
+                }
+                r
+            }
             Err(()) => {
                 // Nothing was sent. Do not spin on a broken template either
                 // (a loop of them counted 13 million "requests" a second).
@@ -331,7 +347,7 @@ impl HttpOp {
         in_flight.set(in_flight.get() + 1);
         let result = match slot {
             Slot::H1(c) => drive(c, req, s.timer.as_mut()).await,
-            Slot::H2(sender) => {
+            Slot::H2(sender, _) => {
                 tokio::select! {
                     r = round_trip(
                         sender,
@@ -360,8 +376,10 @@ impl HttpOp {
                 Err((ErrorClass::Timeout, true))
             }
         };
-        if matches!(slot, Slot::H1(c) if c.closed) {
+        if last || matches!(slot, Slot::H1(c) if c.closed) {
             *slot = Slot::Empty;
+        } else {
+            slot.count_request();
         }
         (sent, outcome, s.sent_bytes())
     }
@@ -380,6 +398,7 @@ async fn drive(
         sender,
         driver,
         closed,
+        ..
     } = c;
     let exchange = round_trip(
         sender,

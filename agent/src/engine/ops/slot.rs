@@ -33,7 +33,8 @@ pub(crate) enum Slot {
     #[default]
     Empty,
     H1(Conn),
-    H2(http2::SendRequest<Full<Bytes>>),
+    /// An HTTP/2 connection, and the requests it has carried.
+    H2(http2::SendRequest<Full<Bytes>>, u32),
     Tcp(Counted),
 }
 
@@ -49,6 +50,24 @@ impl Slot {
             _ => std::future::pending().await,
         }
     }
+
+    /// Requests the connection has carried (0: none, or no connection).
+    pub(super) fn served(&self) -> u32 {
+        match self {
+            Slot::H1(c) => c.served,
+            Slot::H2(_, served) => *served,
+            _ => 0,
+        }
+    }
+
+    /// Counts a request the connection carried.
+    pub(super) fn count_request(&mut self) {
+        match self {
+            Slot::H1(c) => c.served += 1,
+            Slot::H2(_, served) => *served += 1,
+            _ => {}
+        }
+    }
 }
 
 /// One HTTP/1.1 connection of a worker. The connection future is driven
@@ -59,6 +78,8 @@ pub(crate) struct Conn {
     pub(super) driver: Pin<Box<http1::Connection<TokioIo<Stream>, Full<Bytes>>>>,
     /// The driver finished: the server closed the connection.
     pub(super) closed: bool,
+    /// Requests it has carried.
+    pub(super) served: u32,
 }
 
 /// Per-worker scratch state for the ops.
