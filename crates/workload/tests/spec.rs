@@ -368,3 +368,35 @@ fn https_urls_and_their_tls_tables() {
     assert!(e.contains("needs an https:// URL"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Connection modes: `new_connection = true` is one request per
+/// connection, `max_requests_per_connection` N; not both, and N at least 1.
+#[test]
+fn connection_modes() {
+    use fleetbench_workload::OpKind;
+    let max = |text: &str| {
+        let w = Workload::parse(
+            "w.toml",
+            &GOOD.replace("concurrency = 16", &format!("concurrency = 16\n{text}")),
+        )
+        .unwrap();
+        let OpKind::Http(h) = &w.phases[0].ops[0].kind else {
+            panic!("an http op")
+        };
+        h.max_requests_per_connection
+    };
+    assert_eq!(max(""), 0);
+    assert_eq!(max("new_connection = true"), 1);
+    assert_eq!(max("new_connection = false"), 0);
+    assert_eq!(max("max_requests_per_connection = 50"), 50);
+    let e = reject(&GOOD.replace(
+        "concurrency = 16",
+        "concurrency = 16\nnew_connection = true\nmax_requests_per_connection = 5",
+    ));
+    assert!(e.contains("w.toml:16:") && e.contains("not both"), "{e}");
+    let e = reject(&GOOD.replace(
+        "concurrency = 16",
+        "concurrency = 16\nmax_requests_per_connection = 0",
+    ));
+    assert!(e.contains("from 1 to 1000000000, not 0"), "{e}");
+}
