@@ -222,6 +222,31 @@ pub fn new_growing_histogram() -> Histogram<u64> {
     h
 }
 
+/// A stage of a request whose time is kept apart (`WindowAcc::stages`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Stage {
+    /// The TCP connect, for a request that opened a connection.
+    Connect,
+    /// The TLS handshake, for a request that opened a connection.
+    Tls,
+    /// From the send to the response's headers (time to first byte).
+    Ttfb,
+}
+
+impl Stage {
+    /// Every stage, in the order of [`WindowAcc::stages`].
+    pub const ALL: [Stage; 3] = [Stage::Connect, Stage::Tls, Stage::Ttfb];
+
+    /// The stage's name on the wire and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Connect => "connect",
+            Stage::Tls => "tls",
+            Stage::Ttfb => "ttfb",
+        }
+    }
+}
+
 /// Why a request failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ErrorClass {
@@ -337,6 +362,9 @@ pub struct WindowAcc {
     /// Open loop: the agent's connections at the window's end (set on the
     /// first op's window by the phase, as `scheduled`).
     pub connections: u32,
+    /// Per [`Stage`] (indexed by `stage as usize`), its times in µs; made
+    /// by the first value (most ops have no stages).
+    pub stages: [Option<Box<Histogram<u64>>>; Stage::ALL.len()],
 }
 
 /// A worker that waited for its intended send time and woke later than this
@@ -369,6 +397,7 @@ impl WindowAcc {
             max_loop_lag_us: 0,
             busy_late: 0,
             connections: 0,
+            stages: [None, None, None],
         }
     }
 
@@ -432,6 +461,15 @@ impl WindowAcc {
             .expect("value is within the histogram's bounds");
     }
 
+    /// A request spent `us` in `stage`.
+    #[inline]
+    pub fn record_stage(&mut self, stage: Stage, us: u64) {
+        self.stages[stage as usize]
+            .get_or_insert_with(|| Box::new(new_growing_histogram()))
+            .record(us.clamp(1, MAX_LATENCY_US))
+            .expect("an auto-resizing histogram takes any value");
+    }
+
     /// Requests finished, ok or not.
     pub fn requests(&self) -> u64 {
         self.ok + self.errors.iter().sum::<u64>()
@@ -461,6 +499,14 @@ impl WindowAcc {
         self.max_loop_lag_us = self.max_loop_lag_us.max(other.max_loop_lag_us);
         self.busy_late += other.busy_late;
         self.connections = self.connections.max(other.connections);
+        for (mine, theirs) in self.stages.iter_mut().zip(&other.stages) {
+            if let Some(h) = theirs {
+                match mine {
+                    Some(m) => m.add(h.as_ref()).expect("auto-resizing histogram"),
+                    None => *mine = Some(h.clone()),
+                }
+            }
+        }
     }
 
     /// Nothing recorded (an op no iteration picked in this window).
@@ -506,6 +552,13 @@ impl WindowAcc {
             },
             busy_late: self.busy_late,
             connections: self.connections,
+            stage_histograms: Stage::ALL
+                .iter()
+                .filter_map(|s| {
+                    let h = self.stages[*s as usize].as_ref()?;
+                    Some((s.name().to_string(), encode_histogram(h)))
+                })
+                .collect(),
         }
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use fleetbench::window::WindowAcc;
+use fleetbench::window::{Stage, WindowAcc};
 use fleetbench_gen::rng::Rng;
 use fleetbench_gen::{Lane, WorkerGen};
 use fleetbench_gen::{STREAM_DRAWS, STREAM_OPS, STREAM_PACE, worker_seed};
@@ -387,6 +387,11 @@ async fn worker(shared: Rc<Shared>, w: usize, alarm: Alarm) {
                 acc.record_send_lag(sent.saturating_duration_since(at).as_micros() as u64);
             }
             acc.bytes_sent += bytes;
+            for (stage, us) in Stage::ALL.iter().zip(&mut scratch.stages) {
+                if let Some(us) = us.take() {
+                    acc.record_stage(*stage, us);
+                }
+            }
             match outcome {
                 Ok(received) => {
                     acc.bytes_received += received;

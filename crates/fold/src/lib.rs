@@ -61,7 +61,7 @@ pub use limited::{
 };
 pub use model::{
     AgentEvents, AgentPoint, AgentReport, HostPoint, HostReport, LatencyReport, LimitedAgent,
-    LogReport, OpPoint, OpReport, PhaseAgentReport, PhaseReport, Report, SendLagReport,
+    LogReport, OpPoint, OpReport, PhaseAgentReport, PhaseReport, Report, SendLagReport, StageReport,
     ServiceReport, SpectrumPoint, StopReport, ThresholdReport, ThresholdResult, TimelinePoint,
     WindowLatency,
 };

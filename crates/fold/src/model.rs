@@ -209,6 +209,11 @@ pub struct PhaseReport {
     /// `None` in closed loop and for logs from older agents.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub send_lag_us: Option<SendLagReport>,
+    /// Where the requests' time went, over the headline windows, per stage:
+    /// "connect" and "tls" (requests that opened a connection), "ttfb"
+    /// (send to response headers). Empty for ops without stages.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub stages_us: BTreeMap<String, StageReport>,
     /// The phase's iteration budget (total across agents).
     #[serde(skip_serializing_if = "is_zero")]
     pub iterations: u64,
@@ -405,6 +410,22 @@ pub struct LatencyReport {
     /// Percentiles asked for besides these, by name (`p99.99`).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub percentiles: BTreeMap<String, u64>,
+}
+
+/// How long requests spent in one stage (connect, TLS, time to first
+/// byte), µs, read from the merged stage histograms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct StageReport {
+    /// Requests that went through the stage.
+    pub count: u64,
+    /// The median time in it.
+    pub p50: u64,
+    /// The 90th percentile.
+    pub p90: u64,
+    /// The 99th percentile.
+    pub p99: u64,
+    /// The longest.
+    pub max: u64,
 }
 
 /// Open loop: how late the generator sent, µs from each request's intended

@@ -16,6 +16,8 @@ const MAX_START_MS: u64 = 31 * 24 * 3_600_000;
 /// No host moves more than this many bytes over its network in a second
 /// (100 TB/s), nor holds more memory.
 const MAX_HOST_BYTES: u64 = 100_000_000_000_000;
+/// No window has more stage histograms than this (an agent sends three).
+const MAX_STAGES: usize = 8;
 /// No notice says more than this (the agent's own are a line or two).
 pub const MAX_NOTICE_BYTES: usize = 8 * 1024;
 
@@ -53,10 +55,23 @@ pub fn window_fault(w: &pb::ResultWindow) -> Option<String> {
     if let Some(why) = implausible_window(w) {
         return Some(why);
     }
-    for (name, bytes) in [
-        ("latency histogram", &w.latency_histogram),
-        ("send-lag histogram", &w.send_lag_histogram),
-    ] {
+    if w.stage_histograms.len() > MAX_STAGES
+        || w.stage_histograms.keys().any(|k| k.is_empty() || k.len() > 32)
+    {
+        return Some(format!(
+            "{} stage histograms (at most {MAX_STAGES}, named in 1 to 32 bytes)",
+            w.stage_histograms.len()
+        ));
+    }
+    let stages = w
+        .stage_histograms
+        .iter()
+        .map(|(name, bytes)| (format!("{name:?} stage histogram"), bytes));
+    let histograms = [
+        ("latency histogram".to_string(), &w.latency_histogram),
+        ("send-lag histogram".to_string(), &w.send_lag_histogram),
+    ];
+    for (name, bytes) in histograms.into_iter().chain(stages) {
         let mut scratch = fleetbench::window::new_growing_histogram();
         if let Err(e) = fleetbench::window::merge_encoded(&mut scratch, bytes) {
             return Some(format!("its {name} does not decode ({e})"));

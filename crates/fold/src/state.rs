@@ -92,6 +92,9 @@ pub struct WindowAgg {
     /// How many agents' windows were merged here (an agent sends one window
     /// per operation; it counts once).
     pub agents: u32,
+    /// Where requests' time went, per stage ("connect", "tls", "ttfb"), µs,
+    /// all agents' histograms merged (only stages that hold a value).
+    pub stages: BTreeMap<String, Histogram<u64>>,
 }
 
 impl WindowAgg {
@@ -109,6 +112,7 @@ impl WindowAgg {
             late_wakes: 0,
             max_wake_lag_us: 0,
             agents: 0,
+            stages: BTreeMap::new(),
         }
     }
 
@@ -135,7 +139,16 @@ impl WindowAgg {
             merge_encoded(&mut h, &w.send_lag_histogram)?;
             Some(h)
         };
+        let mut stages = Vec::with_capacity(w.stage_histograms.len());
+        for (name, bytes) in &w.stage_histograms {
+            let mut h = new_growing_histogram();
+            merge_encoded(&mut h, bytes)?;
+            stages.push((name, h));
+        }
         merge_encoded(&mut self.latency, &w.latency_histogram)?;
+        for (name, h) in stages {
+            add_stage(&mut self.stages, name, &h);
+        }
         if let Some(h) = send_lag {
             match &mut self.send_lag {
                 Some(lag) => lag.add(&h).expect("auto-resizing histogram"),
@@ -178,6 +191,19 @@ impl WindowAgg {
         self.late_wakes += other.late_wakes;
         self.max_wake_lag_us = self.max_wake_lag_us.max(other.max_wake_lag_us);
         self.agents = self.agents.max(other.agents);
+        for (name, h) in &other.stages {
+            add_stage(&mut self.stages, name, h);
+        }
+    }
+}
+
+/// Adds `h` into stage `name` of `stages`.
+fn add_stage(stages: &mut BTreeMap<String, Histogram<u64>>, name: &str, h: &Histogram<u64>) {
+    match stages.get_mut(name) {
+        Some(mine) => mine.add(h).expect("auto-resizing histogram"),
+        None => {
+            stages.insert(name.to_string(), h.clone());
+        }
     }
 }
 

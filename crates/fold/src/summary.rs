@@ -10,7 +10,7 @@ use hdrhistogram::Histogram;
 use crate::limited::{AgentLoad, limited_reasons};
 use crate::model::{
     AgentEvents, AgentPoint, AgentReport, HostPoint, HostReport, LatencyReport, LimitedAgent,
-    LogReport, OpPoint, OpReport, PhaseAgentReport, PhaseReport, Report, SendLagReport,
+    LogReport, OpPoint, OpReport, PhaseAgentReport, PhaseReport, Report, SendLagReport, StageReport,
     ServiceReport, SpectrumPoint, StopReport, TimelinePoint, WindowLatency,
 };
 use crate::options::ReportOptions;
@@ -200,6 +200,24 @@ fn send_lag_report(h: Option<&Histogram<u64>>) -> Option<SendLagReport> {
     })
 }
 
+/// Each stage's times (`WindowAgg::stages`).
+fn stage_reports(stages: &BTreeMap<String, Histogram<u64>>) -> BTreeMap<String, StageReport> {
+    stages
+        .iter()
+        .filter(|(_, h)| !h.is_empty())
+        .map(|(name, h)| {
+            let report = StageReport {
+                count: h.len(),
+                p50: h.value_at_quantile(0.5),
+                p90: h.value_at_quantile(0.9),
+                p99: h.value_at_quantile(0.99),
+                max: h.max(),
+            };
+            (name.clone(), report)
+        })
+        .collect()
+}
+
 fn throughput(requests: u64, duration_s: f64) -> f64 {
     if duration_s > 0.0 {
         round2(requests as f64 / duration_s)
@@ -316,6 +334,7 @@ fn phase_report(
         late_wakes: total.late_wakes,
         max_wake_lag_us: total.max_wake_lag_us,
         send_lag_us: send_lag_report(total.send_lag.as_ref()),
+        stages_us: stage_reports(&total.stages),
         iterations: p.iterations,
         arrival: p
             .shape

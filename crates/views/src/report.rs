@@ -101,6 +101,10 @@ pub fn table(report: &Report) -> String {
         if let Some(line) = send_lag_line(p) {
             let _ = writeln!(out, "{line}");
         }
+        if !p.stages_us.is_empty() {
+            let _ = writeln!(out, "where the time went in {}:", p.name);
+            let _ = writeln!(out, "{}", stages_table(p));
+        }
         if let Some(l) = &p.latency_us
             && !l.percentiles.is_empty()
         {
@@ -216,6 +220,45 @@ fn ops_table(ops: &[OpReport]) -> Table {
         ]);
     }
     right_align(&mut t, 1..9);
+    t
+}
+
+/// A phase's stages (connect, TLS handshake, time to first byte) beside
+/// the whole request's latency.
+fn stages_table(p: &PhaseReport) -> Table {
+    let mut t = Table::new();
+    t.load_style(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(["stage", "requests", "p50", "p90", "p99", "max"]);
+    let us = |v: u64| format_us(v as f64);
+    for (name, st) in &p.stages_us {
+        let what = match name.as_str() {
+            "connect" => "connect (new connections)",
+            "tls" => "TLS handshake",
+            "ttfb" => "time to first byte",
+            other => other,
+        };
+        t.add_row([
+            what.to_string(),
+            st.count.to_string(),
+            us(st.p50),
+            us(st.p90),
+            us(st.p99),
+            us(st.max),
+        ]);
+    }
+    if let Some(l) = &p.latency_us {
+        let [p50, p90, p99, _, max] = latency_of(Some(l));
+        t.add_row([
+            "whole request".to_string(),
+            p.requests.to_string(),
+            p50,
+            p90,
+            p99,
+            max,
+        ]);
+    }
+    right_align(&mut t, 1..6);
     t
 }
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, anyhow, bail};
 use bytes::Bytes;
 use fleetbench::pb;
-use fleetbench::window::ErrorClass;
+use fleetbench::window::{ErrorClass, Stage};
 use fleetbench_gen::{GenSpec, Template};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -233,17 +233,23 @@ impl HttpOp {
     /// protocol), then HTTP/2 or HTTP/1.1. `Err` is the error class: the
     /// connect failed or timed out, or the TLS handshake failed.
     async fn connect(&self, s: &mut Scratch) -> Result<Slot, ErrorClass> {
+        let started = Instant::now();
         let stream = match tokio::time::timeout(self.timeout, TcpStream::connect(self.addr)).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(_)) => return Err(ErrorClass::Connect),
             Err(_) => return Err(ErrorClass::Timeout),
         };
+        let connected = Instant::now();
+        s.stages[Stage::Connect as usize] = Some(micros(connected - started));
         let _ = stream.set_nodelay(true);
         let counted = s.counted(stream);
         let (stream, h2) = match &self.tls {
             None => (Stream::Plain(counted), self.h2c),
             Some(tls) => match tokio::time::timeout(self.timeout, tls.connect(counted)).await {
-                Ok(Ok(connected)) => connected,
+                Ok(Ok(done)) => {
+                    s.stages[Stage::Tls as usize] = Some(micros(connected.elapsed()));
+                    done
+                }
                 Ok(Err((class, why))) => {
                     self.failed(why);
                     return Err(class);
@@ -304,6 +310,9 @@ impl HttpOp {
         if matches!(slot, Slot::H1(c) if c.closed) {
             *slot = Slot::Empty;
         }
+        // The request starts here: a connection it has to open (and its
+        // TLS handshake) is part of its time.
+        let started = Instant::now();
         if matches!(slot, Slot::Empty) {
             // Boxed: connecting is rare, and an unboxed connect future
             // would make every request's future as large as the handshake's.
@@ -345,8 +354,9 @@ impl HttpOp {
             .as_mut()
             .reset(tokio::time::Instant::from_std(sent + self.timeout));
         in_flight.set(in_flight.get() + 1);
+        let mut head_at = None;
         let result = match slot {
-            Slot::H1(c) => drive(c, req, s.timer.as_mut()).await,
+            Slot::H1(c) => drive(c, req, s.timer.as_mut(), &mut head_at).await,
             Slot::H2(sender, _) => {
                 tokio::select! {
                     r = round_trip(
@@ -354,6 +364,7 @@ impl HttpOp {
                         req,
                         http2::SendRequest::poll_ready,
                         http2::SendRequest::send_request,
+                        &mut head_at,
                     ) => Ok(r),
                     () = s.timer.as_mut() => Err(()),
                 }
@@ -361,6 +372,9 @@ impl HttpOp {
             _ => Ok(Err(())),
         };
         in_flight.set(in_flight.get() - 1);
+        if let Some(at) = head_at {
+            s.stages[Stage::Ttfb as usize] = Some(micros(at.saturating_duration_since(sent)));
+        }
         let outcome = match result {
             Ok(Ok((status, received))) => match self.classify(status) {
                 Ok(()) => Ok(received),
@@ -381,8 +395,13 @@ impl HttpOp {
         } else {
             slot.count_request();
         }
-        (sent, outcome, s.sent_bytes())
+        (started, outcome, s.sent_bytes())
     }
+}
+
+/// A duration in whole µs.
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// Runs one exchange on `c`, driving its connection in the same poll: hand
@@ -393,6 +412,7 @@ async fn drive(
     c: &mut Conn,
     req: hyper::Request<Full<Bytes>>,
     mut timer: Pin<&mut tokio::time::Sleep>,
+    head_at: &mut Option<Instant>,
 ) -> Result<Result<(http::StatusCode, u64), ()>, ()> {
     let Conn {
         sender,
@@ -405,6 +425,7 @@ async fn drive(
         req,
         http1::SendRequest::poll_ready,
         http1::SendRequest::send_request,
+        head_at,
     );
     tokio::pin!(exchange);
     std::future::poll_fn(|cx| {
@@ -443,6 +464,7 @@ async fn round_trip<S, F>(
     req: hyper::Request<Full<Bytes>>,
     mut poll_ready: impl FnMut(&mut S, &mut Context<'_>) -> Poll<hyper::Result<()>>,
     send_request: impl FnOnce(&mut S, hyper::Request<Full<Bytes>>) -> F,
+    head_at: &mut Option<Instant>,
 ) -> Result<(http::StatusCode, u64), ()>
 where
     F: Future<Output = hyper::Result<hyper::Response<Incoming>>>,
@@ -451,6 +473,7 @@ where
         .await
         .map_err(|_| ())?;
     let resp = send_request(sender, req).await.map_err(|_| ())?;
+    *head_at = Some(Instant::now());
     read_body(resp).await
 }
 

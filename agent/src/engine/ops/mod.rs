@@ -107,8 +107,9 @@ impl Op {
     }
 }
 
-/// Runs one try of `op` now. Returns when it was sent (for the send lag),
-/// its outcome and the bytes sent. `in_flight` is bumped around the wait.
+/// Runs one try of `op` now. Returns when it started (for the send lag,
+/// and in closed loop the start of its latency: a connection it had to
+/// open is part of it), its outcome and the bytes sent. `in_flight` is bumped around the wait.
 pub(crate) async fn execute(
     op: &Op,
     slot: &mut Slot,

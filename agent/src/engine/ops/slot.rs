@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::Bytes;
-use fleetbench::window::ErrorClass;
+use fleetbench::window::{ErrorClass, Stage};
 use fleetbench_gen::WorkerGen;
 use fleetbench_gen::rng::Rng;
 use http_body_util::Full;
@@ -96,6 +96,9 @@ pub(crate) struct Scratch {
     /// and what closed ones never delivered beyond what was counted since.
     tally: Option<Arc<Tally>>,
     debt: u64,
+    /// What the last try spent in each stage (`Stage`), µs: set by the op,
+    /// taken by the worker into its window.
+    pub stages: [Option<u64>; Stage::ALL.len()],
 }
 
 impl Scratch {
@@ -110,6 +113,7 @@ impl Scratch {
             alarm,
             tally: None,
             debt: 0,
+            stages: [None; Stage::ALL.len()],
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 use fleetbench::pb;
-use fleetbench::window::ErrorClass;
+use fleetbench::window::{ErrorClass, Stage};
 use fleetbench_gen::{GenSpec, Template};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -65,6 +65,8 @@ impl TcpOp {
             match tokio::time::timeout(self.timeout, TcpStream::connect(self.addr)).await {
                 Ok(Ok(stream)) => {
                     let _ = stream.set_nodelay(true);
+                    s.stages[Stage::Connect as usize] =
+                        Some(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
                     *slot = Slot::Tcp(s.counted(stream));
                 }
                 Ok(Err(_)) => {
