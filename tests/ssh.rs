@@ -509,3 +509,67 @@ concurrency = 2
         killed_at.elapsed()
     );
 }
+
+/// Where the time goes, against an injected delay: the agent's host holds
+/// every packet it sends for 40 ms, so each new connection's SYN waits 40
+/// ms (connect) and so does each request (time to first byte); the target,
+/// on another host, is not delayed. Without the delay both read well under
+/// a millisecond here.
+#[test]
+fn connect_and_first_byte_times_show_a_delayed_host() {
+    let hosts = Hosts::up(2);
+    let dir = TempDir::new("ssh-stages");
+    let workload = format!(
+        r#"{agents}
+[[service]]
+name = "target"
+hosts = ["root@{h2}"]
+binary = "{{agent}}"
+args = ["serve", "--listen", "0.0.0.0:8080"]
+ready = {{ tcp = 8080, timeout = "20s" }}
+
+[[phase]]
+name = "load"
+duration = "3s"
+
+[phase.http]
+url = "http://{{service.target.host}}:8080/"
+concurrency = 2
+new_connection = true
+"#,
+        agents = agents_table(&hosts, &["h1"], ""),
+        h2 = hosts.ip("h2"),
+    );
+    let w = dir.write("stages.toml", &workload);
+    hosts.delay("h1", 40);
+    let (out, _) = run(dir.path(), &w, &["--json"]);
+    hosts.delay("h1", 0);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let phase = &report["phases"][0];
+    let stages = &phase["stages_us"];
+    let us = |stage: &str, q: &str| {
+        stages[stage][q]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{stages}"))
+    };
+    let requests = phase["requests"].as_u64().unwrap();
+    assert!(requests >= 10, "{phase}");
+    assert_eq!(
+        stages["connect"]["count"].as_u64(),
+        Some(requests),
+        "{stages}"
+    );
+    assert!((40_000..70_000).contains(&us("connect", "p50")), "{stages}");
+    assert!((40_000..70_000).contains(&us("ttfb", "p50")), "{stages}");
+    // Each request's time holds both: its median, their sum.
+    let whole = phase["latency_us"]["p50"].as_u64().unwrap();
+    assert!(
+        whole >= us("connect", "p50") + us("ttfb", "p50") - 2_000,
+        "{whole} {stages}"
+    );
+    assert!(
+        stages.get("tls").is_none(),
+        "plain http has no handshake: {stages}"
+    );
+}

@@ -370,6 +370,7 @@ mod tests {
             late_wakes: 0,
             max_wake_lag_us: 0,
             agents: 1,
+            stages: BTreeMap::new(),
         }
     }
 

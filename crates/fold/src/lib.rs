@@ -61,9 +61,9 @@ pub use limited::{
 };
 pub use model::{
     AgentEvents, AgentPoint, AgentReport, HostPoint, HostReport, LatencyReport, LimitedAgent,
-    LogReport, OpPoint, OpReport, PhaseAgentReport, PhaseReport, Report, SendLagReport, StageReport,
-    ServiceReport, SpectrumPoint, StopReport, ThresholdReport, ThresholdResult, TimelinePoint,
-    WindowLatency,
+    LogReport, OpPoint, OpReport, PhaseAgentReport, PhaseReport, Report, SendLagReport,
+    ServiceReport, SpectrumPoint, StageReport, StopReport, ThresholdReport, ThresholdResult,
+    TimelinePoint, WindowLatency,
 };
 pub use options::ReportOptions;
 pub use plausible::{MAX_NOTICE_BYTES, event_fault, host_metrics_fault, window_fault};

@@ -56,7 +56,9 @@ pub fn window_fault(w: &pb::ResultWindow) -> Option<String> {
         return Some(why);
     }
     if w.stage_histograms.len() > MAX_STAGES
-        || w.stage_histograms.keys().any(|k| k.is_empty() || k.len() > 32)
+        || w.stage_histograms
+            .keys()
+            .any(|k| k.is_empty() || k.len() > 32)
     {
         return Some(format!(
             "{} stage histograms (at most {MAX_STAGES}, named in 1 to 32 bytes)",

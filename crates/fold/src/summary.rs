@@ -10,8 +10,8 @@ use hdrhistogram::Histogram;
 use crate::limited::{AgentLoad, limited_reasons};
 use crate::model::{
     AgentEvents, AgentPoint, AgentReport, HostPoint, HostReport, LatencyReport, LimitedAgent,
-    LogReport, OpPoint, OpReport, PhaseAgentReport, PhaseReport, Report, SendLagReport, StageReport,
-    ServiceReport, SpectrumPoint, StopReport, TimelinePoint, WindowLatency,
+    LogReport, OpPoint, OpReport, PhaseAgentReport, PhaseReport, Report, SendLagReport,
+    ServiceReport, SpectrumPoint, StageReport, StopReport, TimelinePoint, WindowLatency,
 };
 use crate::options::ReportOptions;
 use crate::reasons::Verdict;

@@ -88,44 +88,7 @@ pub fn table(report: &Report) -> String {
         let _ = writeln!(out, "{t}");
     }
     for p in &report.phases {
-        for line in loud_lines(p) {
-            let _ = writeln!(out, "{line}");
-        }
-        if !p.ops.is_empty() {
-            let _ = writeln!(out, "operations of {}:", p.name);
-            let _ = writeln!(out, "{}", ops_table(&p.ops));
-        }
-        if let Some(line) = offered_line(p) {
-            let _ = writeln!(out, "{line}");
-        }
-        if let Some(line) = send_lag_line(p) {
-            let _ = writeln!(out, "{line}");
-        }
-        if !p.stages_us.is_empty() {
-            let _ = writeln!(out, "where the time went in {}:", p.name);
-            let _ = writeln!(out, "{}", stages_table(p));
-        }
-        if let Some(l) = &p.latency_us
-            && !l.percentiles.is_empty()
-        {
-            let cells: Vec<String> = l
-                .percentiles
-                .iter()
-                .map(|(k, v)| format!("{k} {}", format_us(*v as f64)))
-                .collect();
-            let _ = writeln!(out, "{}: {}", p.name, cells.join(", "));
-        }
-        if p.error_count() > 0 {
-            let classes: Vec<String> = p.errors.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            let _ = writeln!(out, "errors in {}: {}", p.name, classes.join(", "));
-        }
-        if p.warmup_s > 0.0 {
-            let _ = writeln!(
-                out,
-                "{}: first {}s are warm-up, left out of the numbers above",
-                p.name, p.warmup_s
-            );
-        }
+        phase_lines(&mut out, p);
     }
     if !report.hosts.is_empty() {
         let mut h = Table::new();
@@ -221,6 +184,50 @@ fn ops_table(ops: &[OpReport]) -> Table {
     }
     right_align(&mut t, 1..9);
     t
+}
+
+/// What the table says of phase `p` below the phases' table: its loud
+/// lines, operations, offered load, send lag, stages, percentiles, errors
+/// and warm-up.
+fn phase_lines(out: &mut String, p: &PhaseReport) {
+    for line in loud_lines(p) {
+        let _ = writeln!(out, "{line}");
+    }
+    if !p.ops.is_empty() {
+        let _ = writeln!(out, "operations of {}:", p.name);
+        let _ = writeln!(out, "{}", ops_table(&p.ops));
+    }
+    if let Some(line) = offered_line(p) {
+        let _ = writeln!(out, "{line}");
+    }
+    if let Some(line) = send_lag_line(p) {
+        let _ = writeln!(out, "{line}");
+    }
+    if !p.stages_us.is_empty() {
+        let _ = writeln!(out, "where the time went in {}:", p.name);
+        let _ = writeln!(out, "{}", stages_table(p));
+    }
+    if let Some(l) = &p.latency_us
+        && !l.percentiles.is_empty()
+    {
+        let cells: Vec<String> = l
+            .percentiles
+            .iter()
+            .map(|(k, v)| format!("{k} {}", format_us(*v as f64)))
+            .collect();
+        let _ = writeln!(out, "{}: {}", p.name, cells.join(", "));
+    }
+    if p.error_count() > 0 {
+        let classes: Vec<String> = p.errors.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(out, "errors in {}: {}", p.name, classes.join(", "));
+    }
+    if p.warmup_s > 0.0 {
+        let _ = writeln!(
+            out,
+            "{}: first {}s are warm-up, left out of the numbers above",
+            p.name, p.warmup_s
+        );
+    }
 }
 
 /// A phase's stages (connect, TLS handshake, time to first byte) beside
