@@ -69,6 +69,18 @@ pub struct WindowRow {
     pub late_wakes: u64,
     /// Open loop: the largest such lag, µs.
     pub max_wake_lag_us: u64,
+    /// Median TCP connect of the window's new connections, µs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connect_p50_us: Option<u64>,
+    /// Median TLS handshake of the window's new connections, µs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_p50_us: Option<u64>,
+    /// Median time to first byte, µs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttfb_p50_us: Option<u64>,
+    /// 99th percentile time to first byte, µs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttfb_p99_us: Option<u64>,
 }
 
 impl WindowRow {
@@ -112,6 +124,10 @@ pub fn window_rows(fold: &Fold) -> Vec<WindowRow> {
                     scheduled: w.scheduled,
                     late_wakes: w.late_wakes,
                     max_wake_lag_us: w.max_wake_lag_us,
+                    connect_p50_us: stage_at(w, "connect", 0.5),
+                    tls_p50_us: stage_at(w, "tls", 0.5),
+                    ttfb_p50_us: stage_at(w, "ttfb", 0.5),
+                    ttfb_p99_us: stage_at(w, "ttfb", 0.99),
                 });
             }
         }
@@ -120,6 +136,14 @@ pub fn window_rows(fold: &Fold) -> Vec<WindowRow> {
         (a.phase_index, a.window, &a.agent, &a.op).cmp(&(b.phase_index, b.window, &b.agent, &b.op))
     });
     rows
+}
+
+/// Quantile `q` of stage `name` of a window, if it has the stage.
+fn stage_at(w: &fleetbench_fold::WindowAgg, name: &str, q: f64) -> Option<u64> {
+    w.stages
+        .get(name)
+        .filter(|h| !h.is_empty())
+        .map(|h| h.value_at_quantile(q))
 }
 
 /// One JSON object per line.
@@ -152,7 +176,7 @@ pub fn write_rows_csv(rows: &[WindowRow], out: &mut impl Write) -> io::Result<()
     }
     header.push_str(
         ",bytes_sent,bytes_received,p50_us,p90_us,p99_us,max_us,latency_clamped,\
-         scheduled,late_wakes,max_wake_lag_us\n",
+         scheduled,late_wakes,max_wake_lag_us,connect_p50_us,tls_p50_us,ttfb_p50_us,ttfb_p99_us\n",
     );
     out.write_all(header.as_bytes())?;
     let opt = |v: Option<u64>| v.map_or_else(String::new, |v| v.to_string());
@@ -177,7 +201,7 @@ pub fn write_rows_csv(rows: &[WindowRow], out: &mut impl Write) -> io::Result<()
             line.push_str(&format!(",{}", r.errors.get(*c).copied().unwrap_or(0)));
         }
         line.push_str(&format!(
-            ",{},{},{},{},{},{},{},{},{},{}\n",
+            ",{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             r.bytes_sent,
             r.bytes_received,
             opt(r.latency.p50_us),
@@ -187,7 +211,11 @@ pub fn write_rows_csv(rows: &[WindowRow], out: &mut impl Write) -> io::Result<()
             r.latency_clamped,
             r.scheduled,
             r.late_wakes,
-            r.max_wake_lag_us
+            r.max_wake_lag_us,
+            opt(r.connect_p50_us),
+            opt(r.tls_p50_us),
+            opt(r.ttfb_p50_us),
+            opt(r.ttfb_p99_us)
         ));
         out.write_all(line.as_bytes())?;
     }
