@@ -533,6 +533,10 @@ pub struct TimelinePoint {
     /// The phase's load shape's total rate, averaged over this window.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub intended_rps: Option<f64>,
+    /// The median time per stage ("connect", "tls", "ttfb") in this
+    /// window, µs; empty for ops without stages.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub stages_p50_us: BTreeMap<String, u64>,
 }
 
 /// A window's latency percentiles, µs (`None`: no request finished in it).

@@ -259,6 +259,12 @@ fn phase_report(
                         (t_ms + at.bucket_ms) as f64 / 1000.0,
                     ))
                 }),
+                stages_p50_us: w
+                    .stages
+                    .iter()
+                    .filter(|(_, h)| !h.is_empty())
+                    .map(|(name, h)| (name.clone(), h.value_at_quantile(0.5)))
+                    .collect(),
             }
         })
         .collect();

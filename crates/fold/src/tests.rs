@@ -888,3 +888,56 @@ fn hostile_agent_streams_never_break_the_fold_or_the_honest_agents_numbers() {
         assert_eq!(a.requests, 180, "round {round}: agent a's numbers changed");
     }
 }
+
+/// Stage histograms (connect, TLS, first byte) merge across agents and
+/// windows like latencies: counts add, percentiles come from the merged
+/// histograms, in any order; a window whose stage histogram does not
+/// decode counts as bad and adds nothing.
+#[test]
+fn stages_merge_across_agents_in_any_order() {
+    use fleetbench::pb::event::Kind;
+    use fleetbench::window::{Stage, WindowAcc};
+    let window = |agent: &str, seq: u64, index: u32, ttfb: u64, connects: u64| {
+        let mut w = WindowAcc::new();
+        for _ in 0..10 {
+            w.record_ok(ttfb + 50);
+            w.record_stage(Stage::Ttfb, ttfb);
+        }
+        for _ in 0..connects {
+            w.record_stage(Stage::Connect, 80);
+        }
+        crate::testlog::agent_event(agent, seq, 0, Kind::Window(w.to_pb(0, index, 1000)))
+    };
+    let mut records = vec![crate::testlog::scheduled()];
+    for i in 0..6u32 {
+        records.push(window("a", u64::from(i) + 1, i, 100, 1));
+        records.push(window("b", u64::from(i) + 1, i, 1000, 0));
+    }
+    let mut broken = window("c", 1, 3, 5, 5);
+    if let Some(pb::log_record::Record::AgentEvent(e)) = broken.record.as_mut()
+        && let Some(Kind::Window(w)) = e.event.as_mut().and_then(|e| e.kind.as_mut())
+    {
+        w.stage_histograms
+            .insert("ttfb".into(), vec![0x1c, 0x84, 0x93, 0x14, 9]);
+    }
+    records.push(broken);
+    let forward = fold_of(&records);
+    let back = fold_of(&shuffled(&records, &mut Rng::new(7)));
+    assert_eq!(json(&forward), json(&back));
+    let mut f = forward;
+    let r = f.report(&ReportOptions::default());
+    let p = &r.phases[0];
+    // 2 s of warm-up leave windows 2..6 of each agent.
+    assert_eq!(p.stages_us["ttfb"].count, 80, "{:?}", p.stages_us);
+    assert_eq!(p.stages_us["connect"].count, 4);
+    assert_eq!(p.stages_us["connect"].p50, 80);
+    let ttfb = p.stages_us["ttfb"];
+    assert!(
+        (100..=101).contains(&ttfb.p50) || (999..=1001).contains(&ttfb.p50),
+        "{ttfb:?}"
+    );
+    assert!((999..=1001).contains(&ttfb.p99), "{ttfb:?}");
+    assert_eq!(r.log.bad_windows, 1);
+    let point = &p.timeline[p.timeline.len() - 1];
+    assert!(point.stages_p50_us.contains_key("ttfb"), "{point:?}");
+}

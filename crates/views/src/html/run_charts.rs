@@ -5,8 +5,8 @@
 //! p99) and CPU, memory and network per host.
 
 use super::chart::{
-    BLUE, Chart, GREEN, Marks, PURPLE, RED, Series, XAxis, YAxis, drawn, mid, palette, per_second,
-    percentile_lines, phase_length, spectrum_chart, spectrum_points, stop_label,
+    BLUE, Chart, GREEN, Marks, ORANGE, PURPLE, RED, Series, XAxis, YAxis, drawn, mid, palette,
+    per_second, percentile_lines, phase_length, spectrum_chart, spectrum_points, stop_label,
 };
 use fleetbench_fold::{HostPoint, PhaseReport, Report};
 
@@ -33,6 +33,13 @@ pub(super) fn run_charts(r: &Report) -> Vec<Chart> {
             latency_series(r),
         ),
         spectrum_chart("distribution", "Latency distribution", phase_spectra(r)),
+        axis.chart(
+            "stages",
+            "Where the time goes (medians: whole request, connect, TLS, first byte)",
+            "p50 (log scale)",
+            YAxis::LatencyLog,
+            stage_series(r),
+        ),
         axis.chart(
             "agents",
             "Throughput per agent",
@@ -213,6 +220,47 @@ fn latency_series(r: &Report) -> Vec<Series> {
             }
             s
         })
+        .collect()
+}
+
+/// The whole request's median and each stage's, per window: drawn only
+/// when some phase has stages.
+fn stage_series(r: &Report) -> Vec<Series> {
+    if r.phases.iter().all(|p| p.stages_us.is_empty()) {
+        return Vec::new();
+    }
+    let stages = [
+        ("connect", "connect (new connections)", GREEN),
+        ("tls", "TLS handshake", PURPLE),
+        ("ttfb", "time to first byte", ORANGE),
+    ];
+    let mut whole = Series::new("whole request", BLUE);
+    let mut parts: Vec<Series> = stages
+        .iter()
+        .map(|(_, label, color)| Series::new(*label, *color))
+        .collect();
+    for p in &r.phases {
+        whole.segment(
+            p.timeline
+                .iter()
+                .filter_map(|w| w.latency.p50_us.map(|v| (run_time(p, w.t_s), v as f64)))
+                .collect(),
+        );
+        for ((key, _, _), series) in stages.iter().zip(&mut parts) {
+            series.segment(
+                p.timeline
+                    .iter()
+                    .filter_map(|w| {
+                        w.stages_p50_us
+                            .get(*key)
+                            .map(|v| (run_time(p, w.t_s), *v as f64))
+                    })
+                    .collect(),
+            );
+        }
+    }
+    std::iter::once(whole)
+        .chain(parts.into_iter().filter(|s| s.points().next().is_some()))
         .collect()
 }
 
