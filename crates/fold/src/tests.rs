@@ -924,7 +924,7 @@ fn stages_merge_across_agents_in_any_order() {
     let forward = fold_of(&records);
     let back = fold_of(&shuffled(&records, &mut Rng::new(7)));
     assert_eq!(json(&forward), json(&back));
-    let mut f = forward;
+    let f = forward;
     let r = f.report(&ReportOptions::default());
     let p = &r.phases[0];
     // 2 s of warm-up leave windows 2..6 of each agent.
