@@ -225,6 +225,9 @@ pub fn new_growing_histogram() -> Histogram<u64> {
 /// A stage of a request whose time is kept apart (`WindowAcc::stages`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Stage {
+    /// The name lookup, for a request that opened a connection to a host
+    /// given by name.
+    Dns,
     /// The TCP connect, for a request that opened a connection.
     Connect,
     /// The TLS handshake, for a request that opened a connection.
@@ -235,11 +238,12 @@ pub enum Stage {
 
 impl Stage {
     /// Every stage, in the order of [`WindowAcc::stages`].
-    pub const ALL: [Stage; 3] = [Stage::Connect, Stage::Tls, Stage::Ttfb];
+    pub const ALL: [Stage; 4] = [Stage::Dns, Stage::Connect, Stage::Tls, Stage::Ttfb];
 
     /// The stage's name on the wire and in reports.
     pub fn name(self) -> &'static str {
         match self {
+            Stage::Dns => "dns",
             Stage::Connect => "connect",
             Stage::Tls => "tls",
             Stage::Ttfb => "ttfb",
@@ -397,7 +401,7 @@ impl WindowAcc {
             max_loop_lag_us: 0,
             busy_late: 0,
             connections: 0,
-            stages: [None, None, None],
+            stages: [None, None, None, None],
         }
     }
 

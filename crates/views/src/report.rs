@@ -238,8 +238,19 @@ fn stages_table(p: &PhaseReport) -> Table {
         .set_content_arrangement(ContentArrangement::Disabled)
         .set_header(["stage", "requests", "p50", "p90", "p99", "max"]);
     let us = |v: u64| format_us(v as f64);
-    for (name, st) in &p.stages_us {
+    // In the order a request goes through them; any other after.
+    let known = ["dns", "connect", "tls", "ttfb"];
+    let order = known
+        .iter()
+        .filter_map(|k| p.stages_us.get_key_value(*k))
+        .chain(
+            p.stages_us
+                .iter()
+                .filter(|(k, _)| !known.contains(&k.as_str())),
+        );
+    for (name, st) in order {
         let what = match name.as_str() {
+            "dns" => "DNS lookup (new connections)",
             "connect" => "connect (new connections)",
             "tls" => "TLS handshake",
             "ttfb" => "time to first byte",

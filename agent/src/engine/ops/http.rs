@@ -6,7 +6,6 @@
 //! the worker's own poll (see [`drive`]).
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -22,11 +21,13 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
+use super::dial::Dial;
 use super::slot::{Conn, Outcome, Scratch, Slot};
 use super::tls::{Alpn, Stream, TlsClient};
 
 pub(crate) struct HttpOp {
-    addr: SocketAddr,
+    /// Where new connections go (a name resolved per connection).
+    dial: Dial,
     method: http::Method,
     /// The path and query, when it holds no template: as HTTP/1.1 sends it
     /// (origin form), and as HTTP/2 does (with scheme and authority).
@@ -79,11 +80,7 @@ impl HttpOp {
             .host()
             .trim_start_matches('[')
             .trim_end_matches(']');
-        let addr = tokio::net::lookup_host((host, port))
-            .await
-            .with_context(|| format!("resolving {host}"))?
-            .next()
-            .ok_or_else(|| anyhow!("{host} has no address"))?;
+        let dial = Dial::new(host, port).await?;
         let path_template = Template::compile(path_text, gens).map_err(|e| anyhow!("URL: {e}"))?;
         let alpn = match h.version.as_str() {
             "" | "1.1" => Alpn::Http1,
@@ -146,7 +143,7 @@ impl HttpOp {
             http::HeaderValue::from_str(authority.as_str()).context("host header")?,
         );
         Ok(HttpOp {
-            addr,
+            dial,
             method,
             path_h1,
             path_h2,
@@ -233,8 +230,12 @@ impl HttpOp {
     /// protocol), then HTTP/2 or HTTP/1.1. `Err` is the error class: the
     /// connect failed or timed out, or the TLS handshake failed.
     async fn connect(&self, s: &mut Scratch) -> Result<Slot, ErrorClass> {
+        let Some(addr) = self.dial.addr(s).await else {
+            self.failed(format!("{} has no address", self.origin));
+            return Err(ErrorClass::Connect);
+        };
         let started = Instant::now();
-        let stream = match tokio::time::timeout(self.timeout, TcpStream::connect(self.addr)).await {
+        let stream = match tokio::time::timeout(self.timeout, TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(_)) => return Err(ErrorClass::Connect),
             Err(_) => return Err(ErrorClass::Timeout),
@@ -292,12 +293,14 @@ impl HttpOp {
             .or_default() += 1;
     }
 
-    /// Why connections failed, and how often, since the last call.
+    /// Why connections failed, and how often, since the last call; and
+    /// where a name's connections went.
     pub(super) fn take_failures(&self) -> Vec<String> {
         let failures = std::mem::take(&mut *self.failures.lock().expect("never poisoned"));
         failures
             .into_iter()
             .map(|(why, n)| format!("{why} (connecting to {}, {n} time(s))", self.origin))
+            .chain(self.dial.take_used())
             .collect()
     }
 

@@ -13,10 +13,13 @@
 //! - `counted`: the TCP streams of `http` and `tcp`, counting the bytes
 //!   their peer acknowledged (`bytes_sent`).
 //! - `tls`: an https op's TLS client and the stream hyper speaks over.
+//! - `dial`: where an http op's new connections go (a name resolved per
+//!   connection, round-robin over its addresses).
 //! - `http`, `tcp`, `exec`, `synthetic`: one file per kind, each with its
 //!   compile step and its try.
 
 mod counted;
+mod dial;
 mod exec;
 mod http;
 mod slot;
@@ -98,7 +101,8 @@ impl Op {
     }
 
     /// Why its connections failed since the last call (TLS handshakes),
-    /// each once with its count, for a notice.
+    /// each once with its count, and where a name's connections went: for
+    /// notices.
     pub(crate) fn take_failures(&self) -> Vec<String> {
         match &self.kind {
             OpKind::Http(h) => h.take_failures(),

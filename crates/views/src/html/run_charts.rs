@@ -35,7 +35,7 @@ pub(super) fn run_charts(r: &Report) -> Vec<Chart> {
         spectrum_chart("distribution", "Latency distribution", phase_spectra(r)),
         axis.chart(
             "stages",
-            "Where the time goes (medians: whole request, connect, TLS, first byte)",
+            "Where the time goes (medians: whole request, DNS, connect, TLS, first byte)",
             "p50 (log scale)",
             YAxis::LatencyLog,
             stage_series(r),
@@ -230,6 +230,7 @@ fn stage_series(r: &Report) -> Vec<Series> {
         return Vec::new();
     }
     let stages = [
+        ("dns", "DNS lookup (new connections)", RED),
         ("connect", "connect (new connections)", GREEN),
         ("tls", "TLS handshake", PURPLE),
         ("ttfb", "time to first byte", ORANGE),
