@@ -285,11 +285,43 @@ pub enum ErrorClass {
     /// https: any other failed TLS handshake (versions, ciphers, alerts,
     /// a client certificate the server refused).
     TlsHandshake,
+    /// gRPC status 1 (CANCELLED).
+    GrpcCancelled,
+    /// gRPC status 2 (UNKNOWN).
+    GrpcUnknown,
+    /// gRPC status 3 (INVALID_ARGUMENT).
+    GrpcInvalidArgument,
+    /// gRPC status 4 (DEADLINE_EXCEEDED).
+    GrpcDeadlineExceeded,
+    /// gRPC status 5 (NOT_FOUND).
+    GrpcNotFound,
+    /// gRPC status 6 (ALREADY_EXISTS).
+    GrpcAlreadyExists,
+    /// gRPC status 7 (PERMISSION_DENIED).
+    GrpcPermissionDenied,
+    /// gRPC status 8 (RESOURCE_EXHAUSTED).
+    GrpcResourceExhausted,
+    /// gRPC status 9 (FAILED_PRECONDITION).
+    GrpcFailedPrecondition,
+    /// gRPC status 10 (ABORTED).
+    GrpcAborted,
+    /// gRPC status 11 (OUT_OF_RANGE).
+    GrpcOutOfRange,
+    /// gRPC status 12 (UNIMPLEMENTED).
+    GrpcUnimplemented,
+    /// gRPC status 13 (INTERNAL).
+    GrpcInternal,
+    /// gRPC status 14 (UNAVAILABLE).
+    GrpcUnavailable,
+    /// gRPC status 15 (DATA_LOSS).
+    GrpcDataLoss,
+    /// gRPC status 16 (UNAUTHENTICATED).
+    GrpcUnauthenticated,
 }
 
 impl ErrorClass {
     /// Every class, in the order of [`WindowAcc::errors`].
-    pub const ALL: [ErrorClass; 13] = [
+    pub const ALL: [ErrorClass; 29] = [
         ErrorClass::Connect,
         ErrorClass::Timeout,
         ErrorClass::Status4xx,
@@ -303,6 +335,22 @@ impl ErrorClass {
         ErrorClass::TlsExpired,
         ErrorClass::TlsNameMismatch,
         ErrorClass::TlsHandshake,
+        ErrorClass::GrpcCancelled,
+        ErrorClass::GrpcUnknown,
+        ErrorClass::GrpcInvalidArgument,
+        ErrorClass::GrpcDeadlineExceeded,
+        ErrorClass::GrpcNotFound,
+        ErrorClass::GrpcAlreadyExists,
+        ErrorClass::GrpcPermissionDenied,
+        ErrorClass::GrpcResourceExhausted,
+        ErrorClass::GrpcFailedPrecondition,
+        ErrorClass::GrpcAborted,
+        ErrorClass::GrpcOutOfRange,
+        ErrorClass::GrpcUnimplemented,
+        ErrorClass::GrpcInternal,
+        ErrorClass::GrpcUnavailable,
+        ErrorClass::GrpcDataLoss,
+        ErrorClass::GrpcUnauthenticated,
     ];
 
     /// The class's name on the wire, in the log and in reports.
@@ -321,7 +369,40 @@ impl ErrorClass {
             ErrorClass::TlsExpired => "tls_expired",
             ErrorClass::TlsNameMismatch => "tls_name_mismatch",
             ErrorClass::TlsHandshake => "tls_handshake",
+            ErrorClass::GrpcCancelled => "grpc_cancelled",
+            ErrorClass::GrpcUnknown => "grpc_unknown",
+            ErrorClass::GrpcInvalidArgument => "grpc_invalid_argument",
+            ErrorClass::GrpcDeadlineExceeded => "grpc_deadline_exceeded",
+            ErrorClass::GrpcNotFound => "grpc_not_found",
+            ErrorClass::GrpcAlreadyExists => "grpc_already_exists",
+            ErrorClass::GrpcPermissionDenied => "grpc_permission_denied",
+            ErrorClass::GrpcResourceExhausted => "grpc_resource_exhausted",
+            ErrorClass::GrpcFailedPrecondition => "grpc_failed_precondition",
+            ErrorClass::GrpcAborted => "grpc_aborted",
+            ErrorClass::GrpcOutOfRange => "grpc_out_of_range",
+            ErrorClass::GrpcUnimplemented => "grpc_unimplemented",
+            ErrorClass::GrpcInternal => "grpc_internal",
+            ErrorClass::GrpcUnavailable => "grpc_unavailable",
+            ErrorClass::GrpcDataLoss => "grpc_data_loss",
+            ErrorClass::GrpcUnauthenticated => "grpc_unauthenticated",
         }
+    }
+
+    /// The class of gRPC status `code` (1 to 16; `None` for OK and codes
+    /// gRPC does not define, which count as `grpc_unknown` by the caller).
+    pub fn grpc(code: u32) -> Option<ErrorClass> {
+        let first = ErrorClass::GrpcCancelled as usize;
+        let i = usize::try_from(code).ok()?.checked_sub(1)?;
+        ErrorClass::ALL
+            .get(first + i)
+            .copied()
+            .filter(|c| c.is_grpc())
+    }
+
+    /// A gRPC status class: only present in a CSV export's columns when
+    /// some row has it (the others always are).
+    pub fn is_grpc(self) -> bool {
+        self as usize >= ErrorClass::GrpcCancelled as usize
     }
 }
 

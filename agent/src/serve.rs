@@ -4,10 +4,11 @@
 //! optional delay; an optional stall freezes the server for FOR out of every
 //! EVERY, the way a GC pause or a lock convoy would. It counts the requests it
 //! served, in total, over HTTP/2, and by method and first path segment:
-//! `GET /__fleetbench/stats` answers `{"served": N, "h2": N, "routes":
-//! {"GET /kv": N, ...}, "echoed": N}` (not counted), and the total is
+//! `GET /__fleetbench/stats` answers `{"served": N, "h2": N, "grpc": N,
+//! "routes": {"GET /kv": N, ...}, "echoed": N}` (not counted), and the total is
 //! printed on exit. With `--echo-listen` it also answers each line sent to
-//! a TCP port with the same line.
+//! a TCP port with the same line. It answers gRPC (unary) too: the health
+//! check's `Check` says SERVING, any other method echoes its message.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -17,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Either, Full, StreamBody};
+use hyper::body::Frame;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
@@ -85,6 +87,8 @@ pub(crate) struct ServeConfig {
 struct State {
     served: AtomicU64,
     h2: AtomicU64,
+    /// gRPC calls among those served.
+    grpc: AtomicU64,
     echoed: AtomicU64,
     routes: Mutex<BTreeMap<String, u64>>,
     /// `METHOD path?query` of every request, when recording.
@@ -131,6 +135,7 @@ pub(crate) async fn serve(cfg: ServeConfig, stop: CancellationToken) -> Result<u
     let state = Arc::new(State {
         served: AtomicU64::new(0),
         h2: AtomicU64::new(0),
+        grpc: AtomicU64::new(0),
         echoed: AtomicU64::new(0),
         routes: Mutex::new(BTreeMap::new()),
         recorded: cfg.record.as_ref().map(|_| Mutex::new(Vec::new())),
@@ -211,15 +216,21 @@ fn filler(size: usize) -> Bytes {
     Bytes::from("fleetbench\n".repeat(size / 11 + 1)[..size].to_string())
 }
 
+/// A response's body: whole, or a gRPC reply (a message, then trailers).
+type Reply = Either<
+    Full<Bytes>,
+    StreamBody<tokio_stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>>,
+>;
+
 async fn handle(
     state: Arc<State>,
     req: hyper::Request<hyper::body::Incoming>,
-) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
+) -> Result<hyper::Response<Reply>, Infallible> {
     if req.uri().path() == STATS_PATH {
         let body = stats_json(&state);
         return Ok(hyper::Response::builder()
             .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body)))
+            .body(Either::Left(Full::new(Bytes::from(body))))
             .expect("static response parts are valid"));
     }
     // Queue for a worker (never closed, so a permit always comes).
@@ -250,7 +261,58 @@ async fn handle(
         .expect("never poisoned")
         .entry(route)
         .or_default() += 1;
-    Ok(hyper::Response::new(Full::new(state.body.clone())))
+    let grpc = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    if grpc {
+        state.grpc.fetch_add(1, Ordering::SeqCst);
+        return Ok(grpc_reply(req).await);
+    }
+    Ok(hyper::Response::new(Either::Left(Full::new(
+        state.body.clone(),
+    ))))
+}
+
+/// gRPC, unary: `/grpc.health.v1.Health/Check` answers SERVING; any other
+/// method echoes the request's message back (whatever its type: the bytes
+/// are the same). A call whose metadata holds `x-fleetbench-status: N`
+/// ends with status N instead (and no message), for tests of error codes.
+async fn grpc_reply(req: hyper::Request<hyper::body::Incoming>) -> hyper::Response<Reply> {
+    let forced = req
+        .headers()
+        .get("x-fleetbench-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u32>().ok());
+    let health = req.uri().path() == "/grpc.health.v1.Health/Check";
+    let message = match req.into_body().collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(_) => Bytes::new(),
+    };
+    let mut frames = Vec::new();
+    let status = match forced {
+        Some(code) => code,
+        None => {
+            // HealthCheckResponse { status: SERVING (1) }, framed.
+            let reply = if health {
+                Bytes::from_static(&[0, 0, 0, 0, 2, 0x08, 0x01])
+            } else {
+                message
+            };
+            frames.push(Ok(Frame::data(reply)));
+            0
+        }
+    };
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert(
+        "grpc-status",
+        http::HeaderValue::from_str(&status.to_string()).expect("digits are a header value"),
+    );
+    frames.push(Ok(Frame::trailers(trailers)));
+    hyper::Response::builder()
+        .header(http::header::CONTENT_TYPE, "application/grpc")
+        .body(Either::Right(StreamBody::new(tokio_stream::iter(frames))))
+        .expect("static response parts are valid")
 }
 
 fn stats_json(state: &State) -> String {
@@ -258,6 +320,7 @@ fn stats_json(state: &State) -> String {
     serde_json::json!({
         "served": state.served.load(Ordering::SeqCst),
         "h2": state.h2.load(Ordering::SeqCst),
+        "grpc": state.grpc.load(Ordering::SeqCst),
         "echoed": state.echoed.load(Ordering::SeqCst),
         "routes": routes,
     })

@@ -156,10 +156,12 @@ pub fn write_rows_jsonl(rows: &[WindowRow], out: &mut impl Write) -> io::Result<
 }
 
 /// A header, then one line per row. Errors get a column per class: the
-/// classes fleetbench knows, always, then any other found in the rows.
+/// classes fleetbench knows, always (but the gRPC statuses), then any
+/// other found in the rows.
 pub fn write_rows_csv(rows: &[WindowRow], out: &mut impl Write) -> io::Result<()> {
     let known: Vec<String> = ErrorClass::ALL
         .iter()
+        .filter(|c| !c.is_grpc())
         .map(|c| c.name().to_string())
         .collect();
     let extra: BTreeSet<&String> = rows

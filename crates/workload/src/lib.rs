@@ -35,6 +35,7 @@
 mod agents;
 mod data_file;
 mod generator;
+mod grpc;
 mod ops;
 mod phase;
 pub mod preview;
@@ -45,6 +46,7 @@ mod threshold;
 mod tls;
 
 pub use agents::{Agents, OnLoss, PoolUse, Split, SshHost, valid_pool_name};
+pub use grpc::{GRPC_CODES, Grpc};
 pub use ops::{Exec, Http, HttpVersion, Op, OpKind, Synthetic, Tcp, TcpRead};
 pub use phase::{
     Arrival, DEFAULT_MAX_CONNECTIONS, Load, MAX_SEND_SLACK, Phase, Segment, Shape, Until,

@@ -1,5 +1,5 @@
-//! What one iteration of a phase does: an operation of kind `http`, `tcp`,
-//! `exec` or `synthetic`, written as a phase's single table
+//! What one iteration of a phase does: an operation of kind `http`, `grpc`,
+//! `tcp`, `exec` or `synthetic`, written as a phase's single table
 //! (`[phase.http]`) or as named, weighted `[[phase.op]]`s.
 //!
 //! Templates (`{{name}}`, see [`fleetbench_gen::Template`]) in URLs,
@@ -19,6 +19,7 @@ use fleetbench::pb;
 use fleetbench_gen::rng::Latency;
 use fleetbench_gen::{GenSpec, Template};
 
+use crate::grpc::{Grpc, RawGrpc, validate_grpc};
 use crate::source::{
     Number, RawCommand, Source, SpecError, duration_text, micros, millis, positive,
 };
@@ -46,6 +47,8 @@ pub enum OpKind {
     Exec(Exec),
     /// No I/O: a drawn latency and error (for testing the pipeline).
     Synthetic(Synthetic),
+    /// One unary gRPC call.
+    Grpc(Box<Grpc>),
 }
 
 /// An HTTP request.
@@ -190,6 +193,7 @@ impl Op {
                 error_ratio: s.error_ratio,
                 seed: s.seed,
             }),
+            OpKind::Grpc(g) => pb::operation::Kind::Grpc(g.to_pb()),
         };
         pb::Operation {
             name: self.name.clone(),
@@ -210,6 +214,7 @@ pub(crate) struct RawOp {
     synthetic: Option<Spanned<RawSynthetic>>,
     tcp: Option<Spanned<RawTcp>>,
     exec: Option<Spanned<RawExec>>,
+    grpc: Option<Spanned<RawGrpc>>,
 }
 
 #[derive(Deserialize)]
@@ -295,6 +300,7 @@ pub(crate) struct Tables {
     pub(crate) synthetic: Option<Spanned<RawSynthetic>>,
     pub(crate) tcp: Option<Spanned<RawTcp>>,
     pub(crate) exec: Option<Spanned<RawExec>>,
+    pub(crate) grpc: Option<Spanned<RawGrpc>>,
 }
 
 impl Tables {
@@ -306,6 +312,7 @@ impl Tables {
             self.synthetic.as_ref().map(Spanned::span),
             self.tcp.as_ref().map(Spanned::span),
             self.exec.as_ref().map(Spanned::span),
+            self.grpc.as_ref().map(Spanned::span),
         ]
         .into_iter()
         .flatten()
@@ -354,12 +361,13 @@ pub(crate) fn validate_op(
         synthetic: raw.synthetic,
         tcp: raw.tcp,
         exec: raw.exec,
+        grpc: raw.grpc,
     };
     let count = tables.present().len();
     if count != 1 {
         return Err(src.error(
             span,
-            format!("op {name:?} needs exactly one of http, tcp, exec or synthetic (as [phase.op.http] or http = {{ ... }}), not {count}"),
+            format!("op {name:?} needs exactly one of http, grpc, tcp, exec or synthetic (as [phase.op.http] or http = {{ ... }}), not {count}"),
         ));
     }
     let kind = validate_kind(src, tables, generators, Some(&format!("op {name:?}")))?
@@ -387,6 +395,8 @@ pub(crate) fn validate_kind(
         OpKind::Tcp(validate_tcp(src, tcp, generators, &what("tcp"))?)
     } else if let Some(e) = t.exec {
         OpKind::Exec(validate_exec(src, e, generators, &what("exec"))?)
+    } else if let Some(g) = t.grpc {
+        OpKind::Grpc(Box::new(validate_grpc(src, g, generators, &what("grpc"))?))
     } else {
         return Ok(None);
     }))
@@ -415,7 +425,7 @@ fn no_load_in_op(
 }
 
 /// Compiles `text` as a template, pointing an error at `span`.
-fn template(
+pub(crate) fn template(
     src: &Source,
     span: Range<usize>,
     text: &str,
@@ -444,7 +454,7 @@ fn optional_template(
 }
 
 /// A `timeout` key, `default` when left out.
-fn timeout(
+pub(crate) fn timeout(
     src: &Source,
     value: Option<&Spanned<String>>,
     what: &str,

@@ -18,6 +18,7 @@ use fleetbench::pb;
 use fleetbench_gen::GenSpec;
 use fleetbench_gen::rng::Latency;
 
+use crate::grpc::RawGrpc;
 use crate::ops::{
     Op, RawExec, RawHttp, RawLatency, RawOp, RawSynthetic, RawTcp, Tables, validate_kind,
     validate_latency, validate_op,
@@ -249,6 +250,7 @@ pub(crate) struct RawPhase {
     synthetic: Option<Spanned<RawSynthetic>>,
     tcp: Option<Spanned<RawTcp>>,
     exec: Option<Spanned<RawExec>>,
+    grpc: Option<Spanned<RawGrpc>>,
     op: Option<Spanned<Vec<Spanned<RawOp>>>>,
 }
 
@@ -317,6 +319,7 @@ pub(crate) fn validate_phase(
         synthetic: p.synthetic.take(),
         tcp: p.tcp.take(),
         exec: p.exec.take(),
+        grpc: p.grpc.take(),
     };
     let inner_load = tables.inner_load();
     let ops = at.ops(tables, p.op.take(), cx.generators)?;

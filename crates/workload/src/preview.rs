@@ -25,14 +25,14 @@ pub struct Request {
     pub iteration: u64,
     /// The op chosen ("" for a phase's single op).
     pub op: String,
-    /// "http", "tcp", "exec" or "synthetic".
+    /// "http", "grpc", "tcp", "exec" or "synthetic".
     pub kind: &'static str,
-    /// http: method and URL; tcp: the address; exec: the argv joined by
-    /// spaces; synthetic: empty.
+    /// http: method and URL; grpc: URL/method; tcp: the address; exec: the
+    /// argv joined by spaces; synthetic: empty.
     pub target: String,
-    /// http headers, rendered; empty for the other kinds.
+    /// http headers or grpc metadata, rendered; empty for the other kinds.
     pub headers: Vec<(String, String)>,
-    /// http body, tcp payload (lossy UTF-8).
+    /// http body, grpc message (JSON), tcp payload (lossy UTF-8).
     pub body: String,
 }
 
@@ -141,6 +141,22 @@ pub fn render_each<E>(
                     .join(" "),
                 headers: Vec::new(),
                 body: String::new(),
+            },
+            OpKind::Grpc(g) => Request {
+                iteration,
+                op: op.name.clone(),
+                kind: "grpc",
+                target: format!(
+                    "{}/{}",
+                    expand_service_hosts(&g.url, &workload.services),
+                    g.method
+                ),
+                headers: g
+                    .metadata
+                    .iter()
+                    .map(|(k, v)| (k.clone(), draw(&mut values, v)))
+                    .collect(),
+                body: draw(&mut values, &g.message),
             },
             OpKind::Synthetic(_) => Request {
                 iteration,

@@ -182,6 +182,7 @@ fn validate_phases(
             match &op.kind {
                 OpKind::Http(h) => check_service_refs(src, span.clone(), &h.url, services)?,
                 OpKind::Tcp(t) => check_service_refs(src, span.clone(), &t.address, services)?,
+                OpKind::Grpc(g) => check_service_refs(src, span.clone(), &g.url, services)?,
                 OpKind::Exec(_) | OpKind::Synthetic(_) => {}
             }
         }

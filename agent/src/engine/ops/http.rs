@@ -18,16 +18,15 @@ use fleetbench_gen::{GenSpec, Template};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpStream;
 
+use super::conn::{Opener, micros};
 use super::dial::Dial;
 use super::slot::{Conn, Outcome, Scratch, Slot};
-use super::tls::{Alpn, Stream, TlsClient};
+use super::tls::{Alpn, TlsClient};
 
 pub(crate) struct HttpOp {
-    /// Where new connections go (a name resolved per connection).
-    dial: Dial,
+    /// How its connections are opened.
+    conn: Opener,
     method: http::Method,
     /// The path and query, when it holds no template: as HTTP/1.1 sends it
     /// (origin form), and as HTTP/2 does (with scheme and authority).
@@ -43,17 +42,10 @@ pub(crate) struct HttpOp {
     body_template: Template,
     pub timeout: Duration,
     expect: Vec<u16>,
-    /// http://: HTTP/2 with prior knowledge (h2c) rather than HTTP/1.1.
-    h2c: bool,
-    /// https://: the TLS client (ALPN picks the protocol per connection).
-    tls: Option<TlsClient>,
     /// `http[s]://host:port`, the prefix of an HTTP/2 request's URI.
     origin: String,
     /// Requests per connection before it is closed (0: no limit).
     max_per_conn: u32,
-    /// Why connections failed (TLS handshakes), with counts: said once, in
-    /// a notice at the phase's end.
-    failures: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 impl HttpOp {
@@ -143,7 +135,13 @@ impl HttpOp {
             http::HeaderValue::from_str(authority.as_str()).context("host header")?,
         );
         Ok(HttpOp {
-            dial,
+            conn: Opener::new(
+                dial,
+                tls,
+                (h2c, false),
+                Duration::from_millis(h.timeout_ms.max(1)),
+                origin.clone(),
+            ),
             method,
             path_h1,
             path_h2,
@@ -155,10 +153,7 @@ impl HttpOp {
             body_template,
             timeout: Duration::from_millis(h.timeout_ms.max(1)),
             expect: h.expect_status.iter().map(|s| *s as u16).collect(),
-            h2c,
-            tls,
             origin,
-            failures: Default::default(),
             max_per_conn: h.max_requests_per_connection,
         })
     }
@@ -226,82 +221,10 @@ impl HttpOp {
         }
     }
 
-    /// A new connection for a worker: TCP, TLS for https (ALPN picks the
-    /// protocol), then HTTP/2 or HTTP/1.1. `Err` is the error class: the
-    /// connect failed or timed out, or the TLS handshake failed.
-    async fn connect(&self, s: &mut Scratch) -> Result<Slot, ErrorClass> {
-        let Some(addr) = self.dial.addr(s).await else {
-            self.failed(format!("{} has no address", self.origin));
-            return Err(ErrorClass::Connect);
-        };
-        let started = Instant::now();
-        let stream = match tokio::time::timeout(self.timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(_)) => return Err(ErrorClass::Connect),
-            Err(_) => return Err(ErrorClass::Timeout),
-        };
-        let connected = Instant::now();
-        s.stages[Stage::Connect as usize] = Some(micros(connected - started));
-        let _ = stream.set_nodelay(true);
-        let counted = s.counted(stream);
-        let (stream, h2) = match &self.tls {
-            None => (Stream::Plain(counted), self.h2c),
-            Some(tls) => match tokio::time::timeout(self.timeout, tls.connect(counted)).await {
-                Ok(Ok(done)) => {
-                    s.stages[Stage::Tls as usize] = Some(micros(connected.elapsed()));
-                    done
-                }
-                Ok(Err((class, why))) => {
-                    self.failed(why);
-                    return Err(class);
-                }
-                Err(_) => return Err(ErrorClass::Timeout),
-            },
-        };
-        if h2 {
-            let (sender, conn) = http2::Builder::new(TokioExecutor::new())
-                .handshake(TokioIo::new(stream))
-                .await
-                .map_err(|_| ErrorClass::Io)?;
-            // HTTP/2 multiplexes: the connection runs as its own task on
-            // this thread's runtime.
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            Ok(Slot::H2(sender, 0))
-        } else {
-            let (sender, driver) = http1::Builder::new()
-                .writev(false)
-                .handshake(TokioIo::new(stream))
-                .await
-                .map_err(|_| ErrorClass::Io)?;
-            Ok(Slot::H1(Conn {
-                sender,
-                driver: Box::pin(driver),
-                closed: false,
-                served: 0,
-            }))
-        }
-    }
-
-    fn failed(&self, why: String) {
-        *self
-            .failures
-            .lock()
-            .expect("never poisoned")
-            .entry(why)
-            .or_default() += 1;
-    }
-
-    /// Why connections failed, and how often, since the last call; and
-    /// where a name's connections went.
+    /// Why connections failed, and where a name's went, since the last
+    /// call: for notices.
     pub(super) fn take_failures(&self) -> Vec<String> {
-        let failures = std::mem::take(&mut *self.failures.lock().expect("never poisoned"));
-        failures
-            .into_iter()
-            .map(|(why, n)| format!("{why} (connecting to {}, {n} time(s))", self.origin))
-            .chain(self.dial.take_used())
-            .collect()
+        self.conn.take_notes()
     }
 
     pub(super) async fn execute(
@@ -319,7 +242,7 @@ impl HttpOp {
         if matches!(slot, Slot::Empty) {
             // Boxed: connecting is rare, and an unboxed connect future
             // would make every request's future as large as the handshake's.
-            match Box::pin(self.connect(s)).await {
+            match Box::pin(self.conn.open(s)).await {
                 Ok(c) => *slot = c,
                 Err(class) => {
                     // Do not spin on a dead target.
@@ -400,11 +323,6 @@ impl HttpOp {
         }
         (started, outcome, s.sent_bytes())
     }
-}
-
-/// A duration in whole µs.
-fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// Runs one exchange on `c`, driving its connection in the same poll: hand

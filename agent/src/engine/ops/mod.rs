@@ -1,4 +1,5 @@
-//! The operations an iteration can run: `http` (HTTP/1.1 or h2c), `tcp`
+//! The operations an iteration can run: `http` (HTTP/1.1, h2c, https),
+//! `grpc` (a unary call over HTTP/2), `tcp`
 //! (connect, send, read a reply), `exec` (a command; success is exit 0) and
 //! `synthetic` (a drawn latency). An [`Op`] is compiled once per phase from
 //! the wire form; each worker keeps its own [`Slot`] per op (a connection)
@@ -13,14 +14,18 @@
 //! - `counted`: the TCP streams of `http` and `tcp`, counting the bytes
 //!   their peer acknowledged (`bytes_sent`).
 //! - `tls`: an https op's TLS client and the stream hyper speaks over.
+//! - `conn`: opening an HTTP connection (dial, TCP, TLS, h2 or h1), each
+//!   stage timed; shared by `http` and `grpc`.
 //! - `dial`: where an http op's new connections go (a name resolved per
 //!   connection, round-robin over its addresses).
-//! - `http`, `tcp`, `exec`, `synthetic`: one file per kind, each with its
+//! - `http`, `grpc`, `tcp`, `exec`, `synthetic`: one file per kind, each with its
 //!   compile step and its try.
 
+mod conn;
 mod counted;
 mod dial;
 mod exec;
+mod grpc;
 mod http;
 mod slot;
 mod synthetic;
@@ -34,6 +39,7 @@ use fleetbench::pb;
 use fleetbench_gen::GenSpec;
 
 use exec::ExecOp;
+use grpc::GrpcOp;
 use http::HttpOp;
 pub(crate) use slot::{Outcome, Scratch, Slot};
 use synthetic::SyntheticOp;
@@ -46,6 +52,7 @@ pub(crate) struct Op {
 
 pub(crate) enum OpKind {
     Http(Box<HttpOp>),
+    Grpc(Box<GrpcOp>),
     Tcp(Box<TcpOp>),
     Exec(Box<ExecOp>),
     Synthetic(SyntheticOp),
@@ -65,6 +72,11 @@ impl Op {
         {
             pb::operation::Kind::Http(h) => OpKind::Http(Box::new(
                 HttpOp::compile(h, gens)
+                    .await
+                    .with_context(|| what.clone())?,
+            )),
+            pb::operation::Kind::Grpc(g) => OpKind::Grpc(Box::new(
+                GrpcOp::compile(g, gens)
                     .await
                     .with_context(|| what.clone())?,
             )),
@@ -88,6 +100,7 @@ impl Op {
     pub(crate) fn grace(&self) -> Duration {
         let t = match &self.kind {
             OpKind::Http(h) => h.timeout,
+            OpKind::Grpc(g) => g.deadline,
             OpKind::Tcp(t) => t.timeout,
             OpKind::Exec(e) => e.timeout,
             OpKind::Synthetic(_) => Duration::from_secs(2),
@@ -106,6 +119,7 @@ impl Op {
     pub(crate) fn take_failures(&self) -> Vec<String> {
         match &self.kind {
             OpKind::Http(h) => h.take_failures(),
+            OpKind::Grpc(g) => g.take_failures(),
             _ => Vec::new(),
         }
     }
@@ -122,6 +136,7 @@ pub(crate) async fn execute(
 ) -> (Instant, Outcome, u64) {
     match &op.kind {
         OpKind::Http(h) => h.execute(slot, s, in_flight).await,
+        OpKind::Grpc(g) => g.execute(slot, s, in_flight).await,
         OpKind::Tcp(t) => t.execute(slot, s, in_flight).await,
         OpKind::Exec(e) => e.execute(s, in_flight).await,
         OpKind::Synthetic(y) => y.execute(s, in_flight).await,
