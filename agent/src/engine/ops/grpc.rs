@@ -193,9 +193,16 @@ impl GrpcOp {
             unreachable!("an h2 connection, opened above")
         };
         let sent = Instant::now();
+        // The worker's one timer, re-armed: no timer made per call.
+        s.timer
+            .as_mut()
+            .reset(tokio::time::Instant::from_std(sent + self.deadline));
         in_flight.set(in_flight.get() + 1);
         let mut head_at = None;
-        let call = tokio::time::timeout(self.deadline, unary(sender, req, &mut head_at)).await;
+        let call = tokio::select! {
+            r = unary(sender, req, &mut head_at) => Ok(r),
+            () = s.timer.as_mut() => Err(()),
+        };
         in_flight.set(in_flight.get() - 1);
         if let Some(at) = head_at {
             s.stages[Stage::Ttfb as usize] = Some(micros(at.saturating_duration_since(sent)));
