@@ -234,11 +234,19 @@ pub enum Stage {
     Tls,
     /// From the send to the response's headers (time to first byte).
     Ttfb,
+    /// From the response's headers to the end of its body (receiving).
+    Receive,
 }
 
 impl Stage {
     /// Every stage, in the order of [`WindowAcc::stages`].
-    pub const ALL: [Stage; 4] = [Stage::Dns, Stage::Connect, Stage::Tls, Stage::Ttfb];
+    pub const ALL: [Stage; 5] = [
+        Stage::Dns,
+        Stage::Connect,
+        Stage::Tls,
+        Stage::Ttfb,
+        Stage::Receive,
+    ];
 
     /// The stage's name on the wire and in reports.
     pub fn name(self) -> &'static str {
@@ -247,6 +255,7 @@ impl Stage {
             Stage::Connect => "connect",
             Stage::Tls => "tls",
             Stage::Ttfb => "ttfb",
+            Stage::Receive => "receive",
         }
     }
 }
@@ -482,7 +491,7 @@ impl WindowAcc {
             max_loop_lag_us: 0,
             busy_late: 0,
             connections: 0,
-            stages: [None, None, None, None],
+            stages: [None, None, None, None, None],
         }
     }
 

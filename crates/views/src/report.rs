@@ -239,7 +239,7 @@ fn stages_table(p: &PhaseReport) -> Table {
         .set_header(["stage", "requests", "p50", "p90", "p99", "max"]);
     let us = |v: u64| format_us(v as f64);
     // In the order a request goes through them; any other after.
-    let known = ["dns", "connect", "tls", "ttfb"];
+    let known = ["dns", "connect", "tls", "ttfb", "receive"];
     let order = known
         .iter()
         .filter_map(|k| p.stages_us.get_key_value(*k))
@@ -254,6 +254,7 @@ fn stages_table(p: &PhaseReport) -> Table {
             "connect" => "connect (new connections)",
             "tls" => "TLS handshake",
             "ttfb" => "time to first byte",
+            "receive" => "receiving the body",
             other => other,
         };
         t.add_row([

@@ -206,6 +206,9 @@ impl GrpcOp {
         in_flight.set(in_flight.get() - 1);
         if let Some(at) = head_at {
             s.stages[Stage::Ttfb as usize] = Some(micros(at.saturating_duration_since(sent)));
+            if matches!(call, Ok(Ok(_))) {
+                s.stages[Stage::Receive as usize] = Some(micros(at.elapsed()));
+            }
         }
         let outcome = match call {
             Err(_) => Err((ErrorClass::GrpcDeadlineExceeded, true)),

@@ -300,6 +300,9 @@ impl HttpOp {
         in_flight.set(in_flight.get() - 1);
         if let Some(at) = head_at {
             s.stages[Stage::Ttfb as usize] = Some(micros(at.saturating_duration_since(sent)));
+            if matches!(result, Ok(Ok(_))) {
+                s.stages[Stage::Receive as usize] = Some(micros(at.elapsed()));
+            }
         }
         let outcome = match result {
             Ok(Ok((status, received))) => match self.classify(status) {

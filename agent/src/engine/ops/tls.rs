@@ -155,7 +155,15 @@ fn classify(e: &io::Error) -> (ErrorClass, String) {
         },
         _ => ErrorClass::TlsHandshake,
     };
-    (class, format!("TLS handshake failed: {tls}"))
+    let hint = if matches!(
+        tls,
+        rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)
+    ) {
+        " (is the server speaking plain HTTP on this port? then use http://)"
+    } else {
+        ""
+    };
+    (class, format!("TLS handshake failed: {tls}{hint}"))
 }
 
 /// What hyper speaks over: a worker's counted TCP stream, plain or inside

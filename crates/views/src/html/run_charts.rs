@@ -234,6 +234,7 @@ fn stage_series(r: &Report) -> Vec<Series> {
         ("connect", "connect (new connections)", GREEN),
         ("tls", "TLS handshake", PURPLE),
         ("ttfb", "time to first byte", ORANGE),
+        ("receive", "receiving the body", palette(5)),
     ];
     let mut whole = Series::new("whole request", BLUE);
     let mut parts: Vec<Series> = stages
