@@ -16,8 +16,7 @@ use prost_reflect::{DescriptorPool, DynamicMessage};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::ops::{template, timeout};
-use crate::source::{Source, SpecError, duration_text};
+use crate::source::{Source, SpecError, duration_text, template, timeout};
 use crate::tls::{RawTls, Tls, validate_tls};
 
 /// gRPC status codes by number (0 is OK), as error classes name them.

@@ -16,12 +16,12 @@ use toml::Spanned;
 
 use fleetbench::clock::parse_duration;
 use fleetbench::pb;
+use fleetbench_gen::GenSpec;
 use fleetbench_gen::rng::Latency;
-use fleetbench_gen::{GenSpec, Template};
 
 use crate::grpc::{Grpc, RawGrpc, validate_grpc};
 use crate::source::{
-    Number, RawCommand, Source, SpecError, duration_text, micros, millis, positive,
+    Number, RawCommand, Source, SpecError, duration_text, micros, millis, template, timeout,
 };
 use crate::tls::{RawTls, Tls, validate_tls};
 
@@ -424,19 +424,6 @@ fn no_load_in_op(
     Ok(())
 }
 
-/// Compiles `text` as a template, pointing an error at `span`.
-pub(crate) fn template(
-    src: &Source,
-    span: Range<usize>,
-    text: &str,
-    what: &str,
-    generators: &[GenSpec],
-) -> Result<(), SpecError> {
-    Template::compile(text, generators)
-        .map(|_| ())
-        .map_err(|why| src.error(span, format!("{what}: {why}")))
-}
-
 /// A template that may be left out (then empty).
 fn optional_template(
     src: &Source,
@@ -450,19 +437,6 @@ fn optional_template(
             Ok(v.into_inner())
         }
         None => Ok(String::new()),
-    }
-}
-
-/// A `timeout` key, `default` when left out.
-pub(crate) fn timeout(
-    src: &Source,
-    value: Option<&Spanned<String>>,
-    what: &str,
-    default: Duration,
-) -> Result<Duration, SpecError> {
-    match value {
-        Some(t) => positive(src, t, &format!("{what}: timeout")),
-        None => Ok(default),
     }
 }
 

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use fleetbench::clock::parse_duration;
+use fleetbench_gen::{GenSpec, Template};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -179,5 +180,31 @@ pub(crate) mod duration_text {
 
     pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+}
+
+/// Compiles `text` as a template, pointing an error at `span`.
+pub(crate) fn template(
+    src: &Source,
+    span: Range<usize>,
+    text: &str,
+    what: &str,
+    generators: &[GenSpec],
+) -> Result<(), SpecError> {
+    Template::compile(text, generators)
+        .map(|_| ())
+        .map_err(|why| src.error(span, format!("{what}: {why}")))
+}
+
+/// A `timeout` key, `default` when left out.
+pub(crate) fn timeout(
+    src: &Source,
+    value: Option<&Spanned<String>>,
+    what: &str,
+    default: Duration,
+) -> Result<Duration, SpecError> {
+    match value {
+        Some(t) => positive(src, t, &format!("{what}: timeout")),
+        None => Ok(default),
     }
 }
