@@ -76,6 +76,10 @@ pub enum ReasonKind {
     BadWindows,
     /// Every request of a phase (or of one of its operations) failed.
     AllErrors,
+    /// A phase ended without a single request: its agents could not run it
+    /// (a target name that does not resolve, a broken message: see the
+    /// notices).
+    NoRequests,
     /// Requests could not be sent as rendered (error class
     /// `invalid_request`): the workload is broken.
     InvalidRequests,
@@ -100,6 +104,7 @@ impl ReasonKind {
             | ReasonKind::BadWindows => Verdict::Invalid,
             ReasonKind::RunFailed
             | ReasonKind::AllErrors
+            | ReasonKind::NoRequests
             | ReasonKind::InvalidRequests
             | ReasonKind::Threshold
             | ReasonKind::ThresholdAbort => Verdict::Failed,

@@ -32,6 +32,7 @@ const RULES: &[Rule] = &[
     schedule_kept,
     log_whole,
     all_errors,
+    no_requests,
     invalid_requests,
     thresholds,
 ];
@@ -248,6 +249,27 @@ fn all_errors(e: &Evidence<'_>) -> Vec<Reason> {
         }
     }
     out
+}
+
+/// A phase whose agents all ended it without making one request, and that
+/// run control did not stop: nothing was measured (its agents said why in
+/// notices: a phase that cannot run on an agent ends at once).
+fn no_requests(e: &Evidence<'_>) -> Vec<Reason> {
+    e.report
+        .phases
+        .iter()
+        .filter(|p| p.ended && p.requests == 0 && p.stopped.is_none() && !p.agents.is_empty())
+        .map(|p| {
+            Reason::new(
+                ReasonKind::NoRequests,
+                format!(
+                    "phase {} ended without a single request: its agents could not run it (see the notices)",
+                    p.name
+                ),
+            )
+            .in_phase(&p.name)
+        })
+        .collect()
 }
 
 /// A phase some of whose requests could not be sent as rendered (error

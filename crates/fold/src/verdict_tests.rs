@@ -426,3 +426,30 @@ fn a_service_that_died_makes_the_run_invalid() {
     let r = report(&with(ran(500, 0), vec![finished("failed", "boom")]));
     assert_eq!(kinds(&r), [ReasonKind::RunFailed]);
 }
+
+/// A phase its agents ended without a single request (they could not run
+/// it: the target's name did not resolve) fails the run; it had passed,
+/// with "achieved 0 of 50".
+#[test]
+fn a_phase_that_made_no_request_fails() {
+    let mut records = vec![scheduled()];
+    for agent in ["a", "b"] {
+        records.push(phase_ended(
+            agent,
+            1,
+            pb::PhaseEnded {
+                stopped_early: true,
+                ..Default::default()
+            },
+        ));
+    }
+    records.push(finished("completed", ""));
+    let r = report(&records);
+    assert_eq!(r.verdict, Verdict::Failed, "{:?}", r.reasons);
+    assert_eq!(kinds(&r), vec![ReasonKind::NoRequests]);
+    assert!(
+        r.reasons[0]
+            .message
+            .contains("ended without a single request")
+    );
+}
