@@ -178,3 +178,86 @@ fn export_rows_add_up_to_the_report_and_records_parse_line_by_line() {
     );
     assert_eq!(bad.status.code(), Some(2), "{}", text(&bad.stderr));
 }
+
+/// `export --format hlog` is an HdrHistogram interval log that
+/// HdrHistogram's Python port reads (`hdrh`, PyPI `hdrhistogram`): per
+/// tag (the phase, and each operation), the intervals' counts add up to
+/// the report's requests (warm-up included), and the merged p99 is the
+/// report's within the histograms' resolution.
+#[test]
+fn hlog_export_reads_back_with_hdrhistogram() {
+    let dir = TempDir::new("export-hlog");
+    let w = dir.write(
+        "hlog.toml",
+        "[agents]\nlocal = 2\n\n[[phase]]\nname = \"mixed load\"\nduration = \"3s\"\nconcurrency = 8\n\n\
+         [[phase.op]]\nname = \"fast\"\nweight = 3\nsynthetic = { latency = { dist = \"exponential\", mean = \"1ms\" } }\n\n\
+         [[phase.op]]\nname = \"slow\"\nweight = 1\nsynthetic = { latency = \"5ms\" }\n",
+    );
+    let out = coordinator(dir.path(), &["run", w.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "run failed: {}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let run_id = report["run_id"].as_str().unwrap().to_string();
+    let all = report_with_warmup(dir.path(), &run_id);
+    let hlog = dir.path().join("run.hlog");
+    let export = coordinator(
+        dir.path(),
+        &[
+            "export",
+            &run_id,
+            "--format",
+            "hlog",
+            "--output",
+            hlog.to_str().unwrap(),
+        ],
+    );
+    assert!(export.status.success(), "{}", text(&export.stderr));
+    let script = r#"
+import json, sys
+from hdrh.histogram import HdrHistogram
+from hdrh.log import HistogramLogReader
+path = sys.argv[1]
+# The whole file through the reader (its format), then each tag on its own.
+reader = HistogramLogReader(path, HdrHistogram(1, 3600000000, 3))
+intervals = 0
+while reader.get_next_interval_histogram() is not None:
+    intervals += 1
+tags = {}
+for line in open(path):
+    if not line.startswith("Tag="):
+        continue
+    tag, rest = line[4:].split(",", 1)
+    h = HdrHistogram.decode(rest.strip().split(",")[3])
+    acc = tags.setdefault(tag, HdrHistogram(1, 3600000000, 3))
+    acc.add(h)
+print(json.dumps({"intervals": intervals, "tags": {t: {"count": h.get_total_count(), "p99": h.get_value_at_percentile(99)} for t, h in tags.items()}}))
+"#;
+    let py = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(&hlog)
+        .output()
+        .expect("python3");
+    assert!(
+        py.status.success(),
+        "HdrHistogram's Python port (pip install hdrhistogram) could not read the log: {}",
+        text(&py.stderr)
+    );
+    let read: serde_json::Value = serde_json::from_slice(&py.stdout).unwrap();
+    let phase = &all["phases"][0];
+    let tags = &read["tags"];
+    assert_eq!(tags["mixed_load"]["count"], phase["requests"], "{read}");
+    for op in phase["ops"].as_array().unwrap() {
+        let tag = format!("mixed_load/{}", op["name"].as_str().unwrap());
+        assert_eq!(tags[&tag]["count"], op["requests"], "{tag}: {read}");
+    }
+    assert_eq!(
+        read["intervals"].as_u64().unwrap(),
+        3 * phase["timeline"].as_array().unwrap().len() as u64,
+        "an interval per window, for the phase and each op: {read}"
+    );
+    let p99 = phase["latency_us"]["p99"].as_f64().unwrap();
+    let theirs = tags["mixed_load"]["p99"].as_f64().unwrap();
+    assert!(
+        (theirs - p99).abs() <= p99 * 0.002 + 1.0,
+        "p99 {theirs} against {p99}"
+    );
+}

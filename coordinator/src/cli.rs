@@ -265,6 +265,9 @@ pub(crate) struct ExportArgs {
 pub(crate) enum ExportFormat {
     Jsonl,
     Csv,
+    /// An HdrHistogram interval log of latencies (one interval per window
+    /// and phase or operation), for HdrHistogram's own tools.
+    Hlog,
 }
 
 #[derive(clap::Args)]

@@ -1,5 +1,6 @@
 //! `coordinator export RUN`: a run's windows (per agent) as JSON Lines or
-//! CSV, or every raw log record as JSON Lines.
+//! CSV, its latencies as an HdrHistogram interval log, or every raw log
+//! record as JSON Lines.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -12,7 +13,7 @@ use crate::error::BadInput;
 use crate::log::history;
 
 pub(crate) async fn export(data_dir: &Path, a: ExportArgs) -> Result<ExitCode> {
-    if a.events && a.format == ExportFormat::Csv {
+    if a.events && a.format != ExportFormat::Jsonl {
         return Err(BadInput(anyhow::anyhow!(
             "--events writes JSON Lines: records have fields of their own kind (use --format jsonl)"
         ))
@@ -46,6 +47,7 @@ pub(crate) async fn export(data_dir: &Path, a: ExportArgs) -> Result<ExitCode> {
         match a.format {
             ExportFormat::Jsonl => fleetbench_views::export::write_rows_jsonl(&rows, &mut out),
             ExportFormat::Csv => fleetbench_views::export::write_rows_csv(&rows, &mut out),
+            ExportFormat::Hlog => fleetbench_views::export::write_hlog(&loaded.fold, &mut out),
         }
         .context("writing the export")?;
     }

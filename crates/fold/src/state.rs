@@ -326,6 +326,11 @@ pub struct PhaseAgg {
 }
 
 impl PhaseAgg {
+    /// Per named operation, its windows (every agent merged).
+    pub fn op_windows(&self) -> impl Iterator<Item = (&String, &BTreeMap<u32, WindowAgg>)> {
+        self.ops.iter()
+    }
+
     /// Phase `index` before its `PhaseScheduled` is applied: named
     /// `phase-INDEX`, windows of a second, nothing logged.
     pub(crate) fn new(index: u32) -> PhaseAgg {

@@ -476,6 +476,72 @@ fn agent_event_json(e: &pb::AgentEvent) -> Value {
     out
 }
 
+/// The run's latencies as an HdrHistogram interval log (format version
+/// 1.3, what HdrHistogram's `HistogramLogProcessor` and its ports read):
+/// one interval per logged window, tagged with its phase (`Tag=PHASE`) and,
+/// for a phase of named operations, each operation's too
+/// (`Tag=PHASE/OP`). Times are seconds from the run's start (the log's
+/// `StartTime`); values are µs, and the interval's max column is in
+/// seconds (µs / 10^6, the format's default unit ratio).
+pub fn write_hlog(fold: &Fold, out: &mut impl Write) -> io::Result<()> {
+    let run = fold.run.clone().unwrap_or_default();
+    let start_s = run.started_at_us as f64 / 1e6;
+    writeln!(out, "#[Histogram log format version 1.3]")?;
+    writeln!(
+        out,
+        "#[StartTime: {start_s:.3} (seconds since epoch), {}]",
+        fleetbench::clock::rfc3339(run.started_at_us)
+    )?;
+    writeln!(
+        out,
+        "#[fleetbench run {}: latencies in microseconds]",
+        run.id
+    )?;
+    writeln!(
+        out,
+        "\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\""
+    )?;
+    for p in fold.reported_phases() {
+        let phase_start_us = p.start_at_us - run.started_at_us;
+        let width_s = f64::from(p.window_ms) / 1000.0;
+        let tag = hlog_tag(&p.name);
+        let series = std::iter::once((tag.clone(), &p.windows)).chain(
+            p.op_windows()
+                .map(|(op, w)| (format!("{tag}/{}", hlog_tag(op)), w)),
+        );
+        for (tag, windows) in series {
+            for (index, w) in windows {
+                if w.latency.is_empty() {
+                    continue;
+                }
+                let t_us = phase_start_us + i64::from(*index) * i64::from(p.window_ms) * 1000;
+                let encoded = fleetbench::window::encode_histogram(&w.latency);
+                writeln!(
+                    out,
+                    "Tag={tag},{:.3},{width_s:.3},{:.6},{}",
+                    t_us as f64 / 1e6,
+                    w.latency.max() as f64 / 1e6,
+                    BASE64.encode(&encoded)
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A tag the interval log can hold: no comma, no space.
+fn hlog_tag(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c == ',' || c.is_whitespace() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
