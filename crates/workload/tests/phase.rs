@@ -117,7 +117,7 @@ fn every_rejection_names_its_place_and_says_why() {
         (
             BASE.replace("weight = 3", "weight = 3\nsynthetic = { latency = \"1ms\" }"),
             "w.toml:14:1:",
-            "needs exactly one of http, tcp, exec or synthetic",
+            "needs exactly one of http, grpc, tcp, exec or synthetic",
         ),
         (
             BASE.replace("concurrency = 4", "concurrency = 4\n[phase.synthetic]\nlatency = \"1ms\""),
