@@ -60,14 +60,49 @@ struct NotPinned {
     want: String,
 }
 
-/// Accepts exactly the certificate whose DER SHA-256 is `fingerprint`.
-#[derive(Debug)]
-struct Pinned {
-    fingerprint: String,
+/// Accepts exactly the certificate whose DER SHA-256 is `want`.
+fn pinned_check(want: &str, cert: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+    let got = fingerprint(cert.as_ref());
+    if got == want {
+        Ok(())
+    } else {
+        Err(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::Other(rustls::OtherError(Arc::new(NotPinned {
+                got,
+                want: want.to_string(),
+            }))),
+        ))
+    }
+}
+
+/// A server-certificate check: `Ok` to accept the end-entity certificate
+/// the server showed (its chain and name are not looked at).
+pub type EndEntityCheck =
+    dyn Fn(&CertificateDer<'_>) -> Result<(), rustls::Error> + Send + Sync + 'static;
+
+/// A verifier that accepts a server certificate by `check` alone (a pinned
+/// fingerprint, or anything at all for an https op's `tls.insecure`), and
+/// still checks the handshake's signatures with ring: the server holds the
+/// key of the certificate it shows.
+pub struct CheckedBy {
+    check: Box<EndEntityCheck>,
     provider: Arc<CryptoProvider>,
 }
 
-impl ServerCertVerifier for Pinned {
+impl CheckedBy {
+    /// The verifier, over `provider`'s signature algorithms.
+    pub fn new(provider: Arc<CryptoProvider>, check: Box<EndEntityCheck>) -> CheckedBy {
+        CheckedBy { check, provider }
+    }
+}
+
+impl std::fmt::Debug for CheckedBy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CheckedBy")
+    }
+}
+
+impl ServerCertVerifier for CheckedBy {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -76,17 +111,7 @@ impl ServerCertVerifier for Pinned {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let got = fingerprint(end_entity.as_ref());
-        if got == self.fingerprint {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::Other(rustls::OtherError(Arc::new(NotPinned {
-                    got,
-                    want: self.fingerprint.clone(),
-                }))),
-            ))
-        }
+        (self.check)(end_entity).map(|()| ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -143,10 +168,10 @@ impl Dialer {
             .with_safe_default_protocol_versions()
             .map_err(TlsError::Config)?
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Pinned {
-                fingerprint: pinned,
+            .with_custom_certificate_verifier(Arc::new(CheckedBy::new(
                 provider,
-            }))
+                Box::new(move |cert| pinned_check(&pinned, cert)),
+            )))
             .with_no_client_auth();
         config.alpn_protocols = vec![ALPN_H2.to_vec()];
         Ok(Dialer {

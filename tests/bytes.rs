@@ -8,8 +8,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use common::*;
 
@@ -18,14 +17,14 @@ use common::*;
 /// It takes PUTs (WebDAV) into a directory: it reads each body whole (a
 /// body it discards unread is not in `$request_length`).
 struct Nginx {
-    child: Child,
+    _child: KillOnDrop,
     port: u16,
     log: std::path::PathBuf,
 }
 
 impl Nginx {
     fn start(dir: &Path) -> Nginx {
-        let port = free_port();
+        let port = free_tcp_port();
         let log = dir.join("access.log");
         let conf = dir.join("nginx.conf");
         std::fs::write(
@@ -42,18 +41,12 @@ impl Nginx {
             ),
         )
         .unwrap();
-        let child = Command::new("nginx")
-            .args(["-e", "stderr", "-c"])
-            .arg(&conf)
-            .args(["-g", "daemon off;"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nginx (Debian package nginx; .ci/run installs it)");
-        wait_for("nginx to listen", Duration::from_secs(10), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-        });
-        Nginx { child, port, log }
+        let child = nginx(&conf, &[("127.0.0.1", port)]);
+        Nginx {
+            _child: child,
+            port,
+            log,
+        }
     }
 
     /// Requests nginx logged, and the sum of their lengths.
@@ -63,20 +56,6 @@ impl Nginx {
             .map(|l| l.trim().parse::<u64>().expect("a $request_length"))
             .fold((0, 0), |(n, sum), len| (n + 1, sum + len))
     }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port()
 }
 
 /// The phase's `bytes_sent` and requests in a run's JSON report.

@@ -8,18 +8,14 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use common::*;
 
 #[test]
 fn a_name_is_resolved_per_connection_and_its_addresses_take_turns() {
     let dir = TempDir::new("dns");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port();
+    let port = free_tcp_port();
     let d = dir.path().display();
     let log = dir.path().join("access.log");
     let conf = dir.write(
@@ -33,21 +29,7 @@ fn a_name_is_resolved_per_connection_and_its_addresses_take_turns() {
             log = log.display(),
         ),
     );
-    let _nginx = KillOnDrop(
-        Command::new("nginx")
-            .args(["-e", "stderr", "-c"])
-            .arg(&conf)
-            .args(["-g", "daemon off;"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nginx"),
-    );
-    for ip in ["127.0.0.1", "127.0.0.2"] {
-        wait_for("nginx to listen", Duration::from_secs(10), || {
-            std::net::TcpStream::connect((ip, port)).ok()
-        });
-    }
+    let _nginx = nginx(&conf, &[("127.0.0.1", port), ("127.0.0.2", port)]);
     let hosts = dir.write(
         "hosts",
         "127.0.0.1 localhost\n127.0.0.1 multi.test\n127.0.0.2 multi.test\n",

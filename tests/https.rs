@@ -7,8 +7,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use common::*;
 
@@ -37,7 +35,7 @@ fn make_pki(dir: &Path, name: &str) {
 /// `mtls_port` (a client certificate signed by the `client` CA required),
 /// both logging status, protocol, session reuse and the client check.
 struct Nginx {
-    child: Child,
+    _child: KillOnDrop,
     port: u16,
     mtls_port: u16,
     log: std::path::PathBuf,
@@ -45,7 +43,7 @@ struct Nginx {
 
 impl Nginx {
     fn start(dir: &Path) -> Nginx {
-        let (port, mtls_port) = (free_port(), free_port());
+        let (port, mtls_port) = (free_tcp_port(), free_tcp_port());
         let log = dir.join("access.log");
         let d = dir.display();
         let conf = dir.join("nginx.conf");
@@ -66,21 +64,9 @@ impl Nginx {
             ),
         )
         .unwrap();
-        let child = Command::new("nginx")
-            .args(["-e", "stderr", "-c"])
-            .arg(&conf)
-            .args(["-g", "daemon off;"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nginx (Debian package nginx; .ci/run installs it)");
-        for p in [port, mtls_port] {
-            wait_for("nginx to listen", Duration::from_secs(10), || {
-                std::net::TcpStream::connect(("127.0.0.1", p)).ok()
-            });
-        }
+        let child = nginx(&conf, &[("127.0.0.1", port), ("127.0.0.1", mtls_port)]);
         Nginx {
-            child,
+            _child: child,
             port,
             mtls_port,
             log,
@@ -113,20 +99,6 @@ impl Nginx {
         }
         by.into_values().collect()
     }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port()
 }
 
 /// A workload of 2 s phases at 100 requests a second, one per `(name,

@@ -95,6 +95,34 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// A TCP port on 127.0.0.1 free right now.
+pub(crate) fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Debian's nginx with config `conf`, in the foreground, killed on drop;
+/// returns once each of `listening` (ip, port) accepts connections.
+pub(crate) fn nginx(conf: &Path, listening: &[(&str, u16)]) -> KillOnDrop {
+    let child = Command::new("nginx")
+        .args(["-e", "stderr", "-c"])
+        .arg(conf)
+        .args(["-g", "daemon off;"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start nginx (Debian package nginx; .ci/run installs it)");
+    let guard = KillOnDrop(child);
+    for &(ip, port) in listening {
+        wait_for("nginx to listen", Duration::from_secs(10), || {
+            TcpStream::connect((ip, port)).ok()
+        });
+    }
+    guard
+}
+
 /// `agent serve` on 127.0.0.1 with an OS-picked port; killed on drop.
 pub(crate) struct Target {
     pub child: Child,

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::source::{Source, SpecError, duration_text, template, timeout};
-use crate::tls::{RawTls, Tls, validate_tls};
+use crate::tls::{RawTls, Tls, tls_for};
 
 /// gRPC status codes by number (0 is OK), as error classes name them.
 pub const GRPC_CODES: [&str; 17] = [
@@ -197,17 +197,7 @@ pub(crate) fn validate_grpc(
             codes
         }
     };
-    let tls = match raw.tls {
-        Some(t) if !https => {
-            return Err(src.error(
-                t.span(),
-                format!("{what}: tls applies to https:// URLs, and the url is http://"),
-            ));
-        }
-        Some(t) => Some(Box::new(validate_tls(src, t, what)?)),
-        None if https => Some(Box::default()),
-        None => None,
-    };
+    let tls = tls_for(src, raw.tls, https, what)?;
     Ok(Grpc {
         url,
         proto: raw.proto.into_inner(),

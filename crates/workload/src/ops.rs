@@ -23,7 +23,7 @@ use crate::grpc::{Grpc, RawGrpc, validate_grpc};
 use crate::source::{
     Number, RawCommand, Source, SpecError, duration_text, micros, millis, template, timeout,
 };
-use crate::tls::{RawTls, Tls, validate_tls};
+use crate::tls::{RawTls, Tls, tls_for};
 
 /// One operation of a phase, chosen by weight each iteration.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -527,17 +527,7 @@ fn validate_http(
         })? as u32,
         (None, None) => 0,
     };
-    let tls = match h.tls {
-        Some(t) if !https => {
-            return Err(src.error(
-                t.span(),
-                format!("{what}: tls applies to https:// URLs, and the url is http://"),
-            ));
-        }
-        Some(t) => Some(Box::new(validate_tls(src, t, what)?)),
-        None if https => Some(Box::default()),
-        None => None,
-    };
+    let tls = tls_for(src, h.tls, https, what)?;
     Ok(Http {
         method,
         url,

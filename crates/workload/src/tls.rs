@@ -90,6 +90,25 @@ pub(crate) struct RawTls {
     resumption: Option<bool>,
 }
 
+/// The TLS an op of `what` speaks: its `tls` table, or the defaults for
+/// an https URL; `None` for http:// (where a `tls` table is a mistake).
+pub(crate) fn tls_for(
+    src: &Source,
+    raw: Option<Spanned<RawTls>>,
+    https: bool,
+    what: &str,
+) -> Result<Option<Box<Tls>>, SpecError> {
+    match raw {
+        Some(t) if !https => Err(src.error(
+            t.span(),
+            format!("{what}: tls applies to https:// URLs, and the url is http://"),
+        )),
+        Some(t) => Ok(Some(Box::new(validate_tls(src, t, what)?))),
+        None if https => Ok(Some(Box::default())),
+        None => Ok(None),
+    }
+}
+
 /// The largest PEM file a `tls` table may name.
 const MAX_PEM_BYTES: u64 = 1 << 20;
 

@@ -21,6 +21,7 @@ use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor};
 
 use super::conn::{Opener, micros};
 use super::dial::Dial;
+use super::headers;
 use super::slot::{Outcome, Scratch, Slot};
 use super::tls::{Alpn, TlsClient};
 
@@ -34,7 +35,7 @@ pub(crate) struct GrpcOp {
     body: Option<Bytes>,
     message: Template,
     metadata: http::HeaderMap,
-    templated_metadata: Vec<(http::HeaderName, Template)>,
+    templated_metadata: headers::Templated,
     pub(crate) deadline: Duration,
     expect: Vec<u32>,
 }
@@ -100,23 +101,7 @@ impl GrpcOp {
             http::HeaderValue::from_str(&format!("{}m", deadline.as_millis()))
                 .context("grpc-timeout")?,
         );
-        let mut templated_metadata = Vec::new();
-        for m in &g.metadata {
-            let name = http::HeaderName::from_bytes(m.name.as_bytes())
-                .with_context(|| format!("metadata key {:?}", m.name))?;
-            let t = Template::compile(&m.value, gens)
-                .map_err(|e| anyhow!("metadata {:?}: {e}", m.name))?;
-            match t.literal() {
-                Some(v) => {
-                    metadata.append(
-                        name,
-                        http::HeaderValue::from_bytes(v)
-                            .with_context(|| format!("metadata value of {:?}", m.name))?,
-                    );
-                }
-                None => templated_metadata.push((name, t)),
-            }
-        }
+        let templated_metadata = headers::compile(&g.metadata, gens, "metadata", &mut metadata)?;
         if g.expect_codes.iter().any(|c| *c > 16) {
             bail!("expected status codes must be 0 to 16");
         }
@@ -157,14 +142,7 @@ impl GrpcOp {
         *req.method_mut() = http::Method::POST;
         *req.uri_mut() = self.uri.clone();
         let mut headers = self.metadata.clone();
-        for (name, t) in &self.templated_metadata {
-            s.buf.clear();
-            s.values.render(t, &mut s.buf);
-            headers.append(
-                name.clone(),
-                http::HeaderValue::from_bytes(&s.buf).map_err(|_| ())?,
-            );
-        }
+        headers::render(&self.templated_metadata, s, &mut headers)?;
         *req.headers_mut() = headers;
         Ok(req)
     }

@@ -21,6 +21,7 @@ use hyper::client::conn::{http1, http2};
 
 use super::conn::{Opener, micros};
 use super::dial::Dial;
+use super::headers;
 use super::slot::{Conn, Outcome, Scratch, Slot};
 use super::tls::{Alpn, TlsClient};
 
@@ -37,7 +38,7 @@ pub(crate) struct HttpOp {
     /// (whose authority is in the URI).
     headers_h1: http::HeaderMap,
     headers_h2: http::HeaderMap,
-    templated_headers: Vec<(http::HeaderName, Template)>,
+    templated_headers: headers::Templated,
     body: Option<Bytes>,
     body_template: Template,
     pub timeout: Duration,
@@ -101,23 +102,7 @@ impl HttpOp {
         };
         let method = http::Method::from_bytes(h.method.as_bytes()).context("HTTP method")?;
         let mut headers = http::HeaderMap::new();
-        let mut templated_headers = Vec::new();
-        for hd in &h.headers {
-            let name = http::HeaderName::from_bytes(hd.name.as_bytes())
-                .with_context(|| format!("header name {:?}", hd.name))?;
-            let t = Template::compile(&hd.value, gens)
-                .map_err(|e| anyhow!("header {:?}: {e}", hd.name))?;
-            match t.literal() {
-                Some(v) => {
-                    headers.append(
-                        name,
-                        http::HeaderValue::from_bytes(v)
-                            .with_context(|| format!("header value of {:?}", hd.name))?,
-                    );
-                }
-                None => templated_headers.push((name, t)),
-            }
-        }
+        let templated_headers = headers::compile(&h.headers, gens, "header", &mut headers)?;
         let body_text = String::from_utf8_lossy(&h.body);
         let body_template =
             Template::compile(&body_text, gens).map_err(|e| anyhow!("body: {e}"))?;
@@ -189,14 +174,7 @@ impl HttpOp {
         } else {
             self.headers_h1.clone()
         };
-        for (name, t) in &self.templated_headers {
-            s.buf.clear();
-            s.values.render(t, &mut s.buf);
-            headers.append(
-                name.clone(),
-                http::HeaderValue::from_bytes(&s.buf).map_err(|_| ())?,
-            );
-        }
+        headers::render(&self.templated_headers, s, &mut headers)?;
         if self.body.is_none() && body_len > 0 {
             headers.insert(http::header::CONTENT_LENGTH, body_len.into());
         }

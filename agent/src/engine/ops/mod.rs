@@ -14,6 +14,7 @@
 //! - `counted`: the TCP streams of `http` and `tcp`, counting the bytes
 //!   their peer acknowledged (`bytes_sent`).
 //! - `tls`: an https op's TLS client and the stream hyper speaks over.
+//! - `headers`: http headers and grpc metadata, literal or templated.
 //! - `conn`: opening an HTTP connection (dial, TCP, TLS, h2 or h1), each
 //!   stage timed; shared by `http` and `grpc`.
 //! - `dial`: where an http op's new connections go (a name resolved per
@@ -26,6 +27,7 @@ mod counted;
 mod dial;
 mod exec;
 mod grpc;
+mod headers;
 mod http;
 mod slot;
 mod synthetic;
