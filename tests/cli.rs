@@ -237,3 +237,68 @@ fn preview_streams_its_requests() {
     assert!(first.is_some_and(|l| l.starts_with("#0 GET http://127.0.0.1:1/k/")));
     assert!(status.success(), "{status:?}");
 }
+
+/// Every subcommand's `--help` shows examples, and every option and
+/// argument says what it is (an enum's values included): a test walks
+/// `coordinator help` as a new user would.
+#[test]
+fn every_subcommand_has_examples_and_described_options() {
+    let dir = TempDir::new("cli-help");
+    let help = |args: &[&str]| {
+        let mut all = vec!["help"];
+        all.extend_from_slice(args);
+        let out = coordinator(dir.path(), &all);
+        assert!(out.status.success(), "help {args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    // The commands a help page lists: "  NAME  text" lines under "Commands:".
+    let commands = |page: &str| -> Vec<String> {
+        page.split("Commands:")
+            .nth(1)
+            .unwrap_or("")
+            .split("\n\n")
+            .next()
+            .unwrap_or("")
+            .lines()
+            .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+            .filter(|c| c != "help")
+            .collect()
+    };
+    let mut pages: Vec<Vec<String>> = Vec::new();
+    for c in commands(&help(&[])) {
+        let sub = commands(&help(&[c.as_str()]));
+        if sub.is_empty() {
+            pages.push(vec![c]);
+        } else {
+            pages.extend(sub.into_iter().map(|s| vec![c.clone(), s]));
+        }
+    }
+    assert!(pages.len() >= 14, "{pages:?}");
+    for page in pages {
+        let args: Vec<&str> = page.iter().map(String::as_str).collect();
+        let text = help(&args);
+        assert!(
+            text.contains("Examples:\n  coordinator "),
+            "{page:?} has no examples:\n{text}"
+        );
+        // Each option: its line says what it is, or the lines below do.
+        let options = text.split("Options:").nth(1).unwrap_or("");
+        let lines: Vec<&str> = options.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let t = line.trim_start();
+            if !t.starts_with('-') {
+                continue;
+            }
+            // An enum's value: "- name: what it is".
+            let value = t.starts_with("- ") && t.contains(": ");
+            let inline = value || t.split("  ").skip(1).any(|p| !p.trim().is_empty());
+            let below = lines
+                .get(i + 1)
+                .is_some_and(|next| !next.trim().is_empty() && !next.trim_start().starts_with('-'));
+            assert!(
+                inline || below,
+                "{page:?}: {t:?} says nothing of itself:\n{text}"
+            );
+        }
+    }
+}

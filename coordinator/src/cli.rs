@@ -39,23 +39,42 @@ pub(crate) struct Cli {
 #[derive(Subcommand)]
 pub(crate) enum Cmd {
     /// Run a workload file.
+    #[command(
+        after_help = "Examples:\n  coordinator run examples/quickstart.toml\n  coordinator run load.toml --json > report.json\n  coordinator run load.toml --junit results.xml"
+    )]
     Run(RunArgs),
     /// Run again exactly the workload text a past run recorded (same text,
     /// so the same seeds), as a new run.
+    #[command(after_help = "Examples:\n  coordinator rerun latest\n  coordinator rerun 01a2291d")]
     Rerun(RerunArgs),
     /// List the runs in the log, with each phase's throughput and p99.
+    #[command(
+        after_help = "Examples:\n  coordinator runs\n  coordinator --data-dir /var/lib/fleetbench runs"
+    )]
     Runs(RunsArgs),
     /// Re-aggregate a run from its raw events: other windows, a time range,
     /// some phases, agents or hosts only.
+    #[command(
+        after_help = "Examples:\n  coordinator replay latest --window 10s\n  coordinator replay latest --agent local-1 --format json\n  coordinator replay latest --follow"
+    )]
     Replay(ReplayArgs),
     /// Compare a candidate run with a base run, phase by phase; exits 1 when
     /// a --max-regression limit is crossed.
+    #[command(
+        after_help = "Examples:\n  coordinator compare BASE CANDIDATE\n  coordinator compare BASE CANDIDATE --max-regression p99=10% --format html > compare.html"
+    )]
     Compare(CompareArgs),
-    /// Write a run's windows (per agent), or every raw log record, as JSON
-    /// Lines or CSV.
+    /// Write a run's windows (per agent) as JSON Lines or CSV, its latencies
+    /// as an HdrHistogram interval log, or every raw log record.
+    #[command(
+        after_help = "Examples:\n  coordinator export latest --format csv > windows.csv\n  coordinator export latest --format hlog > latencies.hlog\n  coordinator export latest --events > records.jsonl"
+    )]
     Export(ExportArgs),
     /// Print the requests one worker of one agent would send (templates
     /// rendered from the seeded generators), without sending anything.
+    #[command(
+        after_help = "Examples:\n  coordinator preview load.toml\n  coordinator preview load.toml --phase ingest --agent 1 --worker 3 -n 20"
+    )]
     Preview(PreviewArgs),
     /// Write a synthetic run straight into the log (for replay benchmarks).
     #[command(hide = true)]
@@ -67,12 +86,19 @@ pub(crate) enum Cmd {
     },
     /// Admit an agent started by something else (Kubernetes, systemd,
     /// cloud-init) to a pool: writes the credentials it needs.
+    #[command(
+        after_help = "Examples:\n  coordinator enroll fleet --labels zone=a --output agent.creds\n  agent attach --credentials agent.creds"
+    )]
     Enroll(EnrollArgs),
     /// Report on a run, from its log alone: its numbers and its verdict
     /// (exit 0 unless --check).
+    #[command(
+        after_help = "Examples:\n  coordinator report latest\n  coordinator report latest --format html > report.html\n  coordinator report latest --threshold 'p99<50ms' --check"
+    )]
     Report(ReportArgs),
     /// Check runs' logs: whole, incomplete (never sealed) or damaged (exit
     /// 4), without writing to them.
+    #[command(after_help = "Examples:\n  coordinator verify latest\n  coordinator verify --all")]
     Verify(VerifyArgs),
 }
 
@@ -89,15 +115,25 @@ pub(crate) struct VerifyArgs {
 pub(crate) enum PoolCmd {
     /// Bootstrap pool agents on hosts (those not running already) and
     /// record the pool; again with the same hosts, it changes nothing.
+    #[command(
+        after_help = "Examples:\n  coordinator pool up fleet --hosts root@10.0.0.1 root@10.0.0.2 --identity ~/.ssh/id_ed25519"
+    )]
     Up(UpArgs),
     /// Each pool and agent: host, labels, version and binary (STALE when it
     /// is not the local agent's), attached or not, last seen, uptime.
+    #[command(
+        after_help = "Examples:\n  coordinator pool ls\n  coordinator pool ls fleet --wait 5s"
+    )]
     Ls(LsArgs),
     /// Replace agents that run another binary than the local agent, host by
     /// host; a host that fails keeps its old agent.
+    #[command(
+        after_help = "Examples:\n  coordinator pool upgrade fleet\n  coordinator pool upgrade fleet --parallel 4"
+    )]
     Upgrade(UpgradeArgs),
     /// Stop the pool's agents, remove fleetbench's files from its hosts, and
     /// forget the pool.
+    #[command(after_help = "Examples:\n  coordinator pool down fleet")]
     Down(DownArgs),
 }
 
@@ -211,6 +247,7 @@ pub(crate) struct ReplayArgs {
     /// Extra percentiles, like 50,90,99,99.9,99.99.
     #[arg(long, value_delimiter = ',')]
     pub percentiles: Vec<f64>,
+    /// What to print: table, json, csv or html.
     #[arg(long, default_value = "table")]
     pub format: Format,
     /// Write to this file instead of stdout.
@@ -250,7 +287,8 @@ pub(crate) struct CompareArgs {
 pub(crate) struct ExportArgs {
     /// A run id (or a unique prefix of one), or `latest`.
     pub run: String,
-    /// jsonl (one JSON object per line) or csv.
+    /// jsonl (one JSON object per line), csv, or hlog (an HdrHistogram
+    /// interval log of the latencies).
     #[arg(long, default_value = "jsonl")]
     pub format: ExportFormat,
     /// Every raw log record instead of the windows (jsonl only).
@@ -263,7 +301,9 @@ pub(crate) struct ExportArgs {
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum ExportFormat {
+    /// One JSON object per window row (or record) per line.
     Jsonl,
+    /// Comma-separated window rows, a header line first.
     Csv,
     /// An HdrHistogram interval log of latencies (one interval per window
     /// and phase or operation), for HdrHistogram's own tools.
@@ -305,6 +345,7 @@ pub(crate) struct GenerateRunArgs {
 pub(crate) struct ReportArgs {
     /// A run id (or a unique prefix of one), or `latest`.
     pub run: String,
+    /// What to print: table, json, csv or html.
     #[arg(long, default_value = "table")]
     pub format: Format,
     /// Count warm-up windows in the headline numbers.
@@ -371,8 +412,11 @@ pub(crate) struct UpgradeArgs {
     /// Hosts upgraded at once.
     #[arg(long, default_value_t = UPGRADE_PARALLEL)]
     pub parallel: usize,
+    /// The agent binary to roll out (default: `agent` beside this binary,
+    /// or $FLEETBENCH_AGENT).
     #[arg(long)]
     pub agent_binary: Option<PathBuf>,
+    /// Record the host key of hosts not yet in known_hosts.
     #[arg(long)]
     pub accept_new_host_keys: bool,
 }
@@ -381,6 +425,7 @@ pub(crate) struct UpgradeArgs {
 pub(crate) struct DownArgs {
     /// The pool's name.
     pub name: String,
+    /// Record the host key of hosts not yet in known_hosts.
     #[arg(long)]
     pub accept_new_host_keys: bool,
 }
