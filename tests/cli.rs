@@ -302,3 +302,32 @@ fn every_subcommand_has_examples_and_described_options() {
         }
     }
 }
+
+/// `--version` says the version, the git commit built from, and the agent
+/// binary this coordinator would ship with its SHA-256 (what pool agents
+/// are checked against).
+#[test]
+fn version_names_the_commit_and_the_agent_binary() {
+    let out = std::process::Command::new(bin("coordinator"))
+        .arg("--version")
+        .env_remove("FLEETBENCH_AGENT")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let said = text(&out.stdout);
+    assert!(
+        said.starts_with(&format!(
+            "coordinator {} (commit ",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{said}"
+    );
+    let hash = fleetbench::binary::file_hash(&bin("agent")).unwrap();
+    assert!(
+        said.contains(&format!(
+            "agent binary: {} (sha256 {hash})",
+            bin("agent").display()
+        )),
+        "{said}"
+    );
+}

@@ -60,11 +60,35 @@ mod trust;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::Parser;
 
 use crate::cli::{Cli, Cmd};
 use crate::error::BadInput;
 use crate::log::history::Damaged;
+
+/// The command line. `--version` says the version, the git commit and
+/// the agent binary this coordinator would ship, with its hash (measured
+/// only when asked: the binary is tens of MB).
+fn parse_cli() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let mut command = Cli::command();
+    if std::env::args().any(|a| a == "--version" || a == "-V") {
+        let agent = agent_binary::find(None)
+            .ok()
+            .and_then(|p| fleetbench::binary::file_hash(&p).ok().map(|h| (p, h)))
+            .map_or_else(
+                || "agent binary: not found beside this one (set $FLEETBENCH_AGENT)".to_string(),
+                |(p, h)| format!("agent binary: {} (sha256 {h})", p.display()),
+            );
+        let version = format!(
+            "{} (commit {})\n{agent}",
+            fleetbench::VERSION,
+            env!("FLEETBENCH_COMMIT")
+        );
+        command = command.version(&*Box::leak(version.into_boxed_str()));
+    }
+    let matches = command.get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -73,7 +97,7 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .init();
-    let cli = Cli::parse();
+    let cli = parse_cli();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
