@@ -17,7 +17,7 @@ use common::*;
 /// It takes PUTs (WebDAV) into a directory: it reads each body whole (a
 /// body it discards unread is not in `$request_length`).
 struct Nginx {
-    _child: KillOnDrop,
+    _child: NginxProcess,
     port: u16,
     log: std::path::PathBuf,
 }
@@ -187,5 +187,23 @@ fn bytes_sent_is_what_reached_a_server_that_did_not_read() {
     assert!(
         bytes >= served * 60,
         "bytes_sent {bytes} for {served} requests the server answered"
+    );
+}
+
+/// The nginx fixture stops nginx whole: no worker outlives it (a SIGKILLed
+/// master leaves its workers running, holding their ports).
+#[test]
+fn the_nginx_fixture_leaves_no_worker_behind() {
+    let dir = TempDir::new("nginx-fixture");
+    let n = Nginx::start(dir.path());
+    let group = n._child.group();
+    assert!(
+        nix::sys::signal::killpg(group, None).is_ok(),
+        "nginx runs in its group"
+    );
+    drop(n);
+    assert!(
+        nix::sys::signal::killpg(group, None).is_err(),
+        "processes of nginx's group outlived the fixture"
     );
 }

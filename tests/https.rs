@@ -35,7 +35,7 @@ fn make_pki(dir: &Path, name: &str) {
 /// `mtls_port` (a client certificate signed by the `client` CA required),
 /// both logging status, protocol, session reuse and the client check.
 struct Nginx {
-    _child: KillOnDrop,
+    _child: NginxProcess,
     port: u16,
     mtls_port: u16,
     log: std::path::PathBuf,

@@ -103,24 +103,55 @@ pub(crate) fn free_tcp_port() -> u16 {
         .port()
 }
 
-/// Debian's nginx with config `conf`, in the foreground, killed on drop;
-/// returns once each of `listening` (ip, port) accepts connections.
-pub(crate) fn nginx(conf: &Path, listening: &[(&str, u16)]) -> KillOnDrop {
+/// Debian's nginx with config `conf`, in the foreground and a process
+/// group of its own; returns once each of `listening` (ip, port) accepts
+/// connections. Dropped, it is stopped as nginx should be (SIGTERM to the
+/// master, which stops its workers), and its whole group killed if it is
+/// not gone within 5 s: a SIGKILLed master leaves its workers running.
+pub(crate) fn nginx(conf: &Path, listening: &[(&str, u16)]) -> NginxProcess {
+    use std::os::unix::process::CommandExt;
     let child = Command::new("nginx")
         .args(["-e", "stderr", "-c"])
         .arg(conf)
         .args(["-g", "daemon off;"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        .process_group(0)
         .spawn()
         .expect("start nginx (Debian package nginx; .ci/run installs it)");
-    let guard = KillOnDrop(child);
+    let guard = NginxProcess(child);
     for &(ip, port) in listening {
         wait_for("nginx to listen", Duration::from_secs(10), || {
             TcpStream::connect((ip, port)).ok()
         });
     }
     guard
+}
+
+/// A running nginx (see [`nginx`]).
+pub(crate) struct NginxProcess(pub Child);
+
+impl NginxProcess {
+    /// Its process group: the master and its workers.
+    pub(crate) fn group(&self) -> nix::unistd::Pid {
+        nix::unistd::Pid::from_raw(self.0.id() as i32)
+    }
+}
+
+impl Drop for NginxProcess {
+    fn drop(&mut self) {
+        use nix::sys::signal::{Signal, kill, killpg};
+        let _ = kill(self.group(), Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if matches!(self.0.try_wait(), Ok(Some(_))) && killpg(self.group(), None).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = killpg(self.group(), Signal::SIGKILL);
+        let _ = self.0.wait();
+    }
 }
 
 /// `agent serve` on 127.0.0.1 with an OS-picked port; killed on drop.
