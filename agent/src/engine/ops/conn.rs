@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use anyhow::{Context as _, Result};
+use fleetbench::pb;
 use fleetbench::window::{ErrorClass, Stage};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -14,7 +16,7 @@ use tokio::net::TcpStream;
 
 use super::dial::Dial;
 use super::slot::{Conn, Scratch, Slot};
-use super::tls::{Stream, TlsClient};
+use super::tls::{Alpn, Stream, TlsClient};
 
 /// How an op opens its connections.
 pub(crate) struct Opener {
@@ -34,23 +36,82 @@ pub(crate) struct Opener {
     failures: Mutex<BTreeMap<String, u64>>,
 }
 
+/// An http:// or https:// URL, split where an op needs it.
+pub(crate) struct Target<'a> {
+    pub(crate) https: bool,
+    pub(crate) authority: http::uri::Authority,
+    /// What follows the authority: path and query ("" when none).
+    pub(crate) rest: &'a str,
+}
+
+impl Target<'_> {
+    pub(crate) fn parse(url: &str) -> Result<Target<'_>> {
+        let (https, rest) = match url.strip_prefix("https://") {
+            Some(rest) => (true, rest),
+            None => (
+                false,
+                url.strip_prefix("http://")
+                    .with_context(|| format!("URL {url:?} is not http:// or https://"))?,
+            ),
+        };
+        let split = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, rest) = rest.split_at(split);
+        let authority = authority
+            .parse()
+            .with_context(|| format!("URL {url:?} has a bad host"))?;
+        Ok(Target {
+            https,
+            authority,
+            rest,
+        })
+    }
+
+    /// `http[s]://host:port`.
+    pub(crate) fn origin(&self) -> String {
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}", self.authority)
+    }
+
+    /// The host, without an IPv6 address's brackets.
+    pub(crate) fn host(&self) -> &str {
+        self.authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+    }
+}
+
 impl Opener {
-    pub(crate) fn new(
-        dial: Dial,
-        tls: Option<TlsClient>,
-        (h2c, h2_only): (bool, bool),
+    /// How to open connections to `target`: its name resolved per
+    /// connection, TLS (`tls`, the defaults when `None`) for https, ALPN
+    /// offering `alpn`; `h2_only` fails a server that picks http/1.1.
+    pub(crate) async fn to(
+        target: &Target<'_>,
+        tls: Option<&pb::TlsSettings>,
+        alpn: Alpn,
+        h2_only: bool,
         timeout: Duration,
-        origin: String,
-    ) -> Opener {
-        Opener {
+    ) -> Result<Opener> {
+        let port = target
+            .authority
+            .port_u16()
+            .unwrap_or(if target.https { 443 } else { 80 });
+        let dial = Dial::new(target.host(), port).await?;
+        let tls = if target.https {
+            let settings = tls.cloned().unwrap_or_default();
+            Some(TlsClient::new(&settings, target.host(), alpn)?)
+        } else {
+            None
+        };
+        Ok(Opener {
             dial,
+            h2c: tls.is_none() && alpn == Alpn::Http2,
             tls,
-            h2c,
             h2_only,
             timeout,
-            origin,
+            origin: target.origin(),
             failures: Mutex::new(BTreeMap::new()),
-        }
+        })
     }
 
     /// A new connection. `Err` is the error class: no address, the connect

@@ -19,11 +19,10 @@ use hyper::client::conn::http2;
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor};
 
-use super::conn::{Opener, micros};
-use super::dial::Dial;
+use super::conn::{Opener, Target, micros};
 use super::headers;
 use super::slot::{Outcome, Scratch, Slot};
-use super::tls::{Alpn, TlsClient};
+use super::tls::Alpn;
 
 pub(crate) struct GrpcOp {
     conn: Opener,
@@ -42,36 +41,13 @@ pub(crate) struct GrpcOp {
 
 impl GrpcOp {
     pub(super) async fn compile(g: &pb::GrpcOperation, gens: &[GenSpec]) -> Result<GrpcOp> {
-        let (scheme, authority) = if let Some(rest) = g.url.strip_prefix("https://") {
-            ("https", rest)
-        } else {
-            let rest = g
-                .url
-                .strip_prefix("http://")
-                .with_context(|| format!("URL {:?} is not http:// or https://", g.url))?;
-            ("http", rest)
-        };
-        let authority: http::uri::Authority = authority
-            .trim_end_matches('/')
-            .parse()
-            .with_context(|| format!("URL {:?} has a bad host", g.url))?;
-        let port = authority
-            .port_u16()
-            .unwrap_or(if scheme == "https" { 443 } else { 80 });
-        let host = authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']');
-        let dial = Dial::new(host, port).await?;
-        let tls = if scheme == "https" {
-            let settings = g.tls.clone().unwrap_or_default();
-            Some(TlsClient::new(&settings, host, Alpn::Http2)?)
-        } else {
-            None
-        };
+        let target = Target::parse(g.url.trim_end_matches('/'))?;
+        if !target.rest.is_empty() {
+            bail!("URL {:?} must have no path", g.url);
+        }
         let deadline = Duration::from_millis(g.deadline_ms.max(1));
-        let origin = format!("{scheme}://{authority}");
-        let uri = http::Uri::try_from(format!("{origin}/{}", g.method))
+        let conn = Opener::to(&target, g.tls.as_ref(), Alpn::Http2, true, deadline).await?;
+        let uri = http::Uri::try_from(format!("{}/{}", target.origin(), g.method))
             .with_context(|| format!("method {:?}", g.method))?;
         let pool = DescriptorPool::decode(g.descriptor_set.as_slice())
             .context("the .proto's descriptors do not decode")?;
@@ -106,7 +82,7 @@ impl GrpcOp {
             bail!("expected status codes must be 0 to 16");
         }
         Ok(GrpcOp {
-            conn: Opener::new(dial, tls, (true, true), deadline, origin),
+            conn,
             uri,
             input,
             body,

@@ -19,11 +19,10 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 
-use super::conn::{Opener, micros};
-use super::dial::Dial;
+use super::conn::{Opener, Target, micros};
 use super::headers;
 use super::slot::{Conn, Outcome, Scratch, Slot};
-use super::tls::{Alpn, TlsClient};
+use super::tls::Alpn;
 
 pub(crate) struct HttpOp {
     /// How its connections are opened.
@@ -52,43 +51,22 @@ pub(crate) struct HttpOp {
 impl HttpOp {
     pub(super) async fn compile(h: &pb::HttpWorkload, gens: &[GenSpec]) -> Result<HttpOp> {
         let url = h.url.as_str();
-        let (scheme, rest) = if let Some(rest) = url.strip_prefix("https://") {
-            ("https", rest)
+        let target = Target::parse(url)?;
+        let path_text = if target.rest.is_empty() {
+            "/"
         } else {
-            let rest = url
-                .strip_prefix("http://")
-                .with_context(|| format!("URL {url:?} is not http:// or https://"))?;
-            ("http", rest)
+            target.rest
         };
-        let split = rest.find(['/', '?']).unwrap_or(rest.len());
-        let (authority_text, path_text) = rest.split_at(split);
-        let path_text = if path_text.is_empty() { "/" } else { path_text };
-        let authority: http::uri::Authority = authority_text
-            .parse()
-            .with_context(|| format!("URL {url:?} has a bad host"))?;
-        let port = authority
-            .port_u16()
-            .unwrap_or(if scheme == "https" { 443 } else { 80 });
-        let host = authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']');
-        let dial = Dial::new(host, port).await?;
         let path_template = Template::compile(path_text, gens).map_err(|e| anyhow!("URL: {e}"))?;
         let alpn = match h.version.as_str() {
             "" | "1.1" => Alpn::Http1,
             "2" => Alpn::Http2,
-            "auto" if scheme == "https" => Alpn::Either,
+            "auto" if target.https => Alpn::Either,
             other => bail!("HTTP version {other:?} is not 1.1, 2 or (https) auto"),
         };
-        let tls = if scheme == "https" {
-            let settings = h.tls.clone().unwrap_or_default();
-            Some(TlsClient::new(&settings, host, alpn)?)
-        } else {
-            None
-        };
-        let h2c = tls.is_none() && alpn == Alpn::Http2;
-        let origin = format!("{scheme}://{authority}");
+        let timeout = Duration::from_millis(h.timeout_ms.max(1));
+        let conn = Opener::to(&target, h.tls.as_ref(), alpn, false, timeout).await?;
+        let origin = target.origin();
         // HTTP/2 carries the scheme and authority in the URI itself.
         let (path_h1, path_h2) = match path_template.literal() {
             Some(p) => (
@@ -117,16 +95,10 @@ impl HttpOp {
         let mut headers_h1 = headers;
         headers_h1.insert(
             http::header::HOST,
-            http::HeaderValue::from_str(authority.as_str()).context("host header")?,
+            http::HeaderValue::from_str(target.authority.as_str()).context("host header")?,
         );
         Ok(HttpOp {
-            conn: Opener::new(
-                dial,
-                tls,
-                (h2c, false),
-                Duration::from_millis(h.timeout_ms.max(1)),
-                origin.clone(),
-            ),
+            conn,
             method,
             path_h1,
             path_h2,
@@ -136,7 +108,7 @@ impl HttpOp {
             templated_headers,
             body,
             body_template,
-            timeout: Duration::from_millis(h.timeout_ms.max(1)),
+            timeout,
             expect: h.expect_status.iter().map(|s| *s as u16).collect(),
             origin,
             max_per_conn: h.max_requests_per_connection,
