@@ -40,7 +40,7 @@ pub(crate) struct Cli {
 pub(crate) enum Cmd {
     /// Run a workload file.
     #[command(
-        after_help = "Examples:\n  coordinator run examples/quickstart.toml\n  coordinator run load.toml --json > report.json\n  coordinator run load.toml --junit results.xml"
+        after_help = "Examples:\n  coordinator run examples/quickstart.toml\n  coordinator run load.toml --json > report.json\n  coordinator run load.toml --junit results.xml\n  coordinator run load.toml --metrics-listen 127.0.0.1:9464\n  coordinator run load.toml --remote-write http://prometheus:9090/api/v1/write"
     )]
     Run(RunArgs),
     /// Run again exactly the workload text a past run recorded (same text,
@@ -67,7 +67,7 @@ pub(crate) enum Cmd {
     /// Write a run's windows (per agent) as JSON Lines or CSV, its latencies
     /// as an HdrHistogram interval log, or every raw log record.
     #[command(
-        after_help = "Examples:\n  coordinator export latest --format csv > windows.csv\n  coordinator export latest --format hlog > latencies.hlog\n  coordinator export latest --events > records.jsonl"
+        after_help = "Examples:\n  coordinator export latest --format csv > windows.csv\n  coordinator export latest --format hlog > latencies.hlog\n  coordinator export latest --events > records.jsonl\n  coordinator export latest --remote-write http://prometheus:9090/api/v1/write"
     )]
     Export(ExportArgs),
     /// Print the requests one worker of one agent would send (templates
@@ -179,6 +179,30 @@ pub(crate) struct RunFlags {
     /// Also write the verdict and each threshold as JUnit XML to this file.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Serve the run's live metrics at http://ADDR/metrics for Prometheus
+    /// to scrape (Prometheus text, or OpenMetrics when asked), like
+    /// 127.0.0.1:9464 or 0.0.0.0:9464.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// After the run, keep /metrics up until it is scraped once more, so
+    /// that Prometheus sees the final numbers: at most this long (0s: exit
+    /// at once).
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = duration)]
+    pub metrics_linger: Duration,
+    /// Push the run's metrics once per window to this Prometheus
+    /// remote-write URL (Prometheus, Mimir, Thanos, VictoriaMetrics), like
+    /// http://127.0.0.1:9090/api/v1/write; a user:password@ in it is sent
+    /// as Basic auth.
+    #[arg(long, value_name = "URL")]
+    pub remote_write: Option<String>,
+    /// A header every remote-write request carries (repeatable), like
+    /// "Authorization: Bearer TOKEN" or "X-Scope-OrgID: team".
+    #[arg(
+        long = "remote-write-header",
+        value_name = "'NAME: VALUE'",
+        requires = "remote_write"
+    )]
+    pub remote_write_headers: Vec<String>,
 }
 
 /// How `report` and `replay` judge the run they show.
@@ -287,8 +311,8 @@ pub(crate) struct CompareArgs {
 pub(crate) struct ExportArgs {
     /// A run id (or a unique prefix of one), or `latest`.
     pub run: String,
-    /// jsonl (one JSON object per line), csv, or hlog (an HdrHistogram
-    /// interval log of the latencies).
+    /// jsonl (one JSON object per line), csv, hlog (an HdrHistogram
+    /// interval log of the latencies), or openmetrics (the final metrics).
     #[arg(long, default_value = "jsonl")]
     pub format: ExportFormat,
     /// Every raw log record instead of the windows (jsonl only).
@@ -297,6 +321,18 @@ pub(crate) struct ExportArgs {
     /// Write to this file instead of stdout.
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// Instead of writing a file, push the run's metrics to this
+    /// Prometheus remote-write URL, one push per second of the run, with
+    /// the log's timestamps (as `run --remote-write` would have).
+    #[arg(long, value_name = "URL", conflicts_with_all = ["events", "output"])]
+    pub remote_write: Option<String>,
+    /// A header every remote-write request carries (repeatable).
+    #[arg(
+        long = "remote-write-header",
+        value_name = "'NAME: VALUE'",
+        requires = "remote_write"
+    )]
+    pub remote_write_headers: Vec<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -308,6 +344,10 @@ pub(crate) enum ExportFormat {
     /// An HdrHistogram interval log of latencies (one interval per window
     /// and phase or operation), for HdrHistogram's own tools.
     Hlog,
+    /// The run's final metrics in the OpenMetrics text format (what
+    /// `run --metrics-listen` served last), e.g. for node_exporter's
+    /// textfile collector.
+    Openmetrics,
 }
 
 #[derive(clap::Args)]

@@ -51,6 +51,7 @@ mod hosts;
 mod hub;
 mod live;
 mod log;
+mod metrics;
 mod output;
 mod pool;
 mod reaper;

@@ -111,11 +111,26 @@ pub(crate) async fn run(args: RunArgs, halt: Stop) -> Result<u8> {
     let shipped = agent_binary::local(args.flags.agent_binary.as_deref()).await?;
     let trust = Trust::load_or_create(&args.data_dir)?;
 
+    let flags = &args.flags;
+    let metrics = crate::metrics::session::prepare(
+        flags.metrics_listen,
+        flags.metrics_linger,
+        flags.remote_write.as_deref(),
+        &flags.remote_write_headers,
+    )
+    .await
+    .map_err(BadInput)?;
+
     let run_id = uuid::Uuid::now_v7().to_string();
     // A pool is held (one run at a time) before anything of the run exists.
     let pool = pool_use::hold(&args.data_dir, &workload, args.flags.listen, &run_id)?;
     let log = open_log(&args, &workload, text, &run_id, &shipped.hash).await?;
     let forced = tokio::spawn(end_when_forced(log.hub.clone(), halt.forced.clone()));
+    let metrics = if metrics.is_empty() {
+        None
+    } else {
+        Some(metrics.start(&log.hub.fold)?)
+    };
     if let (Some((pool, _)), Some(want)) = (&pool, &workload.agents.pool) {
         pool_use::admit(&log.hub, pool, want, &shipped.hash, &args.data_dir);
     }
@@ -167,7 +182,11 @@ pub(crate) async fn run(args: RunArgs, halt: Stop) -> Result<u8> {
     .await;
     forced.abort();
     let report = close(log, served, pool).await;
-    summary(&report, &args.flags, &run_id, ending)
+    let code = summary(&report, &args.flags, &run_id, ending);
+    if let Some(metrics) = metrics {
+        metrics.finish().await;
+    }
+    code
 }
 
 /// A forced stop: the process groups are killed already; the run's end is

@@ -10,7 +10,7 @@ use fleetbench::pb::log_record::Record;
 use crate::plausible::{host_metrics_fault, implausible_window};
 
 use crate::state::{
-    AgentPhase, AgentWindow, CpuSample, Filter, Fold, PhaseAgg, RunInfo, WindowAgg,
+    AgentPhase, AgentWindow, CpuSample, Filter, Fold, PhaseAgg, RunInfo, Totals, WindowAgg,
 };
 
 impl Fold {
@@ -31,6 +31,14 @@ impl Fold {
     /// latency histograms), for `export`.
     pub fn keeping_agent_windows(mut self) -> Self {
         self.keep_agent_windows = true;
+        self
+    }
+
+    /// This fold, also keeping each phase's running totals per operation,
+    /// warm-up included, for live metrics ([`Fold::series`]): one more
+    /// histogram merge per window.
+    pub fn keeping_totals(mut self) -> Self {
+        self.keep_totals = true;
         self
     }
 
@@ -205,13 +213,17 @@ impl Fold {
             self.bad_windows += 1;
             return;
         }
-        let keep = self.keep_agent_windows;
-        if self
-            .phase_mut(w.phase_index)
-            .add_window(agent, w, keep)
-            .is_err()
-        {
+        let (keep, totals) = (self.keep_agent_windows, self.keep_totals);
+        let phase = self.phase_mut(w.phase_index);
+        if phase.add_window(agent, w, keep).is_err() {
             self.bad_windows += 1;
+        } else if totals {
+            phase
+                .totals
+                .entry(w.op.clone())
+                .or_insert_with(Totals::new)
+                .add(w)
+                .expect("the same bytes decoded just above");
         }
     }
 

@@ -23,6 +23,7 @@
 //!   `summary`: the state into a [`Report`]; `model`: the report's types;
 //!   `limited`: the load-generator-limited rules; `shape`: intended rates;
 //!   `services`: the `[[service]]` processes, which died and their stderr;
+//!   `series`: the fold as Prometheus metric families (live metrics);
 //!   `testlog` (feature `test-support`): synthetic logs for tests.
 //!
 //! Depends only on the root `fleetbench` crate (`pb`, the histogram codec),
@@ -40,6 +41,7 @@ mod model;
 mod options;
 mod plausible;
 mod reasons;
+mod series;
 mod services;
 mod shape;
 mod state;
@@ -68,6 +70,7 @@ pub use model::{
 pub use options::ReportOptions;
 pub use plausible::{MAX_NOTICE_BYTES, event_fault, host_metrics_fault, window_fault};
 pub use reasons::{Reason, ReasonKind, Verdict, verdict_of};
+pub use series::{Family, MetricKind, Sample, latency_buckets_s};
 pub use services::STDERR_TAIL_LINES;
 pub use shape::{intended_mean, intended_rate};
 pub use state::{AgentInfo, AgentPhase, Filter, Fold, PhaseAgg, RunInfo, WindowAgg};

@@ -197,6 +197,47 @@ impl WindowAgg {
     }
 }
 
+/// One operation's running totals over a whole phase (warm-up included),
+/// each window added as it lands: what live metrics count
+/// ([`Fold::keeping_totals`]). Only what a counter or the latency histogram
+/// needs, so that keeping them costs one histogram merge per window.
+#[derive(Debug, Clone)]
+pub(crate) struct Totals {
+    pub(crate) ok: u64,
+    pub(crate) errors: BTreeMap<String, u64>,
+    pub(crate) bytes_sent: u64,
+    pub(crate) bytes_received: u64,
+    pub(crate) scheduled: u64,
+    pub(crate) latency: Histogram<u64>,
+}
+
+impl Totals {
+    pub(crate) fn new() -> Self {
+        Totals {
+            ok: 0,
+            errors: BTreeMap::new(),
+            bytes_sent: 0,
+            bytes_received: 0,
+            scheduled: 0,
+            latency: new_growing_histogram(),
+        }
+    }
+
+    /// Adds one agent's window (its histogram already decoded once by the
+    /// caller, so it decodes).
+    pub(crate) fn add(&mut self, w: &pb::ResultWindow) -> Result<(), String> {
+        merge_encoded(&mut self.latency, &w.latency_histogram)?;
+        self.ok += w.ok;
+        for (class, n) in &w.errors {
+            *self.errors.entry(class.clone()).or_default() += n;
+        }
+        self.bytes_sent += w.bytes_sent;
+        self.bytes_received += w.bytes_received;
+        self.scheduled += w.scheduled;
+        Ok(())
+    }
+}
+
 /// Adds `h` into stage `name` of `stages`.
 fn add_stage(stages: &mut BTreeMap<String, Histogram<u64>>, name: &str, h: &Histogram<u64>) {
     match stages.get_mut(name) {
@@ -323,6 +364,9 @@ pub struct PhaseAgg {
     /// (coordinator clock): where the load stopped, for agents that do not
     /// say so themselves (`PhaseEnded.ran_us`).
     pub(crate) stop_logged_at_us: Option<i64>,
+    /// Per operation ("" for a single workload), every window so far:
+    /// kept only by a fold made with [`Fold::keeping_totals`].
+    pub(crate) totals: BTreeMap<String, Totals>,
 }
 
 impl PhaseAgg {
@@ -351,6 +395,7 @@ impl PhaseAgg {
             shape: None,
             stop: None,
             stop_logged_at_us: None,
+            totals: BTreeMap::new(),
         }
     }
 
@@ -506,6 +551,9 @@ pub struct Fold {
     /// Keep each agent's own windows whole ([`AgentPhase::kept`]), not only
     /// their counts. Off by default: it holds a histogram per agent and window.
     pub(crate) keep_agent_windows: bool,
+    /// Keep each phase's running totals per operation ([`PhaseAgg::totals`]):
+    /// live metrics read them.
+    pub(crate) keep_totals: bool,
     /// The `[[service]]` processes: ready where, ended how, their stderr's end.
     pub(crate) services: ServiceLog,
 }

@@ -6,7 +6,8 @@
 //!   for a page); `html`: the HTML pages and their SVG charts; `compare`:
 //!   two reports side by side, with `stats` (the noise test); `junit`: the
 //!   verdict and thresholds as JUnit XML for CI; `export`:
-//!   window rows and raw records; `cells`: the cells and sentences every
+//!   window rows and raw records; `metrics`: the fold's metric families as
+//!   Prometheus text, OpenMetrics and remote write; `cells`: the cells and sentences every
 //!   view shares; `format`: the formats' names.
 //!
 //! Depends on `fleetbench-fold` and the root `fleetbench` crate; only the
@@ -22,6 +23,7 @@ pub mod export;
 mod format;
 pub mod html;
 pub mod junit;
+pub mod metrics;
 pub mod report;
 pub mod stats;
 
