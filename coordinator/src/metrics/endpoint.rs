@@ -40,15 +40,14 @@ pub(crate) struct Endpoint {
 impl Endpoint {
     /// `url` (http:// or https://) and `headers` as "Name: value".
     pub(crate) fn new(url: &str, headers: &[String]) -> Result<Endpoint> {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            bail!("--remote-write {url:?}: the URL must start with http:// or https://");
+        }
         let (url, basic) = split_userinfo(url);
         let uri: Uri = url
             .parse()
             .with_context(|| format!("--remote-write {url:?} is not a URL"))?;
-        let https = match uri.scheme_str() {
-            Some("http") => false,
-            Some("https") => true,
-            _ => bail!("--remote-write {url:?}: the URL must start with http:// or https://"),
-        };
+        let https = uri.scheme_str() == Some("https");
         let host = uri
             .host()
             .ok_or_else(|| anyhow!("--remote-write {url:?} names no host"))?
@@ -115,7 +114,7 @@ impl Endpoint {
                 Err(Failure::Final(e)) => return Err(e),
                 Err(Failure::Retry(e)) => match waits.next() {
                     Some(wait) => tokio::time::sleep(*wait).await,
-                    None => return Err(e.context(format!("{} attempts", BACKOFF.len() + 1))),
+                    None => return Err(e.context(format!("after {} attempts", BACKOFF.len() + 1))),
                 },
             }
         }
