@@ -180,7 +180,7 @@ async fn push_loop(
             (f.series(), f.last_logged_at_us())
         };
         let mut at_ms = at_us.div_euclid(1000);
-        if at_us == last_us || families.is_empty() || (at_ms <= last_ms && !ending) {
+        if at_us == last_us || (at_ms <= last_ms && !ending) {
             if ending {
                 break;
             }
